@@ -1,0 +1,13 @@
+//! One module per `aether` verb; each has `Args` (clap) and `run`.
+
+pub mod bench;
+pub mod classify;
+pub mod convert;
+pub mod demo;
+pub mod eval;
+pub mod features;
+pub mod gate;
+pub mod init;
+pub mod inspect;
+pub mod simulate;
+pub mod train;

@@ -1,0 +1,7 @@
+//! # aether-head
+//!
+//! The AETHER temporal head over a `.rvne` blob.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![deny(missing_docs)]
+
+extern crate alloc;
