@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod error;
 pub mod pattern;
+pub mod reference;
 pub mod simd;
 pub mod tensor;
 
