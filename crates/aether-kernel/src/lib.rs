@@ -12,12 +12,20 @@
 
 extern crate alloc;
 
+pub mod backward;
+pub mod cache;
+pub mod dense;
 pub mod error;
 pub mod pattern;
 pub mod reference;
 pub mod simd;
+pub mod sparse;
 pub mod tensor;
 
+pub use backward::*;
+pub use cache::*;
+pub use dense::*;
 pub use error::{KernelError, Result};
+pub use sparse::*;
 pub use pattern::SparsePattern;
 pub use tensor::{check_qkv, Tensor3};

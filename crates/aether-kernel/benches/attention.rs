@@ -1,0 +1,2 @@
+//! Criterion benchmarks (under construction).
+fn main() {}
