@@ -4,6 +4,7 @@
 //! arguments and dispatches. Errors print one line and exit non-zero.
 
 mod commands;
+mod fsutil;
 
 use clap::{Parser, Subcommand};
 

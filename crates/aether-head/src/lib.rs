@@ -5,3 +5,6 @@
 #![deny(missing_docs)]
 
 extern crate alloc;
+
+#[cfg(feature = "train")]
+pub mod train;

@@ -26,6 +26,6 @@ pub use backward::*;
 pub use cache::*;
 pub use dense::*;
 pub use error::{KernelError, Result};
-pub use sparse::*;
 pub use pattern::SparsePattern;
+pub use sparse::*;
 pub use tensor::{check_qkv, Tensor3};

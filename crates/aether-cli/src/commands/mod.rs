@@ -1,6 +1,7 @@
 //! One module per `aether` verb; each has `Args` (clap) and `run`.
 
 pub mod bench;
+pub mod bench_head;
 pub mod classify;
 pub mod convert;
 pub mod demo;

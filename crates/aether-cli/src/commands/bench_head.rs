@@ -1,0 +1,1 @@
+//! Head benchmarks for `aether bench` (forward latency, streaming push cost).

@@ -1,0 +1,1 @@
+//! Training: backward through the whole head, AdamW, metrics (feature `train`).
