@@ -1,1 +1,570 @@
-//! (module under construction)
+//! Backward pass of sparse and dense attention: gradients with respect to q, k, v.
+//!
+//! Shapes follow the forward: `q`, `d_out`, `dq` are `[seq][q_heads][dim]`; `k`, `v`,
+//! `dk`, `dv` are `[seq][kv_heads][dim]`; query head `h` reads kv head
+//! `h / (q_heads / kv_heads)`.
+//!
+//! # Backward
+//!
+//! For one query row (position `i`, head `h`) with candidates `c` (tokens and
+//! landmarks of the pattern, or all keys `j ≤ i` / all keys for dense), keys `k_c`,
+//! values `v_c`, scale `σ = 1/√dim` and upstream gradient `g = d_out[i][h]`:
+//!
+//! ```text
+//! s_c  = σ · q·k_c          w_c = softmax(s)_c          out = Σ_c w_c v_c
+//! dv_c += w_c · g
+//! dw_c  = g · v_c           D = Σ_c w_c dw_c  (= g · out)
+//! ds_c  = w_c (dw_c − D)
+//! dq   += σ Σ_c ds_c k_c
+//! dk_c += σ ds_c q
+//! ```
+//!
+//! A landmark `c = b` has `k_b = (1/|b|) Σ_{t∈b} k_t` (and likewise `v_b`) over
+//! tokens `t ∈ [b·B, min((b+1)·B, n))`, so its key/value gradient is accumulated
+//! per block first and then spread as `dk_t += dk_b / |b|`, `dv_t += dv_b / |b|`
+//! for every token of the block. With GQA each kv-head gradient is the sum over the
+//! query heads of its group.
+//!
+//! Cost is O(edges · dim) for sparse (plus O(n · kv_heads · dim) for the landmark
+//! means and their spreading) and O(n² · dim) for dense; the softmax is recomputed,
+//! nothing of size O(edges) or O(n²) is stored. The `_into` variants accumulate
+//! (`+=`) into caller-owned [`AttentionGrads`] and reuse a caller-owned
+//! [`BackwardScratch`], so repeated calls at a fixed size allocate nothing.
+//! Everything here is single-threaded: parallelise over a batch outside.
+//!
+//! ```
+//! use aether_kernel::{sparse_attention_backward, SparsePattern, Tensor3};
+//! let q = Tensor3::from_vec(vec![0.1; 4 * 2 * 3], 4, 2, 3).unwrap();
+//! let kv = Tensor3::from_vec(vec![0.2; 4 * 3], 4, 1, 3).unwrap();
+//! let d_out = Tensor3::from_vec(vec![1.0; 4 * 2 * 3], 4, 2, 3).unwrap();
+//! let g = sparse_attention_backward(&SparsePattern::default(), &q, &kv, &kv, &d_out).unwrap();
+//! assert_eq!(g.dk.shape(), (4, 1, 3));
+//! ```
+
+use alloc::vec::Vec;
+
+use crate::error::{KernelError, Result};
+use crate::pattern::SparsePattern;
+use crate::simd::{axpy, dot, exp, scale};
+use crate::tensor::{check_qkv, Tensor3};
+
+/// Gradients of an attention call: `dq` shaped like q, `dk` and `dv` like k and v.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionGrads {
+    /// Gradient with respect to q, `[seq][q_heads][dim]`.
+    pub dq: Tensor3,
+    /// Gradient with respect to k, `[seq][kv_heads][dim]`.
+    pub dk: Tensor3,
+    /// Gradient with respect to v, `[seq][kv_heads][dim]`.
+    pub dv: Tensor3,
+}
+
+impl AttentionGrads {
+    /// Zero gradients for q of shape `(seq, q_heads, dim)` and k/v of `(seq, kv_heads, dim)`.
+    pub fn zeros(seq: usize, q_heads: usize, kv_heads: usize, dim: usize) -> Result<Self> {
+        Ok(Self {
+            dq: Tensor3::zeros(seq, q_heads, dim)?,
+            dk: Tensor3::zeros(seq, kv_heads, dim)?,
+            dv: Tensor3::zeros(seq, kv_heads, dim)?,
+        })
+    }
+
+    /// Zero gradients shaped like the given q and k (v is shaped like k).
+    pub fn zeros_like(q: &Tensor3, k: &Tensor3) -> Result<Self> {
+        let (n, hq, d) = q.shape();
+        Self::zeros(n, hq, k.heads(), d)
+    }
+
+    /// Sets every gradient to zero, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.dq.as_mut_slice().fill(0.0);
+        self.dk.as_mut_slice().fill(0.0);
+        self.dv.as_mut_slice().fill(0.0);
+    }
+}
+
+/// Reusable working memory of the backward kernels; grows to the largest problem seen.
+#[derive(Debug, Clone, Default)]
+pub struct BackwardScratch {
+    toks: Vec<usize>,
+    lms: Vec<usize>,
+    w: Vec<f32>,
+    dw: Vec<f32>,
+    kl: Vec<f32>,
+    vl: Vec<f32>,
+    dkl: Vec<f32>,
+    dvl: Vec<f32>,
+}
+
+impl BackwardScratch {
+    /// An empty scratch; the first call sizes it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes currently reserved.
+    pub fn bytes(&self) -> usize {
+        let f = self.w.capacity()
+            + self.dw.capacity()
+            + self.kl.capacity()
+            + self.vl.capacity()
+            + self.dkl.capacity()
+            + self.dvl.capacity();
+        let u = self.toks.capacity() + self.lms.capacity();
+        f * core::mem::size_of::<f32>() + u * core::mem::size_of::<usize>()
+    }
+}
+
+/// Sparse attention backward over the pattern; returns fresh gradients.
+///
+/// `d_out` is the gradient of the loss with respect to the forward output
+/// (shaped like q). Errors: invalid pattern, inconsistent q/k/v, `d_out` shape.
+pub fn sparse_attention_backward(
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    d_out: &Tensor3,
+) -> Result<AttentionGrads> {
+    check_qkv(q, k, v)?;
+    let mut g = AttentionGrads::zeros_like(q, k)?;
+    sparse_attention_backward_into(p, q, k, v, d_out, &mut g, &mut BackwardScratch::new())?;
+    Ok(g)
+}
+
+/// Dense attention backward (all keys, or `j ≤ i` when `causal`); returns fresh gradients.
+pub fn dense_attention_backward(
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    d_out: &Tensor3,
+) -> Result<AttentionGrads> {
+    check_qkv(q, k, v)?;
+    let mut g = AttentionGrads::zeros_like(q, k)?;
+    dense_attention_backward_into(q, k, v, causal, d_out, &mut g, &mut BackwardScratch::new())?;
+    Ok(g)
+}
+
+/// Sparse attention backward, **accumulating** (`+=`) into `grads` and reusing `scratch`.
+///
+/// `grads` must be shaped like q (dq) and k/v (dk, dv). Nothing is written on error.
+pub fn sparse_attention_backward_into(
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    d_out: &Tensor3,
+    grads: &mut AttentionGrads,
+    scratch: &mut BackwardScratch,
+) -> Result<()> {
+    p.validate()?;
+    let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
+    let bs = p.block_size;
+    let blocks = if p.landmarks { n.div_ceil(bs) } else { 0 };
+    let row = hk * d;
+    let s = scratch;
+    for buf in [&mut s.kl, &mut s.vl, &mut s.dkl, &mut s.dvl] {
+        buf.clear();
+        buf.resize(blocks * row, 0.0);
+    }
+    if blocks > 0 {
+        block_means(k.as_slice(), n, row, bs, &mut s.kl);
+        block_means(v.as_slice(), n, row, bs, &mut s.vl);
+    }
+    let x = Inputs {
+        q: q.as_slice(),
+        k: k.as_slice(),
+        v: v.as_slice(),
+        kl: &s.kl,
+        vl: &s.vl,
+        d_out: d_out.as_slice(),
+        hq,
+        hk,
+        d,
+        scale: 1.0 / libm::sqrtf(d as f32),
+    };
+    let mut o = Outputs {
+        dq: grads.dq.as_mut_slice(),
+        dk: grads.dk.as_mut_slice(),
+        dv: grads.dv.as_mut_slice(),
+        dkl: &mut s.dkl,
+        dvl: &mut s.dvl,
+    };
+    let cap = p.max_edges_per_query(n);
+    s.toks.clear();
+    s.lms.clear();
+    s.toks.reserve(cap);
+    s.lms.reserve(cap);
+    for i in 0..n {
+        s.toks.clear();
+        s.lms.clear();
+        p.for_each_token(i, n, |j| s.toks.push(j));
+        p.for_each_landmark(i, n, |b| s.lms.push(b));
+        position_backward(&x, &mut o, i, &s.toks, &s.lms, &mut s.w, &mut s.dw);
+    }
+    if blocks > 0 {
+        spread_blocks(o.dkl, n, row, bs, o.dk);
+        spread_blocks(o.dvl, n, row, bs, o.dv);
+    }
+    Ok(())
+}
+
+/// Dense attention backward, **accumulating** (`+=`) into `grads` and reusing `scratch`.
+///
+/// Scratch grows to O(n); no O(n²) buffer is formed. Nothing is written on error.
+pub fn dense_attention_backward_into(
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    d_out: &Tensor3,
+    grads: &mut AttentionGrads,
+    scratch: &mut BackwardScratch,
+) -> Result<()> {
+    let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
+    let s = scratch;
+    let x = Inputs {
+        q: q.as_slice(),
+        k: k.as_slice(),
+        v: v.as_slice(),
+        kl: &[],
+        vl: &[],
+        d_out: d_out.as_slice(),
+        hq,
+        hk,
+        d,
+        scale: 1.0 / libm::sqrtf(d as f32),
+    };
+    let mut o = Outputs {
+        dq: grads.dq.as_mut_slice(),
+        dk: grads.dk.as_mut_slice(),
+        dv: grads.dv.as_mut_slice(),
+        dkl: &mut [],
+        dvl: &mut [],
+    };
+    s.lms.clear();
+    s.toks.clear();
+    s.toks.reserve(n);
+    s.w.clear();
+    s.w.reserve(n);
+    s.dw.clear();
+    s.dw.reserve(n);
+    for i in 0..n {
+        let last = if causal { i + 1 } else { n };
+        // Candidates 0..last: grow the prefix list instead of rebuilding it.
+        if s.toks.len() != last {
+            s.toks.clear();
+            s.toks.extend(0..last);
+        }
+        position_backward(&x, &mut o, i, &s.toks, &[], &mut s.w, &mut s.dw);
+    }
+    Ok(())
+}
+
+/// Validates q/k/v, `d_out` and the gradient buffers; returns `(seq, q_heads, kv_heads, dim)`.
+fn check_shapes(
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    d_out: &Tensor3,
+    g: &AttentionGrads,
+) -> Result<(usize, usize, usize, usize)> {
+    let dims = check_qkv(q, k, v)?;
+    let checks: [(&'static str, &Tensor3, &Tensor3); 4] = [
+        ("d_out", d_out, q),
+        ("dq", &g.dq, q),
+        ("dk", &g.dk, k),
+        ("dv", &g.dv, k),
+    ];
+    for (name, t, like) in checks {
+        let (a, b) = (t.shape(), like.shape());
+        let (what, expected, got) = if a.0 != b.0 {
+            ("seq", b.0, a.0)
+        } else if a.1 != b.1 {
+            ("heads", b.1, a.1)
+        } else if a.2 != b.2 {
+            ("dim", b.2, a.2)
+        } else {
+            continue;
+        };
+        return Err(KernelError::ShapeMismatch {
+            what: shape_label(name, what),
+            expected,
+            got,
+        });
+    }
+    Ok(dims)
+}
+
+/// `"<tensor>.<dimension>"` as a static label for [`KernelError::ShapeMismatch`].
+fn shape_label(name: &'static str, what: &'static str) -> &'static str {
+    match (name, what) {
+        ("d_out", "seq") => "d_out.seq",
+        ("d_out", "heads") => "d_out.heads",
+        ("d_out", _) => "d_out.dim",
+        ("dq", "seq") => "dq.seq",
+        ("dq", "heads") => "dq.heads",
+        ("dq", _) => "dq.dim",
+        ("dk", "seq") => "dk.seq",
+        ("dk", "heads") => "dk.heads",
+        ("dk", _) => "dk.dim",
+        (_, "seq") => "dv.seq",
+        (_, "heads") => "dv.heads",
+        _ => "dv.dim",
+    }
+}
+
+/// Writes the per-block mean rows of `x` (`n` rows of `row` floats) into zeroed `out`.
+fn block_means(x: &[f32], n: usize, row: usize, bs: usize, out: &mut [f32]) {
+    for (b, o) in out.chunks_exact_mut(row).enumerate() {
+        let lo = b * bs;
+        let hi = (lo + bs).min(n);
+        for t in lo..hi {
+            axpy(1.0, &x[t * row..(t + 1) * row], o);
+        }
+        scale(1.0 / (hi - lo) as f32, o);
+    }
+}
+
+/// Adds `g_b / |b|` of every block gradient row to each of the block's token rows.
+fn spread_blocks(g: &[f32], n: usize, row: usize, bs: usize, dst: &mut [f32]) {
+    for (b, gb) in g.chunks_exact(row).enumerate() {
+        let lo = b * bs;
+        let hi = (lo + bs).min(n);
+        let inv = 1.0 / (hi - lo) as f32;
+        for t in lo..hi {
+            axpy(inv, gb, &mut dst[t * row..(t + 1) * row]);
+        }
+    }
+}
+
+/// Read-only operands of one backward call (flat row-major buffers).
+struct Inputs<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    kl: &'a [f32],
+    vl: &'a [f32],
+    d_out: &'a [f32],
+    hq: usize,
+    hk: usize,
+    d: usize,
+    scale: f32,
+}
+
+/// Gradient accumulators of one backward call; `dkl`/`dvl` are per-block landmark gradients.
+struct Outputs<'a> {
+    dq: &'a mut [f32],
+    dk: &'a mut [f32],
+    dv: &'a mut [f32],
+    dkl: &'a mut [f32],
+    dvl: &'a mut [f32],
+}
+
+/// Backward of every query head at position `i` over token candidates `toks` and
+/// landmark candidates `lms` (candidate `c < toks.len()` is a token, else a landmark).
+fn position_backward(
+    x: &Inputs<'_>,
+    o: &mut Outputs<'_>,
+    i: usize,
+    toks: &[usize],
+    lms: &[usize],
+    w: &mut Vec<f32>,
+    dw: &mut Vec<f32>,
+) {
+    let nt = toks.len();
+    let nc = nt + lms.len();
+    if nc == 0 {
+        return;
+    }
+    w.clear();
+    w.resize(nc, 0.0);
+    dw.clear();
+    dw.resize(nc, 0.0);
+    let (hq, hk, d) = (x.hq, x.hk, x.d);
+    let group = hq / hk;
+    // Offset of candidate c's row for kv head kh, and whether it is a landmark.
+    let off = |c: usize, kh: usize| -> (usize, bool) {
+        if c < nt {
+            ((toks[c] * hk + kh) * d, false)
+        } else {
+            ((lms[c - nt] * hk + kh) * d, true)
+        }
+    };
+    for h in 0..hq {
+        let kh = h / group;
+        let qo = (i * hq + h) * d;
+        let qrow = &x.q[qo..qo + d];
+        let grow = &x.d_out[qo..qo + d];
+        let mut m = f32::NEG_INFINITY;
+        for (c, wc) in w.iter_mut().enumerate() {
+            let (ko, lm) = off(c, kh);
+            let krow = if lm {
+                &x.kl[ko..ko + d]
+            } else {
+                &x.k[ko..ko + d]
+            };
+            let s = dot(qrow, krow) * x.scale;
+            *wc = s;
+            m = m.max(s);
+        }
+        let mut z = 0.0f32;
+        for wc in w.iter_mut() {
+            *wc = exp(*wc - m);
+            z += *wc;
+        }
+        let inv = 1.0 / z;
+        let mut big_d = 0.0f32;
+        for (c, (wc, dwc)) in w.iter_mut().zip(dw.iter_mut()).enumerate() {
+            *wc *= inv;
+            let (vo, lm) = off(c, kh);
+            let vrow = if lm {
+                &x.vl[vo..vo + d]
+            } else {
+                &x.v[vo..vo + d]
+            };
+            *dwc = dot(grow, vrow);
+            big_d += *wc * *dwc;
+        }
+        let dq = &mut o.dq[qo..qo + d];
+        for (c, (&wc, &dwc)) in w.iter().zip(dw.iter()).enumerate() {
+            let ds = wc * (dwc - big_d) * x.scale;
+            let (ro, lm) = off(c, kh);
+            let (krow, dk, dv) = if lm {
+                (
+                    &x.kl[ro..ro + d],
+                    &mut o.dkl[ro..ro + d],
+                    &mut o.dvl[ro..ro + d],
+                )
+            } else {
+                (
+                    &x.k[ro..ro + d],
+                    &mut o.dk[ro..ro + d],
+                    &mut o.dv[ro..ro + d],
+                )
+            };
+            axpy(ds, krow, dq);
+            axpy(ds, qrow, dk);
+            axpy(wc, grow, dv);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn t(n: usize, h: usize, d: usize, seed: u32) -> Tensor3 {
+        let data = (0..n * h * d)
+            .map(|x| {
+                let y = (x as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed * 97);
+                ((y >> 8) % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect();
+        Tensor3::from_vec(data, n, h, d).unwrap()
+    }
+
+    #[test]
+    fn d_out_and_grad_shape_mismatches_are_typed_errors() {
+        let (q, k) = (t(5, 2, 3, 1), t(5, 1, 3, 2));
+        let p = SparsePattern::default();
+        let bad = t(4, 2, 3, 3);
+        assert_eq!(
+            sparse_attention_backward(&p, &q, &k, &k, &bad),
+            Err(KernelError::ShapeMismatch {
+                what: "d_out.seq",
+                expected: 5,
+                got: 4
+            })
+        );
+        assert!(matches!(
+            dense_attention_backward(&q, &k, &k, true, &t(5, 1, 3, 0)),
+            Err(KernelError::ShapeMismatch {
+                what: "d_out.heads",
+                ..
+            })
+        ));
+        let mut g = AttentionGrads::zeros(5, 2, 2, 3).unwrap();
+        let before = g.clone();
+        let mut s = BackwardScratch::new();
+        assert!(matches!(
+            sparse_attention_backward_into(&p, &q, &k, &k, &q, &mut g, &mut s),
+            Err(KernelError::ShapeMismatch {
+                what: "dk.heads",
+                expected: 1,
+                got: 2
+            })
+        ));
+        assert_eq!(g, before);
+        let p0 = SparsePattern { block_size: 0, ..p };
+        assert_eq!(
+            sparse_attention_backward(&p0, &q, &k, &k, &q),
+            Err(KernelError::BlockSizeZero)
+        );
+    }
+
+    #[test]
+    fn into_accumulates_and_reuses_scratch() {
+        let (q, k, v, g) = (
+            t(40, 4, 8, 1),
+            t(40, 2, 8, 2),
+            t(40, 2, 8, 3),
+            t(40, 4, 8, 4),
+        );
+        let p = SparsePattern {
+            window: 5,
+            block_size: 6,
+            ..SparsePattern::default()
+        };
+        let once = sparse_attention_backward(&p, &q, &k, &v, &g).unwrap();
+        let mut acc = AttentionGrads::zeros_like(&q, &k).unwrap();
+        let mut s = BackwardScratch::new();
+        sparse_attention_backward_into(&p, &q, &k, &v, &g, &mut acc, &mut s).unwrap();
+        let bytes = s.bytes();
+        sparse_attention_backward_into(&p, &q, &k, &v, &g, &mut acc, &mut s).unwrap();
+        assert_eq!(s.bytes(), bytes, "second call must not grow scratch");
+        for (a, b) in [
+            (&acc.dq, &once.dq),
+            (&acc.dk, &once.dk),
+            (&acc.dv, &once.dv),
+        ] {
+            for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+                assert!((x - 2.0 * y).abs() <= 1e-5 * (1.0 + y.abs()));
+            }
+        }
+        acc.clear();
+        assert!(acc.dq.as_slice().iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn dv_sums_to_d_out_sum() {
+        // Each row's weights sum to one and landmark spreading preserves mass, so the
+        // total value gradient equals the total upstream gradient (summed over heads).
+        let (q, k, v, g) = (
+            t(23, 3, 5, 5),
+            t(23, 1, 5, 6),
+            t(23, 1, 5, 7),
+            t(23, 3, 5, 8),
+        );
+        for landmarks in [false, true] {
+            let p = SparsePattern {
+                window: 3,
+                block_size: 4,
+                global_tokens: vec![0, 7, 99],
+                causal: false,
+                log_stride: true,
+                landmarks,
+            };
+            let gr = sparse_attention_backward(&p, &q, &k, &v, &g).unwrap();
+            for c in 0..5 {
+                let want: f32 = (0..23 * 3).map(|r| g.as_slice()[r * 5 + c]).sum();
+                let got: f32 = (0..23).map(|r| gr.dv.as_slice()[r * 5 + c]).sum();
+                assert!((want - got).abs() < 1e-4, "{want} vs {got}");
+            }
+        }
+    }
+}
