@@ -664,7 +664,7 @@ impl<S: KvElem> KvCacheOf<S> {
     /// with this pattern allocate nothing (the first `decode` does this implicitly).
     pub fn reserve_decode(&mut self, pattern: &SparsePattern, q_heads: usize) -> Result<()> {
         self.check_valid()?;
-        if q_heads == 0 || q_heads % self.kv_heads != 0 {
+        if q_heads == 0 || q_heads.checked_rem(self.kv_heads) != Some(0) {
             return Err(KernelError::HeadsNotDivisible {
                 q_heads,
                 kv_heads: self.kv_heads,
@@ -708,7 +708,7 @@ impl<S: KvElem> KvCacheOf<S> {
             });
         }
         let d = self.dim;
-        if q_row.is_empty() || q_row.len() % d != 0 {
+        if q_row.is_empty() || q_row.len().checked_rem(d) != Some(0) {
             return Err(KernelError::ShapeMismatch {
                 what: "q_row (q_heads · dim)",
                 expected: (q_row.len() / d).max(1) * d,
@@ -716,7 +716,7 @@ impl<S: KvElem> KvCacheOf<S> {
             });
         }
         let q_heads = q_row.len() / d;
-        if q_heads % self.kv_heads != 0 {
+        if q_heads.checked_rem(self.kv_heads) != Some(0) {
             return Err(KernelError::HeadsNotDivisible {
                 q_heads,
                 kv_heads: self.kv_heads,
