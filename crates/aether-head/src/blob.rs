@@ -1,1 +1,151 @@
 //! Loading a head from a `.rvne` blob (v1 and v2) through `aether-rvne`.
+//!
+//! The blob's [`ModelMeta`] becomes a [`HeadConfig`]; every tensor is borrowed straight
+//! from the blob when it is stored as f32 at a 4-aligned address (zero-copy from
+//! flash), and copied (converting f16) otherwise.
+
+use alloc::borrow::Cow;
+use alloc::vec;
+
+use aether_kernel::SparsePattern;
+use aether_rvne::{AttentionBackend, BlobView, ModelMeta};
+
+use crate::config::{Backend, HeadConfig, Pooling, Positional};
+use crate::error::{HeadError, Result};
+use crate::model::TemporalHead;
+use crate::weights::Weights;
+
+/// The head configuration a blob's metadata describes.
+pub fn config_from_meta(meta: &ModelMeta) -> HeadConfig {
+    let (d, a, p) = (&meta.dims, &meta.arch, &meta.pattern);
+    HeadConfig {
+        features: d.input_dim,
+        d_model: d.d_model,
+        q_heads: d.q_heads,
+        kv_heads: d.kv_heads,
+        head_dim: d.head_dim,
+        layers: d.layers,
+        classes: d.classes,
+        mlp_hidden: d.mlp_hidden,
+        input_norm: a.input_norm,
+        embed: a.embed,
+        positional: match a.positional {
+            aether_rvne::Positional::None => Positional::None,
+            aether_rvne::Positional::Sinusoidal => Positional::Sinusoidal,
+        },
+        pre_norm: a.pre_norm,
+        biases: a.biases,
+        final_norm: a.final_norm,
+        pooling: match a.pooling {
+            aether_rvne::Pooling::Mean => Pooling::Mean,
+            aether_rvne::Pooling::Last => Pooling::Last,
+        },
+        pattern: SparsePattern {
+            window: p.window,
+            block_size: p.block_size,
+            global_tokens: p.globals().to_vec(),
+            causal: p.causal,
+            log_stride: p.log_stride,
+            landmarks: p.landmarks,
+        },
+        backend: match a.attention {
+            AttentionBackend::Sparse => Backend::Sparse,
+            AttentionBackend::Dense => Backend::Dense,
+        },
+    }
+}
+
+impl<'a> TemporalHead<'a> {
+    /// Parses a v1 or v2 `.rvne` blob and builds the head it describes, borrowing
+    /// aligned f32 tensors from `bytes`.
+    pub fn from_blob(bytes: &'a [u8]) -> Result<Self> {
+        let view = BlobView::parse(bytes).map_err(HeadError::format)?;
+        Self::from_view(&view)
+    }
+
+    /// Builds the head a parsed blob describes (see [`TemporalHead::from_blob`]).
+    pub fn from_view(view: &BlobView<'a>) -> Result<Self> {
+        let cfg = config_from_meta(view.meta());
+        let weights = Weights::from_lookup(&cfg, |name| {
+            let Some(t) = view.tensor(name) else {
+                return Ok(None);
+            };
+            if let Some(s) = t.as_f32() {
+                return Ok(Some(Cow::Borrowed(s)));
+            }
+            let mut owned = vec![0.0f32; t.len()];
+            t.read_f32_into(&mut owned).map_err(HeadError::format)?;
+            Ok(Some(Cow::Owned(owned)))
+        })?;
+        Self::new(cfg, weights)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aether_rvne::{reference_init, DType, Dims, ModelFile, REFERENCE_SEED};
+
+    #[test]
+    fn v1_and_v2_of_the_reference_init_give_the_same_head() {
+        let meta = ModelMeta::v1_defaults(Dims::AETHER_DEFAULT);
+        let model = reference_init(&meta, REFERENCE_SEED, DType::F32).unwrap();
+        let v1 = model.to_v1_bytes(DType::F32).unwrap();
+        let v2 = model.to_v2_bytes(DType::F32).unwrap();
+        let h1 = TemporalHead::from_blob(&v1).unwrap();
+        let h2 = TemporalHead::from_blob(&v2).unwrap();
+        assert_eq!(h1.config(), &HeadConfig::aether_default());
+        assert_eq!(h1.weights(), h2.weights());
+        let frames: alloc::vec::Vec<f32> = (0..16 * 20).map(|i| (i % 9) as f32 * 0.1).collect();
+        assert_eq!(h1.forward(&frames).unwrap(), h2.forward(&frames).unwrap());
+        // f16 weights load (converted, owned) and stay close.
+        let v1h = model.to_v1_bytes(DType::F16).unwrap();
+        let hh = TemporalHead::from_blob(&v1h).unwrap();
+        assert!(!hh.is_zero_copy());
+        let (a, b) = (h1.forward(&frames).unwrap(), hh.forward(&frames).unwrap());
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3));
+        let _ = ModelFile::from_bytes(&v2).unwrap();
+    }
+
+    #[test]
+    fn aligned_f32_blob_is_borrowed_zero_copy() {
+        let meta = ModelMeta::v1_defaults(Dims::AETHER_DEFAULT);
+        let v2 = reference_init(&meta, REFERENCE_SEED, DType::F32)
+            .unwrap()
+            .to_v2_bytes(DType::F32)
+            .unwrap();
+        // Copy into a u32-aligned buffer so the f32 views are aligned.
+        let words: alloc::vec::Vec<u32> = v2
+            .chunks(4)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                b[..c.len()].copy_from_slice(c);
+                u32::from_le_bytes(b)
+            })
+            .collect();
+        // SAFETY: `words` is a live, initialised u32 buffer of at least `v2.len()` bytes;
+        // u8 has no alignment or validity requirements.
+        let bytes = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), v2.len()) };
+        let h = TemporalHead::from_blob(bytes).unwrap();
+        assert!(h.is_zero_copy());
+        assert_eq!(h.owned_weight_bytes(), 0);
+    }
+
+    #[test]
+    fn corrupt_blobs_are_typed_errors() {
+        let meta = ModelMeta::v1_defaults(Dims::AETHER_DEFAULT);
+        let mut v1 = reference_init(&meta, REFERENCE_SEED, DType::F32)
+            .unwrap()
+            .to_v1_bytes(DType::F32)
+            .unwrap();
+        v1[100] ^= 1;
+        assert!(matches!(
+            TemporalHead::from_blob(&v1),
+            Err(HeadError::Format { .. })
+        ));
+        assert!(matches!(
+            TemporalHead::from_blob(&[]),
+            Err(HeadError::Format { .. })
+        ));
+    }
+}

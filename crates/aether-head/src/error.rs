@@ -1,5 +1,6 @@
 //! Typed errors of the head: every refused input names what was wrong.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 
@@ -17,8 +18,8 @@ pub enum HeadError {
     },
     /// The weight file could not be read.
     Format {
-        /// The format error, rendered.
-        detail: String,
+        /// The format crate's error (boxed: it carries inline names and shapes).
+        source: Box<aether_rvne::Error>,
     },
     /// A configuration value is invalid (zero dimension, heads not divisible, …).
     Config {
@@ -94,6 +95,13 @@ pub enum HeadError {
 }
 
 impl HeadError {
+    /// Wraps a `.rvne` format error.
+    pub fn format(source: aether_rvne::Error) -> Self {
+        HeadError::Format {
+            source: Box::new(source),
+        }
+    }
+
     /// Wraps a kernel error with what the head was doing.
     pub fn kernel(context: &'static str, source: KernelError) -> Self {
         HeadError::Kernel { context, source }
@@ -104,7 +112,7 @@ impl fmt::Display for HeadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeadError::Kernel { context, source } => write!(f, "{context}: {source}"),
-            HeadError::Format { detail } => write!(f, "weight file: {detail}"),
+            HeadError::Format { source } => write!(f, "weight file: {source}"),
             HeadError::Config { what, detail } => write!(f, "invalid config {what}: {detail}"),
             HeadError::MissingTensor { name } => write!(f, "missing tensor `{name}`"),
             HeadError::TensorShape {
@@ -154,6 +162,7 @@ impl core::error::Error for HeadError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             HeadError::Kernel { source, .. } => Some(source),
+            HeadError::Format { source } => Some(source.as_ref()),
             _ => None,
         }
     }
