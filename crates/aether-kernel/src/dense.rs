@@ -1,1 +1,495 @@
-//! (module under construction)
+//! Optimised dense attention: flash-style tiles with an online softmax.
+//!
+//! Shapes as in [`crate::sparse`]: `q [N][Hq][d]`, `k, v [N][Hkv][d]`, `Hkv | Hq`
+//! (query head `h` reads kv head `h / (Hq/Hkv)`), output `[N][Hq][d]`:
+//!
+//! `out_i = Σ_{j ∈ J(i)} softmax_j(q_i·k_j / √d) · v_j`, `J(i) = 0..=i` when causal, else `0..N`.
+//!
+//! How it runs: keys are packed once per call transposed (`[Hkv][d][N']`) and
+//! values row-padded (`[Hkv][N'][d']`, `d'` a multiple of 16). Queries go in
+//! tiles of [`DENSE_BQ`] against key tiles of [`DENSE_BK`]: a register-blocked
+//! microkernel computes the `4 × 64` score tile (16 vector accumulators), the
+//! online softmax rescales the running maximum, denominator and accumulator
+//! (`m' = max(m, rowmax S)`, `l' = l·e^{m−m'} + Σ e^{S−m'}`), and the `4 × d`
+//! accumulator takes `P·V`. No `N × N` score matrix exists; memory is
+//! `O(N·Hkv·d)`. Causal key tiles past the query tile are skipped, the diagonal
+//! tile is masked. Numerics as in [`crate::sparse`]: scores clamped to
+//! `±f32::MAX`, max subtraction, so finite input never yields NaN.
+//!
+//! ```
+//! use aether_kernel::{dense_attention, Tensor3};
+//! let x = Tensor3::from_vec((0..48).map(|i| (i % 5) as f32 * 0.2).collect(), 6, 2, 4)?;
+//! let out = dense_attention(&x, &x, &x, true)?;
+//! assert_eq!(out.shape(), (6, 2, 4));
+//! # Ok::<(), aether_kernel::KernelError>(())
+//! ```
+
+use alloc::vec;
+
+use crate::error::{KernelError, Result};
+use crate::simd::{self, dispatch, fast_exp, Isa, SimdLevel, WithIsa, LANES};
+use crate::sparse::check_out;
+use crate::tensor::{check_qkv, Tensor3};
+
+/// Queries per tile.
+pub const DENSE_BQ: usize = 4;
+/// Keys per tile.
+pub const DENSE_BK: usize = 64;
+const KV: usize = DENSE_BK / LANES;
+
+struct Dims {
+    n_pad: usize,
+    d16: usize,
+    kt: usize,
+    vp: usize,
+    /// Per-tile memory: pre-scaled queries, accumulators, probabilities.
+    work: usize,
+}
+
+fn dims(n: usize, kv_heads: usize, dim: usize) -> Result<Dims> {
+    let ovf = KernelError::Overflow {
+        what: "dense scratch",
+    };
+    let n_pad = n.checked_next_multiple_of(DENSE_BK).ok_or(ovf.clone())?;
+    let d16 = dim.checked_next_multiple_of(LANES).ok_or(ovf.clone())?;
+    let kt = kv_heads
+        .checked_mul(dim)
+        .and_then(|x| x.checked_mul(n_pad))
+        .ok_or(ovf.clone())?;
+    let vp = kv_heads
+        .checked_mul(n_pad)
+        .and_then(|x| x.checked_mul(d16))
+        .ok_or(ovf.clone())?;
+    let work = dim
+        .checked_add(d16)
+        .and_then(|x| x.checked_mul(DENSE_BQ))
+        .and_then(|x| x.checked_add(DENSE_BQ * DENSE_BK))
+        .ok_or(ovf)?;
+    Ok(Dims {
+        n_pad,
+        d16,
+        kt,
+        vp,
+        work,
+    })
+}
+
+/// Length (in f32) of the scratch [`dense_attention_into`] needs.
+///
+/// Packed keys and values (`≈ 2 · N · Hkv · d`, N rounded up to 64, d to 16) plus one tile's work memory.
+pub fn dense_scratch_len(n: usize, kv_heads: usize, dim: usize) -> Result<usize> {
+    let dm = dims(n, kv_heads, dim)?;
+    dm.kt
+        .checked_add(dm.vp)
+        .and_then(|x| x.checked_add(dm.work))
+        .ok_or(KernelError::Overflow {
+            what: "dense scratch",
+        })
+}
+
+/// Dense (full or causal) attention (allocates the output); GQA/MQA when `k.heads` divides `q.heads`.
+pub fn dense_attention(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
+    let (n, hq, hk, d) = check_qkv(q, k, v)?;
+    let mut out = Tensor3::zeros(n, hq, d)?;
+    let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
+    dense_attention_into(q, k, v, causal, &mut out, &mut scratch)?;
+    Ok(out)
+}
+
+/// Allocation-free [`dense_attention`] into `out` using `scratch` (≥ [`dense_scratch_len`]).
+pub fn dense_attention_into(
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    out: &mut Tensor3,
+    scratch: &mut [f32],
+) -> Result<()> {
+    dense_run(simd::select_level(), q, k, v, causal, out, scratch)
+}
+
+/// [`dense_attention`] at an explicit SIMD level (scalar when unavailable); for tests and benchmarks.
+pub fn dense_attention_at(
+    level: SimdLevel,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+) -> Result<Tensor3> {
+    let (n, hq, hk, d) = check_qkv(q, k, v)?;
+    let mut out = Tensor3::zeros(n, hq, d)?;
+    let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
+    dense_run(level, q, k, v, causal, &mut out, &mut scratch)?;
+    Ok(out)
+}
+
+fn dense_run(
+    level: SimdLevel,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    out: &mut Tensor3,
+    scratch: &mut [f32],
+) -> Result<()> {
+    let (n, hq, hk, d) = check_qkv(q, k, v)?;
+    check_out(out, n, hq, d)?;
+    let need = dense_scratch_len(n, hk, d)?;
+    if scratch.len() < need {
+        return Err(KernelError::ShapeMismatch {
+            what: "dense scratch",
+            expected: need,
+            got: scratch.len(),
+        });
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    let dm = dims(n, hk, d)?;
+    let (kt, rest) = scratch.split_at_mut(dm.kt);
+    let (vp, rest) = rest.split_at_mut(dm.vp);
+    pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, kt, vp);
+    dispatch(
+        level,
+        DenseRows {
+            ctx: DenseCtx::new(q, hk, causal, &dm, kt, vp),
+            work: &mut rest[..dm.work],
+            out: out.as_mut_slice(),
+            rows: 0..n,
+        },
+    );
+    Ok(())
+}
+
+/// [`dense_attention`] with query tiles split over the rayon pool; bit-identical to serial.
+#[cfg(feature = "rayon")]
+pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
+    use rayon::prelude::*;
+    let (n, hq, hk, d) = check_qkv(q, k, v)?;
+    let mut out = Tensor3::zeros(n, hq, d)?;
+    if n == 0 {
+        return Ok(out);
+    }
+    let dm = dims(n, hk, d)?;
+    let mut kt = vec![0.0f32; dm.kt];
+    let mut vp = vec![0.0f32; dm.vp];
+    pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, &mut kt, &mut vp);
+    let level = simd::select_level();
+    let ctx = DenseCtx::new(q, hk, causal, &dm, &kt, &vp);
+    const ROWS: usize = 16 * DENSE_BQ;
+    out.as_mut_slice()
+        .par_chunks_mut(ROWS * hq * d)
+        .enumerate()
+        .for_each(|(ci, chunk)| {
+            let mut work = vec![0.0f32; dm.work];
+            let r0 = ci * ROWS;
+            dispatch(
+                level,
+                DenseRows {
+                    ctx,
+                    work: &mut work,
+                    out: chunk,
+                    rows: r0..(r0 + ROWS).min(n),
+                },
+            );
+        });
+    Ok(out)
+}
+
+/// Packs `kt[kh][c][j] = k[j][kh][c]` and `vp[kh][j][c] = v[j][kh][c]`, zero padded.
+#[allow(clippy::too_many_arguments)]
+fn pack(
+    k: &[f32],
+    v: &[f32],
+    n: usize,
+    hk: usize,
+    d: usize,
+    dm: &Dims,
+    kt: &mut [f32],
+    vp: &mut [f32],
+) {
+    kt.iter_mut().for_each(|x| *x = 0.0);
+    vp.iter_mut().for_each(|x| *x = 0.0);
+    for j in 0..n {
+        for kh in 0..hk {
+            let src = (j * hk + kh) * d;
+            let krow = &k[src..src + d];
+            for (c, &x) in krow.iter().enumerate() {
+                kt[(kh * d + c) * dm.n_pad + j] = x;
+            }
+            let dst = (kh * dm.n_pad + j) * dm.d16;
+            vp[dst..dst + d].copy_from_slice(&v[src..src + d]);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct DenseCtx<'a> {
+    causal: bool,
+    n: usize,
+    n_pad: usize,
+    hq: usize,
+    hk: usize,
+    d: usize,
+    d16: usize,
+    scale: f32,
+    q: &'a [f32],
+    kt: &'a [f32],
+    vp: &'a [f32],
+}
+
+impl<'a> DenseCtx<'a> {
+    fn new(
+        q: &'a Tensor3,
+        hk: usize,
+        causal: bool,
+        dm: &Dims,
+        kt: &'a [f32],
+        vp: &'a [f32],
+    ) -> Self {
+        let (n, hq, d) = q.shape();
+        DenseCtx {
+            causal,
+            n,
+            n_pad: dm.n_pad,
+            hq,
+            hk,
+            d,
+            d16: dm.d16,
+            scale: 1.0 / libm::sqrtf(d as f32),
+            q: q.as_slice(),
+            kt,
+            vp,
+        }
+    }
+}
+
+struct DenseRows<'a> {
+    ctx: DenseCtx<'a>,
+    work: &'a mut [f32],
+    out: &'a mut [f32],
+    rows: core::ops::Range<usize>,
+}
+
+impl WithIsa for DenseRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let DenseRows {
+            ctx: c,
+            work,
+            out,
+            rows,
+        } = self;
+        let (d, d16) = (c.d, c.d16);
+        let (qs, rest) = work.split_at_mut(DENSE_BQ * d);
+        let (acc, ptile) = rest.split_at_mut(DENSE_BQ * d16);
+        let group = c.hq / c.hk;
+        let r0 = rows.start;
+        let mut i0 = rows.start;
+        while i0 < rows.end {
+            let nr = (rows.end - i0).min(DENSE_BQ);
+            for h in 0..c.hq {
+                let kh = h / group;
+                // Missing rows of a short tile repeat the last query; never stored.
+                for r in 0..DENSE_BQ {
+                    let i = i0 + r.min(nr - 1);
+                    let src = (i * c.hq + h) * d;
+                    for (dst, &x) in qs[r * d..(r + 1) * d].iter_mut().zip(&c.q[src..src + d]) {
+                        *dst = x * c.scale;
+                    }
+                }
+                acc.iter_mut().for_each(|x| *x = 0.0);
+                let mut m = [f32::NEG_INFINITY; DENSE_BQ];
+                let mut l = [0.0f32; DENSE_BQ];
+                let limit: [usize; DENSE_BQ] = core::array::from_fn(|r| {
+                    if c.causal {
+                        i0 + r.min(nr - 1) + 1
+                    } else {
+                        c.n
+                    }
+                });
+                let kend = if c.causal { i0 + nr } else { c.n };
+                let mut jt = 0;
+                while jt < kend {
+                    let s = score_tile::<I>(qs, c.kt, (kh * d) * c.n_pad + jt, c.n_pad, d);
+                    for r in 0..DENSE_BQ {
+                        let valid = limit[r].saturating_sub(jt);
+                        let mut row = s[r];
+                        let mut mx = I::splat(f32::NEG_INFINITY);
+                        for (t, x) in row.iter_mut().enumerate() {
+                            let cl = I::min(I::max(*x, I::splat(-f32::MAX)), I::splat(f32::MAX));
+                            let cnt = valid.saturating_sub(t * LANES);
+                            *x = if cnt >= LANES {
+                                cl
+                            } else {
+                                I::keep_first(cl, cnt, f32::NEG_INFINITY)
+                            };
+                            mx = I::max(*x, mx);
+                        }
+                        let m_new = m[r].max(I::reduce_max(mx));
+                        let pr = &mut ptile[r * DENSE_BK..(r + 1) * DENSE_BK];
+                        if m_new == f32::NEG_INFINITY {
+                            pr.iter_mut().for_each(|x| *x = 0.0);
+                            continue;
+                        }
+                        let corr = fast_exp(m[r] - m_new);
+                        let shift = I::splat(-m_new);
+                        let mut sum = I::zero();
+                        for (t, x) in row.iter().enumerate() {
+                            let p = I::exp(I::add(*x, shift));
+                            sum = I::add(sum, p);
+                            I::store(&mut pr[t * LANES..], p);
+                        }
+                        l[r] = l[r] * corr + I::reduce_add(sum);
+                        if corr != 1.0 {
+                            let ar = &mut acc[r * d16..(r + 1) * d16];
+                            let cv = I::splat(corr);
+                            for ch in ar.chunks_exact_mut(LANES) {
+                                let y = I::mul(I::load(ch), cv);
+                                I::store(ch, y);
+                            }
+                        }
+                        m[r] = m_new;
+                    }
+                    let kcnt = (kend - jt).min(DENSE_BK);
+                    let vbase = (kh * c.n_pad + jt) * d16;
+                    pv_tile::<I>(acc, ptile, &c.vp[vbase..vbase + kcnt * d16], kcnt, d16);
+                    jt += DENSE_BK;
+                }
+                for r in 0..nr {
+                    let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
+                    let dst = ((i0 + r - r0) * c.hq + h) * d;
+                    for (o, &a) in out[dst..dst + d].iter_mut().zip(&acc[r * d16..r * d16 + d]) {
+                        *o = a * inv;
+                    }
+                }
+            }
+            i0 += nr;
+        }
+    }
+}
+
+/// `S[r][t] = Σ_c qs[r][c] · kt[c][jt + 16t ..]`: the 4 × 64 score tile in 16 accumulators.
+#[inline(always)]
+fn score_tile<I: Isa>(
+    qs: &[f32],
+    kt: &[f32],
+    base: usize,
+    n_pad: usize,
+    d: usize,
+) -> [[I::V; KV]; DENSE_BQ] {
+    let mut s = [[I::zero(); KV]; DENSE_BQ];
+    for c in 0..d {
+        let row = &kt[base + c * n_pad..base + c * n_pad + DENSE_BK];
+        let kv: [I::V; KV] = core::array::from_fn(|t| I::load(&row[t * LANES..]));
+        for (r, sr) in s.iter_mut().enumerate() {
+            let qb = I::splat(qs[r * d + c]);
+            for (st, &kvt) in sr.iter_mut().zip(&kv) {
+                *st = I::fma(qb, kvt, *st);
+            }
+        }
+    }
+    s
+}
+
+/// `acc[r][..] += Σ_j p[r][j] · vp[j][..]` for the `kcnt` keys of one tile.
+#[inline(always)]
+fn pv_tile<I: Isa>(acc: &mut [f32], ptile: &[f32], vp: &[f32], kcnt: usize, d16: usize) {
+    let mut c0 = 0;
+    while c0 < d16 {
+        if c0 + 2 * LANES <= d16 {
+            let mut a: [[I::V; 2]; DENSE_BQ] = core::array::from_fn(|r| {
+                [
+                    I::load(&acc[r * d16 + c0..]),
+                    I::load(&acc[r * d16 + c0 + LANES..]),
+                ]
+            });
+            for j in 0..kcnt {
+                let vr = &vp[j * d16 + c0..j * d16 + c0 + 2 * LANES];
+                let v0 = I::load(vr);
+                let v1 = I::load(&vr[LANES..]);
+                for (r, ar) in a.iter_mut().enumerate() {
+                    let pb = I::splat(ptile[r * DENSE_BK + j]);
+                    ar[0] = I::fma(pb, v0, ar[0]);
+                    ar[1] = I::fma(pb, v1, ar[1]);
+                }
+            }
+            for (r, ar) in a.iter().enumerate() {
+                I::store(&mut acc[r * d16 + c0..], ar[0]);
+                I::store(&mut acc[r * d16 + c0 + LANES..], ar[1]);
+            }
+            c0 += 2 * LANES;
+        } else {
+            let mut a: [I::V; DENSE_BQ] = core::array::from_fn(|r| I::load(&acc[r * d16 + c0..]));
+            for j in 0..kcnt {
+                let v0 = I::load(&vp[j * d16 + c0..]);
+                for (r, ar) in a.iter_mut().enumerate() {
+                    *ar = I::fma(I::splat(ptile[r * DENSE_BK + j]), v0, *ar);
+                }
+            }
+            for (r, ar) in a.iter().enumerate() {
+                I::store(&mut acc[r * d16 + c0..], *ar);
+            }
+            c0 += LANES;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::naive_dense_attention;
+
+    fn tensor(n: usize, h: usize, d: usize, seed: u32) -> Tensor3 {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(7);
+        let data = (0..n * h * d)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) * 4.0 - 2.0
+            })
+            .collect();
+        Tensor3::from_vec(data, n, h, d).unwrap()
+    }
+
+    #[test]
+    fn matches_naive_across_tiles() {
+        for (n, hq, hk, d) in [
+            (1, 1, 1, 1),
+            (5, 2, 1, 3),
+            (67, 4, 2, 32),
+            (130, 2, 2, 17),
+            (64, 1, 1, 48),
+        ] {
+            let (q, k, v) = (
+                tensor(n, hq, d, 1),
+                tensor(n, hk, d, 2),
+                tensor(n, hk, d, 3),
+            );
+            for causal in [true, false] {
+                let a = dense_attention(&q, &k, &v, causal).unwrap();
+                let b = naive_dense_attention(&q, &k, &v, causal).unwrap();
+                for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+                    assert!((x - y).abs() <= 2e-5, "n={n} d={d} {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_bad_shapes() {
+        let e = Tensor3::zeros(0, 2, 4).unwrap();
+        assert_eq!(
+            dense_attention(&e, &e, &e, true).unwrap().shape(),
+            (0, 2, 4)
+        );
+        let q = tensor(3, 3, 4, 1);
+        let k = tensor(3, 2, 4, 2);
+        assert!(matches!(
+            dense_attention(&q, &k, &k, true),
+            Err(KernelError::HeadsNotDivisible { .. })
+        ));
+    }
+}
