@@ -45,3 +45,34 @@ fn golden_file_hash_and_view() {
     let m = ModelFile::from_view(&v).unwrap();
     assert_eq!(m.to_v1_bytes(DType::F32).unwrap(), GOLDEN);
 }
+
+mod common;
+
+#[test]
+fn committed_samples_are_stable() {
+    // Any change to the encoding shows up here (regenerate with the write_samples example
+    // only for a deliberate, documented format change).
+    let full = common::full_model();
+    assert_eq!(
+        full.to_v2_bytes(DType::F32).unwrap(),
+        include_bytes!("../testdata/full_v2_f32.rvne")
+    );
+    assert_eq!(
+        full.to_v2_bytes(DType::F16).unwrap(),
+        include_bytes!("../testdata/full_v2_f16.rvne")
+    );
+    let tiny = common::tiny_v1_model();
+    assert_eq!(
+        tiny.to_v1_bytes(DType::F32).unwrap(),
+        include_bytes!("../testdata/tiny_v1_f32.rvne")
+    );
+    assert_eq!(
+        tiny.to_v1_bytes(DType::F16).unwrap(),
+        include_bytes!("../testdata/tiny_v1_f16.rvne")
+    );
+    let v = BlobView::parse(include_bytes!("../testdata/full_v2_f32.rvne")).unwrap();
+    assert_eq!(v.class_name(2), Some("none"));
+    assert_eq!(v.feature_name(2), Some("φ"));
+    assert_eq!(v.metadata_value("epochs"), Some("12"));
+    assert_eq!(v.meta().pattern.globals(), &[0, 7]);
+}
