@@ -72,7 +72,7 @@ pub enum HeadError {
         /// Length requested.
         got: usize,
     },
-    /// The stream's KV caches are full and the policy is [`crate::Overflow::Refuse`].
+    /// The stream's KV caches are full and the eviction policy is `Error`.
     CapacityExceeded {
         /// Capacity in positions.
         capacity: usize,
@@ -90,6 +90,8 @@ pub enum HeadError {
     WorkspaceMismatch,
     /// Finite input produced a non-finite result (values too large for f32).
     NumericOverflow,
+    /// A kernel refusal midway through a push left the stream inconsistent: reset it.
+    StreamPoisoned,
     /// Nothing to classify yet (the rolling window or stream holds no frame).
     NoFrames,
 }
@@ -152,6 +154,9 @@ impl fmt::Display for HeadError {
             }
             HeadError::NumericOverflow => {
                 write!(f, "the result overflowed f32 (input values too large)")
+            }
+            HeadError::StreamPoisoned => {
+                write!(f, "stream state is inconsistent after a failed push: reset it")
             }
             HeadError::NoFrames => write!(f, "no frames pushed yet"),
         }

@@ -11,18 +11,18 @@
 //!   (zero-copy), owned otherwise; [`TemporalHead::forward`], [`TemporalHead::embed`],
 //!   [`TemporalHead::forward_batch`], and [`TemporalHead::forward_into`] which does not
 //!   allocate given a [`Workspace`].
-//! - [`Stream`]: exact token-by-token streaming through per-layer KV caches,
+//! - [`Stream`] / [`StreamF16`]: exact token-by-token streaming through per-layer kernel KV caches,
 //!   `O(L·(W + log T)·d)` per frame, no allocation after construction.
 //! - [`RollingWindow`]: classify the last `N` frames on demand (firmware style).
 //!
 //! ```
-//! use aether_head::{HeadConfig, TemporalHead, Stream, Overflow};
+//! use aether_head::{EvictionPolicy, HeadConfig, Stream, TemporalHead};
 //! let cfg = HeadConfig::v1(2, 2, 1, 4, 1, 3);
 //! let flat: Vec<f32> = (0..cfg.num_weights().unwrap()).map(|i| (i % 7) as f32 * 0.05 - 0.15).collect();
 //! let head = TemporalHead::from_flat(cfg, &flat)?;
 //! let frames = [0.1, 0.2, 0.3, -0.4, 0.5, 0.0];
 //! let logits = head.forward(&frames)?;
-//! let mut s = Stream::new(&head, 16, Overflow::Refuse)?;
+//! let mut s = Stream::new(&head, 16, EvictionPolicy::Error)?;
 //! for f in frames.chunks(2) { s.push(&head, f)?; }
 //! assert!(logits.iter().zip(s.logits()).all(|(a, b)| (a - b).abs() < 1e-5));
 //! # Ok::<(), aether_head::HeadError>(())
@@ -44,8 +44,9 @@ pub mod weights;
 #[cfg(feature = "train")]
 pub mod train;
 
+pub use aether_kernel::EvictionPolicy;
 pub use config::{Backend, HeadConfig, Pooling, Positional};
 pub use error::{HeadError, Result};
 pub use model::{check_frames, TemporalHead, Workspace};
-pub use stream::{Overflow, RollingWindow, Stream};
+pub use stream::{RollingWindow, Stream, StreamF16, StreamOf};
 pub use weights::{LayerWeights, Mlp, Norm, Param, Weights};

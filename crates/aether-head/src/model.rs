@@ -78,7 +78,7 @@ fn dims(cfg: &HeadConfig) -> [usize; 7] {
 }
 
 fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or(HeadError::Config {
+    a.checked_mul(b).ok_or_else(|| HeadError::Config {
         what: "max_len",
         detail: "workspace size overflows".into(),
     })
@@ -317,10 +317,14 @@ impl<'a> TemporalHead<'a> {
     /// Layer `l` over the first `n` rows of `ws.x` (`[n, D]`, already embedded), in place.
     pub fn layer_forward(&self, l: usize, n: usize, ws: &mut Workspace) -> Result<()> {
         self.check_ws(ws, n)?;
-        let lw = self.weights.layers.get(l).ok_or(HeadError::Config {
-            what: "layer",
-            detail: alloc::format!("{l} >= {}", self.cfg.layers),
-        })?;
+        let lw = self
+            .weights
+            .layers
+            .get(l)
+            .ok_or_else(|| HeadError::Config {
+                what: "layer",
+                detail: alloc::format!("{l} >= {}", self.cfg.layers),
+            })?;
         let (d, qw, kw) = (self.cfg.d_model, self.cfg.q_width(), self.cfg.kv_width());
         for t in 0..n {
             self.project_row(

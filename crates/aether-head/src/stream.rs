@@ -1,13 +1,19 @@
 //! Exact streaming through per-layer KV caches, and the rolling-window classifier.
 //!
-//! [`Stream::push`] embeds one frame at position `t` (frames since the last reset),
-//! and per layer projects its row, appends `(k, v)` to that layer's cache (closing a
-//! landmark block every `B` positions) and attends the new position only; then the
-//! final norm, a running sum (mean pooling) or the row itself (last pooling) and the
-//! classifier. With a causal pattern the output at `t` depends on frames `0..=t`
-//! only, so the logits after push `i` equal [`TemporalHead::forward`] on frames
-//! `0..=i` — exactly, while nothing has been evicted. Cost per frame:
-//! `O(L·(W + log T)·d)` sparse, `O(L·T·d)` dense; no allocation after construction.
+//! [`StreamOf::push`] embeds one frame at position `t` (frames since the last reset),
+//! and per layer projects its row, appends `(k, v)` to that layer's kernel
+//! [`KvCacheOf`] and decodes the new position only; then the final norm, a running sum
+//! (mean pooling) or the row itself (last pooling) and the classifier. With a causal
+//! pattern the output at `t` depends on frames `0..=t` only, so the logits after push
+//! `i` equal [`TemporalHead::forward`] on frames `0..=i` (to float rounding) while
+//! nothing has been evicted. Cost per frame: `O(L·(W + log T)·d)` sparse, `O(L·T·d)`
+//! dense (a dense head decodes with a saturated pattern: every cached position, no
+//! landmarks). No allocation after construction.
+//!
+//! A full cache follows the kernel's [`EvictionPolicy`]: `Error` refuses the frame
+//! (state unchanged), `SlidingWindow` drops the oldest position, `HeavyHitter` drops the
+//! least-attended ones. After the first eviction the outputs are no longer those of the
+//! full forward ([`StreamOf::is_exact`]); positions keep counting.
 //!
 //! [`RollingWindow`] keeps the last `N` frames in a ring and classifies them with a
 //! full prefill on demand (firmware style: push at the frame rate, classify at 1 Hz).
@@ -15,75 +21,31 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::attention::{attend_one, KvSource};
+use aether_kernel::{EvictionPolicy, KvCacheOf, KvElem, SparsePattern};
+
 use crate::config::{Backend, HeadConfig, Pooling};
 use crate::error::{HeadError, Result};
 use crate::model::{check_frames, TemporalHead, Workspace};
 
-/// What a [`Stream`] does when its caches are full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overflow {
-    /// Refuse the frame with [`HeadError::CapacityExceeded`]; the state is unchanged.
-    #[default]
-    Refuse,
-    /// Evict the oldest position (a ring): candidates older than `capacity` positions
-    /// (and landmarks older than `ceil(capacity/B) + 1` blocks) are skipped. Exactness
-    /// with the full forward ends at the first eviction; positions keep counting.
-    Slide,
-}
+/// A stream with f32 KV caches.
+pub type Stream = StreamOf<f32>;
 
-#[derive(Debug, Clone)]
-struct LayerCache {
-    k: Vec<f32>,
-    v: Vec<f32>,
-    lk: Vec<f32>,
-    lv: Vec<f32>,
-    sum_k: Vec<f32>,
-    sum_v: Vec<f32>,
-}
-
-struct CacheKv<'c> {
-    c: &'c LayerCache,
-    cap: usize,
-    lcap: usize,
-    width: usize,
-}
-
-impl KvSource for CacheKv<'_> {
-    #[inline]
-    fn key(&self, j: usize) -> &[f32] {
-        let s = (j % self.cap) * self.width;
-        &self.c.k[s..s + self.width]
-    }
-    #[inline]
-    fn value(&self, j: usize) -> &[f32] {
-        let s = (j % self.cap) * self.width;
-        &self.c.v[s..s + self.width]
-    }
-    #[inline]
-    fn lkey(&self, b: usize) -> &[f32] {
-        let s = (b % self.lcap) * self.width;
-        &self.c.lk[s..s + self.width]
-    }
-    #[inline]
-    fn lvalue(&self, b: usize) -> &[f32] {
-        let s = (b % self.lcap) * self.width;
-        &self.c.lv[s..s + self.width]
-    }
-}
+/// A stream with f16 KV caches (half the cache memory; outputs within f16 rounding).
+pub type StreamF16 = StreamOf<half::f16>;
 
 /// A streaming classifier: one frame in, the logits of the stream so far out.
 ///
 /// Detached from the head (it holds no borrow) so a C context can own both; every
 /// call takes the head and checks it has the configuration the stream was built for.
 #[derive(Debug, Clone)]
-pub struct Stream {
+pub struct StreamOf<S: KvElem> {
     cfg: HeadConfig,
+    decode_pattern: SparsePattern,
     capacity: usize,
-    lcap: usize,
-    overflow: Overflow,
-    caches: Vec<LayerCache>,
+    policy: EvictionPolicy,
+    caches: Vec<KvCacheOf<S>>,
     pos: usize,
+    poisoned: bool,
     u: Vec<f32>,
     x: Vec<f32>,
     h: Vec<f32>,
@@ -92,18 +54,17 @@ pub struct Stream {
     v: Vec<f32>,
     att: Vec<f32>,
     hid: Vec<f32>,
-    idx: Vec<usize>,
-    scores: Vec<f32>,
     sum: Vec<f32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
 }
 
-impl Stream {
-    /// A stream for `head` holding up to `capacity` positions per layer.
+impl<S: KvElem> StreamOf<S> {
+    /// A stream for `head` whose caches hold `capacity` positions per layer and apply
+    /// `policy` when full.
     ///
     /// Refuses a non-causal pattern (its outputs depend on future frames) and `capacity == 0`.
-    pub fn new(head: &TemporalHead<'_>, capacity: usize, overflow: Overflow) -> Result<Self> {
+    pub fn new(head: &TemporalHead<'_>, capacity: usize, policy: EvictionPolicy) -> Result<Self> {
         let c = head.config().clone();
         if !c.pattern.causal {
             return Err(HeadError::Config {
@@ -111,46 +72,40 @@ impl Stream {
                 detail: "streaming needs a causal pattern".into(),
             });
         }
-        if capacity == 0 {
-            return Err(HeadError::Config {
-                what: "capacity",
-                detail: "must be positive".into(),
-            });
+        let decode_pattern = match c.backend {
+            Backend::Sparse => c.pattern.clone(),
+            Backend::Dense => SparsePattern {
+                window: usize::MAX,
+                block_size: c.pattern.block_size,
+                global_tokens: Vec::new(),
+                causal: true,
+                log_stride: false,
+                landmarks: false,
+            },
+        };
+        let mut caches = Vec::with_capacity(c.layers);
+        for _ in 0..c.layers {
+            let mut cache = KvCacheOf::<S>::try_with_policy(
+                capacity,
+                c.kv_heads,
+                c.head_dim,
+                c.pattern.block_size,
+                policy,
+            )
+            .map_err(|e| HeadError::kernel("creating a stream cache", e))?;
+            cache
+                .reserve_decode(&decode_pattern, c.q_heads)
+                .map_err(|e| HeadError::kernel("sizing the decode scratch", e))?;
+            caches.push(cache);
         }
         let (kw, d) = (c.kv_width(), c.d_model);
-        let lcap = capacity.div_ceil(c.pattern.block_size) + 1;
-        let big = |a: usize| {
-            a.checked_mul(kw).ok_or(HeadError::Config {
-                what: "capacity",
-                detail: "cache size overflows".into(),
-            })
-        };
-        let (ck, cl) = (big(capacity)?, big(lcap)?);
-        let caches = (0..c.layers)
-            .map(|_| LayerCache {
-                k: vec![0.0; ck],
-                v: vec![0.0; ck],
-                lk: vec![0.0; cl],
-                lv: vec![0.0; cl],
-                sum_k: vec![0.0; kw],
-                sum_v: vec![0.0; kw],
-            })
-            .collect();
-        // Sparse: log-stride candidates grow with log T even past the capacity, but
-        // every candidate is a cached position or a stored landmark.
-        let sl = match c.backend {
-            Backend::Sparse => c
-                .pattern
-                .max_edges_per_query(usize::MAX)
-                .min(capacity.saturating_add(lcap)),
-            Backend::Dense => capacity,
-        };
         Ok(Self {
+            decode_pattern,
             capacity,
-            lcap,
-            overflow,
+            policy,
             caches,
             pos: 0,
+            poisoned: false,
             u: vec![0.0; c.features],
             x: vec![0.0; d],
             h: vec![0.0; d],
@@ -159,8 +114,6 @@ impl Stream {
             v: vec![0.0; kw],
             att: vec![0.0; c.q_width()],
             hid: vec![0.0; c.mlp_hidden],
-            idx: vec![0; sl],
-            scores: vec![0.0; sl],
             sum: vec![0.0; d],
             pooled: vec![0.0; d],
             logits: vec![0.0; c.classes],
@@ -168,7 +121,7 @@ impl Stream {
         })
     }
 
-    /// Frames pushed since construction or the last [`Stream::reset`].
+    /// Frames pushed since construction or the last [`StreamOf::reset`].
     pub fn len(&self) -> usize {
         self.pos
     }
@@ -183,24 +136,23 @@ impl Stream {
         self.capacity
     }
 
-    /// The overflow policy.
-    pub fn overflow(&self) -> Overflow {
-        self.overflow
+    /// The eviction policy of the caches.
+    pub fn policy(&self) -> EvictionPolicy {
+        self.policy
     }
 
     /// Whether every output so far equals the full forward (nothing evicted yet).
     pub fn is_exact(&self) -> bool {
-        self.pos <= self.capacity
+        self.caches.iter().all(|c| c.len() == c.total())
     }
 
     /// Forgets every frame: the next push is position 0 again.
     pub fn reset(&mut self) {
         self.pos = 0;
-        for c in &mut self.caches {
-            c.sum_k.iter_mut().for_each(|x| *x = 0.0);
-            c.sum_v.iter_mut().for_each(|x| *x = 0.0);
-        }
+        self.poisoned = false;
+        self.caches.iter_mut().for_each(|c| c.reset());
         self.sum.iter_mut().for_each(|x| *x = 0.0);
+        self.pooled.iter_mut().for_each(|x| *x = 0.0);
         self.logits.iter_mut().for_each(|x| *x = 0.0);
     }
 
@@ -216,13 +168,7 @@ impl Stream {
 
     /// Bytes of every buffer the stream holds (caches and scratch; weights excluded).
     pub fn bytes(&self) -> usize {
-        let caches: usize = self
-            .caches
-            .iter()
-            .map(|c| {
-                c.k.len() + c.v.len() + c.lk.len() + c.lv.len() + c.sum_k.len() + c.sum_v.len()
-            })
-            .sum();
+        let caches: usize = self.caches.iter().map(|c| c.bytes()).sum();
         let rows = self.u.len()
             + self.x.len()
             + self.h.len()
@@ -231,17 +177,18 @@ impl Stream {
             + self.v.len()
             + self.att.len()
             + self.hid.len()
-            + self.scores.len()
             + self.sum.len()
             + self.pooled.len()
             + self.logits.len();
-        (caches + rows) * 4 + self.idx.len() * core::mem::size_of::<usize>()
+        caches + rows * 4
     }
 
     /// Pushes one frame (`F` values) and returns the logits of the stream so far.
     ///
-    /// A frame of the wrong width, with NaN/Inf, a full stream under
-    /// [`Overflow::Refuse`] or a different head leave the state unchanged.
+    /// A frame of the wrong width or with NaN/Inf, a full stream under
+    /// [`EvictionPolicy::Error`] or a different head are refused and leave the state
+    /// unchanged. A kernel refusal midway (an f16 cache meeting a value beyond f16
+    /// range) leaves the stream unusable until [`StreamOf::reset`].
     pub fn push(&mut self, head: &TemporalHead<'_>, frame: &[f32]) -> Result<&[f32]> {
         let c = head.config();
         if c != &self.cfg {
@@ -254,19 +201,17 @@ impl Stream {
             });
         }
         check_frames(frame, c.features)?;
-        if self.pos >= self.capacity && self.overflow == Overflow::Refuse {
+        if self.poisoned {
+            return Err(HeadError::StreamPoisoned);
+        }
+        if self.policy == EvictionPolicy::Error
+            && self.caches.iter().any(|c| c.len() == self.capacity)
+        {
             return Err(HeadError::CapacityExceeded {
                 capacity: self.capacity,
             });
         }
         let i = self.pos;
-        let n = i + 1;
-        let (kw, bs) = (c.kv_width(), c.pattern.block_size);
-        let tok_min = n.saturating_sub(self.capacity);
-        let blocks_done = n / bs;
-        let blk_min = blocks_done.saturating_sub(self.lcap);
-        let slot = (i % self.capacity) * kw;
-        let shape = head.attn_shape();
         head.embed_row(i, frame, &mut self.u, &mut self.x);
         for (lw, cache) in head.weights().layers.iter().zip(self.caches.iter_mut()) {
             head.project_row(
@@ -277,56 +222,17 @@ impl Stream {
                 &mut self.k,
                 &mut self.v,
             );
-            cache.k[slot..slot + kw].copy_from_slice(&self.k);
-            cache.v[slot..slot + kw].copy_from_slice(&self.v);
-            for (s, x) in cache.sum_k.iter_mut().zip(&self.k) {
-                *s += x;
+            let r = cache
+                .push(&self.k, &self.v)
+                .and_then(|_| cache.decode(&self.decode_pattern, &self.q, &mut self.att));
+            if let Err(e) = r {
+                self.poisoned = true;
+                return Err(HeadError::kernel("stream push", e));
             }
-            for (s, x) in cache.sum_v.iter_mut().zip(&self.v) {
-                *s += x;
-            }
-            if n % bs == 0 {
-                // Block (n / B − 1) just completed: store its mean, start the next sum.
-                let b = (n / bs - 1) % self.lcap;
-                let cnt = bs as f32;
-                for (o, s) in cache.lk[b * kw..(b + 1) * kw]
-                    .iter_mut()
-                    .zip(cache.sum_k.iter_mut())
-                {
-                    *o = *s / cnt;
-                    *s = 0.0;
-                }
-                for (o, s) in cache.lv[b * kw..(b + 1) * kw]
-                    .iter_mut()
-                    .zip(cache.sum_v.iter_mut())
-                {
-                    *o = *s / cnt;
-                    *s = 0.0;
-                }
-            }
-            let src = CacheKv {
-                c: cache,
-                cap: self.capacity,
-                lcap: self.lcap,
-                width: kw,
-            };
-            attend_one(
-                &c.pattern,
-                c.backend,
-                shape,
-                i,
-                n,
-                tok_min,
-                blk_min,
-                &self.q,
-                &src,
-                &mut self.idx,
-                &mut self.scores,
-                &mut self.att,
-            );
             head.finish_row(lw, &self.att, &mut self.x, &mut self.h, &mut self.hid);
         }
         head.final_row(&mut self.x);
+        let n = i + 1;
         match c.pooling {
             Pooling::Mean => {
                 for (s, x) in self.sum.iter_mut().zip(&self.x) {
@@ -371,7 +277,7 @@ impl RollingWindow {
             });
         }
         let f = head.config().features;
-        let len = window.checked_mul(f).ok_or(HeadError::Config {
+        let len = window.checked_mul(f).ok_or_else(|| HeadError::Config {
             what: "window",
             detail: "size overflows".into(),
         })?;

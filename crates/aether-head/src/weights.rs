@@ -228,7 +228,7 @@ impl<'a> Weights<'a> {
     /// order (for a v1 config: the v1 weight order). Borrows from `flat`.
     pub fn from_flat(cfg: &HeadConfig, flat: &'a [f32]) -> Result<Self> {
         cfg.validate()?;
-        let total = cfg.num_weights().ok_or(HeadError::Config {
+        let total = cfg.num_weights().ok_or_else(|| HeadError::Config {
             what: "dimensions",
             detail: "weight count overflows".into(),
         })?;

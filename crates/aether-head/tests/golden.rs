@@ -1,7 +1,7 @@
 //! Golden test: the reference v1 init (reference/FACTS.md) with a fixed input gives
 //! the committed logits in `testdata/golden_v1_logits.txt` (to 1e-5).
 
-use aether_head::{HeadConfig, Overflow, Stream, TemporalHead};
+use aether_head::{EvictionPolicy, HeadConfig, Stream, TemporalHead};
 
 /// The reference init recipe: xorshift64*, seed 0xC511_0007_DEAD_BEEF, high 32 bits.
 fn reference_weights(n: usize) -> Vec<f32> {
@@ -46,7 +46,7 @@ fn reference_v1_init_gives_committed_logits() {
         assert!((a - b).abs() <= 1e-5, "{logits:?} vs golden {want:?}");
     }
     // The stream reaches the same logits after the last frame.
-    let mut s = Stream::new(&head, 64, Overflow::Refuse).unwrap();
+    let mut s = Stream::new(&head, 64, EvictionPolicy::Error).unwrap();
     for f in fixed_input().chunks(16) {
         s.push(&head, f).unwrap();
     }

@@ -3,8 +3,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use aether_head::{
-    Backend, HeadConfig, HeadError, Overflow, Pooling, Positional, RollingWindow, Stream,
-    TemporalHead, Workspace,
+    Backend, EvictionPolicy, HeadConfig, HeadError, Pooling, Positional, RollingWindow, Stream,
+    StreamF16, TemporalHead, Workspace,
 };
 use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
 use aether_kernel::{SparsePattern, Tensor3};
@@ -281,7 +281,7 @@ proptest! {
         let head = random_head(case.cfg.clone(), case.seed);
         let f = case.cfg.features;
         let frames = Rng(case.seed ^ 0x1234).vec(case.n * f, 3.0);
-        let mut s = Stream::new(&head, case.n, Overflow::Refuse).unwrap();
+        let mut s = Stream::new(&head, case.n, EvictionPolicy::Error).unwrap();
         let mut ws = Workspace::new(&head, case.n).unwrap();
         let mut want = vec![0.0; case.cfg.classes];
         for i in 0..case.n {
@@ -350,8 +350,8 @@ fn dense_override_is_dense_attention_and_saturated_sparse_agrees() {
 #[test]
 fn invalid_input_is_refused_and_state_is_unchanged() {
     let head = random_head(HeadConfig::v1(3, 2, 1, 4, 2, 2), 11);
-    let mut s = Stream::new(&head, 8, Overflow::Refuse).unwrap();
-    let mut fresh = Stream::new(&head, 8, Overflow::Refuse).unwrap();
+    let mut s = Stream::new(&head, 8, EvictionPolicy::Error).unwrap();
+    let mut fresh = Stream::new(&head, 8, EvictionPolicy::Error).unwrap();
     s.push(&head, &[0.1, 0.2, 0.3]).unwrap();
     fresh.push(&head, &[0.1, 0.2, 0.3]).unwrap();
     assert_eq!(
@@ -420,10 +420,10 @@ fn invalid_input_is_refused_and_state_is_unchanged() {
     let mut cfg = HeadConfig::v1(3, 2, 1, 4, 2, 2);
     cfg.pattern.causal = false;
     assert!(matches!(
-        Stream::new(&random_head(cfg, 3), 8, Overflow::Refuse),
+        Stream::new(&random_head(cfg, 3), 8, EvictionPolicy::Error),
         Err(HeadError::Config { .. })
     ));
-    assert!(Stream::new(&head, 0, Overflow::Refuse).is_err());
+    assert!(Stream::new(&head, 0, EvictionPolicy::Error).is_err());
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn sliding_stream_keeps_going_and_is_exact_until_eviction() {
     let head = random_head(HeadConfig::aether_default(), 3);
     let f = 16;
     let frames = Rng(4).vec(300 * f, 1.0);
-    let mut s = Stream::new(&head, 100, Overflow::Slide).unwrap();
+    let mut s = Stream::new(&head, 100, EvictionPolicy::SlidingWindow).unwrap();
     for i in 0..300 {
         let l = s.push(&head, &frames[i * f..(i + 1) * f]).unwrap().to_vec();
         assert!(l.iter().all(|x| x.is_finite()));
@@ -455,13 +455,39 @@ fn sliding_stream_keeps_going_and_is_exact_until_eviction() {
 }
 
 #[test]
+fn f16_and_heavy_hitter_streams_run_through_the_kernel_caches() {
+    let head = random_head(HeadConfig::aether_default(), 8);
+    let f = 16;
+    let frames = Rng(12).vec(120 * f, 1.0);
+    let want = head.forward(&frames).unwrap();
+    let mut s16 = StreamF16::new(&head, 120, EvictionPolicy::Error).unwrap();
+    for fr in frames.chunks(f) {
+        s16.push(&head, fr).unwrap();
+    }
+    assert!(s16
+        .logits()
+        .iter()
+        .zip(&want)
+        .all(|(a, b)| (a - b).abs() < 1e-2));
+    let s32 = Stream::new(&head, 120, EvictionPolicy::Error).unwrap();
+    assert!(s16.bytes() < s32.bytes());
+    let mut hh = Stream::new(&head, 40, EvictionPolicy::HeavyHitter { recent: 16 }).unwrap();
+    for fr in frames.chunks(f) {
+        assert!(hh.push(&head, fr).unwrap().iter().all(|x| x.is_finite()));
+    }
+    assert_eq!(hh.len(), 120);
+    assert!(!hh.is_exact());
+    assert_eq!(hh.policy(), EvictionPolicy::HeavyHitter { recent: 16 });
+}
+
+#[test]
 fn workspace_and_stream_report_bytes() {
     let head = random_head(HeadConfig::aether_default(), 3);
     let ws = Workspace::new(&head, 256).unwrap();
     // x, q, k, v dominate: 256 · (16 + 128 + 32 + 32) floats.
     assert!(ws.bytes() >= 256 * (16 + 128 + 64) * 4);
     assert_eq!(head.workspace_bytes(256).unwrap(), ws.bytes());
-    let s = Stream::new(&head, 1000, Overflow::Refuse).unwrap();
+    let s = Stream::new(&head, 1000, EvictionPolicy::Error).unwrap();
     assert!(s.bytes() >= 2 * 2 * 1000 * 32 * 4);
     assert_eq!(head.weight_bytes(), 41_216);
     assert!(head.owned_weight_bytes() == 41_216 && !head.is_zero_copy());
