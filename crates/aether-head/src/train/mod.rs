@@ -1,1 +1,28 @@
 //! Training: backward through the whole head, AdamW, metrics (feature `train`).
+//!
+//! See docs/training.md for the math, the optimiser, the schedule and determinism.
+
+mod attention;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod model;
+mod ops;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod trainer;
+
+pub use attention::AttnPlan;
+pub use config::{Architecture, AttentionKind, Monitor, Pooling, TrainConfig};
+pub use error::TrainError;
+pub use metrics::{
+    classification_report, mean_cross_entropy, report_from_logits, report_from_votes,
+    vote_by_recording, ClassificationReport, ConfusionMatrix, RecordingVote,
+};
+pub use model::{argmax, Model, Window};
+pub use optim::{clip_global_norm, AdamW, Schedule};
+pub use params::{Layout, ParamKind, TensorSpec};
+pub use trainer::{
+    inverse_frequency_weights, train, train_model, EpochStats, TrainEvent, TrainOutcome, GRAD_CHUNK,
+};

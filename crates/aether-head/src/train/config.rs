@@ -1,0 +1,287 @@
+//! Architecture and training configuration.
+//!
+//! [`Architecture`] names every switch of docs/model.md so an ablation can turn each
+//! option on or off independently; [`TrainConfig`] holds the optimiser, schedule and
+//! loop settings.
+
+use aether_kernel::SparsePattern;
+
+use super::error::TrainError;
+
+/// How the per-position outputs of the last layer are pooled into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pooling {
+    /// Mean over all positions (default).
+    #[default]
+    Mean,
+    /// The last position only.
+    Last,
+}
+
+/// The attention used by every layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// Sparse attention over the given pattern.
+    Sparse(SparsePattern),
+    /// Dense softmax attention over all positions (`j ≤ i` when `causal`).
+    Dense {
+        /// Attend only earlier or equal positions.
+        causal: bool,
+    },
+}
+
+impl Default for AttentionKind {
+    /// Sparse with the AETHER default pattern.
+    fn default() -> Self {
+        AttentionKind::Sparse(SparsePattern::default())
+    }
+}
+
+/// The shape and options of a head (docs/model.md); every option switches independently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Architecture {
+    /// `F`: input features per frame.
+    pub features: usize,
+    /// `D`: model width; must equal `features` when `embed` is off.
+    pub d_model: usize,
+    /// `L`: number of layers.
+    pub layers: usize,
+    /// `Hq`: query heads.
+    pub q_heads: usize,
+    /// `Hkv`: key/value heads (must divide `q_heads`; GQA/MQA when smaller).
+    pub kv_heads: usize,
+    /// `dh`: per-head dimension.
+    pub head_dim: usize,
+    /// `C`: classes.
+    pub classes: usize,
+    /// `H`: MLP hidden width per layer; 0 disables the MLP.
+    pub mlp_hidden: usize,
+    /// Normalise inputs per feature with training-set mean and std.
+    pub input_norm: bool,
+    /// Learned input embedding `u·embed.w + embed.b` (`F → D`).
+    pub embed: bool,
+    /// Add the sinusoidal positional signal after the embedding.
+    pub positional: bool,
+    /// Pre-norm layer normalisation before attention (and MLP).
+    pub pre_norm: bool,
+    /// Biases on projections, MLP and classifier.
+    pub biases: bool,
+    /// Layer normalisation after the last layer.
+    pub final_norm: bool,
+    /// Pooling over positions.
+    pub pooling: Pooling,
+    /// Sparse (with pattern) or dense attention.
+    pub attention: AttentionKind,
+}
+
+impl Architecture {
+    /// The bare v1 architecture: `D = F`, every option off, mean pooling, default sparse pattern.
+    pub fn v1(
+        features: usize,
+        classes: usize,
+        layers: usize,
+        q_heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    ) -> Self {
+        Self {
+            features,
+            d_model: features,
+            layers,
+            q_heads,
+            kv_heads,
+            head_dim,
+            classes,
+            mlp_hidden: 0,
+            input_norm: false,
+            embed: false,
+            positional: false,
+            pre_norm: false,
+            biases: false,
+            final_norm: false,
+            pooling: Pooling::Mean,
+            attention: AttentionKind::default(),
+        }
+    }
+
+    /// The default trainable head: 2 layers, 4 query heads, 1 kv head, `dh` 32, `D` 32,
+    /// MLP 64, and input norm, embedding, positional, pre-norm, biases, final norm all on.
+    pub fn default_for(features: usize, classes: usize) -> Self {
+        Self {
+            features,
+            d_model: 32,
+            layers: 2,
+            q_heads: 4,
+            kv_heads: 1,
+            head_dim: 32,
+            classes,
+            mlp_hidden: 64,
+            input_norm: true,
+            embed: true,
+            positional: true,
+            pre_norm: true,
+            biases: true,
+            final_norm: true,
+            pooling: Pooling::Mean,
+            attention: AttentionKind::default(),
+        }
+    }
+
+    /// Whether a v1 `.rvne` file can express this architecture exactly.
+    pub fn is_v1_compatible(&self) -> bool {
+        self.d_model == self.features
+            && self.mlp_hidden == 0
+            && !self.input_norm
+            && !self.embed
+            && !self.positional
+            && !self.pre_norm
+            && !self.biases
+            && !self.final_norm
+            && self.pooling == Pooling::Mean
+            && self.attention == AttentionKind::default()
+    }
+
+    /// Refuses inconsistent shapes (zero sizes, `Hkv ∤ Hq`, `D ≠ F` without embedding, bad pattern).
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let positive = [
+            ("features", self.features),
+            ("d_model", self.d_model),
+            ("layers", self.layers),
+            ("q_heads", self.q_heads),
+            ("kv_heads", self.kv_heads),
+            ("head_dim", self.head_dim),
+            ("classes", self.classes),
+        ];
+        for (what, v) in positive {
+            if v == 0 {
+                return Err(TrainError::Config(format!("{what} must be positive")));
+            }
+        }
+        if self.q_heads % self.kv_heads != 0 {
+            return Err(TrainError::Config(format!(
+                "q_heads ({}) must be a multiple of kv_heads ({})",
+                self.q_heads, self.kv_heads
+            )));
+        }
+        if !self.embed && self.d_model != self.features {
+            return Err(TrainError::Config(format!(
+                "without embed, d_model ({}) must equal features ({})",
+                self.d_model, self.features
+            )));
+        }
+        if let AttentionKind::Sparse(p) = &self.attention {
+            if p.block_size == 0 {
+                return Err(TrainError::Config(
+                    "sparse block_size must be positive".into(),
+                ));
+            }
+        }
+        let too_big = [self.d_model, self.q_heads * self.head_dim, self.mlp_hidden]
+            .iter()
+            .any(|&v| v > 1 << 16);
+        if too_big || self.layers > 256 || self.classes > 1 << 16 {
+            return Err(TrainError::Config(
+                "architecture dimensions are implausibly large".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which validation figure early stopping and best-weights selection watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Monitor {
+    /// Lowest validation loss (default).
+    #[default]
+    ValLoss,
+    /// Highest validation accuracy (ties broken by lower loss).
+    ValAccuracy,
+    /// Highest validation macro-F1 (ties broken by lower loss).
+    ValMacroF1,
+}
+
+/// Optimiser, schedule and loop settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    /// Maximum number of epochs.
+    pub epochs: usize,
+    /// Windows per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate (after warmup).
+    pub learning_rate: f32,
+    /// Learning rate at the end of the cosine, as a fraction of the peak.
+    pub min_lr_ratio: f32,
+    /// Fraction of all steps spent in linear warmup (0 ≤ x < 1).
+    pub warmup_fraction: f32,
+    /// AdamW decoupled weight decay (on weight matrices only).
+    pub weight_decay: f32,
+    /// AdamW `β₁`.
+    pub beta1: f32,
+    /// AdamW `β₂`.
+    pub beta2: f32,
+    /// AdamW `ε`.
+    pub eps: f32,
+    /// Global gradient-norm clip; `0` or non-finite disables clipping.
+    pub clip_norm: f32,
+    /// Weight the loss by inverse class frequency of the training windows.
+    pub class_weighting: bool,
+    /// Stop after this many epochs without validation improvement (`None`: never).
+    pub patience: Option<usize>,
+    /// The validation figure watched by early stopping and best-weights restore.
+    pub monitor: Monitor,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+    /// Worker threads (`0`: rayon's global pool). Results do not depend on it.
+    pub threads: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 30,
+            batch_size: 32,
+            learning_rate: 3e-3,
+            min_lr_ratio: 0.05,
+            warmup_fraction: 0.05,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            clip_norm: 1.0,
+            class_weighting: true,
+            patience: Some(8),
+            monitor: Monitor::ValLoss,
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Refuses settings the loop cannot run (zero batch, negative or non-finite rates).
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.batch_size == 0 {
+            return bad("batch_size must be positive");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return bad("learning_rate must be finite and positive");
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad("min_lr_ratio must be in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.warmup_fraction) {
+            return bad("warmup_fraction must be in [0, 1)");
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad("weight_decay must be finite and non-negative");
+        }
+        if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
+            return bad("beta1 and beta2 must be in [0, 1)");
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps must be finite and positive");
+        }
+        Ok(())
+    }
+}

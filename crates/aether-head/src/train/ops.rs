@@ -1,0 +1,287 @@
+//! Dense building blocks of the training forward and backward, row-major `[rows, cols]`.
+//!
+//! * `matmul`: `C[m,n] = A[m,k]·B[k,n]` in i-k-j order (one axpy per `A` element);
+//! * `matmul_tn_acc`: `dW[k,n] += Aᵀ·G` for `A[m,k]`, `G[m,n]` (weight gradients);
+//! * `matmul_nt_acc`: `dX[m,k] += G·Wᵀ` for `G[m,n]`, `W[k,n]` (input gradients);
+//! * layer norm `y = (x − μ)·rstd·g + b`, `rstd = 1/√(σ² + 1e-5)`, and its backward
+//!   `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` with `dx̂ = dy·g`;
+//! * tanh-GELU and its derivative; the sinusoidal positional table.
+
+use aether_kernel::simd::axpy;
+
+/// `Σ a[i]·b[i]` with eight independent accumulators (vectorises without reassociation
+/// flags; the summation order is fixed, so results do not depend on the CPU).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let len = a.len().min(b.len());
+    let (a, b) = (&a[..len], &b[..len]);
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ta.iter().zip(tb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Layer-norm epsilon of docs/model.md.
+pub(crate) const LN_EPS: f32 = 1e-5;
+
+/// `c = a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (overwritten).
+pub(crate) fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    c[..m * n].iter_mut().for_each(|x| *x = 0.0);
+    matmul_acc(a, b, c, m, k, n);
+}
+
+/// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]`.
+pub(crate) fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    for (arow, crow) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)).take(m) {
+        for (&av, brow) in arow.iter().zip(b.chunks_exact(n)) {
+            axpy(av, brow, crow);
+        }
+    }
+}
+
+/// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]`.
+pub(crate) fn matmul_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) {
+    for (arow, grow) in a.chunks_exact(k).zip(g.chunks_exact(n)).take(m) {
+        for (&av, dwrow) in arow.iter().zip(dw.chunks_exact_mut(n)) {
+            axpy(av, grow, dwrow);
+        }
+    }
+}
+
+/// `dx += g·wᵀ` with `g[m,n]`, `w[k,n]`, `dx[m,k]`.
+pub(crate) fn matmul_nt_acc(g: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usize, n: usize) {
+    for (grow, dxrow) in g.chunks_exact(n).zip(dx.chunks_exact_mut(k)).take(m) {
+        for (d, wrow) in dxrow.iter_mut().zip(w.chunks_exact(n)) {
+            *d += dot(grow, wrow);
+        }
+    }
+}
+
+/// Adds `b[n]` to every row of `x[m,n]`.
+pub(crate) fn add_rows(x: &mut [f32], b: &[f32], n: usize) {
+    for row in x.chunks_exact_mut(n) {
+        axpy(1.0, b, row);
+    }
+}
+
+/// `db += Σ_rows g` for `g[m,n]`.
+pub(crate) fn col_sum_acc(g: &[f32], db: &mut [f32], n: usize) {
+    for row in g.chunks_exact(n) {
+        axpy(1.0, row, db);
+    }
+}
+
+/// Layer norm over each row of `x[m,d]`; keeps `x̂` and `rstd` for the backward.
+pub(crate) fn layer_norm(
+    x: &[f32],
+    g: &[f32],
+    b: &[f32],
+    xhat: &mut [f32],
+    rstd: &mut [f32],
+    y: &mut [f32],
+    d: usize,
+) {
+    let inv_d = 1.0 / d as f32;
+    for (((xr, xh), r), yr) in x
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact_mut(d))
+        .zip(rstd.iter_mut())
+        .zip(y.chunks_exact_mut(d))
+    {
+        let mean = xr.iter().sum::<f32>() * inv_d;
+        let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
+        let rs = 1.0 / (var + LN_EPS).sqrt();
+        *r = rs;
+        for ((((h, &xv), yv), &gv), &bv) in xh.iter_mut().zip(xr).zip(yr.iter_mut()).zip(g).zip(b) {
+            *h = (xv - mean) * rs;
+            *yv = *h * gv + bv;
+        }
+    }
+}
+
+/// Layer-norm backward: `dx += LNᵀ(dy)`, `dg += Σ dy·x̂`, `db += Σ dy`; `tmp` holds `d` floats.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm_backward(
+    dy: &[f32],
+    xhat: &[f32],
+    rstd: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+    tmp: &mut [f32],
+    d: usize,
+) {
+    let inv_d = 1.0 / d as f32;
+    for (((dyr, xh), &rs), dxr) in dy
+        .chunks_exact(d)
+        .zip(xhat.chunks_exact(d))
+        .zip(rstd)
+        .zip(dx.chunks_exact_mut(d))
+    {
+        let mut s1 = 0.0f32;
+        let mut s2 = 0.0f32;
+        for c in 0..d {
+            dg[c] += dyr[c] * xh[c];
+            db[c] += dyr[c];
+            let t = dyr[c] * g[c];
+            tmp[c] = t;
+            s1 += t;
+            s2 += t * xh[c];
+        }
+        let (m1, m2) = (s1 * inv_d, s2 * inv_d);
+        for c in 0..d {
+            dxr[c] += rs * (tmp[c] - m1 - xh[c] * m2);
+        }
+    }
+}
+
+const GELU_C: f32 = 0.797_884_6; // √(2/π)
+const GELU_A: f32 = 0.044_715;
+
+/// `GELU(z) = 0.5 z (1 + tanh(√(2/π)(z + 0.044715 z³)))`.
+#[cfg(test)]
+#[inline]
+pub(crate) fn gelu(z: f32) -> f32 {
+    gelu_and_tanh(z).0
+}
+
+/// `d GELU / dz`.
+#[cfg(test)]
+#[inline]
+pub(crate) fn gelu_grad(z: f32) -> f32 {
+    gelu_grad_with_tanh(z, (GELU_C * (z + GELU_A * z * z * z)).tanh())
+}
+
+/// `GELU(z)` and `t = tanh(√(2/π)(z + 0.044715 z³))` (kept for the backward).
+#[inline]
+pub(crate) fn gelu_and_tanh(z: f32) -> (f32, f32) {
+    let t = (GELU_C * (z + GELU_A * z * z * z)).tanh();
+    (0.5 * z * (1.0 + t), t)
+}
+
+/// `d GELU / dz` given `t` from [`gelu_and_tanh`].
+#[inline]
+pub(crate) fn gelu_grad_with_tanh(z: f32, t: f32) -> f32 {
+    0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * z * z)
+}
+
+/// Sinusoidal table `[n, d]`: `pe(t)[2c] = sin(t/10000^(2c/d))`, `pe(t)[2c+1] = cos(…)`.
+pub(crate) fn positional_table(n: usize, d: usize) -> Vec<f32> {
+    let mut pe = vec![0.0f32; n * d];
+    for (t, row) in pe.chunks_exact_mut(d).enumerate() {
+        for c in 0..d.div_ceil(2) {
+            let freq = 10000f64.powf((2 * c) as f64 / d as f64);
+            let ang = t as f64 / freq;
+            row[2 * c] = ang.sin() as f32;
+            if 2 * c + 1 < d {
+                row[2 * c + 1] = ang.cos() as f32;
+            }
+        }
+    }
+    pe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    fn seq(len: usize, s: f32) -> Vec<f32> {
+        (0..len).map(|i| ((i * 37 % 11) as f32 - 5.0) * s).collect()
+    }
+
+    #[test]
+    fn matmuls_agree_with_naive() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (4, 2, 9), (0, 3, 2)] {
+            let a = seq(m * k, 0.1);
+            let b = seq(k * n, 0.3);
+            let mut c = vec![1.0; m * n];
+            matmul(&a, &b, &mut c, m, k, n);
+            let want = naive(&a, &b, m, k, n);
+            for (x, y) in c.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-5);
+            }
+            // aᵀ·g with g = c: compare to naive on the transposed a.
+            let mut at = vec![0.0; k * m];
+            for i in 0..m {
+                for t in 0..k {
+                    at[t * m + i] = a[i * k + t];
+                }
+            }
+            let mut dw = vec![0.0; k * n];
+            matmul_tn_acc(&a, &c, &mut dw, m, k, n);
+            for (x, y) in dw.iter().zip(&naive(&at, &c, k, m, n)) {
+                assert!((x - y).abs() < 1e-4);
+            }
+            let mut bt = vec![0.0; n * k];
+            for t in 0..k {
+                for j in 0..n {
+                    bt[j * k + t] = b[t * n + j];
+                }
+            }
+            let mut dx = vec![0.0; m * k];
+            matmul_nt_acc(&c, &b, &mut dx, m, k, n);
+            for (x, y) in dx.iter().zip(&naive(&c, &bt, m, n, k)) {
+                assert!((x - y).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn dot_matches_naive_on_all_tails() {
+        for len in 0..40 {
+            let a = seq(len, 0.25);
+            let b = seq(len + 3, 0.5);
+            let want: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "len {len}");
+        }
+    }
+
+    #[test]
+    fn gelu_grad_matches_difference() {
+        for &z in &[-4.0f32, -1.3, -0.2, 0.0, 0.4, 1.7, 3.0] {
+            let h = 1e-2f64;
+            let g = |z: f64| {
+                0.5 * z
+                    * (1.0
+                        + ((2.0 / core::f64::consts::PI).sqrt() * (z + 0.044715 * z * z * z))
+                            .tanh())
+            };
+            let fd = (g(z as f64 + h) - g(z as f64 - h)) / (2.0 * h);
+            assert!((gelu_grad(z) as f64 - fd).abs() < 1e-4, "z {z}");
+            assert!((gelu(z) as f64 - g(z as f64)).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn positional_table_formula() {
+        let pe = positional_table(5, 5);
+        assert_eq!(pe[0], 0.0);
+        assert_eq!(pe[1], 1.0);
+        assert!((pe[3 * 5] - 3f32.sin()).abs() < 1e-6);
+        assert!((pe[3 * 5 + 3] - (3.0 / 10000f64.powf(2.0 / 5.0)).cos() as f32).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,333 @@
+//! The training loop: seeded shuffling, mini-batches in parallel, AdamW with warmup +
+//! cosine, clipping, class weighting, validation, early stopping with best-weights restore.
+//!
+//! Determinism: a batch is cut into fixed chunks of [`GRAD_CHUNK`] windows; each chunk's
+//! gradient is accumulated serially, and chunk gradients are summed in chunk order. The
+//! result depends only on the seed and the data, never on thread count or timing.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use super::config::{Architecture, Monitor, TrainConfig};
+use super::error::TrainError;
+use super::metrics::{mean_cross_entropy, report_from_logits};
+use super::model::{Model, Plans, Window, Workspace};
+use super::optim::{clip_global_norm, AdamW, Schedule};
+use super::rng::Rng;
+
+/// Windows per gradient chunk: the unit of parallel work and of the fixed-order reduction.
+pub const GRAD_CHUNK: usize = 4;
+
+/// Figures of one finished epoch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Mean (unweighted) cross-entropy of the training windows, before each step.
+    pub train_loss: f64,
+    /// Training accuracy, before each step.
+    pub train_accuracy: f64,
+    /// Validation mean cross-entropy (`None` without validation windows).
+    pub val_loss: Option<f64>,
+    /// Validation accuracy (window level).
+    pub val_accuracy: Option<f64>,
+    /// Validation macro-F1 (window level).
+    pub val_macro_f1: Option<f64>,
+    /// Learning rate of the epoch's last step.
+    pub learning_rate: f32,
+    /// Mean global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training throughput (forward + backward + update), windows per second.
+    pub windows_per_sec: f64,
+    /// Wall time of the epoch including validation, seconds.
+    pub seconds: f64,
+    /// Whether this epoch is the best so far by the monitored figure.
+    pub improved: bool,
+}
+
+/// Progress reported to the caller's callback.
+#[derive(Debug, Clone, Copy)]
+pub enum TrainEvent<'a> {
+    /// One optimiser step finished.
+    Batch {
+        /// 0-based epoch.
+        epoch: usize,
+        /// 0-based batch within the epoch.
+        batch: usize,
+        /// Batches per epoch.
+        batches: usize,
+        /// Mean cross-entropy of the batch.
+        loss: f64,
+    },
+    /// One epoch finished (after validation).
+    Epoch(&'a EpochStats),
+}
+
+/// What [`train`] returns.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    /// The model with the best weights (by the monitor; the last epoch without validation).
+    pub model: Model,
+    /// Per-epoch figures.
+    pub history: Vec<EpochStats>,
+    /// Epoch whose weights were kept.
+    pub best_epoch: usize,
+    /// Stopped by patience before `epochs`.
+    pub stopped_early: bool,
+    /// Stopped because the callback returned `Break`.
+    pub cancelled: bool,
+    /// The class weights used by the loss.
+    pub class_weights: Vec<f32>,
+    /// Optimiser steps taken.
+    pub steps: usize,
+}
+
+/// Inverse-frequency class weights `w_c = n / (C·n_c)` (1 for a class with no window).
+pub fn inverse_frequency_weights(labels: &[usize], classes: usize) -> Vec<f32> {
+    let mut counts = vec![0usize; classes];
+    for &y in labels {
+        if y < classes {
+            counts[y] += 1;
+        }
+    }
+    let n = labels.len() as f64;
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                1.0
+            } else {
+                (n / (classes as f64 * c as f64)) as f32
+            }
+        })
+        .collect()
+}
+
+/// Initialises a model for `arch` with `cfg.seed`, fits the input statistics on `train`
+/// (when `input_norm` is on) and trains it; see [`train_model`].
+pub fn train(
+    arch: Architecture,
+    cfg: &TrainConfig,
+    train: &[Window],
+    val: &[Window],
+    on_event: impl FnMut(TrainEvent<'_>) -> ControlFlow<()>,
+) -> Result<TrainOutcome, TrainError> {
+    let mut model = Model::new(arch, cfg.seed)?;
+    if model.arch().input_norm {
+        model.fit_input_norm(train)?;
+    }
+    train_model(model, cfg, train, val, on_event)
+}
+
+/// The best epoch so far: `(val loss, accuracy, macro-F1)`, its weights, its index.
+type Best = ((f64, f64, f64), Vec<f32>, usize);
+
+/// Better-than test of the monitored figure; `(loss, accuracy, macro_f1)`.
+fn better(m: Monitor, new: (f64, f64, f64), old: (f64, f64, f64)) -> bool {
+    match m {
+        Monitor::ValLoss => new.0 < old.0,
+        Monitor::ValAccuracy => new.1 > old.1 || (new.1 == old.1 && new.0 < old.0),
+        Monitor::ValMacroF1 => new.2 > old.2 || (new.2 == old.2 && new.0 < old.0),
+    }
+}
+
+/// Trains `model` in place of its current weights (input statistics are kept as given).
+///
+/// `val` may be empty (no early stopping; the last weights are kept). `on_event` sees
+/// every step and epoch; returning `Break` stops after the current step with the best
+/// weights so far.
+pub fn train_model(
+    mut model: Model,
+    cfg: &TrainConfig,
+    train: &[Window],
+    val: &[Window],
+    mut on_event: impl FnMut(TrainEvent<'_>) -> ControlFlow<()>,
+) -> Result<TrainOutcome, TrainError> {
+    cfg.validate()?;
+    if train.is_empty() {
+        return Err(TrainError::Empty);
+    }
+    model.check_windows(train)?;
+    model.check_windows(val)?;
+    let pool = match cfg.threads {
+        0 => None,
+        t => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .map_err(|e| TrainError::Config(format!("thread pool: {e}")))?,
+        ),
+    };
+    let f = model.arch().features;
+    let classes = model.arch().classes;
+    let plans = Plans::build(model.arch(), train.iter().map(|w| w.frames.len() / f));
+    let labels: Vec<usize> = train.iter().map(|w| w.label).collect();
+    let weights = if cfg.class_weighting {
+        inverse_frequency_weights(&labels, classes)
+    } else {
+        vec![1.0; classes]
+    };
+    let batches = train.len().div_ceil(cfg.batch_size);
+    let total = batches * cfg.epochs;
+    let sched = Schedule {
+        peak: cfg.learning_rate,
+        min_lr: cfg.learning_rate * cfg.min_lr_ratio,
+        warmup: (cfg.warmup_fraction as f64 * total as f64).round() as usize,
+        total,
+    };
+    let mut opt = AdamW::new(
+        model.layout(),
+        cfg.beta1,
+        cfg.beta2,
+        cfg.eps,
+        cfg.weight_decay,
+    );
+    let mut rng = Rng::new(cfg.seed ^ 0x5EED_5407_F1E5_0002);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let val_frames: Vec<&[f32]> = val.iter().map(|w| w.frames).collect();
+    let val_labels: Vec<usize> = val.iter().map(|w| w.label).collect();
+    let nparams = model.layout().total();
+    let mut history = Vec::new();
+    let mut best: Option<Best> = None;
+    let (mut since_best, mut stopped_early, mut cancelled, mut step) =
+        (0usize, false, false, 0usize);
+    'epochs: for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct, mut norm_sum, mut lr) = (0.0f64, 0usize, 0.0f64, 0.0f32);
+        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            let total_w: f32 = idx.iter().map(|&i| weights[train[i].label]).sum();
+            let m = &model;
+            let work = || {
+                idx.par_chunks(GRAD_CHUNK)
+                    .map_init(Workspace::default, |ws, chunk| {
+                        let mut g = vec![0.0f32; nparams];
+                        let (mut l, mut c) = (0.0f64, 0usize);
+                        for &i in chunk {
+                            let w = &train[i];
+                            let n = w.frames.len() / f;
+                            if let Some(plan) = plans.get(n) {
+                                let (ce, pred) =
+                                    m.window_step(w, weights[w.label] / total_w, plan, ws, &mut g);
+                                l += f64::from(ce);
+                                c += usize::from(pred == w.label);
+                            }
+                        }
+                        (g, l, c)
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let parts = match &pool {
+                Some(p) => p.install(work),
+                None => work(),
+            };
+            let mut parts = parts.into_iter();
+            let (mut g, mut bl, mut bc) = parts.next().unwrap_or((vec![0.0; nparams], 0.0, 0));
+            for (pg, pl, pc) in parts {
+                g.iter_mut().zip(&pg).for_each(|(a, b)| *a += b);
+                bl += pl;
+                bc += pc;
+            }
+            if !bl.is_finite() || g.iter().any(|x| !x.is_finite()) {
+                return Err(TrainError::Diverged { epoch });
+            }
+            norm_sum += f64::from(clip_global_norm(&mut g, cfg.clip_norm));
+            lr = sched.lr(step);
+            opt.step(model.params_mut(), &g, lr);
+            step += 1;
+            loss_sum += bl;
+            correct += bc;
+            let ev = TrainEvent::Batch {
+                epoch,
+                batch: b,
+                batches,
+                loss: bl / idx.len() as f64,
+            };
+            if on_event(ev).is_break() {
+                cancelled = true;
+            }
+            if cancelled {
+                break;
+            }
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let seen = if cancelled {
+            correct.max(1)
+        } else {
+            train.len()
+        };
+        let mut stats = EpochStats {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            val_loss: None,
+            val_accuracy: None,
+            val_macro_f1: None,
+            learning_rate: lr,
+            grad_norm: norm_sum / batches as f64,
+            windows_per_sec: train.len() as f64 / train_secs.max(1e-9),
+            seconds: 0.0,
+            improved: false,
+        };
+        if !val.is_empty() {
+            let logits = match &pool {
+                Some(p) => p.install(|| model.logits_batch(&val_frames))?,
+                None => model.logits_batch(&val_frames)?,
+            };
+            let loss = mean_cross_entropy(&logits, &val_labels, classes)?;
+            let rep = report_from_logits(&logits, &val_labels, classes)?;
+            stats.val_loss = Some(loss);
+            stats.val_accuracy = Some(rep.accuracy);
+            stats.val_macro_f1 = Some(rep.macro_f1);
+            let key = (loss, rep.accuracy, rep.macro_f1);
+            let improved = match &best {
+                None => true,
+                Some((old, _, _)) => better(cfg.monitor, key, *old),
+            };
+            if improved {
+                best = Some((key, model.params().to_vec(), epoch));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+            stats.improved = improved;
+        } else {
+            stats.improved = true;
+        }
+        stats.seconds = t0.elapsed().as_secs_f64();
+        history.push(stats);
+        if let Some(s) = history.last() {
+            if on_event(TrainEvent::Epoch(s)).is_break() {
+                cancelled = true;
+            }
+        }
+        if cancelled {
+            break 'epochs;
+        }
+        if let Some(p) = cfg.patience {
+            if !val.is_empty() && since_best > p {
+                stopped_early = epoch + 1 < cfg.epochs;
+                break;
+            }
+        }
+    }
+    let last = history.len().saturating_sub(1);
+    let best_epoch = match best {
+        Some((_, params, e)) => {
+            model.params_mut().copy_from_slice(&params);
+            e
+        }
+        None => last,
+    };
+    Ok(TrainOutcome {
+        model,
+        history,
+        best_epoch,
+        stopped_early,
+        cancelled,
+        class_weights: weights,
+        steps: step,
+    })
+}
