@@ -45,7 +45,9 @@ use alloc::vec::Vec;
 
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
-use crate::simd::{axpy, dot, exp, scale};
+use crate::simd::{
+    axpy_g, dispatch, dot_g, exp_shift_sum_g, scale_g, select_level, Isa, WithIsa, LANES,
+};
 use crate::tensor::{check_qkv, Tensor3};
 
 /// Gradients of an attention call: `dq` shaped like q, `dk` and `dv` like k and v.
@@ -149,6 +151,7 @@ pub fn dense_attention_backward(
 /// Sparse attention backward, **accumulating** (`+=`) into `grads` and reusing `scratch`.
 ///
 /// `grads` must be shaped like q (dq) and k/v (dk, dv). Nothing is written on error.
+/// Runs at the active SIMD level, chosen once per call.
 pub fn sparse_attention_backward_into(
     p: &SparsePattern,
     q: &Tensor3,
@@ -160,53 +163,38 @@ pub fn sparse_attention_backward_into(
 ) -> Result<()> {
     p.validate()?;
     let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
-    let bs = p.block_size;
-    let blocks = if p.landmarks { n.div_ceil(bs) } else { 0 };
-    let row = hk * d;
+    let blocks = if p.landmarks {
+        n.div_ceil(p.block_size)
+    } else {
+        0
+    };
     let s = scratch;
     for buf in [&mut s.kl, &mut s.vl, &mut s.dkl, &mut s.dvl] {
         buf.clear();
-        buf.resize(blocks * row, 0.0);
+        buf.resize(blocks * hk * d, 0.0);
     }
-    if blocks > 0 {
-        block_means(k.as_slice(), n, row, bs, &mut s.kl);
-        block_means(v.as_slice(), n, row, bs, &mut s.vl);
-    }
-    let x = Inputs {
-        q: q.as_slice(),
-        k: k.as_slice(),
-        v: v.as_slice(),
-        kl: &s.kl,
-        vl: &s.vl,
-        d_out: d_out.as_slice(),
-        hq,
-        hk,
-        d,
-        scale: 1.0 / libm::sqrtf(d as f32),
-    };
-    let mut o = Outputs {
-        dq: grads.dq.as_mut_slice(),
-        dk: grads.dk.as_mut_slice(),
-        dv: grads.dv.as_mut_slice(),
-        dkl: &mut s.dkl,
-        dvl: &mut s.dvl,
-    };
+    // Sized once from the pattern's bound, so later calls at this size never grow.
     let cap = p.max_edges_per_query(n);
-    s.toks.clear();
-    s.lms.clear();
-    s.toks.reserve(cap);
-    s.lms.reserve(cap);
-    for i in 0..n {
-        s.toks.clear();
-        s.lms.clear();
-        p.for_each_token(i, n, |j| s.toks.push(j));
-        p.for_each_landmark(i, n, |b| s.lms.push(b));
-        position_backward(&x, &mut o, i, &s.toks, &s.lms, &mut s.w, &mut s.dw);
+    for buf in [&mut s.toks, &mut s.lms] {
+        buf.clear();
+        buf.reserve(cap);
     }
-    if blocks > 0 {
-        spread_blocks(o.dkl, n, row, bs, o.dk);
-        spread_blocks(o.dvl, n, row, bs, o.dv);
+    for buf in [&mut s.w, &mut s.dw] {
+        buf.clear();
+        buf.reserve(cap.saturating_mul(hq / hk));
     }
+    let op = SparseOp {
+        p,
+        q,
+        k,
+        v,
+        d_out,
+        grads,
+        s,
+        dims: (n, hq, hk, d),
+        blocks,
+    };
+    dispatch(select_level(), op);
     Ok(())
 }
 
@@ -224,41 +212,25 @@ pub fn dense_attention_backward_into(
 ) -> Result<()> {
     let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
     let s = scratch;
-    let x = Inputs {
-        q: q.as_slice(),
-        k: k.as_slice(),
-        v: v.as_slice(),
-        kl: &[],
-        vl: &[],
-        d_out: d_out.as_slice(),
-        hq,
-        hk,
-        d,
-        scale: 1.0 / libm::sqrtf(d as f32),
-    };
-    let mut o = Outputs {
-        dq: grads.dq.as_mut_slice(),
-        dk: grads.dk.as_mut_slice(),
-        dv: grads.dv.as_mut_slice(),
-        dkl: &mut [],
-        dvl: &mut [],
-    };
-    s.lms.clear();
-    s.toks.clear();
-    s.toks.reserve(n);
-    s.w.clear();
-    s.w.reserve(n);
-    s.dw.clear();
-    s.dw.reserve(n);
-    for i in 0..n {
-        let last = if causal { i + 1 } else { n };
-        // Candidates 0..last: grow the prefix list instead of rebuilding it.
-        if s.toks.len() != last {
-            s.toks.clear();
-            s.toks.extend(0..last);
-        }
-        position_backward(&x, &mut o, i, &s.toks, &[], &mut s.w, &mut s.dw);
+    for buf in [&mut s.toks, &mut s.lms] {
+        buf.clear();
+        buf.reserve(n);
     }
+    for buf in [&mut s.w, &mut s.dw] {
+        buf.clear();
+        buf.reserve(n.saturating_mul(hq / hk));
+    }
+    let op = DenseOp {
+        q,
+        k,
+        v,
+        d_out,
+        grads,
+        s,
+        dims: (n, hq, hk, d),
+        causal,
+    };
+    dispatch(select_level(), op);
     Ok(())
 }
 
@@ -316,25 +288,150 @@ fn shape_label(name: &'static str, what: &'static str) -> &'static str {
 }
 
 /// Writes the per-block mean rows of `x` (`n` rows of `row` floats) into zeroed `out`.
-fn block_means(x: &[f32], n: usize, row: usize, bs: usize, out: &mut [f32]) {
+#[inline(always)]
+fn block_means<I: Isa>(x: &[f32], n: usize, row: usize, bs: usize, out: &mut [f32]) {
     for (b, o) in out.chunks_exact_mut(row).enumerate() {
         let lo = b * bs;
         let hi = (lo + bs).min(n);
         for t in lo..hi {
-            axpy(1.0, &x[t * row..(t + 1) * row], o);
+            axpy_g::<I>(1.0, &x[t * row..(t + 1) * row], o, row);
         }
-        scale(1.0 / (hi - lo) as f32, o);
+        scale_g::<I>(1.0 / (hi - lo) as f32, o);
     }
 }
 
 /// Adds `g_b / |b|` of every block gradient row to each of the block's token rows.
-fn spread_blocks(g: &[f32], n: usize, row: usize, bs: usize, dst: &mut [f32]) {
+#[inline(always)]
+fn spread_blocks<I: Isa>(g: &[f32], n: usize, row: usize, bs: usize, dst: &mut [f32]) {
     for (b, gb) in g.chunks_exact(row).enumerate() {
         let lo = b * bs;
         let hi = (lo + bs).min(n);
         let inv = 1.0 / (hi - lo) as f32;
         for t in lo..hi {
-            axpy(inv, gb, &mut dst[t * row..(t + 1) * row]);
+            axpy_g::<I>(inv, gb, &mut dst[t * row..(t + 1) * row], row);
+        }
+    }
+}
+
+/// The whole sparse backward as one computation for [`dispatch`] (one ISA choice per call).
+struct SparseOp<'a> {
+    p: &'a SparsePattern,
+    q: &'a Tensor3,
+    k: &'a Tensor3,
+    v: &'a Tensor3,
+    d_out: &'a Tensor3,
+    grads: &'a mut AttentionGrads,
+    s: &'a mut BackwardScratch,
+    dims: (usize, usize, usize, usize),
+    blocks: usize,
+}
+
+impl WithIsa for SparseOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let SparseOp {
+            p,
+            q,
+            k,
+            v,
+            d_out,
+            grads,
+            s,
+            dims: (n, hq, hk, d),
+            blocks,
+        } = self;
+        let (row, bs) = (hk * d, p.block_size);
+        if blocks > 0 {
+            block_means::<I>(k.as_slice(), n, row, bs, &mut s.kl);
+            block_means::<I>(v.as_slice(), n, row, bs, &mut s.vl);
+        }
+        let x = Inputs {
+            q: q.as_slice(),
+            k: k.as_slice(),
+            v: v.as_slice(),
+            kl: &s.kl,
+            vl: &s.vl,
+            d_out: d_out.as_slice(),
+            hq,
+            hk,
+            d,
+            scale: 1.0 / libm::sqrtf(d as f32),
+        };
+        let mut o = Outputs {
+            dq: grads.dq.as_mut_slice(),
+            dk: grads.dk.as_mut_slice(),
+            dv: grads.dv.as_mut_slice(),
+            dkl: &mut s.dkl,
+            dvl: &mut s.dvl,
+        };
+        for i in 0..n {
+            s.toks.clear();
+            s.lms.clear();
+            p.for_each_token(i, n, |j| s.toks.push(j));
+            p.for_each_landmark(i, n, |b| s.lms.push(b));
+            position_backward::<I>(&x, &mut o, i, &s.toks, &s.lms, &mut s.w, &mut s.dw);
+        }
+        if blocks > 0 {
+            spread_blocks::<I>(o.dkl, n, row, bs, o.dk);
+            spread_blocks::<I>(o.dvl, n, row, bs, o.dv);
+        }
+    }
+}
+
+/// The whole dense backward as one computation for [`dispatch`].
+struct DenseOp<'a> {
+    q: &'a Tensor3,
+    k: &'a Tensor3,
+    v: &'a Tensor3,
+    d_out: &'a Tensor3,
+    grads: &'a mut AttentionGrads,
+    s: &'a mut BackwardScratch,
+    dims: (usize, usize, usize, usize),
+    causal: bool,
+}
+
+impl WithIsa for DenseOp<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let DenseOp {
+            q,
+            k,
+            v,
+            d_out,
+            grads,
+            s,
+            dims: (n, hq, hk, d),
+            causal,
+        } = self;
+        let x = Inputs {
+            q: q.as_slice(),
+            k: k.as_slice(),
+            v: v.as_slice(),
+            kl: &[],
+            vl: &[],
+            d_out: d_out.as_slice(),
+            hq,
+            hk,
+            d,
+            scale: 1.0 / libm::sqrtf(d as f32),
+        };
+        let mut o = Outputs {
+            dq: grads.dq.as_mut_slice(),
+            dk: grads.dk.as_mut_slice(),
+            dv: grads.dv.as_mut_slice(),
+            dkl: &mut [],
+            dvl: &mut [],
+        };
+        for i in 0..n {
+            let last = if causal { i + 1 } else { n };
+            // Candidates are the prefix 0..last: extend the list instead of rebuilding it.
+            if s.toks.len() != last {
+                s.toks.clear();
+                s.toks.extend(0..last);
+            }
+            position_backward::<I>(&x, &mut o, i, &s.toks, &[], &mut s.w, &mut s.dw);
         }
     }
 }
@@ -364,7 +461,13 @@ struct Outputs<'a> {
 
 /// Backward of every query head at position `i` over token candidates `toks` and
 /// landmark candidates `lms` (candidate `c < toks.len()` is a token, else a landmark).
-fn position_backward(
+///
+/// Per kv head, the softmax of each query head of its group is recomputed into
+/// `w[g·nc..]` and `σ·ds` into `dw[g·nc..]`; then dq is accumulated per head in a
+/// register over the candidates, and each candidate's dk/dv row is read and written
+/// once for the whole group (GQA sharing).
+#[inline(always)]
+fn position_backward<I: Isa>(
     x: &Inputs<'_>,
     o: &mut Outputs<'_>,
     i: usize,
@@ -378,75 +481,102 @@ fn position_backward(
     if nc == 0 {
         return;
     }
-    w.clear();
-    w.resize(nc, 0.0);
-    dw.clear();
-    dw.resize(nc, 0.0);
     let (hq, hk, d) = (x.hq, x.hk, x.d);
     let group = hq / hk;
-    // Offset of candidate c's row for kv head kh, and whether it is a landmark.
-    let off = |c: usize, kh: usize| -> (usize, bool) {
+    w.clear();
+    w.resize(group * nc, 0.0);
+    dw.clear();
+    dw.resize(group * nc, 0.0);
+    // Row offset (within one kv head) of candidate c, and whether it is a landmark.
+    let off = |c: usize| -> (usize, bool) {
         if c < nt {
-            ((toks[c] * hk + kh) * d, false)
+            (toks[c] * hk * d, false)
         } else {
-            ((lms[c - nt] * hk + kh) * d, true)
+            (lms[c - nt] * hk * d, true)
         }
     };
-    for h in 0..hq {
-        let kh = h / group;
-        let qo = (i * hq + h) * d;
-        let qrow = &x.q[qo..qo + d];
-        let grow = &x.d_out[qo..qo + d];
-        let mut m = f32::NEG_INFINITY;
-        for (c, wc) in w.iter_mut().enumerate() {
-            let (ko, lm) = off(c, kh);
-            let krow = if lm {
-                &x.kl[ko..ko + d]
-            } else {
-                &x.k[ko..ko + d]
-            };
-            let s = dot(qrow, krow) * x.scale;
-            *wc = s;
-            m = m.max(s);
+    for kh in 0..hk {
+        for g in 0..group {
+            let qo = (i * hq + kh * group + g) * d;
+            let (qrow, grow) = (&x.q[qo..qo + d], &x.d_out[qo..qo + d]);
+            let (wg, dwg) = (&mut w[g * nc..(g + 1) * nc], &mut dw[g * nc..(g + 1) * nc]);
+            // Scores s_c and dw_c = g·v_c in one sweep over the candidates.
+            let mut m = f32::NEG_INFINITY;
+            for (c, (wc, dwc)) in wg.iter_mut().zip(dwg.iter_mut()).enumerate() {
+                let (ro, lm) = off(c);
+                let ro = ro + kh * d;
+                let (krow, vrow) = if lm {
+                    (&x.kl[ro..ro + d], &x.vl[ro..ro + d])
+                } else {
+                    (&x.k[ro..ro + d], &x.v[ro..ro + d])
+                };
+                let s = dot_g::<I>(qrow, krow, d) * x.scale;
+                *wc = s;
+                m = m.max(s);
+                *dwc = dot_g::<I>(grow, vrow, d);
+            }
+            // w = softmax(s); the max term is e⁰ = 1, so z ≥ 1.
+            let z = exp_shift_sum_g::<I>(wg, -m);
+            scale_g::<I>(1.0 / z, wg);
+            let big_d = dot_g::<I>(wg, dwg, nc);
+            // dw becomes σ·ds in place.
+            for (dwc, &wc) in dwg.iter_mut().zip(wg.iter()) {
+                *dwc = wc * (*dwc - big_d) * x.scale;
+            }
         }
-        let mut z = 0.0f32;
-        for wc in w.iter_mut() {
-            *wc = exp(*wc - m);
-            z += *wc;
-        }
-        let inv = 1.0 / z;
-        let mut big_d = 0.0f32;
-        for (c, (wc, dwc)) in w.iter_mut().zip(dw.iter_mut()).enumerate() {
-            *wc *= inv;
-            let (vo, lm) = off(c, kh);
-            let vrow = if lm {
-                &x.vl[vo..vo + d]
-            } else {
-                &x.v[vo..vo + d]
+        let (w, ds) = (&w[..], &dw[..]);
+        // Lane chunk outermost so accumulators stay in registers over the candidates.
+        let mut cc = 0;
+        while cc < d {
+            let len = (d - cc).min(LANES);
+            let ld = |s: &[f32]| {
+                if len == LANES {
+                    I::load(s)
+                } else {
+                    I::load_partial(&s[..len])
+                }
             };
-            *dwc = dot(grow, vrow);
-            big_d += *wc * *dwc;
-        }
-        let dq = &mut o.dq[qo..qo + d];
-        for (c, (&wc, &dwc)) in w.iter().zip(dw.iter()).enumerate() {
-            let ds = wc * (dwc - big_d) * x.scale;
-            let (ro, lm) = off(c, kh);
-            let (krow, dk, dv) = if lm {
-                (
-                    &x.kl[ro..ro + d],
-                    &mut o.dkl[ro..ro + d],
-                    &mut o.dvl[ro..ro + d],
-                )
-            } else {
-                (
-                    &x.k[ro..ro + d],
-                    &mut o.dk[ro..ro + d],
-                    &mut o.dv[ro..ro + d],
-                )
+            let st = |s: &mut [f32], v: I::V| {
+                if len == LANES {
+                    I::store(s, v)
+                } else {
+                    I::store_partial(&mut s[..len], v)
+                }
             };
-            axpy(ds, krow, dq);
-            axpy(ds, qrow, dk);
-            axpy(wc, grow, dv);
+            let kc = kh * d + cc;
+            // dq_h += Σ_c σ ds_c k_c, one head at a time.
+            for g in 0..group {
+                let dsg = &ds[g * nc..(g + 1) * nc];
+                let mut acc = I::zero();
+                for (&j, &dsc) in toks.iter().zip(dsg) {
+                    acc = I::fma(I::splat(dsc), ld(&x.k[j * hk * d + kc..]), acc);
+                }
+                for (&b, &dsc) in lms.iter().zip(&dsg[nt..]) {
+                    acc = I::fma(I::splat(dsc), ld(&x.kl[b * hk * d + kc..]), acc);
+                }
+                let qo = (i * hq + kh * group + g) * d + cc;
+                let r = I::add(acc, ld(&o.dq[qo..]));
+                st(&mut o.dq[qo..], r);
+            }
+            // dk_c += Σ_h σ ds_hc q_h and dv_c += Σ_h w_hc g_h: one read-modify-write per row.
+            for c in 0..nc {
+                let (ro, lm) = off(c);
+                let ro = ro + kc;
+                let (dk, dv) = if lm {
+                    (&mut o.dkl[ro..], &mut o.dvl[ro..])
+                } else {
+                    (&mut o.dk[ro..], &mut o.dv[ro..])
+                };
+                let (mut ak, mut av) = (ld(dk), ld(dv));
+                for g in 0..group {
+                    let qo = (i * hq + kh * group + g) * d + cc;
+                    ak = I::fma(I::splat(ds[g * nc + c]), ld(&x.q[qo..]), ak);
+                    av = I::fma(I::splat(w[g * nc + c]), ld(&x.d_out[qo..]), av);
+                }
+                st(dk, ak);
+                st(dv, av);
+            }
+            cc += LANES;
         }
     }
 }

@@ -485,6 +485,38 @@ fn shape_errors_are_typed() {
     ));
 }
 
+#[test]
+fn every_simd_level_matches_the_f64_oracle() {
+    use aether_kernel::simd::{force_level, runs, SimdLevel};
+    // dim 37: two full 16-lane chunks and a 5-lane tail; MQA and GQA.
+    for (hq, hk) in [(4, 1), (6, 3)] {
+        let (n, d) = (45, 37);
+        let (q, k, v, g) = (
+            tensor(n, hq, d, 11, 1.5),
+            tensor(n, hk, d, 12, 1.5),
+            tensor(n, hk, d, 13, 1.5),
+            tensor(n, hq, d, 14, 1.0),
+        );
+        let prob = Prob::from_tensors(&q, &k, &v);
+        let p = pattern(4, 5, true, true, true);
+        let want_s = prob.backward(Attn::Sparse(&p), &to64(&g));
+        let want_d = prob.backward(Attn::Dense { causal: false }, &to64(&g));
+        for level in SimdLevel::ALL {
+            // Forcing is process-wide; concurrent tests then merely run at this level.
+            if !force_level(Some(level)) {
+                continue;
+            }
+            let before = runs(level);
+            let s = sparse_attention_backward(&p, &q, &k, &v, &g).unwrap();
+            let dn = dense_attention_backward(&q, &k, &v, false, &g).unwrap();
+            force_level(None);
+            assert!(runs(level) >= before + 2, "{level:?} never ran");
+            assert_close(&s, &want_s, 2e-5, &format!("sparse {level:?}"));
+            assert_close(&dn, &want_d, 2e-5, &format!("dense {level:?}"));
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     n: usize,
