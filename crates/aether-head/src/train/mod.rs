@@ -5,6 +5,7 @@
 mod attention;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod metrics;
 pub mod model;
 mod ops;
@@ -16,6 +17,7 @@ pub mod trainer;
 pub use attention::AttnPlan;
 pub use config::{Architecture, AttentionKind, Monitor, Pooling, TrainConfig};
 pub use error::TrainError;
+pub use export::{provenance, ExportInfo};
 pub use metrics::{
     classification_report, mean_cross_entropy, report_from_logits, report_from_votes,
     vote_by_recording, ClassificationReport, ConfusionMatrix, RecordingVote,
