@@ -29,7 +29,9 @@
 //! means and their spreading) and O(n² · dim) for dense; the softmax is recomputed,
 //! nothing of size O(edges) or O(n²) is stored. The `_into` variants accumulate
 //! (`+=`) into caller-owned [`AttentionGrads`] and reuse a caller-owned
-//! [`BackwardScratch`], so repeated calls at a fixed size allocate nothing.
+//! [`BackwardScratch`], so repeated calls at a fixed size allocate nothing; the
+//! `_slices` variants do the same over flat caller buffers ([`BackwardInputs`],
+//! [`GradsMut`]) for training code that keeps activations in its own workspace.
 //! Everything here is single-threaded: parallelise over a batch outside.
 //!
 //! ```
@@ -48,7 +50,7 @@ use crate::pattern::SparsePattern;
 use crate::simd::{
     axpy_g, dispatch, dot_g, exp_shift_sum_g, scale_g, select_level, Isa, WithIsa, LANES,
 };
-use crate::tensor::{check_qkv, Tensor3};
+use crate::tensor::{check_qkv, checked_len, Tensor3};
 
 /// Gradients of an attention call: `dq` shaped like q, `dk` and `dv` like k and v.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,39 +164,8 @@ pub fn sparse_attention_backward_into(
     scratch: &mut BackwardScratch,
 ) -> Result<()> {
     p.validate()?;
-    let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
-    let blocks = if p.landmarks {
-        n.div_ceil(p.block_size)
-    } else {
-        0
-    };
-    let s = scratch;
-    for buf in [&mut s.kl, &mut s.vl, &mut s.dkl, &mut s.dvl] {
-        buf.clear();
-        buf.resize(blocks * hk * d, 0.0);
-    }
-    // Sized once from the pattern's bound, so later calls at this size never grow.
-    let cap = p.max_edges_per_query(n);
-    for buf in [&mut s.toks, &mut s.lms] {
-        buf.clear();
-        buf.reserve(cap);
-    }
-    for buf in [&mut s.w, &mut s.dw] {
-        buf.clear();
-        buf.reserve(cap.saturating_mul(hq / hk));
-    }
-    let op = SparseOp {
-        p,
-        q,
-        k,
-        v,
-        d_out,
-        grads,
-        s,
-        dims: (n, hq, hk, d),
-        blocks,
-    };
-    dispatch(select_level(), op);
+    let x = tensor_inputs(q, k, v, d_out, grads)?;
+    sparse_run(p, &x, grads_mut(grads), scratch);
     Ok(())
 }
 
@@ -210,8 +181,166 @@ pub fn dense_attention_backward_into(
     grads: &mut AttentionGrads,
     scratch: &mut BackwardScratch,
 ) -> Result<()> {
-    let (n, hq, hk, d) = check_shapes(q, k, v, d_out, grads)?;
-    let s = scratch;
+    let x = tensor_inputs(q, k, v, d_out, grads)?;
+    dense_run(&x, causal, grads_mut(grads), scratch);
+    Ok(())
+}
+
+/// Borrowed operands of the slice-level backward: flat row-major buffers, no [`Tensor3`].
+///
+/// `q` and `d_out` hold `seq·q_heads·dim` values, `k` and `v` `seq·kv_heads·dim`.
+#[derive(Debug, Clone, Copy)]
+pub struct BackwardInputs<'a> {
+    /// Sequence length.
+    pub seq: usize,
+    /// Query heads (a positive multiple of `kv_heads`).
+    pub q_heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Per-head dimension.
+    pub dim: usize,
+    /// Queries `[seq][q_heads][dim]`.
+    pub q: &'a [f32],
+    /// Keys `[seq][kv_heads][dim]`.
+    pub k: &'a [f32],
+    /// Values `[seq][kv_heads][dim]`.
+    pub v: &'a [f32],
+    /// Gradient of the loss with respect to the forward output, `[seq][q_heads][dim]`.
+    pub d_out: &'a [f32],
+}
+
+/// Gradient buffers the slice-level backward accumulates into (`+=`).
+#[derive(Debug)]
+pub struct GradsMut<'a> {
+    /// `[seq][q_heads][dim]`.
+    pub dq: &'a mut [f32],
+    /// `[seq][kv_heads][dim]`.
+    pub dk: &'a mut [f32],
+    /// `[seq][kv_heads][dim]`.
+    pub dv: &'a mut [f32],
+}
+
+impl BackwardInputs<'_> {
+    /// Checks dimensions and every buffer length (also of `g`).
+    fn validate(&self, g: &GradsMut<'_>) -> Result<()> {
+        let (n, hq, hk, d) = (self.seq, self.q_heads, self.kv_heads, self.dim);
+        if hk == 0 {
+            return Err(KernelError::ZeroDim { what: "kv_heads" });
+        }
+        if hq == 0 || hq % hk != 0 {
+            return Err(KernelError::HeadsNotDivisible {
+                q_heads: hq,
+                kv_heads: hk,
+            });
+        }
+        let ql = checked_len(n, hq, d)?;
+        let kl = checked_len(n, hk, d)?;
+        let lens: [(&'static str, usize, usize); 7] = [
+            ("q", ql, self.q.len()),
+            ("k", kl, self.k.len()),
+            ("v", kl, self.v.len()),
+            ("d_out", ql, self.d_out.len()),
+            ("dq", ql, g.dq.len()),
+            ("dk", kl, g.dk.len()),
+            ("dv", kl, g.dv.len()),
+        ];
+        for (what, expected, got) in lens {
+            if expected != got {
+                return Err(KernelError::ShapeMismatch {
+                    what,
+                    expected,
+                    got,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`sparse_attention_backward_into`] over flat slices, for callers that keep
+/// activations in their own buffers. Nothing is written on error.
+pub fn sparse_attention_backward_slices(
+    p: &SparsePattern,
+    x: &BackwardInputs<'_>,
+    grads: GradsMut<'_>,
+    scratch: &mut BackwardScratch,
+) -> Result<()> {
+    p.validate()?;
+    x.validate(&grads)?;
+    sparse_run(p, x, grads, scratch);
+    Ok(())
+}
+
+/// [`dense_attention_backward_into`] over flat slices. Nothing is written on error.
+pub fn dense_attention_backward_slices(
+    x: &BackwardInputs<'_>,
+    causal: bool,
+    grads: GradsMut<'_>,
+    scratch: &mut BackwardScratch,
+) -> Result<()> {
+    x.validate(&grads)?;
+    dense_run(x, causal, grads, scratch);
+    Ok(())
+}
+
+/// Slices of validated tensors.
+fn tensor_inputs<'a>(
+    q: &'a Tensor3,
+    k: &'a Tensor3,
+    v: &'a Tensor3,
+    d_out: &'a Tensor3,
+    grads: &AttentionGrads,
+) -> Result<BackwardInputs<'a>> {
+    let (seq, q_heads, kv_heads, dim) = check_shapes(q, k, v, d_out, grads)?;
+    Ok(BackwardInputs {
+        seq,
+        q_heads,
+        kv_heads,
+        dim,
+        q: q.as_slice(),
+        k: k.as_slice(),
+        v: v.as_slice(),
+        d_out: d_out.as_slice(),
+    })
+}
+
+fn grads_mut(g: &mut AttentionGrads) -> GradsMut<'_> {
+    GradsMut {
+        dq: g.dq.as_mut_slice(),
+        dk: g.dk.as_mut_slice(),
+        dv: g.dv.as_mut_slice(),
+    }
+}
+
+/// Sizes the scratch and runs the sparse backward on validated operands.
+fn sparse_run(p: &SparsePattern, x: &BackwardInputs<'_>, g: GradsMut<'_>, s: &mut BackwardScratch) {
+    let (n, hq, hk, d) = (x.seq, x.q_heads, x.kv_heads, x.dim);
+    let blocks = if p.landmarks {
+        n.div_ceil(p.block_size)
+    } else {
+        0
+    };
+    for buf in [&mut s.kl, &mut s.vl, &mut s.dkl, &mut s.dvl] {
+        buf.clear();
+        buf.resize(blocks * hk * d, 0.0);
+    }
+    // Sized once from the pattern's bound, so later calls at this size never grow.
+    let cap = p.max_edges_per_query(n);
+    for buf in [&mut s.toks, &mut s.lms] {
+        buf.clear();
+        buf.reserve(cap);
+    }
+    for buf in [&mut s.w, &mut s.dw] {
+        buf.clear();
+        buf.reserve(cap.saturating_mul(hq / hk));
+    }
+    let op = SparseOp { p, x, g, s, blocks };
+    dispatch(select_level(), op);
+}
+
+/// Sizes the scratch and runs the dense backward on validated operands.
+fn dense_run(x: &BackwardInputs<'_>, causal: bool, g: GradsMut<'_>, s: &mut BackwardScratch) {
+    let (n, hq, hk) = (x.seq, x.q_heads, x.kv_heads);
     for buf in [&mut s.toks, &mut s.lms] {
         buf.clear();
         buf.reserve(n);
@@ -220,18 +349,7 @@ pub fn dense_attention_backward_into(
         buf.clear();
         buf.reserve(n.saturating_mul(hq / hk));
     }
-    let op = DenseOp {
-        q,
-        k,
-        v,
-        d_out,
-        grads,
-        s,
-        dims: (n, hq, hk, d),
-        causal,
-    };
-    dispatch(select_level(), op);
-    Ok(())
+    dispatch(select_level(), DenseOp { x, g, s, causal });
 }
 
 /// Validates q/k/v, `d_out` and the gradient buffers; returns `(seq, q_heads, kv_heads, dim)`.
@@ -314,54 +432,41 @@ fn spread_blocks<I: Isa>(g: &[f32], n: usize, row: usize, bs: usize, dst: &mut [
 }
 
 /// The whole sparse backward as one computation for [`dispatch`] (one ISA choice per call).
-struct SparseOp<'a> {
+struct SparseOp<'a, 'b> {
     p: &'a SparsePattern,
-    q: &'a Tensor3,
-    k: &'a Tensor3,
-    v: &'a Tensor3,
-    d_out: &'a Tensor3,
-    grads: &'a mut AttentionGrads,
+    x: &'a BackwardInputs<'b>,
+    g: GradsMut<'a>,
     s: &'a mut BackwardScratch,
-    dims: (usize, usize, usize, usize),
     blocks: usize,
 }
 
-impl WithIsa for SparseOp<'_> {
+impl WithIsa for SparseOp<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn run<I: Isa>(self) {
-        let SparseOp {
-            p,
-            q,
-            k,
-            v,
-            d_out,
-            grads,
-            s,
-            dims: (n, hq, hk, d),
-            blocks,
-        } = self;
+        let SparseOp { p, x, g, s, blocks } = self;
+        let (n, hk, d) = (x.seq, x.kv_heads, x.dim);
         let (row, bs) = (hk * d, p.block_size);
         if blocks > 0 {
-            block_means::<I>(k.as_slice(), n, row, bs, &mut s.kl);
-            block_means::<I>(v.as_slice(), n, row, bs, &mut s.vl);
+            block_means::<I>(x.k, n, row, bs, &mut s.kl);
+            block_means::<I>(x.v, n, row, bs, &mut s.vl);
         }
-        let x = Inputs {
-            q: q.as_slice(),
-            k: k.as_slice(),
-            v: v.as_slice(),
+        let xi = Inputs {
+            q: x.q,
+            k: x.k,
+            v: x.v,
             kl: &s.kl,
             vl: &s.vl,
-            d_out: d_out.as_slice(),
-            hq,
+            d_out: x.d_out,
+            hq: x.q_heads,
             hk,
             d,
             scale: 1.0 / libm::sqrtf(d as f32),
         };
         let mut o = Outputs {
-            dq: grads.dq.as_mut_slice(),
-            dk: grads.dk.as_mut_slice(),
-            dv: grads.dv.as_mut_slice(),
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
             dkl: &mut s.dkl,
             dvl: &mut s.dvl,
         };
@@ -370,7 +475,7 @@ impl WithIsa for SparseOp<'_> {
             s.lms.clear();
             p.for_each_token(i, n, |j| s.toks.push(j));
             p.for_each_landmark(i, n, |b| s.lms.push(b));
-            position_backward::<I>(&x, &mut o, i, &s.toks, &s.lms, &mut s.w, &mut s.dw);
+            position_backward::<I>(&xi, &mut o, i, &s.toks, &s.lms, &mut s.w, &mut s.dw);
         }
         if blocks > 0 {
             spread_blocks::<I>(o.dkl, n, row, bs, o.dk);
@@ -380,58 +485,46 @@ impl WithIsa for SparseOp<'_> {
 }
 
 /// The whole dense backward as one computation for [`dispatch`].
-struct DenseOp<'a> {
-    q: &'a Tensor3,
-    k: &'a Tensor3,
-    v: &'a Tensor3,
-    d_out: &'a Tensor3,
-    grads: &'a mut AttentionGrads,
+struct DenseOp<'a, 'b> {
+    x: &'a BackwardInputs<'b>,
+    g: GradsMut<'a>,
     s: &'a mut BackwardScratch,
-    dims: (usize, usize, usize, usize),
     causal: bool,
 }
 
-impl WithIsa for DenseOp<'_> {
+impl WithIsa for DenseOp<'_, '_> {
     type Output = ();
     #[inline(always)]
     fn run<I: Isa>(self) {
-        let DenseOp {
-            q,
-            k,
-            v,
-            d_out,
-            grads,
-            s,
-            dims: (n, hq, hk, d),
-            causal,
-        } = self;
-        let x = Inputs {
-            q: q.as_slice(),
-            k: k.as_slice(),
-            v: v.as_slice(),
+        let DenseOp { x, g, s, causal } = self;
+        let (n, d) = (x.seq, x.dim);
+        let xi = Inputs {
+            q: x.q,
+            k: x.k,
+            v: x.v,
             kl: &[],
             vl: &[],
-            d_out: d_out.as_slice(),
-            hq,
-            hk,
+            d_out: x.d_out,
+            hq: x.q_heads,
+            hk: x.kv_heads,
             d,
             scale: 1.0 / libm::sqrtf(d as f32),
         };
         let mut o = Outputs {
-            dq: grads.dq.as_mut_slice(),
-            dk: grads.dk.as_mut_slice(),
-            dv: grads.dv.as_mut_slice(),
+            dq: g.dq,
+            dk: g.dk,
+            dv: g.dv,
             dkl: &mut [],
             dvl: &mut [],
         };
         for i in 0..n {
             let last = if causal { i + 1 } else { n };
-            // Candidates are the prefix 0..last: extend the list instead of rebuilding it.
+            // Candidates are the prefix 0..last: rebuild only when it changes.
             if s.toks.len() != last {
                 s.toks.clear();
                 s.toks.extend(0..last);
             }
-            position_backward::<I>(&x, &mut o, i, &s.toks, &[], &mut s.w, &mut s.dw);
+            position_backward::<I>(&xi, &mut o, i, &s.toks, &[], &mut s.w, &mut s.dw);
         }
     }
 }

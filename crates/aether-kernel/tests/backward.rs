@@ -6,9 +6,9 @@
 
 use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
 use aether_kernel::{
-    dense_attention_backward, dense_attention_backward_into, sparse_attention_backward,
-    sparse_attention_backward_into, AttentionGrads, BackwardScratch, KernelError, SparsePattern,
-    Tensor3,
+    dense_attention_backward, dense_attention_backward_into, dense_attention_backward_slices,
+    sparse_attention_backward, sparse_attention_backward_into, sparse_attention_backward_slices,
+    AttentionGrads, BackwardInputs, BackwardScratch, GradsMut, KernelError, SparsePattern, Tensor3,
 };
 use proptest::prelude::*;
 
@@ -515,6 +515,103 @@ fn every_simd_level_matches_the_f64_oracle() {
             assert_close(&dn, &want_d, 2e-5, &format!("dense {level:?}"));
         }
     }
+}
+
+#[test]
+fn slice_api_equals_tensor_api_and_checks_lengths() {
+    let (n, hq, hk, d) = (30, 4, 2, 9);
+    let (q, k, v, g) = (
+        tensor(n, hq, d, 21, 1.0),
+        tensor(n, hk, d, 22, 1.0),
+        tensor(n, hk, d, 23, 1.0),
+        tensor(n, hq, d, 24, 1.0),
+    );
+    let x = BackwardInputs {
+        seq: n,
+        q_heads: hq,
+        kv_heads: hk,
+        dim: d,
+        q: q.as_slice(),
+        k: k.as_slice(),
+        v: v.as_slice(),
+        d_out: g.as_slice(),
+    };
+    let p = pattern(3, 4, false, true, true);
+    let mut s = BackwardScratch::new();
+    let (mut dq, mut dk, mut dv) = (
+        vec![0.0; n * hq * d],
+        vec![0.0; n * hk * d],
+        vec![0.0; n * hk * d],
+    );
+    let mut run = |sparse: bool, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]| {
+        let gm = GradsMut { dq, dk, dv };
+        if sparse {
+            sparse_attention_backward_slices(&p, &x, gm, &mut s)
+        } else {
+            dense_attention_backward_slices(&x, true, gm, &mut s)
+        }
+    };
+    run(true, &mut dq, &mut dk, &mut dv).unwrap();
+    let t = sparse_attention_backward(&p, &q, &k, &v, &g).unwrap();
+    assert_eq!(
+        (&dq[..], &dk[..], &dv[..]),
+        (t.dq.as_slice(), t.dk.as_slice(), t.dv.as_slice())
+    );
+    for b in [&mut dq, &mut dk, &mut dv] {
+        b.fill(0.0);
+    }
+    run(false, &mut dq, &mut dk, &mut dv).unwrap();
+    let t = dense_attention_backward(&q, &k, &v, true, &g).unwrap();
+    assert_eq!(
+        (&dq[..], &dk[..], &dv[..]),
+        (t.dq.as_slice(), t.dk.as_slice(), t.dv.as_slice())
+    );
+
+    let short = vec![0.0; n * hk * d - 1];
+    let err = |x: &BackwardInputs<'_>, dk: &mut [f32]| {
+        let (mut dq, mut dv) = (vec![0.0; n * hq * d], vec![0.0; n * hk * d]);
+        let gm = GradsMut {
+            dq: &mut dq,
+            dk,
+            dv: &mut dv,
+        };
+        sparse_attention_backward_slices(&p, x, gm, &mut BackwardScratch::new()).unwrap_err()
+    };
+    let mismatch = |what, got| KernelError::ShapeMismatch {
+        what,
+        expected: n * hk * d,
+        got,
+    };
+    assert_eq!(
+        err(&BackwardInputs { v: &short, ..x }, &mut dk),
+        mismatch("v", n * hk * d - 1)
+    );
+    assert_eq!(err(&x, &mut dk[1..]), mismatch("dk", n * hk * d - 1));
+    assert_eq!(
+        err(&BackwardInputs { kv_heads: 3, ..x }, &mut dk),
+        KernelError::HeadsNotDivisible {
+            q_heads: 4,
+            kv_heads: 3
+        }
+    );
+    assert_eq!(
+        err(&BackwardInputs { kv_heads: 0, ..x }, &mut dk),
+        KernelError::ZeroDim { what: "kv_heads" }
+    );
+    assert_eq!(
+        err(&BackwardInputs { dim: 0, ..x }, &mut dk),
+        KernelError::ZeroDim { what: "dim" }
+    );
+    assert_eq!(
+        err(
+            &BackwardInputs {
+                seq: usize::MAX,
+                ..x
+            },
+            &mut dk
+        ),
+        KernelError::Overflow { what: "tensor" }
+    );
 }
 
 #[derive(Debug, Clone)]
