@@ -6,9 +6,10 @@
 
 use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
 use aether_kernel::{
-    dense_attention_backward, dense_attention_backward_into, dense_attention_backward_slices,
-    sparse_attention_backward, sparse_attention_backward_into, sparse_attention_backward_slices,
-    AttentionGrads, BackwardInputs, BackwardScratch, GradsMut, KernelError, SparsePattern, Tensor3,
+    dense_attention, dense_attention_backward, dense_attention_backward_into,
+    dense_attention_backward_slices, sparse_attention, sparse_attention_backward,
+    sparse_attention_backward_into, sparse_attention_backward_slices, AttentionGrads,
+    BackwardInputs, BackwardScratch, GradsMut, KernelError, SparsePattern, Tensor3,
 };
 use proptest::prelude::*;
 
@@ -364,19 +365,36 @@ fn f32_backward_matches_f32_finite_differences() {
             (loss(f(&lp[0], &lp[1], &lp[2])) - loss(f(&lm[0], &lm[1], &lm[2])))
                 / (2.0 * f64::from(eps))
         };
-        let fs = fd(&|q, k, v| naive_sparse_attention(&p, q, k, v).unwrap());
-        let fdn = fd(&|q, k, v| naive_dense_attention(q, k, v, false).unwrap());
         let pick = |g: &AttentionGrads| f64::from([&g.dq, &g.dk, &g.dv][which].as_slice()[idx]);
-        assert!(
-            (fs - pick(&sparse)).abs() < 2e-3,
-            "sparse {which}/{idx}: fd {fs} vs {}",
-            pick(&sparse)
-        );
-        assert!(
-            (fdn - pick(&dense)).abs() < 2e-3,
-            "dense {which}/{idx}: fd {fdn} vs {}",
-            pick(&dense)
-        );
+        // Through the oracle forward (f64 inside) and through the production f32 kernels.
+        let checks: [(&str, f64, f64); 4] = [
+            (
+                "naive sparse",
+                fd(&|q, k, v| naive_sparse_attention(&p, q, k, v).unwrap()),
+                pick(&sparse),
+            ),
+            (
+                "naive dense",
+                fd(&|q, k, v| naive_dense_attention(q, k, v, false).unwrap()),
+                pick(&dense),
+            ),
+            (
+                "kernel sparse",
+                fd(&|q, k, v| sparse_attention(&p, q, k, v).unwrap()),
+                pick(&sparse),
+            ),
+            (
+                "kernel dense",
+                fd(&|q, k, v| dense_attention(q, k, v, false).unwrap()),
+                pick(&dense),
+            ),
+        ];
+        for (what, fd, an) in checks {
+            assert!(
+                (fd - an).abs() < 2e-3,
+                "{what} {which}/{idx}: fd {fd} vs analytic {an}"
+            );
+        }
     }
 }
 
