@@ -1,10 +1,105 @@
-//! `aether init` (pending: owned by the issue that builds it).
+//! `aether init [OPTIONS] OUT`: a deterministic model from the reference recipe
+//! (FACTS.md). With no options it writes the reference v1 blob byte for byte
+//! (41,244 bytes, SHA-256 `7c6c074e…2d49d`).
+
+use std::path::PathBuf;
+
+use aether_rvne::{reference_init, DType, Dims, ModelMeta, REFERENCE_SEED};
+use anyhow::{Context, Result};
+
+use super::convert::DTypeArg;
+use crate::fsutil::write_atomic;
+
+/// `.rvne` version to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Version {
+    /// v1 (byte-compatible with the original).
+    V1,
+    /// v2 (self-describing).
+    V2,
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => s.replace('_', "").parse(),
+    };
+    r.map_err(|e| format!("{s:?}: {e}"))
+}
 
 /// Arguments of `aether init`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Output file (written atomically).
+    pub output: PathBuf,
+    /// Generator seed (decimal or 0x-hex; 0 means the reference seed).
+    #[arg(long, default_value = "0xC5110007DEADBEEF", value_parser = parse_seed)]
+    pub seed: u64,
+    /// File format.
+    #[arg(long, value_enum, default_value = "v1")]
+    pub format: Version,
+    /// Weight dtype.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DTypeArg,
+    /// Input features per frame F (= model width in v1).
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.input_dim)]
+    pub input_dim: usize,
+    /// Query heads Hq.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.q_heads)]
+    pub q_heads: usize,
+    /// Key/value heads Hkv (divides Hq).
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.kv_heads)]
+    pub kv_heads: usize,
+    /// Head dimension dh.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.head_dim)]
+    pub head_dim: usize,
+    /// Layers L.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.layers)]
+    pub layers: usize,
+    /// Classes C (≥ 2).
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.classes)]
+    pub classes: usize,
+}
 
 /// Runs `aether init`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`aether init` is not available in this build yet")
+pub fn run(a: Args) -> Result<()> {
+    let dims = Dims::v1(
+        a.input_dim,
+        a.q_heads,
+        a.kv_heads,
+        a.head_dim,
+        a.layers,
+        a.classes,
+    );
+    let dtype = DType::from(a.dtype);
+    let meta = ModelMeta::v1_defaults(dims);
+    let model = reference_init(&meta, a.seed, dtype).context("invalid model shape")?;
+    let bytes = match a.format {
+        Version::V1 => model.to_v1_bytes(dtype)?,
+        Version::V2 => {
+            let mut m = model;
+            m.meta.defaults_assumed = false;
+            m.metadata.push((
+                "init".into(),
+                format!(
+                    "reference recipe, seed 0x{:016X}",
+                    if a.seed == 0 { REFERENCE_SEED } else { a.seed }
+                ),
+            ));
+            m.to_v2_bytes(dtype)?
+        }
+    };
+    write_atomic(&a.output, &bytes)?;
+    println!(
+        "wrote {} ({} bytes, rvne {}, {}, {} parameters)",
+        a.output.display(),
+        bytes.len(),
+        match a.format {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        },
+        dtype,
+        meta.parameter_count()
+    );
+    Ok(())
 }
