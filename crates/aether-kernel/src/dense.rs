@@ -5,7 +5,7 @@
 //!
 //! `out_i = Σ_{j ∈ J(i)} softmax_j(q_i·k_j / √d) · v_j`, `J(i) = 0..=i` when causal, else `0..N`.
 //!
-//! How it runs: keys are packed once per call transposed (`[Hkv][d][N']`) and
+//! How it runs: keys are packed once per call tile-transposed (`[Hkv][N'/64][d][64]`) and
 //! values row-padded (`[Hkv][N'][d']`, `d'` a multiple of 16). Queries go in
 //! tiles of [`DENSE_BQ`] against key tiles of [`DENSE_BK`]: a register-blocked
 //! microkernel computes the `4 × 64` score tile (16 vector accumulators), the
@@ -35,6 +35,11 @@ use crate::tensor::{check_qkv, Tensor3};
 pub const DENSE_BQ: usize = 4;
 /// Keys per tile.
 pub const DENSE_BK: usize = 64;
+/// Queries per block: the block's softmax state stays in L1 while each key/value
+/// tile is streamed once per block.
+pub const DENSE_QB: usize = 32;
+/// Rows of per-block state (the block plus room for a short last tile).
+const QROWS: usize = DENSE_QB + DENSE_BQ;
 const KV: usize = DENSE_BK / LANES;
 
 struct Dims {
@@ -62,7 +67,8 @@ fn dims(n: usize, kv_heads: usize, dim: usize) -> Result<Dims> {
         .ok_or(ovf.clone())?;
     let work = dim
         .checked_add(d16)
-        .and_then(|x| x.checked_mul(DENSE_BQ))
+        .and_then(|x| x.checked_add(2))
+        .and_then(|x| x.checked_mul(QROWS))
         .and_then(|x| x.checked_add(DENSE_BQ * DENSE_BK))
         .ok_or(ovf)?;
     Ok(Dims {
@@ -176,7 +182,7 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
     pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, &mut kt, &mut vp);
     let level = simd::select_level();
     let ctx = DenseCtx::new(q, hk, causal, &dm, &kt, &vp);
-    const ROWS: usize = 16 * DENSE_BQ;
+    const ROWS: usize = DENSE_QB;
     out.as_mut_slice()
         .par_chunks_mut(ROWS * hq * d)
         .enumerate()
@@ -196,7 +202,8 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
     Ok(out)
 }
 
-/// Packs `kt[kh][c][j] = k[j][kh][c]` and `vp[kh][j][c] = v[j][kh][c]`, zero padded.
+/// Packs keys tile-transposed, `kt[kh][j / 64][c][j % 64] = k[j][kh][c]` (one contiguous
+/// `d × 64` block per key tile, so a tile never strides across cache sets), and `vp[kh][j][c] = v[j][kh][c]`, zero padded.
 #[allow(clippy::too_many_arguments)]
 fn pack(
     k: &[f32],
@@ -215,7 +222,7 @@ fn pack(
             let src = (j * hk + kh) * d;
             let krow = &k[src..src + d];
             for (c, &x) in krow.iter().enumerate() {
-                kt[(kh * d + c) * dm.n_pad + j] = x;
+                kt[((kh * dm.n_pad + j - j % DENSE_BK) * d) + c * DENSE_BK + j % DENSE_BK] = x;
             }
             let dst = (kh * dm.n_pad + j) * dm.d16;
             vp[dst..dst + d].copy_from_slice(&v[src..src + d]);
@@ -282,106 +289,138 @@ impl WithIsa for DenseRows<'_> {
             rows,
         } = self;
         let (d, d16) = (c.d, c.d16);
-        let (qs, rest) = work.split_at_mut(DENSE_BQ * d);
-        let (acc, ptile) = rest.split_at_mut(DENSE_BQ * d16);
+        let (qs, rest) = work.split_at_mut(QROWS * d);
+        let (acc, rest) = rest.split_at_mut(QROWS * d16);
+        let (m, rest) = rest.split_at_mut(QROWS);
+        let (l, ptile) = rest.split_at_mut(QROWS);
         let group = c.hq / c.hk;
         let r0 = rows.start;
-        let mut i0 = rows.start;
-        while i0 < rows.end {
-            let nr = (rows.end - i0).min(DENSE_BQ);
+        let mut b0 = rows.start;
+        while b0 < rows.end {
+            let nb = (rows.end - b0).min(DENSE_QB);
+            // Rows `nb..` of the block state are padding (zero queries), never stored.
+            let limit = |r: usize| if c.causal { b0 + r + 1 } else { c.n };
             for h in 0..c.hq {
                 let kh = h / group;
-                // Missing rows of a short tile repeat the last query; never stored.
-                for r in 0..DENSE_BQ {
-                    let i = i0 + r.min(nr - 1);
-                    let src = (i * c.hq + h) * d;
-                    for (dst, &x) in qs[r * d..(r + 1) * d].iter_mut().zip(&c.q[src..src + d]) {
-                        *dst = x * c.scale;
+                for (r, qr) in qs.chunks_exact_mut(d).enumerate() {
+                    if r < nb {
+                        let src = ((b0 + r) * c.hq + h) * d;
+                        for (dst, &x) in qr.iter_mut().zip(&c.q[src..src + d]) {
+                            *dst = x * c.scale;
+                        }
+                    } else {
+                        qr.iter_mut().for_each(|x| *x = 0.0);
                     }
                 }
                 acc.iter_mut().for_each(|x| *x = 0.0);
-                let mut m = [f32::NEG_INFINITY; DENSE_BQ];
-                let mut l = [0.0f32; DENSE_BQ];
-                let limit: [usize; DENSE_BQ] = core::array::from_fn(|r| {
-                    if c.causal {
-                        i0 + r.min(nr - 1) + 1
-                    } else {
-                        c.n
-                    }
-                });
-                let kend = if c.causal { i0 + nr } else { c.n };
+                m.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                l.iter_mut().for_each(|x| *x = 0.0);
+                let kend = if c.causal { b0 + nb } else { c.n };
                 let mut jt = 0;
                 while jt < kend {
-                    let s = score_tile::<I>(qs, c.kt, (kh * d) * c.n_pad + jt, c.n_pad, d);
-                    for r in 0..DENSE_BQ {
-                        let valid = limit[r].saturating_sub(jt);
-                        let mut row = s[r];
-                        let mut mx = I::splat(f32::NEG_INFINITY);
-                        for (t, x) in row.iter_mut().enumerate() {
-                            let cl = I::min(I::max(*x, I::splat(-f32::MAX)), I::splat(f32::MAX));
-                            let cnt = valid.saturating_sub(t * LANES);
-                            *x = if cnt >= LANES {
-                                cl
-                            } else {
-                                I::keep_first(cl, cnt, f32::NEG_INFINITY)
-                            };
-                            mx = I::max(*x, mx);
-                        }
-                        let m_new = m[r].max(I::reduce_max(mx));
-                        let pr = &mut ptile[r * DENSE_BK..(r + 1) * DENSE_BK];
-                        if m_new == f32::NEG_INFINITY {
-                            pr.iter_mut().for_each(|x| *x = 0.0);
-                            continue;
-                        }
-                        let corr = fast_exp(m[r] - m_new);
-                        let shift = I::splat(-m_new);
-                        let mut sum = I::zero();
-                        for (t, x) in row.iter().enumerate() {
-                            let p = I::exp(I::add(*x, shift));
-                            sum = I::add(sum, p);
-                            I::store(&mut pr[t * LANES..], p);
-                        }
-                        l[r] = l[r] * corr + I::reduce_add(sum);
-                        if corr != 1.0 {
-                            let ar = &mut acc[r * d16..(r + 1) * d16];
-                            let cv = I::splat(corr);
-                            for ch in ar.chunks_exact_mut(LANES) {
-                                let y = I::mul(I::load(ch), cv);
-                                I::store(ch, y);
-                            }
-                        }
-                        m[r] = m_new;
-                    }
+                    let kbase = (kh * c.n_pad + jt) * d;
                     let kcnt = (kend - jt).min(DENSE_BK);
                     let vbase = (kh * c.n_pad + jt) * d16;
-                    pv_tile::<I>(acc, ptile, &c.vp[vbase..vbase + kcnt * d16], kcnt, d16);
+                    let vtile = &c.vp[vbase..vbase + kcnt * d16];
+                    let mut rt = 0;
+                    while rt < nb {
+                        // Causal: a tile whose first key is past its last query is fully masked.
+                        if c.causal && jt >= limit((rt + DENSE_BQ).min(nb) - 1) {
+                            rt += DENSE_BQ;
+                            continue;
+                        }
+                        let s =
+                            score_tile::<I>(&qs[rt * d..], &c.kt[kbase..kbase + d * DENSE_BK], d);
+                        for (r, row) in s.iter().enumerate() {
+                            let rr = rt + r;
+                            let valid = limit(rr).saturating_sub(jt);
+                            softmax_row::<I>(
+                                row,
+                                valid,
+                                &mut m[rr],
+                                &mut l[rr],
+                                &mut acc[rr * d16..(rr + 1) * d16],
+                                &mut ptile[r * DENSE_BK..(r + 1) * DENSE_BK],
+                            );
+                        }
+                        pv_tile::<I>(
+                            &mut acc[rt * d16..(rt + DENSE_BQ) * d16],
+                            ptile,
+                            vtile,
+                            kcnt,
+                            d16,
+                        );
+                        rt += DENSE_BQ;
+                    }
                     jt += DENSE_BK;
                 }
-                for r in 0..nr {
+                for r in 0..nb {
                     let inv = if l[r] > 0.0 { 1.0 / l[r] } else { 0.0 };
-                    let dst = ((i0 + r - r0) * c.hq + h) * d;
+                    let dst = ((b0 + r - r0) * c.hq + h) * d;
                     for (o, &a) in out[dst..dst + d].iter_mut().zip(&acc[r * d16..r * d16 + d]) {
                         *o = a * inv;
                     }
                 }
             }
-            i0 += nr;
+            b0 += nb;
         }
     }
 }
 
-/// `S[r][t] = Σ_c qs[r][c] · kt[c][jt + 16t ..]`: the 4 × 64 score tile in 16 accumulators.
+/// Online-softmax update of one query row with one score tile row: clamps to
+/// `±f32::MAX`, masks lanes `>= valid` to `-∞`, rescales `l` and `acc` to the new
+/// maximum and writes the tile's probabilities to `p`.
 #[inline(always)]
-fn score_tile<I: Isa>(
-    qs: &[f32],
-    kt: &[f32],
-    base: usize,
-    n_pad: usize,
-    d: usize,
-) -> [[I::V; KV]; DENSE_BQ] {
+fn softmax_row<I: Isa>(
+    row: &[I::V; KV],
+    valid: usize,
+    m: &mut f32,
+    l: &mut f32,
+    acc: &mut [f32],
+    p: &mut [f32],
+) {
+    let mut x = *row;
+    let mut mx = I::splat(f32::NEG_INFINITY);
+    for (t, xt) in x.iter_mut().enumerate() {
+        let cl = I::min(I::max(*xt, I::splat(-f32::MAX)), I::splat(f32::MAX));
+        let cnt = valid.saturating_sub(t * LANES);
+        *xt = if cnt >= LANES {
+            cl
+        } else {
+            I::keep_first(cl, cnt, f32::NEG_INFINITY)
+        };
+        mx = I::max(*xt, mx);
+    }
+    let m_new = m.max(I::reduce_max(mx));
+    if m_new == f32::NEG_INFINITY {
+        p[..DENSE_BK].iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let corr = fast_exp(*m - m_new);
+    let shift = I::splat(-m_new);
+    let mut sum = I::zero();
+    for (t, xt) in x.iter().enumerate() {
+        let e = I::exp(I::add(*xt, shift));
+        sum = I::add(sum, e);
+        I::store(&mut p[t * LANES..], e);
+    }
+    *l = *l * corr + I::reduce_add(sum);
+    if corr != 1.0 {
+        let cv = I::splat(corr);
+        for ch in acc.chunks_exact_mut(LANES) {
+            let y = I::mul(I::load(ch), cv);
+            I::store(ch, y);
+        }
+    }
+    *m = m_new;
+}
+
+/// `S[r][t] = Σ_c qs[r][c] · kt[c][16t ..]` over one packed `d × 64` key tile: the 4 × 64 score tile in 16 accumulators.
+#[inline(always)]
+fn score_tile<I: Isa>(qs: &[f32], kt: &[f32], d: usize) -> [[I::V; KV]; DENSE_BQ] {
     let mut s = [[I::zero(); KV]; DENSE_BQ];
     for c in 0..d {
-        let row = &kt[base + c * n_pad..base + c * n_pad + DENSE_BK];
+        let row = &kt[c * DENSE_BK..(c + 1) * DENSE_BK];
         let kv: [I::V; KV] = core::array::from_fn(|t| I::load(&row[t * LANES..]));
         for (r, sr) in s.iter_mut().enumerate() {
             let qb = I::splat(qs[r * d + c]);

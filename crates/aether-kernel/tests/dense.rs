@@ -1,0 +1,153 @@
+//! The optimised dense kernel against the naive f64 oracle (random shapes, GQA/MQA,
+//! odd dims, N across tile boundaries, causal and bidirectional), its equality with
+//! `sparse_attention` when the pattern saturates, the allocation-free variant, and
+//! (feature `rayon`) bit-identical parallel results for both kernels.
+
+use aether_kernel::reference::naive_dense_attention;
+use aether_kernel::{
+    dense_attention, dense_attention_into, dense_scratch_len, sparse_attention, KernelError,
+    SparsePattern, Tensor3,
+};
+use proptest::prelude::*;
+
+fn tensor(n: usize, h: usize, d: usize, seed: u64, amp: f32) -> Tensor3 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..n * h * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect();
+    Tensor3::from_vec(data, n, h, d).unwrap()
+}
+
+fn max_diff(a: &Tensor3, b: &Tensor3) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn shapes() -> impl Strategy<Value = (usize, usize, usize, usize, bool, u64)> {
+    (
+        0usize..300,
+        1usize..=4,
+        1usize..=3,
+        1usize..100,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(n, ratio, hk, d, causal, seed)| (n, hk * ratio, hk, d, causal, seed))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn dense_matches_naive((n, hq, hk, d, causal, seed) in shapes(), amp in prop::sample::select(vec![0.5f32, 1.0, 2.0])) {
+        let q = tensor(n, hq, d, seed, amp);
+        let k = tensor(n, hk, d, seed + 1, amp);
+        let v = tensor(n, hk, d, seed + 2, 1.0);
+        let a = dense_attention(&q, &k, &v, causal).unwrap();
+        let b = naive_dense_attention(&q, &k, &v, causal).unwrap();
+        let err = max_diff(&a, &b);
+        prop_assert!(err <= 1e-5, "err {err} n={n} hq={hq} hk={hk} d={d} causal={causal}");
+    }
+
+    #[test]
+    fn saturated_sparse_equals_dense((n, hq, hk, d, causal, seed) in shapes(), extra in 0usize..5, log_stride in any::<bool>(), bs in 1usize..40) {
+        let p = SparsePattern {
+            window: n + extra,
+            block_size: bs,
+            global_tokens: vec![0, 3, 1000],
+            causal,
+            log_stride,
+            landmarks: false,
+        };
+        let q = tensor(n, hq, d, seed, 1.0);
+        let k = tensor(n, hk, d, seed + 1, 1.0);
+        let v = tensor(n, hk, d, seed + 2, 1.0);
+        let s = sparse_attention(&p, &q, &k, &v).unwrap();
+        let dn = dense_attention(&q, &k, &v, causal).unwrap();
+        prop_assert!(max_diff(&s, &dn) <= 1e-5);
+    }
+}
+
+#[test]
+fn into_variant_is_allocation_free_shape_checked_and_equal() {
+    let (q, k, v) = (
+        tensor(70, 4, 33, 1, 1.0),
+        tensor(70, 2, 33, 2, 1.0),
+        tensor(70, 2, 33, 3, 1.0),
+    );
+    let need = dense_scratch_len(70, 2, 33).unwrap();
+    let mut scratch = vec![f32::NAN; need];
+    let mut out = Tensor3::zeros(70, 4, 33).unwrap();
+    dense_attention_into(&q, &k, &v, true, &mut out, &mut scratch).unwrap();
+    assert_eq!(out, dense_attention(&q, &k, &v, true).unwrap());
+    let mut short = vec![0.0; need - 1];
+    assert!(matches!(
+        dense_attention_into(&q, &k, &v, true, &mut out, &mut short),
+        Err(KernelError::ShapeMismatch {
+            what: "dense scratch",
+            ..
+        })
+    ));
+    let mut wrong = Tensor3::zeros(70, 2, 33).unwrap();
+    assert!(dense_attention_into(&q, &k, &v, true, &mut wrong, &mut scratch).is_err());
+}
+
+#[test]
+fn extreme_finite_inputs_never_give_nan() {
+    let n = 70;
+    let q = tensor(n, 2, 8, 5, 3e38);
+    let k = tensor(n, 1, 8, 6, 3e38);
+    let v = tensor(n, 1, 8, 7, 1e30);
+    for causal in [true, false] {
+        let out = dense_attention(&q, &k, &v, causal).unwrap();
+        assert!(out.as_slice().iter().all(|x| x.is_finite()));
+    }
+}
+
+#[cfg(feature = "rayon")]
+mod par {
+    use super::*;
+    use aether_kernel::{dense_attention_par, sparse_attention_par};
+
+    #[test]
+    fn parallel_equals_serial_bit_for_bit() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for (n, hq, hk, d) in [(0, 2, 1, 4), (1, 1, 1, 1), (201, 4, 2, 32), (333, 3, 3, 17)] {
+            let (q, k, v) = (
+                tensor(n, hq, d, 11, 1.0),
+                tensor(n, hk, d, 12, 1.0),
+                tensor(n, hk, d, 13, 1.0),
+            );
+            for causal in [true, false] {
+                let p = SparsePattern {
+                    window: 7,
+                    block_size: 5,
+                    global_tokens: vec![0, 50],
+                    causal,
+                    log_stride: true,
+                    landmarks: true,
+                };
+                let (sp, dp) = pool.install(|| {
+                    (
+                        sparse_attention_par(&p, &q, &k, &v).unwrap(),
+                        dense_attention_par(&q, &k, &v, causal).unwrap(),
+                    )
+                });
+                assert_eq!(sp, sparse_attention(&p, &q, &k, &v).unwrap());
+                assert_eq!(dp, dense_attention(&q, &k, &v, causal).unwrap());
+            }
+        }
+    }
+}

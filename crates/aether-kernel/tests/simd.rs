@@ -1,0 +1,217 @@
+//! Every SIMD path against the scalar one and against f64, with the same property
+//! battery (lengths 0..300, so every odd tail), plus path forcing: each available
+//! level is forced in turn, the attention kernels must actually run on it (its run
+//! counter moves) and agree with the scalar path.
+//!
+//! Set `AETHER_EXPECT_SIMD=avx512` (or `avx2+fma`) in CI to fail when detection
+//! does not find a level the machine is known to have.
+
+use std::sync::Mutex;
+
+use aether_kernel::simd::{
+    self, axpy_at, dot_at, exp_sub_sum_at, fast_exp, force_level, runs, scale_at, SimdLevel,
+    FAST_EXP_MAX_REL_ERR,
+};
+use aether_kernel::{
+    dense_attention, dense_attention_at, sparse_attention, sparse_attention_at, SparsePattern,
+    Tensor3,
+};
+use proptest::prelude::*;
+
+/// Forcing a level is process-wide: tests that force run one at a time.
+static FORCE: Mutex<()> = Mutex::new(());
+
+fn available() -> Vec<SimdLevel> {
+    SimdLevel::ALL
+        .into_iter()
+        .filter(|l| l.is_available())
+        .collect()
+}
+
+fn vecs() -> impl Strategy<Value = (Vec<f32>, Vec<f32>)> {
+    (0usize..300).prop_flat_map(|n| {
+        (
+            prop::collection::vec(-4.0f32..4.0, n),
+            prop::collection::vec(-4.0f32..4.0, n),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn dot_every_level((a, b) in vecs()) {
+        let exact: f64 = a.iter().zip(&b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+        let mag: f64 = a.iter().zip(&b).map(|(&x, &y)| (f64::from(x) * f64::from(y)).abs()).sum();
+        let scalar = dot_at(SimdLevel::Scalar, &a, &b);
+        for l in available() {
+            let got = dot_at(l, &a, &b);
+            prop_assert!((f64::from(got) - exact).abs() <= 1e-6 * (mag + 1.0), "{l:?}: {got} vs {exact}");
+            prop_assert!((got - scalar).abs() as f64 <= 2e-6 * (mag + 1.0));
+        }
+    }
+
+    #[test]
+    fn axpy_and_scale_every_level((x, y) in vecs(), alpha in -3.0f32..3.0) {
+        for l in available() {
+            let mut y1 = y.clone();
+            axpy_at(l, alpha, &x, &mut y1);
+            let mut y2 = y.clone();
+            scale_at(l, alpha, &mut y2);
+            for i in 0..y.len() {
+                let want = f64::from(y[i]) + f64::from(alpha) * f64::from(x[i]);
+                prop_assert!((f64::from(y1[i]) - want).abs() <= 1e-5, "{l:?} axpy at {i}");
+                prop_assert_eq!(y2[i], y[i] * alpha, "{:?} scale at {}", l, i);
+            }
+        }
+    }
+
+    #[test]
+    fn exp_sub_sum_every_level(x in prop::collection::vec(-95.0f32..60.0, 0..300), m in -5.0f32..5.0) {
+        for l in available() {
+            let mut e = x.clone();
+            let sum = exp_sub_sum_at(l, &mut e, m);
+            let mut want_sum = 0.0f64;
+            for i in 0..x.len() {
+                let arg = x[i] - m;
+                let want = f64::from(arg).exp();
+                let arg_ok = (-87.3..=88.0).contains(&arg);
+                if arg_ok {
+                    prop_assert!(((f64::from(e[i]) - want) / want).abs() <= f64::from(FAST_EXP_MAX_REL_ERR),
+                        "{l:?} exp({arg}) = {} vs {want}", e[i]);
+                } else if arg < -87.3 {
+                    prop_assert_eq!(e[i], 0.0);
+                }
+                want_sum += f64::from(e[i]);
+            }
+            prop_assert!((f64::from(sum) - want_sum).abs() <= 1e-5 * want_sum.max(1.0));
+        }
+    }
+}
+
+#[test]
+fn fast_exp_bound_holds_on_every_level() {
+    // A dense sweep of [-87.3, 88] through the slice path of every level.
+    let xs: Vec<f32> = (0..400_000)
+        .map(|i| -87.3 + (175.3 * i as f64 / 399_999.0) as f32)
+        .collect();
+    for l in available() {
+        let mut e = xs.clone();
+        exp_sub_sum_at(l, &mut e, 0.0);
+        let worst = xs
+            .iter()
+            .zip(&e)
+            .map(|(&x, &y)| {
+                let w = f64::from(x).exp();
+                ((f64::from(y) - w) / w).abs()
+            })
+            .fold(0.0, f64::max);
+        assert!(
+            worst <= f64::from(FAST_EXP_MAX_REL_ERR),
+            "{l:?}: worst rel err {worst}"
+        );
+        // The scalar entry point agrees with the slice path.
+        for &x in xs.iter().step_by(997) {
+            let w = f64::from(x).exp();
+            assert!(((f64::from(fast_exp(x)) - w) / w).abs() <= f64::from(FAST_EXP_MAX_REL_ERR));
+        }
+    }
+    let mut special = vec![f32::NEG_INFINITY, -1e30, -88.0, 1e30];
+    for l in available() {
+        exp_sub_sum_at(l, &mut special, 0.0);
+        assert_eq!(&special[..3], &[0.0, 0.0, 0.0]);
+        assert!(special[3].is_finite());
+        special = vec![f32::NEG_INFINITY, -1e30, -88.0, 1e30];
+    }
+}
+
+fn tensor(n: usize, h: usize, d: usize, seed: u64) -> Tensor3 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..n * h * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect();
+    Tensor3::from_vec(data, n, h, d).unwrap()
+}
+
+fn max_diff(a: &Tensor3, b: &Tensor3) -> f32 {
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn every_available_path_runs_the_kernels_when_forced() {
+    let _g = FORCE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = SparsePattern {
+        window: 5,
+        block_size: 8,
+        global_tokens: vec![0, 3],
+        causal: true,
+        log_stride: true,
+        landmarks: true,
+    };
+    let mut checked = 0;
+    for (n, hq, hk, d) in [(77, 4, 2, 32), (40, 3, 1, 19), (129, 2, 2, 70)] {
+        let (q, k, v) = (
+            tensor(n, hq, d, 1),
+            tensor(n, hk, d, 2),
+            tensor(n, hk, d, 3),
+        );
+        let s_ref = sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap();
+        let d_ref = dense_attention_at(SimdLevel::Scalar, &q, &k, &v, false).unwrap();
+        for l in available() {
+            assert!(force_level(Some(l)));
+            assert_eq!(simd::active_level(), l);
+            let before = runs(l);
+            let s = sparse_attention(&p, &q, &k, &v).unwrap();
+            let dn = dense_attention(&q, &k, &v, false).unwrap();
+            assert!(runs(l) >= before + 2, "{l:?} never ran");
+            assert!(max_diff(&s, &s_ref) <= 2e-6, "{l:?} sparse");
+            assert!(max_diff(&dn, &d_ref) <= 2e-6, "{l:?} dense");
+            checked += 1;
+        }
+    }
+    assert!(force_level(None));
+    assert!(checked >= 3);
+}
+
+#[test]
+fn unavailable_levels_are_refused_and_detection_is_used_by_default() {
+    let _g = FORCE.lock().unwrap_or_else(|e| e.into_inner());
+    for l in SimdLevel::ALL {
+        assert_eq!(force_level(Some(l)), l.is_available());
+    }
+    assert!(force_level(None));
+    assert_eq!(simd::active_level(), SimdLevel::detect());
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");
+        let want = if avx2 && std::is_x86_feature_detected!("avx512f") {
+            SimdLevel::Avx512
+        } else if avx2 {
+            SimdLevel::Avx2Fma
+        } else {
+            SimdLevel::Scalar
+        };
+        assert_eq!(SimdLevel::detect(), want, "runtime detection missed a path");
+    }
+    if let Ok(expect) = std::env::var("AETHER_EXPECT_SIMD") {
+        let want = SimdLevel::ALL
+            .into_iter()
+            .find(|l| l.name() == expect)
+            .expect("AETHER_EXPECT_SIMD names a level");
+        assert!(
+            SimdLevel::detect() >= want,
+            "expected {expect}, detected {:?}",
+            SimdLevel::detect()
+        );
+    }
+}
