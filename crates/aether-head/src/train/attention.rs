@@ -9,14 +9,14 @@
 //! Candidate lists depend only on the pattern and `N`, so a [`AttnPlan`] is built once
 //! per sequence length and shared by every window and head.
 //!
-//! Shapes: `q[N, Hq·dh]`, `k, v[N, Hkv·dh]`, landmarks `[blocks, Hkv·dh]`,
-//! probabilities `Σᵢ mᵢ·Hq` for `mᵢ` candidates of query `i`.
+//! Shapes: `q[N, Hq·dh]`; keys and values are *extended* `kx, vx[N + blocks, Hkv·dh]`:
+//! rows `0..N` the tokens, rows `N + b` the landmark of block `b`, so candidate `c`
+//! is simply row `c`. Probabilities take `Σᵢ mᵢ·Hq` for `mᵢ` candidates of query `i`.
 
-use aether_kernel::simd::axpy;
-
-use super::ops::dot;
+use aether_kernel::simd::fast_exp;
 
 use super::config::AttentionKind;
+use super::ops::{combine_rows, dot_k, multiversion};
 
 /// The candidates of every query of a sequence of length `n`, in CSR form.
 ///
@@ -97,31 +97,54 @@ pub(crate) struct Heads {
     pub dh: usize,
 }
 
-/// Landmark means `[blocks, Hkv·dh]` of `x[N, Hkv·dh]`.
-fn block_means(plan: &AttnPlan, x: &[f32], w: usize, out: &mut [f32]) {
+/// Fills the landmark rows `N..N+blocks` of `x[N + blocks, w]` with block means.
+#[inline(always)]
+fn block_means<const FMA: bool>(plan: &AttnPlan, x: &mut [f32], w: usize) {
     let n = plan.n;
-    for (b, o) in out.chunks_exact_mut(w).enumerate().take(plan.blocks) {
+    let (tokens, lms) = x.split_at_mut(n * w);
+    for (b, o) in lms.chunks_exact_mut(w).enumerate().take(plan.blocks) {
         let lo = b * plan.block_size;
         let hi = ((b + 1) * plan.block_size).min(n);
         o.iter_mut().for_each(|v| *v = 0.0);
-        for t in lo..hi {
-            axpy(1.0, &x[t * w..(t + 1) * w], o);
-        }
         let inv = 1.0 / (hi - lo) as f32;
-        o.iter_mut().for_each(|v| *v *= inv);
+        combine_rows::<FMA>(o, hi - lo, |_| inv, |t| (lo + t) * w, tokens);
     }
 }
 
-/// Forward: fills `kl`, `vl` (landmarks), `probs` and `out[N, Hq·dh]`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn forward(
+/// `Σ x[i]` with eight accumulators in a fixed order.
+#[inline(always)]
+fn sum_k(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let c = x.chunks_exact(8);
+    let tail: f32 = c.remainder().iter().sum();
+    for ch in c {
+        for l in 0..8 {
+            acc[l] += ch[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+multiversion! {
+    /// Forward: fills the landmark rows of `kx`, `vx`, then `probs` and `out[N, Hq·dh]`.
+    pub(crate) fn forward(
+        plan: &AttnPlan,
+        hd: Heads,
+        q: &[f32],
+        kx: &mut [f32],
+        vx: &mut [f32],
+        probs: &mut [f32],
+        out: &mut [f32],
+    ) => forward_k
+}
+
+#[inline(always)]
+fn forward_k<const FMA: bool>(
     plan: &AttnPlan,
     hd: Heads,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    kl: &mut [f32],
-    vl: &mut [f32],
+    kx: &mut [f32],
+    vx: &mut [f32],
     probs: &mut [f32],
     out: &mut [f32],
 ) {
@@ -130,129 +153,146 @@ pub(crate) fn forward(
     let wkv = hd.hkv * dh;
     let group = hq / hd.hkv;
     let scale = 1.0 / (dh as f32).sqrt();
-    block_means(plan, k, wkv, kl);
-    block_means(plan, v, wkv, vl);
+    block_means::<FMA>(plan, kx, wkv);
+    block_means::<FMA>(plan, vx, wkv);
+    let (kx, vx) = (&*kx, &*vx);
     out[..n * hq * dh].iter_mut().for_each(|x| *x = 0.0);
     for i in 0..n {
         let cands = &plan.cands[plan.offsets[i]..plan.offsets[i + 1]];
         let m = cands.len();
         let pbase = plan.offsets[i] * hq;
         for h in 0..hq {
-            let koff = (h / group) * dh;
+            let off = (h / group) * dh;
             let qr = &q[(i * hq + h) * dh..(i * hq + h + 1) * dh];
             let p = &mut probs[pbase + h * m..pbase + (h + 1) * m];
             let mut mx = f32::NEG_INFINITY;
             for (pj, &c) in p.iter_mut().zip(cands) {
-                let c = c as usize;
-                let kr = if c < n {
-                    &k[c * wkv + koff..c * wkv + koff + dh]
-                } else {
-                    &kl[(c - n) * wkv + koff..(c - n) * wkv + koff + dh]
-                };
-                *pj = dot(qr, kr) * scale;
+                let r = c as usize * wkv + off;
+                *pj = dot_k::<FMA>(qr, &kx[r..r + dh]) * scale;
                 mx = mx.max(*pj);
             }
-            let mut z = 0.0f32;
-            for pj in p.iter_mut() {
-                *pj = (*pj - mx).exp();
-                z += *pj;
-            }
-            let inv = 1.0 / z;
+            // Exponentials first (a vectorisable loop), then a fixed-order 8-lane sum.
+            p.iter_mut().for_each(|pj| *pj = fast_exp(*pj - mx));
+            let inv = 1.0 / sum_k(p);
+            p.iter_mut().for_each(|pj| *pj *= inv);
+            let p: &[f32] = p;
             let o = &mut out[(i * hq + h) * dh..(i * hq + h + 1) * dh];
-            for (pj, &c) in p.iter_mut().zip(cands) {
-                *pj *= inv;
-                let c = c as usize;
-                let vr = if c < n {
-                    &v[c * wkv + koff..c * wkv + koff + dh]
-                } else {
-                    &vl[(c - n) * wkv + koff..(c - n) * wkv + koff + dh]
-                };
-                axpy(*pj, vr, o);
-            }
+            combine_rows::<FMA>(o, m, |j| p[j], |j| cands[j] as usize * wkv + off, vx);
         }
     }
 }
 
-/// Backward: `dq[N,Hq·dh]`, `dk`, `dv[N,Hkv·dh]` are overwritten; `dkl`, `dvl` are scratch
-/// of the landmark shape.
+multiversion! {
+    /// Backward: `dq[N, Hq·dh]` and the extended `dkx`, `dvx[N + blocks, Hkv·dh]` are
+    /// overwritten; on return the landmark gradients are already spread into rows `0..N`.
+    pub(crate) fn backward(
+        plan: &AttnPlan,
+        hd: Heads,
+        q: &[f32],
+        kx: &[f32],
+        vx: &[f32],
+        probs: &[f32],
+        dout: &[f32],
+        dq: &mut [f32],
+        dkx: &mut [f32],
+        dvx: &mut [f32],
+    ) => backward_k
+}
+
+/// Grouped backward: `dq` rows accumulate in register tiles; each candidate's `dk`/`dv`
+/// row is updated once per query with the sum over the group's query heads.
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward(
+fn backward_k<const FMA: bool>(
     plan: &AttnPlan,
     hd: Heads,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    kl: &[f32],
-    vl: &[f32],
+    kx: &[f32],
+    vx: &[f32],
     probs: &[f32],
     dout: &[f32],
     dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dkl: &mut [f32],
-    dvl: &mut [f32],
+    dkx: &mut [f32],
+    dvx: &mut [f32],
 ) {
     let n = plan.n;
-    let (hq, dh) = (hd.hq, hd.dh);
-    let wkv = hd.hkv * dh;
-    let group = hq / hd.hkv;
+    let (hq, hkv, dh) = (hd.hq, hd.hkv, hd.dh);
+    let wkv = hkv * dh;
+    let group = hq / hkv;
     let scale = 1.0 / (dh as f32).sqrt();
+    let rows = n + plan.blocks;
     dq[..n * hq * dh].iter_mut().for_each(|x| *x = 0.0);
-    dk[..n * wkv].iter_mut().for_each(|x| *x = 0.0);
-    dv[..n * wkv].iter_mut().for_each(|x| *x = 0.0);
-    let lm = plan.blocks * wkv;
-    dkl[..lm].iter_mut().for_each(|x| *x = 0.0);
-    dvl[..lm].iter_mut().for_each(|x| *x = 0.0);
-    let mut ds: Vec<f32> = Vec::new();
+    dkx[..rows * wkv].iter_mut().for_each(|x| *x = 0.0);
+    dvx[..rows * wkv].iter_mut().for_each(|x| *x = 0.0);
+    let mmax = plan
+        .offsets
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or(0);
+    let mut dsb = vec![0.0f32; group * mmax];
     for i in 0..n {
         let cands = &plan.cands[plan.offsets[i]..plan.offsets[i + 1]];
         let m = cands.len();
         let pbase = plan.offsets[i] * hq;
-        ds.clear();
-        ds.resize(m, 0.0);
-        for h in 0..hq {
-            let koff = (h / group) * dh;
-            let row = (i * hq + h) * dh..(i * hq + h + 1) * dh;
-            let g = &dout[row.clone()];
-            let qr = &q[row.clone()];
-            let p = &probs[pbase + h * m..pbase + (h + 1) * m];
-            let mut sum = 0.0f32;
-            for ((dsj, &pj), &c) in ds.iter_mut().zip(p).zip(cands) {
-                let c = c as usize;
-                let vr = if c < n {
-                    &v[c * wkv + koff..c * wkv + koff + dh]
-                } else {
-                    &vl[(c - n) * wkv + koff..(c - n) * wkv + koff + dh]
-                };
-                let dp = dot(g, vr);
-                *dsj = dp;
-                sum += pj * dp;
+        for kh in 0..hkv {
+            let off = kh * dh;
+            let h0 = kh * group;
+            for gi in 0..group {
+                let h = h0 + gi;
+                let row = (i * hq + h) * dh..(i * hq + h + 1) * dh;
+                let g = &dout[row.clone()];
+                let p = &probs[pbase + h * m..pbase + (h + 1) * m];
+                let ds = &mut dsb[gi * m..(gi + 1) * m];
+                let mut sum = 0.0f32;
+                for ((dsj, &pj), &c) in ds.iter_mut().zip(p).zip(cands) {
+                    let r = c as usize * wkv + off;
+                    let dp = dot_k::<FMA>(g, &vx[r..r + dh]);
+                    *dsj = dp;
+                    sum += pj * dp;
+                }
+                for (dsj, &pj) in ds.iter_mut().zip(p) {
+                    *dsj = pj * (*dsj - sum) * scale;
+                }
+                let ds: &[f32] = ds;
+                combine_rows::<FMA>(
+                    &mut dq[row],
+                    m,
+                    |j| ds[j],
+                    |j| cands[j] as usize * wkv + off,
+                    kx,
+                );
             }
-            let dqr = &mut dq[row];
-            for ((dsj, &pj), &c) in ds.iter_mut().zip(p).zip(cands) {
-                let s = pj * (*dsj - sum) * scale;
-                let c = c as usize;
-                let (kr, dkr, dvr) = if c < n {
-                    let r = c * wkv + koff..c * wkv + koff + dh;
-                    (&k[r.clone()], &mut dk[r.clone()], &mut dv[r])
-                } else {
-                    let r = (c - n) * wkv + koff..(c - n) * wkv + koff + dh;
-                    (&kl[r.clone()], &mut dkl[r.clone()], &mut dvl[r])
-                };
-                axpy(s, kr, dqr);
-                axpy(s, qr, dkr);
-                axpy(pj, g, dvr);
+            let qbase = (i * hq + h0) * dh;
+            let dsb = &dsb;
+            for (j, &c) in cands.iter().enumerate() {
+                let r = c as usize * wkv + off;
+                combine_rows::<FMA>(
+                    &mut dkx[r..r + dh],
+                    group,
+                    |gi| dsb[gi * m + j],
+                    |gi| qbase + gi * dh,
+                    q,
+                );
+                combine_rows::<FMA>(
+                    &mut dvx[r..r + dh],
+                    group,
+                    |gi| probs[pbase + (h0 + gi) * m + j],
+                    |gi| qbase + gi * dh,
+                    dout,
+                );
             }
         }
     }
-    for b in 0..plan.blocks {
-        let lo = b * plan.block_size;
-        let hi = ((b + 1) * plan.block_size).min(n);
-        let inv = 1.0 / (hi - lo) as f32;
-        let (gk, gv) = (&dkl[b * wkv..(b + 1) * wkv], &dvl[b * wkv..(b + 1) * wkv]);
-        for t in lo..hi {
-            axpy(inv, gk, &mut dk[t * wkv..(t + 1) * wkv]);
-            axpy(inv, gv, &mut dv[t * wkv..(t + 1) * wkv]);
+    for d in [dkx, dvx] {
+        let (tokens, lms) = d.split_at_mut(n * wkv);
+        for (b, gl) in lms.chunks_exact(wkv).enumerate().take(plan.blocks) {
+            let lo = b * plan.block_size;
+            let hi = ((b + 1) * plan.block_size).min(n);
+            let inv = 1.0 / (hi - lo) as f32;
+            for t in lo..hi {
+                combine_rows::<FMA>(&mut tokens[t * wkv..(t + 1) * wkv], 1, |_| inv, |_| 0, gl);
+            }
         }
     }
 }
@@ -270,16 +310,17 @@ mod tests {
 
     fn run(kind: &AttentionKind, n: usize, hd: Heads) -> (Vec<f32>, Vec<f32>) {
         let plan = AttnPlan::new(kind, n);
+        let rows = n + plan.blocks();
         let q = data(n * hd.hq * hd.dh, 1);
-        let k = data(n * hd.hkv * hd.dh, 2);
-        let v = data(n * hd.hkv * hd.dh, 3);
-        let lm = plan.blocks() * hd.hkv * hd.dh;
-        let (mut kl, mut vl) = (vec![0.0; lm], vec![0.0; lm]);
+        let mut kx = data(rows * hd.hkv * hd.dh, 2);
+        let mut vx = data(rows * hd.hkv * hd.dh, 3);
         let mut probs = vec![0.0; plan.edges() * hd.hq];
         let mut out = vec![0.0; n * hd.hq * hd.dh];
-        forward(
-            &plan, hd, &q, &k, &v, &mut kl, &mut vl, &mut probs, &mut out,
+        let (k, v) = (
+            kx[..n * hd.hkv * hd.dh].to_vec(),
+            vx[..n * hd.hkv * hd.dh].to_vec(),
         );
+        forward(&plan, hd, &q, &mut kx, &mut vx, &mut probs, &mut out);
         let t = |x: Vec<f32>, h| Tensor3::from_vec(x, n, h, hd.dh).unwrap();
         let (tq, tk, tv) = (t(q, hd.hq), t(k, hd.hkv), t(v, hd.hkv));
         let want = match kind {

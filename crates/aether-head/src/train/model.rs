@@ -50,8 +50,6 @@ struct LayerTape {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
-    kl: Vec<f32>,
-    vl: Vec<f32>,
     probs: Vec<f32>,
     a: Vec<f32>,
     x_mid: Vec<f32>,
@@ -81,8 +79,6 @@ pub(crate) struct Workspace {
     dq: Vec<f32>,
     dk: Vec<f32>,
     dv: Vec<f32>,
-    dkl: Vec<f32>,
-    dvl: Vec<f32>,
     dg1: Vec<f32>,
     tmp: Vec<f32>,
 }
@@ -510,29 +506,27 @@ impl Model {
                 }
                 None => &t.x_in,
             };
+            // k and v carry the landmark rows after the N token rows (see `attention`).
+            let rows = n + plan.attn.blocks();
             sized(&mut t.q, n * wq);
-            sized(&mut t.k, n * wkv);
-            sized(&mut t.v, n * wkv);
+            sized(&mut t.k, rows * wkv);
+            sized(&mut t.v, rows * wkv);
             ops::matmul(hsrc, &p[s.wq.clone()], &mut t.q, n, d, wq);
             ops::matmul(hsrc, &p[s.wk.clone()], &mut t.k, n, d, wkv);
             ops::matmul(hsrc, &p[s.wv.clone()], &mut t.v, n, d, wkv);
             if let (Some(bq), Some(bk), Some(bv)) = (&s.bq, &s.bk, &s.bv) {
                 ops::add_rows(&mut t.q, &p[bq.clone()], wq);
-                ops::add_rows(&mut t.k, &p[bk.clone()], wkv);
-                ops::add_rows(&mut t.v, &p[bv.clone()], wkv);
+                ops::add_rows(&mut t.k[..n * wkv], &p[bk.clone()], wkv);
+                ops::add_rows(&mut t.v[..n * wkv], &p[bv.clone()], wkv);
             }
-            sized(&mut t.kl, plan.attn.blocks() * wkv);
-            sized(&mut t.vl, plan.attn.blocks() * wkv);
             sized(&mut t.probs, plan.attn.edges() * hd.hq);
             sized(&mut t.a, n * wq);
             attention::forward(
                 &plan.attn,
                 hd,
                 &t.q,
-                &t.k,
-                &t.v,
-                &mut t.kl,
-                &mut t.vl,
+                &mut t.k,
+                &mut t.v,
                 &mut t.probs,
                 &mut t.a,
             );
@@ -712,40 +706,28 @@ impl Model {
             }
             let da = sized(&mut ws.da, n * wq);
             ops::matmul_nt_acc(&ws.dx, &p[s.wo.clone()], da, n, wq, d);
+            let rows = n + plan.attn.blocks();
             sized(&mut ws.dq, n * wq);
-            sized(&mut ws.dk, n * wkv);
-            sized(&mut ws.dv, n * wkv);
-            sized(&mut ws.dkl, plan.attn.blocks() * wkv);
-            sized(&mut ws.dvl, plan.attn.blocks() * wkv);
+            sized(&mut ws.dk, rows * wkv);
+            sized(&mut ws.dv, rows * wkv);
             attention::backward(
-                &plan.attn,
-                hd,
-                &t.q,
-                &t.k,
-                &t.v,
-                &t.kl,
-                &t.vl,
-                &t.probs,
-                &ws.da,
-                &mut ws.dq,
-                &mut ws.dk,
+                &plan.attn, hd, &t.q, &t.k, &t.v, &t.probs, &ws.da, &mut ws.dq, &mut ws.dk,
                 &mut ws.dv,
-                &mut ws.dkl,
-                &mut ws.dvl,
             );
+            let (dk, dv) = (&ws.dk[..n * wkv], &ws.dv[..n * wkv]);
             let hsrc: &[f32] = if s.ln1.is_some() { &t.h } else { &t.x_in };
             ops::matmul_tn_acc(hsrc, &ws.dq, &mut grad[s.wq.clone()], n, d, wq);
-            ops::matmul_tn_acc(hsrc, &ws.dk, &mut grad[s.wk.clone()], n, d, wkv);
-            ops::matmul_tn_acc(hsrc, &ws.dv, &mut grad[s.wv.clone()], n, d, wkv);
+            ops::matmul_tn_acc(hsrc, dk, &mut grad[s.wk.clone()], n, d, wkv);
+            ops::matmul_tn_acc(hsrc, dv, &mut grad[s.wv.clone()], n, d, wkv);
             if let (Some(bq), Some(bk), Some(bv)) = (&s.bq, &s.bk, &s.bv) {
                 ops::col_sum_acc(&ws.dq, &mut grad[bq.clone()], wq);
-                ops::col_sum_acc(&ws.dk, &mut grad[bk.clone()], wkv);
-                ops::col_sum_acc(&ws.dv, &mut grad[bv.clone()], wkv);
+                ops::col_sum_acc(dk, &mut grad[bk.clone()], wkv);
+                ops::col_sum_acc(dv, &mut grad[bv.clone()], wkv);
             }
             let dh = sized(&mut ws.dh, n * d);
             ops::matmul_nt_acc(&ws.dq, &p[s.wq.clone()], dh, n, d, wq);
-            ops::matmul_nt_acc(&ws.dk, &p[s.wk.clone()], dh, n, d, wkv);
-            ops::matmul_nt_acc(&ws.dv, &p[s.wv.clone()], dh, n, d, wkv);
+            ops::matmul_nt_acc(dk, &p[s.wk.clone()], dh, n, d, wkv);
+            ops::matmul_nt_acc(dv, &p[s.wv.clone()], dh, n, d, wkv);
             match &s.ln1 {
                 Some((g, b)) => {
                     let tmp = sized(&mut ws.tmp, d);

@@ -7,12 +7,36 @@
 //!   `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` with `dx̂ = dy·g`;
 //! * tanh-GELU and its derivative; the sinusoidal positional table.
 
-use aether_kernel::simd::axpy;
+/// Defines `$name(args)`: runs `$body::<true>` compiled for AVX2 + FMA when the CPU has
+/// both (std caches the detection), else the portable `$body::<false>`. One dispatch per
+/// call of a whole matrix or attention routine, never per vector.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) => $body:ident) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($a: $t),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    #[target_feature(enable = "avx2,fma")]
+                    #[allow(clippy::too_many_arguments)]
+                    unsafe fn fast($($a: $t),*) {
+                        $body::<true>($($a),*)
+                    }
+                    // SAFETY: AVX2 and FMA were detected on this CPU just above.
+                    return unsafe { fast($($a),*) };
+                }
+            }
+            $body::<false>($($a),*)
+        }
+    };
+}
+pub(crate) use multiversion;
 
-/// `Σ a[i]·b[i]` with eight independent accumulators (vectorises without reassociation
-/// flags; the summation order is fixed, so results do not depend on the CPU).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ a[i]·b[i]` with eight independent accumulators in a fixed order (vectorises
+/// without reassociation; fused multiply-add when `FMA`).
+#[inline(always)]
+pub(crate) fn dot_k<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
     let mut acc = [0.0f32; 8];
@@ -20,7 +44,11 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (ta, tb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] = if FMA {
+                x[l].mul_add(y[l], acc[l])
+            } else {
+                acc[l] + x[l] * y[l]
+            };
         }
     }
     let mut tail = 0.0f32;
@@ -28,6 +56,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += x * y;
     }
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Portable [`dot_k`].
+#[cfg(test)]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_k::<false>(a, b)
 }
 
 /// Layer-norm epsilon of docs/model.md.
@@ -39,45 +73,129 @@ pub(crate) fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n:
     matmul_acc(a, b, c, m, k, n);
 }
 
-/// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]`.
-pub(crate) fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+/// `acc[l] += x[l]·a` for a fixed-width tile (kept in registers by the caller's loop).
+#[inline(always)]
+fn fma_tile<const FMA: bool, const T: usize>(acc: &mut [f32; T], x: &[f32], a: f32) {
+    let x: &[f32; T] = x[..T].try_into().expect("tile slice has T values");
+    for l in 0..T {
+        acc[l] = if FMA {
+            x[l].mul_add(a, acc[l])
+        } else {
+            acc[l] + x[l] * a
+        };
+    }
+}
+
+/// `out[j..j+T] += Σ_t coef(t)·row(t)[j..j+T]` for every tile of `T` columns from `j`,
+/// returning the first column not covered. The tile accumulates in registers.
+#[inline(always)]
+fn tiles<const FMA: bool, const T: usize>(
+    out: &mut [f32],
+    mut j: usize,
+    terms: usize,
+    coef: impl Fn(usize) -> f32,
+    row: impl Fn(usize) -> usize,
+    src: &[f32],
+) -> usize {
+    while j + T <= out.len() {
+        let mut acc = [0.0f32; T];
+        acc.copy_from_slice(&out[j..j + T]);
+        for t in 0..terms {
+            let o = row(t) + j;
+            fma_tile::<FMA, T>(&mut acc, &src[o..o + T], coef(t));
+        }
+        out[j..j + T].copy_from_slice(&acc);
+        j += T;
+    }
+    j
+}
+
+/// `out[n] += Σ_t coef(t)·src[row(t) ..][..n]` with 32- and 8-wide register tiles.
+#[inline(always)]
+pub(crate) fn combine_rows<const FMA: bool>(
+    out: &mut [f32],
+    terms: usize,
+    coef: impl Fn(usize) -> f32 + Copy,
+    row: impl Fn(usize) -> usize + Copy,
+    src: &[f32],
+) {
+    let j = tiles::<FMA, 32>(out, 0, terms, coef, row, src);
+    let j = tiles::<FMA, 8>(out, j, terms, coef, row, src);
+    let j = tiles::<FMA, 1>(out, j, terms, coef, row, src);
+    debug_assert_eq!(j, out.len());
+}
+
+#[inline(always)]
+fn matmul_acc_k<const FMA: bool>(
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     for (arow, crow) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)).take(m) {
-        for (&av, brow) in arow.iter().zip(b.chunks_exact(n)) {
-            axpy(av, brow, crow);
-        }
+        combine_rows::<FMA>(crow, k, |t| arow[t], |t| t * n, b);
     }
 }
 
-/// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]`.
-pub(crate) fn matmul_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) {
-    for (arow, grow) in a.chunks_exact(k).zip(g.chunks_exact(n)).take(m) {
-        for (&av, dwrow) in arow.iter().zip(dw.chunks_exact_mut(n)) {
-            axpy(av, grow, dwrow);
-        }
+multiversion! {
+    /// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (each row of `c` in register tiles).
+    pub(crate) fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) => matmul_acc_k
+}
+
+#[inline(always)]
+fn matmul_tn_acc_k<const FMA: bool>(
+    a: &[f32],
+    g: &[f32],
+    dw: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    for (kk, dwrow) in dw.chunks_exact_mut(n).enumerate().take(k) {
+        combine_rows::<FMA>(dwrow, m, |i| a[i * k + kk], |i| i * n, g);
     }
 }
 
-/// `dx += g·wᵀ` with `g[m,n]`, `w[k,n]`, `dx[m,k]`.
+multiversion! {
+    /// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]` (each row of `dw` in register tiles).
+    pub(crate) fn matmul_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) => matmul_tn_acc_k
+}
+
+/// `dx += g·wᵀ` with `g[m,n]`, `w[k,n]`, `dx[m,k]`: transposes `w` once, then [`matmul_acc`].
 pub(crate) fn matmul_nt_acc(g: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: usize, n: usize) {
-    for (grow, dxrow) in g.chunks_exact(n).zip(dx.chunks_exact_mut(k)).take(m) {
-        for (d, wrow) in dxrow.iter_mut().zip(w.chunks_exact(n)) {
-            *d += dot(grow, wrow);
+    let mut wt = vec![0.0f32; k * n];
+    for (kk, wrow) in w.chunks_exact(n).enumerate().take(k) {
+        for (j, &x) in wrow.iter().enumerate() {
+            wt[j * k + kk] = x;
         }
     }
+    matmul_acc(g, &wt, dx, m, n, k);
 }
 
-/// Adds `b[n]` to every row of `x[m,n]`.
-pub(crate) fn add_rows(x: &mut [f32], b: &[f32], n: usize) {
+#[inline(always)]
+fn add_rows_k<const FMA: bool>(x: &mut [f32], b: &[f32], n: usize) {
     for row in x.chunks_exact_mut(n) {
-        axpy(1.0, b, row);
+        row.iter_mut().zip(b).for_each(|(r, &bv)| *r += bv);
     }
 }
 
-/// `db += Σ_rows g` for `g[m,n]`.
-pub(crate) fn col_sum_acc(g: &[f32], db: &mut [f32], n: usize) {
+multiversion! {
+    /// Adds `b[n]` to every row of `x[m,n]`.
+    pub(crate) fn add_rows(x: &mut [f32], b: &[f32], n: usize) => add_rows_k
+}
+
+#[inline(always)]
+fn col_sum_acc_k<const FMA: bool>(g: &[f32], db: &mut [f32], n: usize) {
     for row in g.chunks_exact(n) {
-        axpy(1.0, row, db);
+        db.iter_mut().zip(row).for_each(|(d, &r)| *d += r);
     }
+}
+
+multiversion! {
+    /// `db += Σ_rows g` for `g[m,n]`.
+    pub(crate) fn col_sum_acc(g: &[f32], db: &mut [f32], n: usize) => col_sum_acc_k
 }
 
 /// Layer norm over each row of `x[m,d]`; keeps `x̂` and `rstd` for the backward.
@@ -159,13 +277,20 @@ pub(crate) fn gelu(z: f32) -> f32 {
 #[cfg(test)]
 #[inline]
 pub(crate) fn gelu_grad(z: f32) -> f32 {
-    gelu_grad_with_tanh(z, (GELU_C * (z + GELU_A * z * z * z)).tanh())
+    gelu_grad_with_tanh(z, gelu_and_tanh(z).1)
+}
+
+/// `tanh(u) = 1 − 2/(e^{2u} + 1)` through the kernel's fast exp (relative error of
+/// `e^x` ≤ 2⁻²¹; saturates cleanly to ±1).
+#[inline]
+fn tanh_fast(u: f32) -> f32 {
+    1.0 - 2.0 / (aether_kernel::simd::fast_exp(2.0 * u) + 1.0)
 }
 
 /// `GELU(z)` and `t = tanh(√(2/π)(z + 0.044715 z³))` (kept for the backward).
 #[inline]
 pub(crate) fn gelu_and_tanh(z: f32) -> (f32, f32) {
-    let t = (GELU_C * (z + GELU_A * z * z * z)).tanh();
+    let t = tanh_fast(GELU_C * (z + GELU_A * z * z * z));
     (0.5 * z * (1.0 + t), t)
 }
 
