@@ -380,4 +380,94 @@ mod tests {
             }
         }
     }
+
+    /// The training backward agrees with the kernel's `*_attention_backward` (the
+    /// reference implementation of the attention gradients).
+    #[test]
+    fn backward_matches_kernel_backward() {
+        use aether_kernel::{dense_attention_backward, sparse_attention_backward};
+        let small = SparsePattern {
+            window: 2,
+            block_size: 3,
+            global_tokens: vec![0, 4],
+            causal: false,
+            log_stride: true,
+            landmarks: true,
+        };
+        let kinds = [
+            AttentionKind::default(),
+            AttentionKind::Sparse(small.clone()),
+            AttentionKind::Sparse(SparsePattern {
+                causal: true,
+                ..small
+            }),
+            AttentionKind::Dense { causal: true },
+            AttentionKind::Dense { causal: false },
+        ];
+        for kind in &kinds {
+            for &n in &[1usize, 5, 37, 80] {
+                for hd in [
+                    Heads {
+                        hq: 4,
+                        hkv: 1,
+                        dh: 32,
+                    },
+                    Heads {
+                        hq: 4,
+                        hkv: 2,
+                        dh: 3,
+                    },
+                    Heads {
+                        hq: 3,
+                        hkv: 3,
+                        dh: 9,
+                    },
+                ] {
+                    let plan = AttnPlan::new(kind, n);
+                    let rows = n + plan.blocks();
+                    let w = hd.hkv * hd.dh;
+                    let q = data(n * hd.hq * hd.dh, 4);
+                    let mut kx = data(rows * w, 5);
+                    let mut vx = data(rows * w, 6);
+                    let g = data(n * hd.hq * hd.dh, 7);
+                    let mut probs = vec![0.0; plan.edges() * hd.hq];
+                    let mut out = vec![0.0; n * hd.hq * hd.dh];
+                    forward(&plan, hd, &q, &mut kx, &mut vx, &mut probs, &mut out);
+                    let (mut dq, mut dkx, mut dvx) =
+                        (vec![0.0; q.len()], vec![0.0; rows * w], vec![0.0; rows * w]);
+                    backward(
+                        &plan, hd, &q, &kx, &vx, &probs, &g, &mut dq, &mut dkx, &mut dvx,
+                    );
+                    let t = |x: &[f32], h| Tensor3::from_vec(x.to_vec(), n, h, hd.dh).unwrap();
+                    let (tq, tk, tv, tg) = (
+                        t(&q, hd.hq),
+                        t(&kx[..n * w], hd.hkv),
+                        t(&vx[..n * w], hd.hkv),
+                        t(&g, hd.hq),
+                    );
+                    let want = match kind {
+                        AttentionKind::Sparse(p) => {
+                            sparse_attention_backward(p, &tq, &tk, &tv, &tg).unwrap()
+                        }
+                        AttentionKind::Dense { causal } => {
+                            dense_attention_backward(&tq, &tk, &tv, *causal, &tg).unwrap()
+                        }
+                    };
+                    let pairs = [
+                        (&dq[..], want.dq.as_slice(), "dq"),
+                        (&dkx[..n * w], want.dk.as_slice(), "dk"),
+                        (&dvx[..n * w], want.dv.as_slice(), "dv"),
+                    ];
+                    for (got, exp, what) in pairs {
+                        for (a, b) in got.iter().zip(exp) {
+                            assert!(
+                                (a - b).abs() < 1e-4 * (1.0 + b.abs()),
+                                "{kind:?} n {n} {what}: {a} vs {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

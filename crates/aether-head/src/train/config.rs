@@ -141,6 +141,91 @@ impl Architecture {
             && self.attention == AttentionKind::default()
     }
 
+    /// The ablation set of this architecture: itself (`"full"`), then one variant per
+    /// option switched off (or changed: `pooling last`, `dense` attention with the same
+    /// causality), then the bare v1 architecture with the same heads and layers.
+    pub fn ablations(&self) -> Vec<(&'static str, Architecture)> {
+        let b = self;
+        let causal = match &b.attention {
+            AttentionKind::Sparse(p) => p.causal,
+            AttentionKind::Dense { causal } => *causal,
+        };
+        let mut v = vec![
+            ("full", b.clone()),
+            (
+                "no input_norm",
+                Architecture {
+                    input_norm: false,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no embed",
+                Architecture {
+                    embed: false,
+                    d_model: b.features,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no positional",
+                Architecture {
+                    positional: false,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no pre_norm",
+                Architecture {
+                    pre_norm: false,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no biases",
+                Architecture {
+                    biases: false,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no mlp",
+                Architecture {
+                    mlp_hidden: 0,
+                    ..b.clone()
+                },
+            ),
+            (
+                "no final_norm",
+                Architecture {
+                    final_norm: false,
+                    ..b.clone()
+                },
+            ),
+            (
+                "pooling last",
+                Architecture {
+                    pooling: Pooling::Last,
+                    ..b.clone()
+                },
+            ),
+            (
+                "dense attention",
+                Architecture {
+                    attention: AttentionKind::Dense { causal },
+                    ..b.clone()
+                },
+            ),
+        ];
+        v.push((
+            "bare v1",
+            Architecture::v1(
+                b.features, b.classes, b.layers, b.q_heads, b.kv_heads, b.head_dim,
+            ),
+        ));
+        v
+    }
+
     /// Refuses inconsistent shapes (zero sizes, `Hkv ∤ Hq`, `D ≠ F` without embedding, bad pattern).
     pub fn validate(&self) -> Result<(), TrainError> {
         let positive = [
@@ -283,5 +368,46 @@ impl TrainConfig {
             return bad("eps must be finite and positive");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ablations_switch_one_option_each() {
+        let full = Architecture::default_for(6, 3);
+        let set = full.ablations();
+        assert_eq!(set.len(), 11);
+        for (name, a) in &set {
+            a.validate().unwrap();
+            let diffs = [
+                a.input_norm != full.input_norm,
+                a.embed != full.embed,
+                a.positional != full.positional,
+                a.pre_norm != full.pre_norm,
+                a.biases != full.biases,
+                a.mlp_hidden != full.mlp_hidden,
+                a.final_norm != full.final_norm,
+                a.pooling != full.pooling,
+                a.attention != full.attention,
+            ]
+            .iter()
+            .filter(|&&d| d)
+            .count();
+            match *name {
+                "full" => assert_eq!(diffs, 0),
+                "bare v1" => assert!(a.is_v1_compatible()),
+                _ => assert_eq!(diffs, 1, "{name}"),
+            }
+        }
+        assert!(!full.is_v1_compatible());
+        assert!(TrainConfig::default().validate().is_ok());
+        let bad = TrainConfig {
+            warmup_fraction: 1.0,
+            ..TrainConfig::default()
+        };
+        assert!(bad.validate().is_err());
     }
 }
