@@ -1,10 +1,265 @@
-//! `aether features` (pending: owned by the issue that builds it).
+//! `aether features`: raw CSI captures (or amplitude CSVs) → dataset folder.
+//!
+//! Input is one capture file or a class-folder tree `DIR/<class>/<file>`.
+//! A capture is raw CSI frames (`0xC5110001`) back to back; a `.csv` file is
+//! read as rows of per-subcarrier amplitudes (header + one row per frame).
+//! Both go through the one extractor of `aether_data::features`
+//! (docs/features.md). Malformed or truncated frames are skipped and counted;
+//! a file that yields no frames, or whose feature names differ from the first
+//! file's, is skipped and reported. Output: `OUT/<class>/<file stem>.csv`,
+//! written atomically; `OUT` must be missing or empty.
+
+use std::path::{Path, PathBuf};
+
+use aether_data::dataset::{parse_csv, Dataset, Recording};
+use aether_data::features::{capture_features, extract_amplitude_rows, FeatureConfig};
+use aether_data::wire::CaptureReport;
+use anyhow::{bail, Context, Result};
+
+use super::simulate::{prepare_out_dir, write_dataset};
 
 /// Arguments of `aether features`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// A capture file, or a directory of class folders holding captures or amplitude CSVs.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output dataset folder (created; must be empty if it exists).
+    #[arg(long)]
+    out: PathBuf,
+    /// Class name for a single input file (default: the name of its parent directory).
+    #[arg(long)]
+    class: Option<String>,
+    /// Subcarrier bands per antenna.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS)]
+    bands: usize,
+    /// Leave out the per-frame log-gain feature.
+    #[arg(long)]
+    no_gain: bool,
+}
+
+#[derive(Default)]
+struct Totals {
+    files: usize,
+    frames: usize,
+    parse: CaptureReport,
+    other_shape: usize,
+    skipped_files: Vec<(String, String)>,
+}
+
+fn visible_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    v.sort();
+    Ok(v)
+}
+
+fn hidden(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+/// Feature names and `T × D` frames of one file, or why it is skipped.
+type FileOutcome = std::result::Result<(Vec<String>, Vec<f32>), String>;
+
+/// Features of one file; I/O failures are errors, bad content is a skip reason.
+fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<FileOutcome> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "csv") {
+        let text = match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(_) => return Ok(Err("CSV is not UTF-8".into())),
+        };
+        let (header, rows) = match parse_csv(&text, &path.display().to_string()) {
+            Ok(x) => x,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        return Ok(match extract_amplitude_rows(&rows, header.len(), cfg) {
+            Ok(f) => {
+                t.frames += rows.len() / header.len();
+                Ok((aether_data::features::feature_names(1, cfg), f))
+            }
+            Err(e) => Err(e.to_string()),
+        });
+    }
+    match capture_features(&bytes, cfg) {
+        Ok(c) => {
+            t.parse.frames += c.report.frames;
+            t.parse.bad_header += c.report.bad_header;
+            t.parse.truncated += c.report.truncated;
+            t.parse.garbage_bytes += c.report.garbage_bytes;
+            t.other_shape += c.other_shape;
+            t.frames += c.frames();
+            Ok(Ok((c.feature_names.clone(), c.features)))
+        }
+        Err(e) => {
+            let (_, rep) = aether_data::wire::parse_capture(&bytes);
+            t.parse.bad_header += rep.bad_header;
+            t.parse.truncated += rep.truncated;
+            t.parse.garbage_bytes += rep.garbage_bytes;
+            Ok(Err(format!("{e} ({rep})")))
+        }
+    }
+}
 
 /// Runs `aether features`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`aether features` is not available in this build yet")
+pub fn run(args: Args) -> Result<()> {
+    let cfg = FeatureConfig {
+        bands: args.bands,
+        gain: !args.no_gain,
+    };
+    if !args.input.exists() {
+        bail!("{}: no such file or directory", args.input.display());
+    }
+    // (class name, files)
+    let mut jobs: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    let mut t = Totals::default();
+    if args.input.is_file() {
+        let class = match &args.class {
+            Some(c) => c.clone(),
+            None => args
+                .input
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "unlabelled".into()),
+        };
+        jobs.push((class, vec![args.input.clone()]));
+    } else {
+        if args.class.is_some() {
+            bail!(
+                "--class applies to a single input file; a directory's classes are its sub-folders"
+            );
+        }
+        for p in visible_sorted(&args.input)? {
+            let shown = p.display().to_string();
+            if hidden(&p) {
+                t.skipped_files.push((shown, "hidden entry".into()));
+            } else if p.is_dir() {
+                let mut files = Vec::new();
+                for f in visible_sorted(&p)? {
+                    let shown = f.display().to_string();
+                    if hidden(&f) {
+                        t.skipped_files.push((shown, "hidden entry".into()));
+                    } else if f.is_dir() {
+                        t.skipped_files
+                            .push((shown, "directory inside a class directory".into()));
+                    } else {
+                        files.push(f);
+                    }
+                }
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                jobs.push((name.unwrap_or_default(), files));
+            } else {
+                t.skipped_files.push((
+                    shown,
+                    "file at the top level (classes are sub-folders)".into(),
+                ));
+            }
+        }
+        if jobs.is_empty() {
+            bail!(
+                "{}: no class folders (expected DIR/<class>/<capture>)",
+                args.input.display()
+            );
+        }
+    }
+
+    let mut ds = Dataset {
+        classes: Vec::new(),
+        feature_names: Vec::new(),
+        recordings: Vec::new(),
+    };
+    let mut per_class = Vec::new();
+    for (class, files) in jobs {
+        let ci = ds.classes.len();
+        let mut n = 0;
+        for f in files {
+            t.files += 1;
+            let shown = f.display().to_string();
+            let (names, frames) = match file_features(&f, cfg, &mut t)? {
+                Ok(x) => x,
+                Err(reason) => {
+                    t.skipped_files.push((shown, reason));
+                    continue;
+                }
+            };
+            if ds.feature_names.is_empty() {
+                ds.feature_names = names;
+            } else if ds.feature_names != names {
+                t.skipped_files.push((
+                    shown,
+                    format!(
+                        "{} features ({} antennas?) differ from the first file's {}",
+                        names.len(),
+                        names.len() / cfg.per_antenna(),
+                        ds.feature_names.len()
+                    ),
+                ));
+                continue;
+            }
+            let stem = f
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ds.recordings.push(Recording {
+                class: ci,
+                name: stem,
+                frames,
+            });
+            n += 1;
+        }
+        if n == 0 {
+            t.skipped_files
+                .push((class.clone(), "class folder yielded no recordings".into()));
+            continue;
+        }
+        per_class.push((class.clone(), n));
+        ds.classes.push(class);
+    }
+    if ds.recordings.is_empty() {
+        for (p, r) in &t.skipped_files {
+            eprintln!("skipped {p}: {r}");
+        }
+        bail!(
+            "no recordings could be extracted from {}",
+            args.input.display()
+        );
+    }
+    prepare_out_dir(&args.out)?;
+    let written = write_dataset(&args.out, &ds)?;
+
+    println!(
+        "features: {} files, {} recordings written to {} ({} features per frame: {} bands{})",
+        t.files,
+        written,
+        args.out.display(),
+        ds.dim(),
+        cfg.bands,
+        if cfg.gain { " + log-gain" } else { "" }
+    );
+    for (c, n) in &per_class {
+        println!("  class {c}: {n} recordings");
+    }
+    println!(
+        "frames: {} extracted; raw frames read {}, skipped {} ({} bad header, {} truncated), {} of another shape left out, {} garbage bytes",
+        t.frames,
+        t.parse.frames,
+        t.parse.skipped(),
+        t.parse.bad_header,
+        t.parse.truncated,
+        t.other_shape,
+        t.parse.garbage_bytes
+    );
+    if !t.skipped_files.is_empty() {
+        println!("skipped {} entries:", t.skipped_files.len());
+        for (p, r) in &t.skipped_files {
+            println!("  {p}: {r}");
+        }
+    }
+    Ok(())
 }
