@@ -470,4 +470,74 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Random shapes and patterns (N 0..70, window ≥ N included, block size from 1,
+        /// GQA ratios 1..4, odd head dims): forward equals the kernel oracle, backward
+        /// equals the kernel backward.
+        #[test]
+        fn random_configs_match_the_kernel(
+            n in 0usize..70,
+            hkv in 1usize..3,
+            ratio in 1usize..5,
+            dh in 1usize..12,
+            window in 0usize..80,
+            block in 1usize..20,
+            globals in proptest::collection::vec(0usize..80, 0..3),
+            causal: bool,
+            log_stride: bool,
+            landmarks: bool,
+            dense: bool,
+        ) {
+            use aether_kernel::{dense_attention_backward, sparse_attention_backward};
+            let kind = if dense {
+                AttentionKind::Dense { causal }
+            } else {
+                AttentionKind::Sparse(SparsePattern {
+                    window,
+                    block_size: block,
+                    global_tokens: globals,
+                    causal,
+                    log_stride,
+                    landmarks,
+                })
+            };
+            let hd = Heads { hq: hkv * ratio, hkv, dh };
+            let (got, want) = run(&kind, n, hd);
+            for (a, b) in got.iter().zip(&want) {
+                proptest::prop_assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let plan = AttnPlan::new(&kind, n);
+            let rows = n + plan.blocks();
+            let w = hkv * dh;
+            let q = data(n * hd.hq * dh, 11);
+            let mut kx = data(rows * w, 12);
+            let mut vx = data(rows * w, 13);
+            let g = data(n * hd.hq * dh, 14);
+            let mut probs = vec![0.0; plan.edges() * hd.hq];
+            let mut out = vec![0.0; n * hd.hq * dh];
+            forward(&plan, hd, &q, &mut kx, &mut vx, &mut probs, &mut out);
+            let (mut dq, mut dkx, mut dvx) = (vec![0.0; q.len()], vec![0.0; rows * w], vec![0.0; rows * w]);
+            backward(&plan, hd, &q, &kx, &vx, &probs, &g, &mut dq, &mut dkx, &mut dvx);
+            let t = |x: &[f32], h| Tensor3::from_vec(x.to_vec(), n, h, dh).unwrap();
+            let (tq, tk, tv, tg) = (t(&q, hd.hq), t(&kx[..n * w], hkv), t(&vx[..n * w], hkv), t(&g, hd.hq));
+            let want = match &kind {
+                AttentionKind::Sparse(p) => sparse_attention_backward(p, &tq, &tk, &tv, &tg).unwrap(),
+                AttentionKind::Dense { causal } => dense_attention_backward(&tq, &tk, &tv, *causal, &tg).unwrap(),
+            };
+            for (got, exp) in [
+                (&dq[..], want.dq.as_slice()),
+                (&dkx[..n * w], want.dk.as_slice()),
+                (&dvx[..n * w], want.dv.as_slice()),
+            ] {
+                for (a, b) in got.iter().zip(exp) {
+                    proptest::prop_assert!((a - b).abs() < 2e-4 * (1.0 + b.abs()), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
 }

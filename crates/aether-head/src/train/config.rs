@@ -346,6 +346,9 @@ impl TrainConfig {
     /// Refuses settings the loop cannot run (zero batch, negative or non-finite rates).
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        if self.epochs == 0 {
+            return bad("epochs must be positive");
+        }
         if self.batch_size == 0 {
             return bad("batch_size must be positive");
         }
