@@ -1,2 +1,102 @@
-//! Criterion benchmarks (under construction).
-fn main() {}
+//! Streaming decode latency: one `push` + one `decode` per step with a cache holding about
+//! `T` positions (T = 1k, 15k, 100k), f32 and f16 storage, AETHER shape (4 query heads,
+//! 1 kv head, dim 32, W 32, B 16, globals [0], causal, log-stride + landmarks) and MHA 4/4.
+//!
+//! Each timed step runs at a position in `[T, T + 2048)`; when that range is used up the
+//! cache is reset and refilled to `T` outside the timer.
+//!
+//! Run: `cargo bench -p aether-kernel --bench decode`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use aether_kernel::{KvCacheOf, KvElem, SparsePattern};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use half::f16;
+
+const CHUNK: usize = 2048;
+
+struct Rows {
+    k: Vec<Vec<f32>>,
+    q: Vec<f32>,
+}
+
+fn rows(kv_heads: usize, q_heads: usize, dim: usize) -> Rows {
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let k = (0..257)
+        .map(|_| (0..kv_heads * dim).map(|_| next()).collect())
+        .collect();
+    let q = (0..q_heads * dim).map(|_| next()).collect();
+    Rows { k, q }
+}
+
+fn fill<S: KvElem>(cache: &mut KvCacheOf<S>, r: &Rows, t: usize) {
+    cache.reset();
+    for i in 0..t {
+        let row = &r.k[i % r.k.len()];
+        cache.push(row, row).expect("fill");
+    }
+}
+
+fn bench_one<S: KvElem>(c: &mut Criterion, name: &str, q_heads: usize, kv_heads: usize) {
+    let p = SparsePattern::default();
+    let dim = 32;
+    let r = rows(kv_heads, q_heads, dim);
+    let mut group = c.benchmark_group(format!("decode_step/{name}/{}", S::NAME));
+    group.sample_size(20);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    for t in [1_000usize, 15_000, 100_000] {
+        let mut cache = KvCacheOf::<S>::new(t + CHUNK, kv_heads, dim, p.block_size);
+        fill(&mut cache, &r, t);
+        let mut out = vec![0.0f32; q_heads * dim];
+        cache
+            .reserve_decode(&p, q_heads)
+            .expect("valid decode shape");
+        group.bench_function(BenchmarkId::from_parameter(t), |b| {
+            b.iter_custom(|iters| {
+                let mut elapsed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    if cache.len() == cache.capacity() {
+                        fill(&mut cache, &r, t);
+                    }
+                    let n = left.min((cache.capacity() - cache.len()) as u64);
+                    let start = Instant::now();
+                    for _ in 0..n {
+                        let row = &r.k[cache.total() % r.k.len()];
+                        cache.push(row, row).expect("push");
+                        cache.decode(&p, &r.q, &mut out).expect("decode");
+                        black_box(&out);
+                    }
+                    elapsed += start.elapsed();
+                    left -= n;
+                }
+                elapsed
+            })
+        });
+        eprintln!(
+            "decode_step/{name}/{}/{t}: cache bytes {} ({:.1} B/position)",
+            S::NAME,
+            cache.bytes(),
+            cache.bytes() as f64 / cache.capacity() as f64
+        );
+    }
+    group.finish();
+}
+
+fn decode(c: &mut Criterion) {
+    bench_one::<f32>(c, "aether_mqa_4q1kv", 4, 1);
+    bench_one::<f16>(c, "aether_mqa_4q1kv", 4, 1);
+    bench_one::<f32>(c, "mha_4q4kv", 4, 4);
+    bench_one::<f16>(c, "mha_4q4kv", 4, 4);
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

@@ -66,6 +66,8 @@ pub trait KvElem: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     fn store(src: &[f32], dst: &mut [Self]);
     /// `src` as f32: borrowed for f32, converted into `buf` for f16.
     fn load<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
+    /// `src` as f32 without conversion, when the storage is f32.
+    fn direct(src: &[Self]) -> Option<&[f32]>;
 }
 
 impl KvElem for f32 {
@@ -78,9 +80,13 @@ impl KvElem for f32 {
     fn store(src: &[f32], dst: &mut [f32]) {
         dst.copy_from_slice(src);
     }
-    #[inline]
+    #[inline(always)]
     fn load<'a>(src: &'a [f32], _buf: &'a mut [f32]) -> &'a [f32] {
         src
+    }
+    #[inline(always)]
+    fn direct(src: &[f32]) -> Option<&[f32]> {
+        Some(src)
     }
 }
 
@@ -98,7 +104,8 @@ impl KvElem for f16 {
     const NAME: &'static str = "f16";
     #[inline]
     fn representable(x: f32) -> bool {
-        f16::from_f32(x).is_finite()
+        // Magnitudes from 65520 up round to infinity; NaN fails the comparison.
+        x.abs() < 65520.0
     }
     #[inline]
     fn store(src: &[f32], dst: &mut [f16]) {
@@ -106,13 +113,17 @@ impl KvElem for f16 {
             *d = f16::from_f32(s);
         }
     }
-    #[inline]
+    #[inline(always)]
     fn load<'a>(src: &'a [f16], buf: &'a mut [f32]) -> &'a [f32] {
         let buf = &mut buf[..src.len()];
         for (b, s) in buf.iter_mut().zip(src) {
             *b = f16_bits_to_f32(s.to_bits());
         }
         buf
+    }
+    #[inline(always)]
+    fn direct(_src: &[f16]) -> Option<&[f32]> {
+        None
     }
 }
 
@@ -147,6 +158,8 @@ struct Scratch {
     scores: Vec<f32>,
     /// One row converted to f32 (f16 storage).
     row: Vec<f32>,
+    /// The value rows of the candidates converted to f32, `[candidate][dim]` (f16 only).
+    vals: Vec<f32>,
 }
 
 /// A streaming KV cache storing keys and values as `S` (see the module docs).
@@ -273,6 +286,223 @@ impl Index<'_> {
             Some(self.phys(lo))
         } else {
             None
+        }
+    }
+}
+
+/// Hints the CPU to bring `row` elements of `buf` from `start` into cache (no-op off x86-64).
+#[inline(always)]
+fn prefetch_row<T>(buf: &[T], start: usize, row: usize) {
+    let Some(cells) = buf.get(start..start + row) else {
+        return;
+    };
+    let bytes = core::mem::size_of_val(cells);
+    let base = cells.as_ptr().cast::<i8>();
+    let mut off = 0;
+    while off < bytes {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `base + off` lies inside `cells`; a prefetch is only a hint and never
+        // faults or changes architectural state. SSE is part of the x86-64 baseline.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(base.add(off));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = base;
+        off += 64;
+    }
+}
+
+/// Where candidate `c`'s row starts inside some base slice.
+trait RowOffsets {
+    fn off(&self, c: usize) -> usize;
+}
+
+/// Rows at `slots[c] · stride + add`.
+struct Slotted<'a> {
+    slots: &'a [usize],
+    stride: usize,
+    add: usize,
+}
+
+impl RowOffsets for Slotted<'_> {
+    #[inline(always)]
+    fn off(&self, c: usize) -> usize {
+        self.slots[c] * self.stride + self.add
+    }
+}
+
+/// Rows packed densely, `c · dim`.
+struct Packed(usize);
+
+impl RowOffsets for Packed {
+    #[inline(always)]
+    fn off(&self, c: usize) -> usize {
+        c * self.0
+    }
+}
+
+/// Adds `Σ_c w[c] · base[off(c) + e ..][..lanes]` to the accumulators of one column tile.
+#[inline(always)]
+fn tile_g<I: simd::Isa, R: RowOffsets>(
+    w: &[f32],
+    base: &[f32],
+    rows: &R,
+    e: usize,
+    width: usize,
+    mut acc: (I::V, I::V),
+) -> (I::V, I::V) {
+    const L: usize = simd::LANES;
+    for (c, &wc) in w.iter().enumerate() {
+        let o = rows.off(c) + e;
+        let s = I::splat(wc);
+        if width == 2 * L {
+            acc.0 = I::fma(s, I::load(&base[o..o + L]), acc.0);
+            acc.1 = I::fma(s, I::load(&base[o + L..o + 2 * L]), acc.1);
+        } else if width == L {
+            acc.0 = I::fma(s, I::load(&base[o..o + L]), acc.0);
+        } else {
+            acc.0 = I::fma(s, I::load_partial(&base[o..o + width]), acc.0);
+        }
+    }
+    acc
+}
+
+/// `out = Σ_c w[c] · row_c` over two groups of rows (tokens, then landmarks), accumulated in
+/// registers one column tile at a time.
+#[inline(always)]
+fn weighted_sum_g<I: simd::Isa, A: RowOffsets, B: RowOffsets>(
+    w: &[f32],
+    first: (&[f32], &A, usize),
+    second: (&[f32], &B),
+    out: &mut [f32],
+) {
+    const L: usize = simd::LANES;
+    let d = out.len();
+    let (wa, wb) = w.split_at(first.2);
+    let mut e = 0;
+    while e < d {
+        let width = if e + 2 * L <= d {
+            2 * L
+        } else {
+            (d - e).min(L)
+        };
+        let acc = (I::zero(), I::zero());
+        let acc = tile_g::<I, A>(wa, first.0, first.1, e, width, acc);
+        let acc = tile_g::<I, B>(wb, second.0, second.1, e, width, acc);
+        if width == 2 * L {
+            I::store(&mut out[e..e + L], acc.0);
+            I::store(&mut out[e + L..e + 2 * L], acc.1);
+        } else if width == L {
+            I::store(&mut out[e..e + L], acc.0);
+        } else {
+            I::store_partial(&mut out[e..e + width], acc.0);
+        }
+        e += width;
+    }
+}
+
+/// The arithmetic of one decode step, generic over the SIMD instruction set so that
+/// [`simd::dispatch`] selects the level once per step and everything inlines.
+struct DecodeOp<'a, S: KvElem> {
+    k: &'a [S],
+    v: &'a [S],
+    lm_k: &'a [S],
+    lm_v: &'a [S],
+    /// Token candidates (physical slots), then landmark candidates (landmark slots).
+    tok: &'a [usize],
+    lm: &'a [usize],
+    /// `[group head][candidate]` scores, then softmax weights.
+    scores: &'a mut [f32],
+    buf: &'a mut [f32],
+    vals: &'a mut [f32],
+    q_row: &'a [f32],
+    out_row: &'a mut [f32],
+    /// Heavy-hitter mass per slot, when tracked.
+    mass: Option<&'a mut [f32]>,
+    kv_heads: usize,
+    dim: usize,
+}
+
+impl<S: KvElem> simd::WithIsa for DecodeOp<'_, S> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<I: simd::Isa>(self) {
+        let d = self.dim;
+        let r = self.kv_heads * d;
+        let (nt, nl) = (self.tok.len(), self.lm.len());
+        let nc = nt + nl;
+        let q_heads = self.q_row.len() / d;
+        let group = q_heads / self.kv_heads;
+        let scale = 1.0 / libm::sqrtf(d as f32);
+        let row_of = |c: usize, kh: usize| {
+            let slot = if c < nt { self.tok[c] } else { self.lm[c - nt] };
+            (c < nt, slot * r + kh * d)
+        };
+        let mut mass = self.mass;
+        for kh in 0..self.kv_heads {
+            let scores = &mut self.scores[..group * nc];
+            let qg = &self.q_row[kh * group * d..(kh + 1) * group * d];
+            for c in 0..nc {
+                let (is_tok, off) = row_of(c, kh);
+                let src = if is_tok {
+                    &self.k[off..off + d]
+                } else {
+                    &self.lm_k[off..off + d]
+                };
+                let kf = S::load(src, self.buf);
+                for (hh, q) in qg.chunks_exact(d).enumerate() {
+                    scores[hh * nc + c] = simd::dot_g::<I>(q, kf, d) * scale;
+                }
+            }
+            for s in scores.chunks_exact_mut(nc) {
+                let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let z = simd::exp_shift_sum_g::<I>(s, -m);
+                simd::scale_g::<I>(1.0 / z, s);
+            }
+            // Value rows as f32: borrowed (f32 storage) or converted once per step (f16).
+            if S::direct(&self.v[..0]).is_none() {
+                for c in 0..nc {
+                    let (is_tok, off) = row_of(c, kh);
+                    let src = if is_tok {
+                        &self.v[off..off + d]
+                    } else {
+                        &self.lm_v[off..off + d]
+                    };
+                    let _ = S::load(src, &mut self.vals[c * d..(c + 1) * d]);
+                }
+            }
+            let og = &mut self.out_row[kh * group * d..(kh + 1) * group * d];
+            let toks = Slotted {
+                slots: self.tok,
+                stride: r,
+                add: kh * d,
+            };
+            let lms = Slotted {
+                slots: self.lm,
+                stride: r,
+                add: kh * d,
+            };
+            for (hh, o) in og.chunks_exact_mut(d).enumerate() {
+                let w = &scores[hh * nc..(hh + 1) * nc];
+                match (S::direct(self.v), S::direct(self.lm_v)) {
+                    (Some(v), Some(lm_v)) => {
+                        weighted_sum_g::<I, _, _>(w, (v, &toks, nt), (lm_v, &lms), o)
+                    }
+                    _ => weighted_sum_g::<I, _, _>(
+                        w,
+                        (self.vals, &Packed(d), nc),
+                        (&[], &Packed(d)),
+                        o,
+                    ),
+                }
+            }
+            if let Some(mass) = mass.as_deref_mut() {
+                for (c, &slot) in self.tok.iter().enumerate() {
+                    let w: f32 = (0..group).map(|hh| scores[hh * nc + c]).sum();
+                    mass[slot] += w;
+                }
+            }
         }
     }
 }
@@ -671,21 +901,25 @@ impl<S: KvElem> KvCacheOf<S> {
             });
         }
         let group = q_heads / self.kv_heads;
-        let tok = pattern.max_edges_per_query(usize::MAX).min(self.capacity);
-        let cand = tok
-            .checked_add(self.lm_slots)
-            .and_then(|c| c.checked_mul(group))
-            .ok_or(KernelError::Overflow {
-                what: "decode scratch",
-            })?;
-        if self.scratch.tok.capacity() < tok {
-            let extra = tok - self.scratch.tok.len();
-            self.scratch
-                .tok
-                .try_reserve_exact(extra)
-                .map_err(|_| KernelError::Overflow {
-                    what: "decode scratch",
-                })?;
+        // Candidates per step: bounded by the pattern and by what the cache can hold.
+        let edges = pattern.max_edges_per_query(usize::MAX);
+        let tok = edges.min(self.capacity);
+        let all = edges.min(self.capacity.saturating_add(self.lm_slots));
+        let overflow = KernelError::Overflow {
+            what: "decode scratch",
+        };
+        let cand = all.checked_mul(group).ok_or(overflow.clone())?;
+        for (v, n) in [(&mut self.scratch.tok, tok), (&mut self.scratch.lm, all)] {
+            if v.capacity() < n {
+                let extra = n - v.len();
+                v.try_reserve_exact(extra).map_err(|_| overflow.clone())?;
+            }
+        }
+        if S::direct(&[]).is_none() {
+            ensure_len(
+                &mut self.scratch.vals,
+                all.checked_mul(self.dim).ok_or(overflow)?,
+            )?;
         }
         ensure_len(&mut self.scratch.scores, cand)
     }
@@ -755,9 +989,18 @@ impl<S: KvElem> KvCacheOf<S> {
         let mut hint = usize::MAX;
         {
             let tok = &mut sc.tok;
+            // Candidates older than the local window (log-stride look-back, globals) are
+            // cold; the next step's log-stride rows sit one slot later, so fetch those now.
+            let near = i.saturating_sub(pattern.window);
+            let (k, v, r, cap) = (&self.k, &self.v, self.row, self.capacity);
             pattern.for_each_token(i, n, |j| {
                 if let Some(s) = idx.find(j, &mut hint) {
                     tok.push(s);
+                    if j < near {
+                        let next = if s + 1 == cap { 0 } else { s + 1 };
+                        prefetch_row(k, next * r, r);
+                        prefetch_row(v, next * r, r);
+                    }
                 }
             });
         }
@@ -772,60 +1015,28 @@ impl<S: KvElem> KvCacheOf<S> {
             });
         }
 
-        let group = q_heads / self.kv_heads;
-        let (nt, nl) = (sc.tok.len(), sc.lm.len());
-        let nc = nt + nl;
-        let r = self.row;
-        let scale = 1.0 / libm::sqrtf(d as f32);
         let track_mass = !self.mass.is_empty();
-        for kh in 0..self.kv_heads {
-            let scores = &mut sc.scores[..group * nc];
-            let qg = &q_row[kh * group * d..(kh + 1) * group * d];
-            for c in 0..nc {
-                let off = if c < nt { sc.tok[c] } else { sc.lm[c - nt] } * r + kh * d;
-                let src = if c < nt {
-                    &self.k[off..off + d]
-                } else {
-                    &self.lm_k[off..off + d]
-                };
-                let kf = S::load(src, &mut sc.row);
-                for (hh, q) in qg.chunks_exact(d).enumerate() {
-                    scores[hh * nc + c] = simd::dot(q, kf) * scale;
-                }
-            }
-            for s in scores.chunks_exact_mut(nc) {
-                let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut z = 0.0f32;
-                for x in s.iter_mut() {
-                    *x = simd::exp(*x - m);
-                    z += *x;
-                }
-                let inv = 1.0 / z;
-                for x in s.iter_mut() {
-                    *x *= inv;
-                }
-            }
-            let og = &mut out_row[kh * group * d..(kh + 1) * group * d];
-            og.iter_mut().for_each(|o| *o = 0.0);
-            for c in 0..nc {
-                let off = if c < nt { sc.tok[c] } else { sc.lm[c - nt] } * r + kh * d;
-                let src = if c < nt {
-                    &self.v[off..off + d]
-                } else {
-                    &self.lm_v[off..off + d]
-                };
-                let vf = S::load(src, &mut sc.row);
-                for (hh, o) in og.chunks_exact_mut(d).enumerate() {
-                    simd::axpy(scores[hh * nc + c], vf, o);
-                }
-            }
-            if track_mass {
-                for (c, &s) in sc.tok.iter().enumerate() {
-                    let w: f32 = (0..group).map(|hh| scores[hh * nc + c]).sum();
-                    self.mass[s] += w;
-                }
-            }
-        }
+        let op = DecodeOp {
+            k: &self.k,
+            v: &self.v,
+            lm_k: &self.lm_k,
+            lm_v: &self.lm_v,
+            tok: &sc.tok,
+            lm: &sc.lm,
+            scores: &mut sc.scores,
+            buf: &mut sc.row,
+            vals: &mut sc.vals,
+            q_row,
+            out_row,
+            mass: if track_mass {
+                Some(&mut self.mass)
+            } else {
+                None
+            },
+            kv_heads: self.kv_heads,
+            dim: d,
+        };
+        simd::dispatch(simd::select_level(), op);
         if track_mass {
             for &g in &pattern.global_tokens {
                 let mut hint = usize::MAX;

@@ -3,6 +3,8 @@
 //! documented semantics (pattern on absolute positions restricted to what is retained).
 
 use aether_kernel::reference::naive_sparse_attention;
+use aether_kernel::simd::{self, SimdLevel};
+use aether_kernel::sparse_attention;
 use aether_kernel::{
     EvictionPolicy, KernelError, KvCache, KvCacheF16, KvCacheOf, KvElem, SparsePattern, Tensor3,
 };
@@ -131,6 +133,15 @@ proptest! {
         let want = c.oracle(&p, t);
         let err = max_abs_diff(&got, want.as_slice());
         prop_assert!(err <= 1e-5, "max abs err {err}");
+        let (hq, d2) = (c.hq, c.d);
+        let fast = sparse_attention(
+            &p,
+            &Tensor3::from_vec(c.q.clone(), t, hq, d2).unwrap(),
+            &Tensor3::from_vec(c.k.clone(), t, hk, d2).unwrap(),
+            &Tensor3::from_vec(c.v.clone(), t, hk, d2).unwrap(),
+        ).unwrap();
+        let err = max_abs_diff(&got, fast.as_slice());
+        prop_assert!(err <= 1e-5, "vs sparse_attention: max abs err {err}");
         prop_assert_eq!(cache.len(), t);
         prop_assert_eq!(cache.push(c.krow(0), c.vrow(0)), Err(KernelError::CapacityExceeded { capacity: t }));
     }
@@ -414,4 +425,40 @@ fn reset_then_restream_is_identical() {
     cache.reset();
     let b = stream(&c, &p, &mut cache);
     assert_eq!(a, b);
+}
+
+/// Every SIMD level available here (forced process-wide) gives the oracle's result.
+#[test]
+fn every_simd_level_decodes_exactly() {
+    for level in SimdLevel::ALL {
+        if !simd::force_level(Some(level)) {
+            continue;
+        }
+        let before = simd::runs(level);
+        for (t, hk, group, d, w, bs) in [
+            (70, 1, 4, 32, 8, 4),
+            (45, 2, 3, 17, 3, 5),
+            (33, 1, 1, 1, 0, 1),
+            (50, 3, 2, 40, 60, 7),
+        ] {
+            let c = Case::new(t, hk, group, d, (t * d) as u64);
+            let p = SparsePattern {
+                window: w,
+                block_size: bs,
+                global_tokens: vec![0, 5],
+                causal: true,
+                log_stride: true,
+                landmarks: true,
+            };
+            let want = c.oracle(&p, t);
+            let got = stream(&c, &p, &mut KvCache::new(t, hk, d, bs));
+            let err = max_abs_diff(&got, want.as_slice());
+            assert!(err <= 1e-5, "{}: f32 err {err}", level.name());
+            let got = stream(&c, &p, &mut KvCacheF16::new(t, hk, d, bs));
+            let err = max_abs_diff(&got, want.as_slice());
+            assert!(err <= 1e-2, "{}: f16 err {err}", level.name());
+        }
+        assert!(simd::runs(level) > before, "{} never ran", level.name());
+    }
+    simd::force_level(None);
 }
