@@ -1,4 +1,4 @@
-//! File helpers shared by every verb: atomic writes.
+//! File helpers shared by every verb: atomic writes, size-capped reads.
 
 use std::fs;
 use std::io::Write;
@@ -37,6 +37,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result
 }
 
+/// Largest model file the CLI reads: the u32 length fields of `.rvne` cap a blob below
+/// 4 GiB, and safetensors models of this head are far smaller.
+pub const MAX_MODEL_FILE: u64 = u32::MAX as u64;
+
+/// Reads a whole model file, refusing (before allocating) anything above
+/// [`MAX_MODEL_FILE`] bytes.
+pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
+    let len = fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len > MAX_MODEL_FILE {
+        anyhow::bail!(
+            "{}: {len} bytes, larger than any model file can be ({MAX_MODEL_FILE} bytes)",
+            path.display()
+        );
+    }
+    fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +76,20 @@ mod tests {
         let p = dir.path().join("missing-dir").join("a.bin");
         assert!(write_atomic(&p, b"x").is_err());
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn model_reads_are_capped_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("huge.rvne");
+        // A sparse file: no disk blocks, but its length exceeds the cap.
+        fs::File::create(&p)
+            .unwrap()
+            .set_len(MAX_MODEL_FILE + 1)
+            .unwrap();
+        let e = read_model_file(&p).unwrap_err().to_string();
+        assert!(e.contains("larger than any model file"), "{e}");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(read_model_file(&p).unwrap(), b"abc");
     }
 }

@@ -27,7 +27,7 @@ use aether_rvne::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::fsutil::write_atomic;
+use crate::fsutil::{read_model_file, write_atomic};
 
 /// Key of the safetensors `__metadata__` entry holding the model JSON.
 pub const SAFETENSORS_META_KEY: &str = "aether";
@@ -135,8 +135,7 @@ pub struct Args {
 
 /// Runs `aether convert`.
 pub fn run(args: Args) -> Result<()> {
-    let bytes =
-        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let bytes = read_model_file(&args.input)?;
     let mut model = load_any(&bytes, args.meta.is_some())
         .with_context(|| format!("{}", args.input.display()))?;
     if let Some(p) = &args.meta {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::convert::{load_any, meta_to_json};
+use crate::fsutil::read_model_file;
 
 /// Arguments of `aether inspect`.
 #[derive(clap::Args)]
@@ -38,7 +39,7 @@ pub fn run(a: Args) -> Result<()> {
             let _ = writeln!(out, $($t)*);
         }};
     }
-    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let bytes = read_model_file(&a.file)?;
     let is_rvne =
         bytes.len() >= 4 && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == MAGIC;
     let (format, crc, rows, model, defaults) = if is_rvne {
