@@ -221,6 +221,11 @@ pub(crate) trait Isa: Copy {
     /// Lane min; NaN lanes of `a` give `b`.
     fn min(a: Self::V, b: Self::V) -> Self::V;
     fn reduce_add(a: Self::V) -> f32;
+    /// The four horizontal sums of `a` (one shuffle tree where the ISA allows it).
+    #[inline(always)]
+    fn reduce_add4(a: [Self::V; 4]) -> [f32; 4] {
+        a.map(Self::reduce_add)
+    }
     fn reduce_max(a: Self::V) -> f32;
     /// Lanes `>= count` replaced by `fill`.
     fn keep_first(a: Self::V, count: usize, fill: f32) -> Self::V;
@@ -429,6 +434,32 @@ mod x86 {
                 let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
                 let s1 = _mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1));
                 _mm_cvtss_f32(s1)
+            }
+        }
+        #[inline(always)]
+        fn reduce_add4(a: [__m512; 4]) -> [f32; 4] {
+            // SAFETY: as in `zero`.
+            unsafe {
+                let [a, b, c, d] = a;
+                // Quarters: [a.q0+a.q2, a.q1+a.q3, b.q0+b.q2, b.q1+b.q3], same for c, d.
+                let ab = _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+                );
+                let cd = _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b01_00_01_00>(c, d),
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(c, d),
+                );
+                // Quarter k now holds four partial sums of input k.
+                let s = _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(ab, cd),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(ab, cd),
+                );
+                let t = _mm512_add_ps(s, _mm512_permute_ps::<0b10_11_00_01>(s));
+                let t = _mm512_add_ps(t, _mm512_permute_ps::<0b01_00_11_10>(t));
+                let mut out = [0.0f32; LANES];
+                _mm512_storeu_ps(out.as_mut_ptr(), t);
+                [out[0], out[4], out[8], out[12]]
             }
         }
         #[inline(always)]
@@ -691,6 +722,29 @@ pub(crate) fn dot_g<I: Isa>(a: &[f32], b: &[f32], len: usize) -> f32 {
         acc1 = I::fma(I::load_partial(&a[c..]), I::load_partial(&b[c..]), acc1);
     }
     I::reduce_add(I::add(acc0, acc1))
+}
+
+/// Four dot products of `q` with `rows[r]` over the first `len` values (generic body).
+#[inline(always)]
+pub(crate) fn dot4_g<I: Isa>(q: &[f32], rows: [&[f32]; 4], len: usize) -> [f32; 4] {
+    let q = &q[..len];
+    let rows = rows.map(|r| &r[..len]);
+    let mut acc = [I::zero(); 4];
+    let mut c = 0;
+    while c + LANES <= len {
+        let qv = I::load(&q[c..]);
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            *a = I::fma(qv, I::load(&r[c..]), *a);
+        }
+        c += LANES;
+    }
+    if c < len {
+        let qv = I::load_partial(&q[c..]);
+        for (a, r) in acc.iter_mut().zip(&rows) {
+            *a = I::fma(qv, I::load_partial(&r[c..]), *a);
+        }
+    }
+    I::reduce_add4(acc)
 }
 
 /// `y[i] += alpha·x[i]` over the first `len` values (generic body).

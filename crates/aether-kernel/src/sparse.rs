@@ -43,7 +43,7 @@ use alloc::vec;
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
 use crate::simd::{
-    self, dispatch, dot_g, exp_shift_sum_g, scale_g, Isa, SimdLevel, WithIsa, LANES,
+    self, dispatch, dot4_g, dot_g, exp_shift_sum_g, scale_g, Isa, SimdLevel, WithIsa, LANES,
 };
 use crate::tensor::{check_qkv, Tensor3};
 
@@ -341,14 +341,8 @@ impl WithIsa for SparseRows<'_> {
                     orow.iter_mut().for_each(|o| *o = 0.0);
                     continue;
                 }
-                for (s, &j) in sc[..t].iter_mut().zip(tok) {
-                    let o = (j as usize * hk + kh) * d;
-                    *s = dot_g::<I>(qrow, &k[o..o + d], d) * scale;
-                }
-                for (s, &b) in sc[t..].iter_mut().zip(lms) {
-                    let o = (b as usize * hk + kh) * d;
-                    *s = dot_g::<I>(qrow, &lm_k[o..o + d], d) * scale;
-                }
+                scores_into::<I>(qrow, tok, k, hk, kh, d, scale, &mut sc[..t]);
+                scores_into::<I>(qrow, lms, lm_k, hk, kh, d, scale, &mut sc[t..]);
                 let mut m = -f32::MAX;
                 for s in sc.iter_mut() {
                     // NaN (overflowing opposite-signed products) -> -MAX, ±inf -> ±MAX.
@@ -361,6 +355,36 @@ impl WithIsa for SparseRows<'_> {
                 weighted_rows::<I>(sc, tok, lms, v, lm_v, hk, kh, d, orow);
             }
         }
+    }
+}
+
+/// `out[c] = scale · q · rows[idx[c]]` (rows of width `hk·d`, head `kh`), four at a time.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn scores_into<I: Isa>(
+    q: &[f32],
+    idx: &[u32],
+    rows: &[f32],
+    hk: usize,
+    kh: usize,
+    d: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let row = |j: u32| {
+        let o = (j as usize * hk + kh) * d;
+        &rows[o..o + d]
+    };
+    let mut ic = idx.chunks_exact(4);
+    let mut oc = out.chunks_exact_mut(4);
+    for (i4, o4) in (&mut ic).zip(&mut oc) {
+        let s = dot4_g::<I>(q, [row(i4[0]), row(i4[1]), row(i4[2]), row(i4[3])], d);
+        for (o, x) in o4.iter_mut().zip(s) {
+            *o = x * scale;
+        }
+    }
+    for (o, &j) in oc.into_remainder().iter_mut().zip(ic.remainder()) {
+        *o = dot_g::<I>(q, row(j), d) * scale;
     }
 }
 
