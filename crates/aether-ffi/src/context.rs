@@ -197,6 +197,11 @@ impl<'a> Context<'a> {
         (self.ring.len() + self.logits.len()) * 4 + self.ws.bytes() + self.head.owned_weight_bytes()
     }
 
+    /// Bytes of the forward's [`Workspace`] (the largest part of the working set).
+    pub fn workspace_bytes(&self) -> usize {
+        self.ws.bytes()
+    }
+
     /// Appends one frame (`F` values), dropping the oldest when the window is full.
     /// NaN/Inf is refused and leaves the ring unchanged. O(F), no allocation.
     pub fn push(&mut self, frame: &[f32]) -> Result<(), Error> {
