@@ -7,6 +7,7 @@
 //! `j ≤ i` (causal) / `j < n` for the dense backend. Candidates older than
 //! `tok_min` / `blk_min` (evicted from a cache) are skipped.
 
+use aether_kernel::simd::fast_exp;
 use aether_kernel::SparsePattern;
 
 use crate::config::Backend;
@@ -157,7 +158,7 @@ pub(crate) fn attend_one<S: KvSource>(
         }
         let mut z = 0.0f32;
         for s in &mut scores[..ne] {
-            *s = libm::expf(*s - m);
+            *s = fast_exp(*s - m);
             z += *s;
         }
         let inv = 1.0 / z;

@@ -12,6 +12,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
+use aether_kernel::{
+    dense_attention_into, dense_scratch_len, sparse_attention_into, sparse_scratch_len, Tensor3,
+};
+
 use crate::attention::{attend_one, block_means, scratch_len, AttnShape, SeqKv};
 use crate::config::{Backend, HeadConfig, Pooling, Positional};
 use crate::error::{HeadError, Result};
@@ -46,10 +50,20 @@ pub fn check_frames(frames: &[f32], features: usize) -> Result<usize> {
 }
 
 /// Preallocated buffers for [`TemporalHead::forward_into`] on sequences up to `max_len`.
+///
+/// Two layouts: [`Workspace::new`] stores every position's queries and attention output
+/// and runs the kernel's SIMD attention over the whole sequence (fastest);
+/// [`Workspace::compact`] projects each query row when it is needed and attends one
+/// position at a time (smallest: `x`, `k`, `v` of the sequence plus a few rows; for
+/// microcontrollers). Both give the same logits to float rounding.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub(crate) dims: [usize; 7],
     pub(crate) max_len: usize,
+    pub(crate) compact: bool,
+    pub(crate) qa: Vec<f32>,
+    pub(crate) oa: Vec<f32>,
+    pub(crate) ks: Vec<f32>,
     pub(crate) x: Vec<f32>,
     pub(crate) q: Vec<f32>,
     pub(crate) k: Vec<f32>,
@@ -85,25 +99,49 @@ fn mul(a: usize, b: usize) -> Result<usize> {
 }
 
 impl Workspace {
-    /// Buffers for `head` on sequences of up to `max_len` frames (either backend).
+    /// Buffers for `head` on sequences of up to `max_len` frames, kernel (SIMD) attention.
     pub fn new(head: &TemporalHead<'_>, max_len: usize) -> Result<Self> {
+        Self::build(head, max_len, false)
+    }
+
+    /// The smallest buffers for `head` on sequences of up to `max_len` frames (row-wise
+    /// attention; see the type docs).
+    pub fn compact(head: &TemporalHead<'_>, max_len: usize) -> Result<Self> {
+        Self::build(head, max_len, true)
+    }
+
+    fn build(head: &TemporalHead<'_>, max_len: usize, compact: bool) -> Result<Self> {
         let c = &head.cfg;
         let max_len = max_len.max(1);
         let blocks = max_len.div_ceil(c.pattern.block_size);
-        let sl = scratch_len(&c.pattern, Backend::Sparse, max_len).max(scratch_len(
-            &c.pattern,
-            Backend::Dense,
-            max_len,
-        ));
+        let kw = c.kv_width();
+        let (sl, lm, qa, ks) = if compact {
+            let sl = scratch_len(&c.pattern, Backend::Sparse, max_len).max(scratch_len(
+                &c.pattern,
+                Backend::Dense,
+                max_len,
+            ));
+            (sl, mul(blocks, kw)?, 0, 0)
+        } else {
+            let sk = sparse_scratch_len(&c.pattern, max_len, c.kv_heads, c.head_dim)
+                .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+            let dk = dense_scratch_len(max_len, c.kv_heads, c.head_dim)
+                .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+            (0, 0, mul(max_len, c.q_width())?, sk.max(dk))
+        };
         Ok(Self {
             dims: dims(c),
             max_len,
+            compact,
+            qa: vec![0.0; qa],
+            oa: vec![0.0; qa],
+            ks: vec![0.0; ks],
             x: vec![0.0; mul(max_len, c.d_model)?],
-            q: vec![0.0; mul(max_len, c.q_width())?],
-            k: vec![0.0; mul(max_len, c.kv_width())?],
-            v: vec![0.0; mul(max_len, c.kv_width())?],
-            lk: vec![0.0; mul(blocks, c.kv_width())?],
-            lv: vec![0.0; mul(blocks, c.kv_width())?],
+            q: vec![0.0; c.q_width()],
+            k: vec![0.0; mul(max_len, kw)?],
+            v: vec![0.0; mul(max_len, kw)?],
+            lk: vec![0.0; lm],
+            lv: vec![0.0; lm],
             u: vec![0.0; c.features],
             h: vec![0.0; c.d_model],
             att: vec![0.0; c.q_width()],
@@ -114,6 +152,11 @@ impl Workspace {
         })
     }
 
+    /// Whether this is the low-memory row-wise layout.
+    pub fn is_compact(&self) -> bool {
+        self.compact
+    }
+
     /// Longest sequence this workspace accepts.
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -122,6 +165,9 @@ impl Workspace {
     /// Bytes of all buffers (the forward's working set beyond the weights).
     pub fn bytes(&self) -> usize {
         let f = self.x.len()
+            + self.qa.len()
+            + self.oa.len()
+            + self.ks.len()
             + self.q.len()
             + self.k.len()
             + self.v.len()
@@ -225,9 +271,14 @@ impl<'a> TemporalHead<'a> {
         self.weights.named().iter().map(|(_, s)| s.len() * 4).sum()
     }
 
-    /// Working-set bytes of a [`Workspace`] for sequences up to `max_len` (without weights).
+    /// Working-set bytes of a [`Workspace::new`] for sequences up to `max_len` (without weights).
     pub fn workspace_bytes(&self, max_len: usize) -> Result<usize> {
         Ok(Workspace::new(self, max_len)?.bytes())
+    }
+
+    /// Working-set bytes of a [`Workspace::compact`] for sequences up to `max_len`.
+    pub fn compact_workspace_bytes(&self, max_len: usize) -> Result<usize> {
+        Ok(Workspace::compact(self, max_len)?.bytes())
     }
 
     /// Step 1–3 for one frame: `x = embed(norm(frame)) + pe(t)`; `u` is `F` scratch.
@@ -256,16 +307,40 @@ impl<'a> TemporalHead<'a> {
         k: &mut [f32],
         v: &mut [f32],
     ) {
-        let hin: &[f32] = match &lw.ln1 {
+        let hin = Self::ln1(lw, x, h);
+        vec_mat(hin, &lw.wq, lw.bq.as_deref(), q);
+        vec_mat(hin, &lw.wk, lw.bk.as_deref(), k);
+        vec_mat(hin, &lw.wv, lw.bv.as_deref(), v);
+    }
+
+    /// One row's `q` only (see [`TemporalHead::project_row`]).
+    pub fn project_q_row(&self, lw: &LayerWeights<'_>, x: &[f32], h: &mut [f32], q: &mut [f32]) {
+        let hin = Self::ln1(lw, x, h);
+        vec_mat(hin, &lw.wq, lw.bq.as_deref(), q);
+    }
+
+    /// One row's `k, v` only (see [`TemporalHead::project_row`]).
+    pub fn project_kv_row(
+        &self,
+        lw: &LayerWeights<'_>,
+        x: &[f32],
+        h: &mut [f32],
+        k: &mut [f32],
+        v: &mut [f32],
+    ) {
+        let hin = Self::ln1(lw, x, h);
+        vec_mat(hin, &lw.wk, lw.bk.as_deref(), k);
+        vec_mat(hin, &lw.wv, lw.bv.as_deref(), v);
+    }
+
+    fn ln1<'h>(lw: &LayerWeights<'_>, x: &'h [f32], h: &'h mut [f32]) -> &'h [f32] {
+        match &lw.ln1 {
             Some(n) => {
                 layer_norm(x, &n.g, &n.b, h);
                 h
             }
             None => x,
-        };
-        vec_mat(hin, &lw.wq, lw.bq.as_deref(), q);
-        vec_mat(hin, &lw.wk, lw.bk.as_deref(), k);
-        vec_mat(hin, &lw.wv, lw.bv.as_deref(), v);
+        }
     }
 
     /// One row after attention: `x += att·Wo + bo`, then the MLP block when present.
@@ -325,13 +400,94 @@ impl<'a> TemporalHead<'a> {
                 what: "layer",
                 detail: alloc::format!("{l} >= {}", self.cfg.layers),
             })?;
-        let (d, qw, kw) = (self.cfg.d_model, self.cfg.q_width(), self.cfg.kv_width());
+        if ws.compact {
+            self.layer_rowwise(lw, n, ws);
+            Ok(())
+        } else {
+            self.layer_kernel(lw, n, ws)
+        }
+    }
+
+    /// The whole-sequence layer: project every row, one kernel attention call, finish rows.
+    fn layer_kernel(&self, lw: &LayerWeights<'_>, n: usize, ws: &mut Workspace) -> Result<()> {
+        let c = &self.cfg;
+        let (d, qw, kw) = (c.d_model, c.q_width(), c.kv_width());
         for t in 0..n {
             self.project_row(
                 lw,
                 &ws.x[t * d..(t + 1) * d],
                 &mut ws.h,
-                &mut ws.q[t * qw..(t + 1) * qw],
+                &mut ws.qa[t * qw..(t + 1) * qw],
+                &mut ws.k[t * kw..(t + 1) * kw],
+                &mut ws.v[t * kw..(t + 1) * kw],
+            );
+        }
+        // Lend the buffers to Tensor3s of exactly n rows: truncate/resize stay within
+        // capacity, so nothing is allocated.
+        let dh = c.head_dim;
+        let wrap = |buf: &mut Vec<f32>, heads: usize| {
+            let mut v = core::mem::take(buf);
+            v.truncate(n * heads * dh);
+            Tensor3::from_vec(v, n, heads, dh)
+        };
+        let (lq, lkv) = (ws.max_len * qw, ws.max_len * kw);
+        let q = wrap(&mut ws.qa, c.q_heads);
+        let k = wrap(&mut ws.k, c.kv_heads);
+        let v = wrap(&mut ws.v, c.kv_heads);
+        let out = wrap(&mut ws.oa, c.q_heads);
+        let r = match (q, k, v, out) {
+            (Ok(q), Ok(k), Ok(v), Ok(mut out)) => {
+                let r = match c.backend {
+                    Backend::Sparse => {
+                        sparse_attention_into(&c.pattern, &q, &k, &v, &mut out, &mut ws.ks)
+                    }
+                    Backend::Dense => {
+                        dense_attention_into(&q, &k, &v, c.pattern.causal, &mut out, &mut ws.ks)
+                    }
+                };
+                ws.qa = q.into_vec();
+                ws.k = k.into_vec();
+                ws.v = v.into_vec();
+                ws.oa = out.into_vec();
+                r
+            }
+            // Unreachable with a valid config (lengths and dims are checked); the
+            // buffers are rebuilt below.
+            (q, k, v, o) => Err(q
+                .and(k)
+                .and(v)
+                .and(o)
+                .err()
+                .unwrap_or(aether_kernel::KernelError::ZeroDim { what: "heads" })),
+        };
+        ws.qa.resize(lq, 0.0);
+        ws.oa.resize(lq, 0.0);
+        ws.k.resize(lkv, 0.0);
+        ws.v.resize(lkv, 0.0);
+        r.map_err(|e| HeadError::kernel("layer attention", e))?;
+        for t in 0..n {
+            self.finish_row(
+                lw,
+                &ws.oa[t * qw..(t + 1) * qw],
+                &mut ws.x[t * d..(t + 1) * d],
+                &mut ws.h,
+                &mut ws.hid,
+            );
+        }
+        Ok(())
+    }
+
+    /// The low-memory layer: keys/values first, then per row its query, attention, finish.
+    fn layer_rowwise(&self, lw: &LayerWeights<'_>, n: usize, ws: &mut Workspace) {
+        let (d, kw) = (self.cfg.d_model, self.cfg.kv_width());
+        // Keys and values of every position first (they read x before this layer
+        // updates it); queries are projected per row in the second pass, where x[t]
+        // is still unchanged when row t is reached, so q needs one row of storage.
+        for t in 0..n {
+            self.project_kv_row(
+                lw,
+                &ws.x[t * d..(t + 1) * d],
+                &mut ws.h,
                 &mut ws.k[t * kw..(t + 1) * kw],
                 &mut ws.v[t * kw..(t + 1) * kw],
             );
@@ -344,6 +500,7 @@ impl<'a> TemporalHead<'a> {
         }
         let shape = self.attn_shape();
         for t in 0..n {
+            self.project_q_row(lw, &ws.x[t * d..(t + 1) * d], &mut ws.h, &mut ws.q);
             let src = SeqKv {
                 k: &ws.k,
                 v: &ws.v,
@@ -359,7 +516,7 @@ impl<'a> TemporalHead<'a> {
                 n,
                 0,
                 0,
-                &ws.q[t * qw..(t + 1) * qw],
+                &ws.q,
                 &src,
                 &mut ws.idx,
                 &mut ws.scores,
@@ -373,13 +530,22 @@ impl<'a> TemporalHead<'a> {
                 &mut ws.hid,
             );
         }
-        Ok(())
     }
 
     fn check_ws(&self, ws: &Workspace, n: usize) -> Result<()> {
-        if ws.dims != dims(&self.cfg)
-            || ws.idx.len() < scratch_len(&self.cfg.pattern, self.cfg.backend, ws.max_len)
-        {
+        let scratch_ok = if ws.compact {
+            ws.idx.len() >= scratch_len(&self.cfg.pattern, self.cfg.backend, ws.max_len)
+        } else {
+            let c = &self.cfg;
+            let need = match c.backend {
+                Backend::Sparse => {
+                    sparse_scratch_len(&c.pattern, ws.max_len, c.kv_heads, c.head_dim)
+                }
+                Backend::Dense => dense_scratch_len(ws.max_len, c.kv_heads, c.head_dim),
+            };
+            need.is_ok_and(|need| ws.ks.len() >= need)
+        };
+        if ws.dims != dims(&self.cfg) || !scratch_ok {
             return Err(HeadError::WorkspaceMismatch);
         }
         if n > ws.max_len {

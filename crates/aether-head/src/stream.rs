@@ -268,8 +268,18 @@ pub struct RollingWindow {
 }
 
 impl RollingWindow {
-    /// A rolling window of `window` frames for `head` (preallocates everything).
+    /// A rolling window of `window` frames for `head` (preallocates everything; kernel
+    /// SIMD attention, see [`Workspace::new`]).
     pub fn new(head: &TemporalHead<'_>, window: usize) -> Result<Self> {
+        Self::build(head, window, false)
+    }
+
+    /// Like [`RollingWindow::new`] with the low-memory [`Workspace::compact`] layout.
+    pub fn compact(head: &TemporalHead<'_>, window: usize) -> Result<Self> {
+        Self::build(head, window, true)
+    }
+
+    fn build(head: &TemporalHead<'_>, window: usize, compact: bool) -> Result<Self> {
         if window == 0 {
             return Err(HeadError::Config {
                 what: "window",
@@ -288,7 +298,11 @@ impl RollingWindow {
             start: 0,
             len: 0,
             lin: vec![0.0; len],
-            ws: Workspace::new(head, window)?,
+            ws: if compact {
+                Workspace::compact(head, window)?
+            } else {
+                Workspace::new(head, window)?
+            },
         })
     }
 

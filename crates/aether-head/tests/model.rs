@@ -266,6 +266,13 @@ proptest! {
         for (a, b) in got.iter().zip(&want) {
             prop_assert!((*a as f64 - b).abs() <= 1e-4 * (1.0 + b.abs()), "{got:?} vs {want:?}");
         }
+        // The compact (row-wise) workspace agrees with the kernel path.
+        let mut ws = Workspace::compact(&head, case.n).unwrap();
+        let mut lc = vec![0.0; case.cfg.classes];
+        head.forward_into(&frames, &mut ws, &mut lc).unwrap();
+        for (a, b) in got.iter().zip(&lc) {
+            prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{got:?} vs compact {lc:?}");
+        }
         // batch and embed agree with forward
         let batch = head.forward_batch(&[&frames, &frames[..case.cfg.features]]).unwrap();
         prop_assert_eq!(&batch[0], &got);
@@ -308,13 +315,21 @@ proptest! {
         let f = case.cfg.features;
         let frames = Rng(case.seed ^ 0x77).vec(case.n * f, 2.0);
         let mut rw = RollingWindow::new(&head, win).unwrap();
+        let mut rc = RollingWindow::compact(&head, win).unwrap();
         let mut got = vec![0.0; case.cfg.classes];
+        let mut gotc = vec![0.0; case.cfg.classes];
+        let mut ws = Workspace::compact(&head, win).unwrap();
+        let mut wantc = vec![0.0; case.cfg.classes];
         for i in 0..case.n {
             rw.push(&frames[i * f..(i + 1) * f]).unwrap();
+            rc.push(&frames[i * f..(i + 1) * f]).unwrap();
             rw.classify(&head, &mut got).unwrap();
+            rc.classify(&head, &mut gotc).unwrap();
             let lo = (i + 1).saturating_sub(win);
             let want = head.forward(&frames[lo * f..(i + 1) * f]).unwrap();
             prop_assert_eq!(&got, &want);
+            head.forward_into(&frames[lo * f..(i + 1) * f], &mut ws, &mut wantc).unwrap();
+            prop_assert_eq!(&gotc, &wantc);
         }
     }
 }
@@ -483,10 +498,22 @@ fn f16_and_heavy_hitter_streams_run_through_the_kernel_caches() {
 #[test]
 fn workspace_and_stream_report_bytes() {
     let head = random_head(HeadConfig::aether_default(), 3);
-    let ws = Workspace::new(&head, 256).unwrap();
-    // x, q, k, v dominate: 256 · (16 + 128 + 32 + 32) floats.
-    assert!(ws.bytes() >= 256 * (16 + 128 + 64) * 4);
-    assert_eq!(head.workspace_bytes(256).unwrap(), ws.bytes());
+    let ws = Workspace::compact(&head, 256).unwrap();
+    assert!(ws.is_compact());
+    assert!(Workspace::new(&head, 256).unwrap().bytes() > ws.bytes());
+    // x, k, v dominate: 256 · (16 + 32 + 32) floats; q is one row.
+    assert!(ws.bytes() >= 256 * (16 + 64) * 4);
+    // plus landmarks (16 blocks · 64 floats) and one candidate list (≤ 256 entries).
+    assert!(
+        ws.bytes() < 256 * (16 + 64) * 4 + 12 * 1024,
+        "{}",
+        ws.bytes()
+    );
+    assert_eq!(
+        head.workspace_bytes(256).unwrap(),
+        Workspace::new(&head, 256).unwrap().bytes()
+    );
+    assert_eq!(head.compact_workspace_bytes(256).unwrap(), ws.bytes());
     let s = Stream::new(&head, 1000, EvictionPolicy::Error).unwrap();
     assert!(s.bytes() >= 2 * 2 * 1000 * 32 * 4);
     assert_eq!(head.weight_bytes(), 41_216);

@@ -60,11 +60,23 @@ fn hot_paths_do_not_allocate() {
         let frames: Vec<f32> = (0..300 * 16)
             .map(|i| ((i % 13) as f32 - 6.0) * 0.1)
             .collect();
-        let mut ws = Workspace::new(&head, 300).unwrap();
         let mut logits = [0.0f32; 4];
-        let (r, n) = count(|| head.forward_into(&frames, &mut ws, &mut logits));
-        r.unwrap();
-        assert_eq!(n, 0, "forward_into allocated");
+        for mut ws in [
+            Workspace::new(&head, 300).unwrap(),
+            Workspace::compact(&head, 300).unwrap(),
+        ] {
+            let (r, n) = count(|| head.forward_into(&frames, &mut ws, &mut logits));
+            r.unwrap();
+            assert_eq!(
+                n,
+                0,
+                "forward_into allocated (compact: {})",
+                ws.is_compact()
+            );
+            let (r, n) = count(|| head.forward_into(&frames[..100 * 16], &mut ws, &mut logits));
+            r.unwrap();
+            assert_eq!(n, 0, "shorter forward_into allocated");
+        }
 
         let mut s = Stream::new(&head, 200, EvictionPolicy::SlidingWindow).unwrap();
         let (_, n) = count(|| {
@@ -74,7 +86,7 @@ fn hot_paths_do_not_allocate() {
         });
         assert_eq!(n, 0, "Stream::push allocated");
 
-        let mut rw = RollingWindow::new(&head, 100).unwrap();
+        let mut rw = RollingWindow::compact(&head, 100).unwrap();
         let (_, n) = count(|| {
             for f in frames.chunks(16) {
                 rw.push(f).unwrap();
