@@ -134,6 +134,7 @@ fn simulate_every_task_and_options() {
             "--bands",
             "7",
             "--no-gain",
+            "--no-motion",
         ]));
         let (ds, _) = read_dataset_dir(&out).unwrap();
         assert_eq!(ds.classes.len(), classes);
@@ -240,7 +241,7 @@ fn features_converts_a_capture_tree_and_counts_skips() {
     assert_eq!(ds.classes, ["swipe", "wave"]);
     assert_eq!(ds.len_of(0), 98);
     assert_eq!(ds.len_of(1), 100);
-    assert_eq!(ds.feature_names.last().unwrap(), "a0_gain");
+    assert_eq!(ds.feature_names.last().unwrap(), "a0_motion");
 
     // the features equal the simulator's own extraction of the same frames
     let sim = aether_data::sim::simulate(
@@ -310,7 +311,7 @@ fn features_single_capture_and_amplitude_csvs() {
     assert!(s.contains("bad.csv"), "{s}");
     assert!(s.contains("not a number"), "{s}");
     let (ds, _) = read_dataset_dir(&out).unwrap();
-    assert_eq!(ds.dim(), 5);
+    assert_eq!(ds.dim(), 6); // 4 bands + log-gain + motion
     assert_eq!(ds.len_of(0), 30);
 }
 

@@ -14,11 +14,15 @@
 //!    bands of near-equal size (band `b` holds active indices
 //!    `⌊b·K/B⌋ .. ⌊(b+1)·K/B⌋`);
 //! 5. band feature `ln((mean_{k∈b} A[k] + ε) / (g + ε))`, `ε = 1e-3`;
-//! 6. gain term (on by default) `ln(g + ε)`: the common-mode level.
+//! 6. gain term (on by default) `ln(g + ε)`: the common-mode level;
+//! 7. motion term (on by default): `sqrt(mean_j (x_t[j] − x_{t−1}[j])²)` over
+//!    the antenna's band and gain features, 0 on the first frame — a causal,
+//!    streamable measure of how fast the channel changes (Doppler energy),
+//!    independent of where the interference pattern happens to sit.
 //!
-//! Output per frame, antenna-major: `B` band features then the gain term, so
-//! `D = n_antennas · (B + 1)` finite f32 (default `B = 15`: D = 16 on one
-//! antenna). Motion shows up as the time variation of the relative band
+//! Output per frame, antenna-major: `B` band features, the gain term, the
+//! motion term, so `D = n_antennas · (B + 2)` finite f32 (default `B = 14`:
+//! D = 16 on one antenna). Motion shows up as the time variation of the relative band
 //! amplitudes (a moving reflector changes the multipath interference pattern
 //! differently at different subcarrier frequencies) and of the gain term: over
 //! a 20 MHz channel a body path shifts all subcarriers almost alike, and that
@@ -31,8 +35,8 @@
 
 use crate::wire::{parse_capture, CaptureReport, RawCsiFrame};
 
-/// Default number of subcarrier bands per antenna (with the gain term: 16 features).
-pub const DEFAULT_BANDS: usize = 15;
+/// Default number of subcarrier bands per antenna (with the gain and motion terms: 16 features).
+pub const DEFAULT_BANDS: usize = 14;
 /// Stabiliser in the log-ratio.
 const EPS: f64 = 1e-3;
 
@@ -87,6 +91,10 @@ pub struct FeatureConfig {
     pub bands: usize,
     /// Append `ln(g + ε)` per antenna (feature `a{a}_gain`).
     pub gain: bool,
+    /// Append the motion term per antenna (feature `a{a}_motion`): the RMS
+    /// change of that antenna's band (and gain) features since the previous
+    /// frame, 0 on the first frame.
+    pub motion: bool,
 }
 
 impl Default for FeatureConfig {
@@ -94,14 +102,15 @@ impl Default for FeatureConfig {
         Self {
             bands: DEFAULT_BANDS,
             gain: true,
+            motion: true,
         }
     }
 }
 
 impl FeatureConfig {
-    /// Features per antenna: `B` (+1 with the gain term).
+    /// Features per antenna: `B`, +1 with the gain term, +1 with the motion term.
     pub fn per_antenna(&self) -> usize {
-        self.bands + usize::from(self.gain)
+        self.bands + usize::from(self.gain) + usize::from(self.motion)
     }
 }
 
@@ -113,6 +122,7 @@ pub fn feature_names(n_antennas: usize, cfg: FeatureConfig) -> Vec<String> {
             (0..cfg.bands)
                 .map(move |b| format!("a{a}_b{b:02}"))
                 .chain(cfg.gain.then(|| format!("a{a}_gain")))
+                .chain(cfg.motion.then(|| format!("a{a}_motion")))
         })
         .collect()
 }
@@ -143,7 +153,8 @@ pub fn amplitudes(iq: &[i8], out: &mut Vec<f32>) {
 }
 
 /// Features of one antenna's amplitude row under `mask` (formula in the
-/// module docs), appended to `out`. `amps.len() == mask.len()`; the mask must
+/// module docs), appended to `out`; the motion term, which needs the previous
+/// frame, is appended as 0 and filled by the sequence extractors. `amps.len() == mask.len()`; the mask must
 /// hold at least `cfg.bands` active subcarriers (checked by the callers).
 pub fn extract_amplitude_row(amps: &[f32], mask: &[bool], cfg: FeatureConfig, out: &mut Vec<f32>) {
     let active: Vec<f64> = amps
@@ -166,6 +177,34 @@ pub fn extract_amplitude_row(amps: &[f32], mask: &[bool], cfg: FeatureConfig, ou
     }
     if cfg.gain {
         out.push((g + EPS).ln() as f32);
+    }
+    if cfg.motion {
+        out.push(0.0); // filled by `fill_motion` once the previous frame is known
+    }
+}
+
+/// Fills the motion term of every antenna in `x` (`T × n_ant·per_antenna`,
+/// row-major): `sqrt(mean_j (x[t,j] − x[t−1,j])²)` over that antenna's other
+/// features, 0 at `t = 0`.
+fn fill_motion(x: &mut [f32], n_ant: usize, cfg: FeatureConfig) {
+    if !cfg.motion {
+        return;
+    }
+    let per = cfg.per_antenna();
+    let row = n_ant * per;
+    let t = x.len() / row.max(1);
+    for n in 1..t {
+        for a in 0..n_ant {
+            let (prev, cur) = x.split_at_mut(n * row);
+            let p = &prev[(n - 1) * row + a * per..(n - 1) * row + (a + 1) * per - 1];
+            let c = &mut cur[a * per..(a + 1) * per];
+            let ss: f64 = p
+                .iter()
+                .zip(c.iter())
+                .map(|(u, v)| ((v - u) as f64).powi(2))
+                .sum();
+            c[per - 1] = (ss / (per - 1).max(1) as f64).sqrt() as f32;
+        }
     }
 }
 
@@ -203,6 +242,7 @@ pub fn extract_amplitude_rows(
     for r in rows.chunks_exact(n) {
         extract_amplitude_row(r, &mask, cfg, &mut out);
     }
+    fill_motion(&mut out, 1, cfg);
     Ok(out)
 }
 
@@ -261,6 +301,7 @@ pub fn extract_frames(
             extract_amplitude_row(&r[a * sub..(a + 1) * sub], m, cfg, &mut out);
         }
     }
+    fill_motion(&mut out, ant, cfg);
     Ok((out, ant))
 }
 
@@ -371,6 +412,7 @@ mod tests {
             FeatureConfig {
                 bands: 2,
                 gain: true,
+                motion: false,
             },
         )
         .unwrap();
@@ -387,11 +429,12 @@ mod tests {
         let b: Vec<f32> = a.iter().map(|v| v * 3.7).collect();
         let fa = extract_amplitude_rows(&a, 52, FeatureConfig::default()).unwrap();
         let fb = extract_amplitude_rows(&b, 52, FeatureConfig::default()).unwrap();
-        for (x, y) in fa.iter().zip(&fb).take(15) {
+        for (x, y) in fa.iter().zip(&fb).take(14) {
             assert!((x - y).abs() < 1e-3, "{x} vs {y}");
         }
         assert_eq!(fa.len(), 16);
-        assert!((fb[15] - fa[15] - 3.7f32.ln()).abs() < 1e-3);
+        assert!((fb[14] - fa[14] - 3.7f32.ln()).abs() < 1e-3);
+        assert_eq!(fa[15], 0.0); // motion of the first frame
     }
 
     #[test]
@@ -399,6 +442,7 @@ mod tests {
         let c = FeatureConfig {
             bands: 4,
             gain: true,
+            motion: true,
         };
         assert_eq!(extract_frames(&[], c), Err(FeatureError::NoFrames));
         assert_eq!(
@@ -406,7 +450,8 @@ mod tests {
                 &[frame(vec![1; 8], 4)],
                 FeatureConfig {
                     bands: 0,
-                    gain: true
+                    gain: true,
+                    motion: true,
                 }
             ),
             Err(FeatureError::ZeroBands)
@@ -436,7 +481,8 @@ mod tests {
                 2,
                 FeatureConfig {
                     bands: 1,
-                    gain: false
+                    gain: false,
+                    motion: false,
                 }
             ),
             Err(FeatureError::BadAmplitude { row: 1, col: 0, .. })
@@ -454,6 +500,7 @@ mod tests {
         let cfg = FeatureConfig {
             bands: 2,
             gain: false,
+            motion: false,
         };
         let (x, _) = extract_frames(&[nz.clone(), z, nz], cfg).unwrap();
         assert!(x.iter().all(|v| v.is_finite()));
@@ -474,7 +521,8 @@ mod tests {
                 2,
                 FeatureConfig {
                     bands: 2,
-                    gain: false
+                    gain: false,
+                    motion: false,
                 }
             ),
             ["a0_b00", "a0_b01", "a1_b00", "a1_b01"]
@@ -484,11 +532,31 @@ mod tests {
                 1,
                 FeatureConfig {
                     bands: 1,
-                    gain: true
+                    gain: true,
+                    motion: true,
                 }
             ),
-            ["a0_b00", "a0_gain"]
+            ["a0_b00", "a0_gain", "a0_motion"]
         );
+    }
+
+    #[test]
+    fn motion_term_is_rms_change() {
+        let cfg = FeatureConfig {
+            bands: 2,
+            gain: false,
+            motion: true,
+        };
+        let f1 = frame(vec![3, 0, 0, 0, 3, 4, 0, 0], 4);
+        let f2 = frame(vec![5, 0, 0, 0, 3, 4, 0, 0], 4);
+        let (x, _) = extract_frames(&[f1.clone(), f2, f1], cfg).unwrap();
+        assert_eq!(x.len(), 9);
+        assert_eq!(x[2], 0.0);
+        let rms =
+            |a: &[f32], b: &[f32]| (((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)) / 2.0).sqrt();
+        assert!((x[5] - rms(&x[0..2], &x[3..5])).abs() < 1e-6);
+        assert!((x[8] - rms(&x[3..5], &x[6..8])).abs() < 1e-6);
+        assert!(x[5] > 0.0);
     }
 
     #[test]
@@ -500,6 +568,7 @@ mod tests {
         let cfg = FeatureConfig {
             bands: 2,
             gain: true,
+            motion: false,
         };
         let c = capture_features(&bytes, cfg).unwrap();
         assert_eq!(c.frames(), 2);
@@ -517,12 +586,13 @@ mod tests {
     proptest! {
         #[test]
         fn features_are_finite(seed in any::<u64>(), t in 1usize..20, ant in 1u8..3,
-                               sub in 1u16..70, bands in 1usize..20, gain in any::<bool>()) {
+                               sub in 1u16..70, bands in 1usize..20, gain in any::<bool>(),
+                               motion in any::<bool>()) {
             let mut r = crate::rng::SplitMix64::new(seed);
             let frames: Vec<_> = (0..t).map(|_| {
                 frame((0..2 * ant as usize * sub as usize).map(|_| r.next_u64() as i8).collect(), sub)
             }).collect();
-            let cfg = FeatureConfig { bands, gain };
+            let cfg = FeatureConfig { bands, gain, motion };
             match extract_frames(&frames, cfg) {
                 Ok((x, a)) => {
                     prop_assert_eq!(a, ant as usize);

@@ -36,6 +36,9 @@ pub struct Args {
     /// Leave out the per-frame log-gain feature.
     #[arg(long)]
     no_gain: bool,
+    /// Leave out the per-frame motion feature.
+    #[arg(long)]
+    no_motion: bool,
 }
 
 #[derive(Default)]
@@ -110,6 +113,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = FeatureConfig {
         bands: args.bands,
         gain: !args.no_gain,
+        motion: !args.no_motion,
     };
     if !args.input.exists() {
         bail!("{}: no such file or directory", args.input.display());
@@ -240,7 +244,12 @@ pub fn run(args: Args) -> Result<()> {
         args.out.display(),
         ds.dim(),
         cfg.bands,
-        if cfg.gain { " + log-gain" } else { "" }
+        match (cfg.gain, cfg.motion) {
+            (true, true) => " + log-gain + motion",
+            (true, false) => " + log-gain",
+            (false, true) => " + motion",
+            (false, false) => "",
+        }
     );
     for (c, n) in &per_class {
         println!("  class {c}: {n} recordings");

@@ -34,6 +34,9 @@ pub struct Args {
     /// Leave out the per-frame log-gain feature.
     #[arg(long)]
     no_gain: bool,
+    /// Leave out the per-frame motion feature.
+    #[arg(long)]
+    no_motion: bool,
 }
 
 /// Fails unless `dir` is missing or an empty directory; then creates it.
@@ -72,6 +75,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = FeatureConfig {
         bands: args.bands,
         gain: !args.no_gain,
+        motion: !args.no_motion,
     };
     let ds = simulate(task, per_class, args.seed, cfg)?;
     prepare_out_dir(&args.out)?;
