@@ -5,15 +5,17 @@
 //!                 ─► F == input_dim, C == n_classes
 //!                 ─► probe the allocator for every large buffer (ESP_ERR_NO_MEM, never abort)
 //!                 ─► TemporalHead::from_view (borrows the aligned f32 tensors)
-//!                 ─► ring [N·F] + Workspace for N frames + logits [C]
+//!                 ─► ring [N·F] + Workspace::compact for N frames + logits [C]
 //! push:      ring[(start + len) mod N] = frame                    O(F), no allocation
 //! classify:  rotate the ring in place so the oldest frame is row 0 (O(N·F)),
 //!            TemporalHead::forward_into(ring[..len·F]) ─► logits  no allocation
 //! ```
 //!
-//! Working set after init (weights excluded, they stay in the caller's buffer):
-//! `4·(N·F + C) + Workspace::bytes(N)` where the workspace holds `x [N·D]`,
-//! `q [N·Hq·dh]`, `k, v [N·Hkv·dh]` and the block means; see README.md for the numbers.
+//! The workspace is aether-head's compact layout (row-wise attention: `x [N·D]`,
+//! `k, v [N·Hkv·dh]`, the block means and a few rows), the smallest the head offers, on
+//! the host too, so the host tests run the node's code path. Working set after init
+//! (weights excluded, they stay in the caller's buffer): `4·(N·F + C)` plus the
+//! workspace; README.md has the numbers.
 
 use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::vec::Vec;
@@ -57,7 +59,6 @@ fn zeroed(len: usize) -> Result<Vec<f32>, Error> {
 /// handler, and no size can reach `Vec`'s capacity-overflow panic.
 fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
     let d = &view.meta().dims;
-    let q_width = d.q_heads.checked_mul(d.head_dim);
     let kv_width = d.kv_heads.checked_mul(d.head_dim);
     let copied: usize = view
         .tensors()
@@ -67,14 +68,13 @@ fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
     let floats = [
         n.checked_mul(d.input_dim),                     // ring
         n.checked_mul(d.d_model),                       // x
-        q_width.and_then(|w| n.checked_mul(w)),         // q
         kv_width.and_then(|w| n.checked_mul(w)),        // k
         kv_width.and_then(|w| n.checked_mul(w)),        // v
         Some(copied),                                   // weights not usable in place
         n.checked_add(d.mlp_hidden.saturating_add(64)), // attention scratch, hidden row
     ];
     struct Held {
-        blocks: [(*mut u8, Layout); 7],
+        blocks: [(*mut u8, Layout); 6],
         count: usize,
     }
     impl Drop for Held {
@@ -86,7 +86,7 @@ fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
         }
     }
     let mut held = Held {
-        blocks: [(core::ptr::null_mut(), Layout::new::<u8>()); 7],
+        blocks: [(core::ptr::null_mut(), Layout::new::<u8>()); 6],
         count: 0,
     };
     for f in floats {
@@ -146,7 +146,7 @@ impl<'a> Context<'a> {
                 .checked_mul(features)
                 .ok_or(Error::NoMem { bytes: None })?,
         )?;
-        let ws = Workspace::new(&head, window)?;
+        let ws = Workspace::compact(&head, window)?;
         let logits = zeroed(dims.classes)?;
         Ok(Self {
             head,

@@ -139,8 +139,8 @@ fn failed_init_leaks_nothing() {
 fn allocator_refusal_is_no_mem() {
     let blob = common::Aligned::new(&common::seeded_v1());
     let base = live();
-    // The workspace's query buffer alone is window·Hq·dh·4 = 512 KiB at window 1024.
-    REFUSE_ABOVE.with(|r| r.set(256 * 1024));
+    // The workspace's keys alone are window·Hkv·dh·4 = 128 KiB at window 1024.
+    REFUSE_ABOVE.with(|r| r.set(64 * 1024));
     let (e, ctx) = init(blob.bytes(), 16, 1024, 4);
     REFUSE_ABOVE.with(|r| r.set(usize::MAX));
     assert_eq!(e, ESP_ERR_NO_MEM);
