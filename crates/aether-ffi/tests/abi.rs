@@ -211,6 +211,30 @@ fn classify_equals_the_head_forward_on_the_last_window() {
     destroy(ctx);
 }
 
+/// `aether classify --window N` classifies through aether-head's `RollingWindow` (default
+/// workspace): the C ABI gives the same logits after every push.
+#[test]
+fn classify_equals_the_rolling_window_of_aether_classify() {
+    for (_, blob, f, c) in common::trained_cases() {
+        let head = TemporalHead::from_blob(&blob).unwrap();
+        let window = 11;
+        let mut rw = aether_head::RollingWindow::new(&head, window).unwrap();
+        let (e, ctx) = init(&blob, f as u32, window as u32, c as u32);
+        assert_eq!(e, ESP_OK);
+        let (mut a, mut b) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for fr in common::frames(40, f, 9).chunks(f) {
+            rw.push(fr).unwrap();
+            assert_eq!(push(ctx, fr), ESP_OK);
+            rw.classify(&head, &mut a).unwrap();
+            assert_eq!(classify(ctx, &mut b), ESP_OK);
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= 1e-5, "{a:?} vs {b:?}");
+            }
+        }
+        destroy(ctx);
+    }
+}
+
 #[test]
 fn huge_finite_frames_give_esp_fail_not_nan() {
     let blob = common::Aligned::new(&common::seeded_v1());
