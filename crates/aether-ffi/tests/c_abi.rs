@@ -34,7 +34,8 @@ fn staticlib() -> &'static Path {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
         let dir = target_root().join("aether-ffi-ctest");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The cargo running this test (set at run time by `cargo test`, and at compile time).
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").into());
         let status = Command::new(cargo)
             .args(["build", "-p", "aether-ffi", "--lib", "--target-dir"])
             .arg(&dir)
