@@ -1,10 +1,211 @@
-//! `aether eval` (pending: owned by the issue that builds it).
+//! `aether eval --model M --data DIR [--json]`: score a `.rvne` model on a dataset.
+//!
+//! The model runs through the inference head (`TemporalHead`, the code a node runs),
+//! over windows of the length and stride stored in the model (`data.window`,
+//! `data.stride`; `--window` / `--stride` override, and a model without them — v1 —
+//! classifies each recording whole). `accuracy` is per recording: the windows of a
+//! recording vote with their averaged logits; window-level figures are reported beside.
+//! `--json` prints one object: `accuracy`, `macro_f1`, `confusion` (rows truth),
+//! `classes`, `per_class` (precision / recall / F1 / support), `recordings`, and
+//! `windows` (the same figures per window, with `loss` and `count`).
+
+use std::path::PathBuf;
+
+use aether_data::dataset::{ShortPolicy, WindowConfig};
+use aether_head::{Backend, TemporalHead};
+use aether_rvne::BlobView;
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+
+use super::train::{evaluate, evaluation_json, load, report_text, select_groups};
+use crate::fsutil::read_model_file;
 
 /// Arguments of `aether eval`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The model (.rvne v1 or v2).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Dataset folder or `.npy` directory with the model's classes and features.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Window length (default: the model's `data.window`; whole recordings without it).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Window stride (default: the model's `data.stride`, else the window length).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Evaluate only recordings of these session prefixes (name before the first `_`).
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// Override the attention backend stored in the model.
+    #[arg(long, value_parser = ["sparse", "dense"])]
+    pub backend: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A model read from a file, ready to classify windows.
+pub struct LoadedModel {
+    bytes: Vec<u8>,
+    /// Class names (from the file, else `class<i>`).
+    pub classes: Vec<String>,
+    /// Feature names (empty when the file has none).
+    pub features: Vec<String>,
+    /// Stored window length and stride, if any.
+    pub window: Option<(usize, usize)>,
+}
+
+impl LoadedModel {
+    /// Reads and validates a `.rvne` file.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let bytes = read_model_file(path)?;
+        let name = path.display().to_string();
+        let view =
+            BlobView::parse(&bytes).with_context(|| format!("{name}: not a valid .rvne file"))?;
+        let head = TemporalHead::from_view(&view)
+            .with_context(|| format!("{name}: cannot build the model"))?;
+        let c = head.config().classes;
+        let classes = (0..c)
+            .map(|i| {
+                view.class_name(i)
+                    .map_or_else(|| format!("class{i}"), str::to_string)
+            })
+            .collect();
+        let features = if view.has_feature_names() {
+            (0..head.config().features)
+                .map(|i| view.feature_name(i).unwrap_or("").to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let num = |k| {
+            view.metadata_value(k)
+                .and_then(|v: &str| v.parse::<usize>().ok())
+        };
+        let window = match (num("data.window"), num("data.stride")) {
+            (Some(w), Some(s)) if w > 0 && s > 0 => Some((w, s)),
+            (Some(w), None) if w > 0 => Some((w, w)),
+            _ => None,
+        };
+        Ok(Self {
+            bytes,
+            classes,
+            features,
+            window,
+        })
+    }
+
+    /// The inference head over the file's bytes.
+    pub fn head(&self) -> Result<TemporalHead<'_>> {
+        Ok(TemporalHead::from_blob(&self.bytes)?)
+    }
+
+    /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head.
+    pub fn logits(&self, backend: Option<Backend>, windows: &[&[f32]]) -> Result<Vec<f32>> {
+        let mut head = self.head()?;
+        if let Some(b) = backend {
+            head.set_backend(b);
+        }
+        let out: Vec<Result<Vec<f32>>> = windows.par_iter().map(|w| Ok(head.forward(w)?)).collect();
+        let mut flat = Vec::with_capacity(windows.len() * self.classes.len());
+        for o in out {
+            flat.extend(o?);
+        }
+        Ok(flat)
+    }
+}
 
 /// Runs `aether eval`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`aether eval` is not available in this build yet")
+pub fn run(args: Args) -> Result<()> {
+    let m = LoadedModel::read(&args.model)?;
+    let (ds, _) = load(&args.data)?;
+    let name = args.data.display();
+    if ds.classes != m.classes {
+        bail!(
+            "{name}: classes [{}] differ from the model's [{}]",
+            ds.classes.join(", "),
+            m.classes.join(", ")
+        );
+    }
+    if !m.features.is_empty() && ds.feature_names != m.features {
+        let i = ds
+            .feature_names
+            .iter()
+            .zip(&m.features)
+            .position(|(a, b)| a != b)
+            .unwrap_or(ds.feature_names.len().min(m.features.len()));
+        bail!(
+            "{name}: {} features, the model takes {}; first difference at column {}: {:?} vs the model's {:?}",
+            ds.dim(),
+            m.features.len(),
+            i + 1,
+            ds.feature_names.get(i).map_or("", |s| s.as_str()),
+            m.features.get(i).map_or("", |s| s.as_str())
+        );
+    }
+    let head_features = m.head()?.config().features;
+    if ds.dim() != head_features {
+        bail!(
+            "{name}: {} features, the model takes {head_features}",
+            ds.dim()
+        );
+    }
+    let indices = select_groups(&ds, &args.groups)?;
+    let window = match (args.window, m.window) {
+        (Some(w), _) => WindowConfig {
+            len: w,
+            stride: args.stride.unwrap_or(w),
+            short: ShortPolicy::Whole,
+        },
+        (None, Some((w, s))) => WindowConfig {
+            len: w,
+            stride: args.stride.unwrap_or(s),
+            short: ShortPolicy::Whole,
+        },
+        (None, None) => WindowConfig {
+            len: usize::MAX / 2,
+            stride: usize::MAX / 2,
+            short: ShortPolicy::Whole,
+        },
+    };
+    if window.len == 0 || window.stride == 0 {
+        bail!("--window and --stride must be positive");
+    }
+    let backend = match args.backend.as_deref() {
+        Some("dense") => Some(Backend::Dense),
+        Some("sparse") => Some(Backend::Sparse),
+        _ => None,
+    };
+    let e = evaluate(&ds, &indices, window, |w| m.logits(backend, w))?;
+    if args.json {
+        let mut j = evaluation_json(&e, &ds.classes);
+        let o = j.as_object_mut().expect("object");
+        o.insert("model".into(), args.model.display().to_string().into());
+        o.insert("data".into(), args.data.display().to_string().into());
+        if window.len < usize::MAX / 2 {
+            o.insert("window".into(), window.len.into());
+            o.insert("stride".into(), window.stride.into());
+        }
+        println!("{j}");
+    } else {
+        println!(
+            "{}: {} recordings, {} windows",
+            args.data.display(),
+            e.n_recordings,
+            e.n_windows
+        );
+        println!(
+            "accuracy {:.4} per recording (windows vote with averaged logits), macro-F1 {:.4}",
+            e.recordings.accuracy, e.recordings.macro_f1
+        );
+        println!(
+            "window level: accuracy {:.4}, macro-F1 {:.4}, loss {:.4}",
+            e.windows.accuracy, e.windows.macro_f1, e.loss
+        );
+        println!("per recording:");
+        print!("{}", report_text(&e.recordings, &ds.classes));
+    }
+    Ok(())
 }

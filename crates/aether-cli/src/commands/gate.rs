@@ -1,10 +1,279 @@
-//! `aether gate` (pending: owned by the issue that builds it).
+//! `aether gate --data DIR`: the dense-vs-sparse validation gate of FACTS.md.
+//!
+//! The recordings are split by recording (seeded): test `--test-fraction` (default
+//! 0.25) of each class, validation `--val` of the rest. A sparse head and a dense head
+//! (same architecture otherwise, same windows, same seed, same epochs, batch and
+//! learning rate) are trained, then on the test recordings:
+//! * accuracy (per recording, windows voting with averaged logits, and per window) and
+//!   mean cross-entropy per window: the deltas are sparse − dense;
+//! * Spearman ρ of top-K (K = min(50, n−1)) embedding nearest-neighbour orderings: for
+//!   every test window `q`, its K nearest windows by Euclidean distance between dense
+//!   embeddings, ranked 1..K by dense distance and by sparse distance;
+//!   `ρ_q = 1 − 6 Σ d² / (K (K² − 1))`; reported as the mean over `q`;
+//! * latency of one forward at the deployed window (the training window length) through
+//!   the inference head, median of repeated runs, dense / sparse.
+//!
+//! Gate (FACTS.md): loss within 1 % of dense, accuracy within 1 pp, ρ ≥ 0.95, latency
+//! ≥ 5× better at the deployed window.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use aether_head::train::{AttentionKind, Model};
+use aether_head::{Backend, TemporalHead};
+use anyhow::{bail, Result};
+use serde_json::json;
+
+use super::train::{
+    data_hash, derive_arch, derive_window, evaluate, fit_with, load, model_bytes, model_logits,
+    select_groups, Evaluation, TrainOpts, WindowSet,
+};
 
 /// Arguments of `aether gate`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Dataset folder or `.npy` directory.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Fraction of each class's recordings held out as the test set.
+    #[arg(long, default_value_t = 0.25)]
+    pub test_fraction: f64,
+    /// Training options (both heads use them; `--attention` is ignored).
+    #[command(flatten)]
+    pub opts: TrainOpts,
+    /// Forward passes timed per backend for the latency figure.
+    #[arg(long, default_value_t = 50)]
+    pub repeats: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output while training.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Spearman ρ between two rankings of the same `k` items given as positions (0-based).
+fn spearman_from_ranks(a: &[usize], b: &[usize]) -> f64 {
+    let k = a.len() as f64;
+    let d2: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum();
+    1.0 - 6.0 * d2 / (k * (k * k - 1.0))
+}
+
+fn sq_dist(x: &[f32], y: &[f32]) -> f64 {
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum()
+}
+
+/// Mean over queries of the Spearman ρ of the top-`k` nearest-neighbour orderings
+/// (reference embeddings `a`, compared `b`, both `[n, d]` flat); `None` when `n < 3`.
+pub fn knn_spearman(a: &[f32], b: &[f32], d: usize, k: usize) -> Option<f64> {
+    let n = a.len() / d.max(1);
+    let k = k.min(n.saturating_sub(1));
+    if n < 3 || k < 2 || b.len() != a.len() {
+        return None;
+    }
+    let row = |m: &[f32], i: usize| -> Vec<f32> { m[i * d..(i + 1) * d].to_vec() };
+    let mut total = 0.0;
+    for q in 0..n {
+        let (qa, qb) = (row(a, q), row(b, q));
+        let mut others: Vec<(f64, usize)> = (0..n)
+            .filter(|&j| j != q)
+            .map(|j| (sq_dist(&qa, &a[j * d..(j + 1) * d]), j))
+            .collect();
+        others.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let top: Vec<usize> = others[..k].iter().map(|x| x.1).collect();
+        let mut by_b: Vec<(f64, usize)> = top
+            .iter()
+            .enumerate()
+            .map(|(pos, &j)| (sq_dist(&qb, &b[j * d..(j + 1) * d]), pos))
+            .collect();
+        by_b.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+        let mut rank_b = vec![0usize; k];
+        for (r, &(_, pos)) in by_b.iter().enumerate() {
+            rank_b[pos] = r;
+        }
+        let rank_a: Vec<usize> = (0..k).collect();
+        total += spearman_from_ranks(&rank_a, &rank_b);
+    }
+    Some(total / n as f64)
+}
+
+/// Median wall time in ms of `repeats` forwards of `frames` through `head`.
+pub fn median_forward_ms(head: &TemporalHead<'_>, frames: &[f32], repeats: usize) -> Result<f64> {
+    let _ = head.forward(frames)?;
+    let mut t = Vec::with_capacity(repeats.max(1));
+    for _ in 0..repeats.max(1) {
+        let s = Instant::now();
+        std::hint::black_box(head.forward(std::hint::black_box(frames))?);
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+struct Side {
+    eval: Evaluation,
+    embeddings: Vec<f32>,
+    latency_ms: f64,
+    epochs: usize,
+}
 
 /// Runs `aether gate`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`aether gate` is not available in this build yet")
+pub fn run(args: Args) -> Result<()> {
+    let (ds, _) = load(&args.data)?;
+    let hash = data_hash(&ds);
+    let pool = select_groups(&ds, &args.opts.groups)?;
+    let sub = ds.subset(&pool);
+    let split = sub.split(args.opts.val, args.test_fraction, args.opts.seed)?;
+    let map = |v: &[usize]| v.iter().map(|&i| pool[i]).collect::<Vec<usize>>();
+    let (train_rec, val_rec, test_rec) = (map(&split.train), map(&split.val), map(&split.test));
+    if test_rec.is_empty() {
+        bail!("no test recordings: raise --test-fraction or add recordings");
+    }
+    let window = derive_window(&ds, &train_rec, args.opts.window, args.opts.stride)?;
+    let test = WindowSet::new(&ds, &test_rec, window)?;
+    let probe: Vec<f32> = test
+        .frames
+        .iter()
+        .find(|f| f.len() == window.len * ds.dim())
+        .cloned()
+        .unwrap_or_else(|| test.frames[0].clone());
+    let mut sides = Vec::new();
+    for attention in ["sparse", "dense"] {
+        let opts = TrainOpts {
+            attention: attention.into(),
+            ..args.opts.clone()
+        };
+        let arch = derive_arch(&opts, ds.dim(), ds.classes.len())?;
+        if !args.quiet {
+            eprintln!("training the {attention} head");
+        }
+        let fitted = fit_with(&ds, &train_rec, &val_rec, window, arch, &opts, args.quiet)?;
+        let model: &Model = &fitted.outcome.model;
+        let eval = evaluate(&ds, &test_rec, window, model_logits(model))?;
+        let embeddings = model.embeddings_batch(&test.slices())?;
+        let bytes = model_bytes(&fitted, &ds, &hash, false, false)?;
+        let mut head = TemporalHead::from_blob(&bytes)?;
+        head.set_backend(match model.arch().attention {
+            AttentionKind::Sparse(_) => Backend::Sparse,
+            AttentionKind::Dense { .. } => Backend::Dense,
+        });
+        let latency_ms = median_forward_ms(&head, &probe, args.repeats)?;
+        sides.push(Side {
+            eval,
+            embeddings,
+            latency_ms,
+            epochs: fitted.outcome.history.len(),
+        });
+    }
+    let (s, d) = (&sides[0], &sides[1]);
+    let dim = s.embeddings.len() / test.len().max(1);
+    let rho = knn_spearman(&d.embeddings, &s.embeddings, dim, 50);
+    let acc_delta = s.eval.recordings.accuracy - d.eval.recordings.accuracy;
+    let wacc_delta = s.eval.windows.accuracy - d.eval.windows.accuracy;
+    let loss_rel = (s.eval.loss - d.eval.loss) / d.eval.loss.max(1e-12);
+    let speedup = d.latency_ms / s.latency_ms.max(1e-12);
+    let n_probe = probe.len() / ds.dim();
+    let pass = [
+        ("loss within 1 % of dense", loss_rel <= 0.01),
+        ("accuracy within 1 pp", acc_delta >= -0.01),
+        ("Spearman >= 0.95", rho.is_some_and(|r| r >= 0.95)),
+        ("latency >= 5x better", speedup >= 5.0),
+    ];
+    if args.json {
+        let side = |x: &Side| {
+            json!({
+                "accuracy": x.eval.recordings.accuracy,
+                "macro_f1": x.eval.recordings.macro_f1,
+                "window_accuracy": x.eval.windows.accuracy,
+                "loss": x.eval.loss,
+                "latency_ms": x.latency_ms,
+                "epochs_run": x.epochs,
+            })
+        };
+        let j = json!({
+            "data": args.data.display().to_string(),
+            "data_sha256": hash,
+            "seed": args.opts.seed,
+            "window": window.len,
+            "stride": window.stride,
+            "test_recordings": test_rec.len(),
+            "test_windows": test.len(),
+            "sparse": side(s),
+            "dense": side(d),
+            "accuracy_delta": acc_delta,
+            "window_accuracy_delta": wacc_delta,
+            "loss_relative_delta": loss_rel,
+            "spearman_top50": rho,
+            "latency_ratio": speedup,
+            "latency_window": n_probe,
+            "gate": pass.iter().map(|(n, p)| json!({"check": n, "pass": p})).collect::<Vec<_>>(),
+        });
+        println!("{j}");
+        return Ok(());
+    }
+    println!(
+        "gate on {} ({} test recordings, {} windows of {} frames; seed {})",
+        args.data.display(),
+        test_rec.len(),
+        test.len(),
+        window.len,
+        args.opts.seed
+    );
+    println!(
+        "{:<8} {:>10} {:>10} {:>9} {:>11} {:>7}",
+        "head", "acc (rec)", "acc (win)", "loss", "latency ms", "epochs"
+    );
+    for (n, x) in [("sparse", s), ("dense", d)] {
+        println!(
+            "{n:<8} {:>10.4} {:>10.4} {:>9.4} {:>11.4} {:>7}",
+            x.eval.recordings.accuracy,
+            x.eval.windows.accuracy,
+            x.eval.loss,
+            x.latency_ms,
+            x.epochs
+        );
+    }
+    println!(
+        "accuracy delta {:+.2} pp (per window {:+.2} pp), loss delta {:+.2} %, Spearman top-50 {}, latency ratio {:.2}x at N = {n_probe}",
+        acc_delta * 100.0,
+        wacc_delta * 100.0,
+        loss_rel * 100.0,
+        rho.map_or("n/a".into(), |r| format!("{r:.3}")),
+        speedup
+    );
+    for (n, p) in pass {
+        println!("  {} {n}", if p { "pass" } else { "FAIL" });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spearman_of_identical_and_reversed_orderings() {
+        assert_eq!(spearman_from_ranks(&[0, 1, 2, 3], &[0, 1, 2, 3]), 1.0);
+        assert_eq!(spearman_from_ranks(&[0, 1, 2, 3], &[3, 2, 1, 0]), -1.0);
+    }
+
+    #[test]
+    fn knn_spearman_is_one_for_scaled_embeddings_and_lower_for_shuffled() {
+        let n = 20;
+        let a: Vec<f32> = (0..n * 2).map(|i| ((i * 37 % 11) as f32).sin()).collect();
+        let b: Vec<f32> = a.iter().map(|v| v * 3.0).collect();
+        let r = knn_spearman(&a, &b, 2, 50).unwrap();
+        assert!((r - 1.0).abs() < 1e-12, "{r}");
+        let mut c = a.clone();
+        c.reverse();
+        assert!(knn_spearman(&a, &c, 2, 50).unwrap() < 0.9);
+        assert!(knn_spearman(&a[..4], &b[..4], 2, 50).is_none());
+    }
 }

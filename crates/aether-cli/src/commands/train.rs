@@ -1,10 +1,1116 @@
-//! `aether train` (pending: owned by the issue that builds it).
+//! `aether train`: train a head on a dataset folder (or `.npy` directory) and write a
+//! `.rvne` model, a JSON report and SVG curves / confusion matrix.
+//!
+//! Pipeline (shared with `eval`, `gate` and `demo`, hence the `pub` items):
+//! 1. read the data ([`load`]); hash it ([`data_hash`], SHA-256 over classes, feature
+//!    names and every recording's name, class and f32 bytes);
+//! 2. split by recording, stratified and seeded (`--val`, default 0.2);
+//! 3. derive the window from the training recordings ([`derive_window`]): length
+//!    `min(256, p10 of the lengths)`, stride `max(1, len/4)`, a shorter recording is one
+//!    whole (shorter) window;
+//! 4. derive the hyper-parameters from the window count ([`derive_config`]);
+//! 5. train with early stopping on the validation recordings ([`fit`]), progress bar on
+//!    stderr unless `--quiet`;
+//! 6. write the model (v2 by default, `--format v1` for the bare v1 architecture), the
+//!    report and the plots, each atomically.
+//!
+//! `--kfold K` cross-validates instead (K folds by recording; the JSON report goes to
+//! `--out` and no model is written).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aether_data::dataset::{ShortPolicy, WindowConfig};
+use aether_data::{Dataset, LoadReport};
+use aether_head::train::{
+    provenance, report_from_logits, report_from_votes, train as train_head, vote_by_recording,
+    Architecture, AttentionKind, ClassificationReport, EpochStats, ExportInfo, Model, Monitor,
+    TrainConfig, TrainEvent, TrainOutcome, Window,
+};
+use aether_rvne::DType;
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::write_atomic;
+
+/// Longest default window, frames (the node's deployed N).
+pub const MAX_DEFAULT_WINDOW: usize = 256;
+/// Frames of training work the default epoch count aims at (about a minute on 2 cores).
+pub const FRAME_BUDGET: f64 = 3.0e6;
 
 /// Arguments of `aether train`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Dataset folder (`DATA/<class>/<recording>.csv`) or a directory with X.npy and y.npy.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output model (.rvne); with --kfold, the JSON report instead.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Options shared with `gate` and `demo`.
+    #[command(flatten)]
+    pub opts: TrainOpts,
+    /// Output format: v2 (everything) or v1 (bare architecture only).
+    #[arg(long, value_parser = ["v1", "v2"], default_value = "v2")]
+    pub format: String,
+    /// Store weights as f16.
+    #[arg(long)]
+    pub f16: bool,
+    /// Cross-validate with K folds by recording (writes the report to --out, no model).
+    #[arg(long, value_name = "K")]
+    pub kfold: Option<usize>,
+    /// JSON report path (default: OUT with extension .json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Do not write the SVG curves and confusion matrix.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// No progress bar, no per-epoch lines; only the final summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TrainOpts {
+    /// Window length in frames (default: min(256, 10th percentile of the recording lengths)).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Window stride in frames (default: window / 4).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Maximum epochs (default: from the window count, about 3 M frames of work, 15..150).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Windows per optimiser step (default: windows / 8, clamped to 8..32).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Peak learning rate (default 3e-3).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Early-stopping patience in epochs (default: max(10, epochs / 4)).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Seed of the split, initialisation and shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of each class's recordings held out for validation / early stopping.
+    #[arg(long, default_value_t = 0.2)]
+    pub val: f64,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Model width D (default 32).
+    #[arg(long)]
+    pub d_model: Option<usize>,
+    /// Layers (default 2).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention: sparse (the AETHER pattern) or dense.
+    #[arg(long, value_parser = ["sparse", "dense"], default_value = "sparse")]
+    pub attention: String,
+    /// Architecture variant: `full` or one row of the ablation table
+    /// (`no input_norm`, `no embed`, …, `bare v1`).
+    #[arg(long, default_value = "full")]
+    pub arch: String,
+    /// Train only on recordings whose session prefix (name before the first `_`) is listed.
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Vec<String>,
+}
+
+/// Reads a dataset (folder or `.npy` directory) and validates it; errors name the file.
+pub fn load(path: &Path) -> Result<(Dataset, LoadReport)> {
+    if !path.is_dir() {
+        bail!("{}: not a directory", path.display());
+    }
+    let (ds, rep) = aether_data::dataset::load_dataset(path)
+        .with_context(|| format!("reading dataset {}", path.display()))?;
+    ds.validate()
+        .with_context(|| format!("dataset {}", path.display()))?;
+    Ok((ds, rep))
+}
+
+/// SHA-256 (hex) of a dataset's classes, feature names, and each recording's name,
+/// class and frame bytes, in order.
+pub fn data_hash(ds: &Dataset) -> String {
+    let mut h = Sha256::new();
+    for c in &ds.classes {
+        h.update(c.as_bytes());
+        h.update([0u8]);
+    }
+    h.update([1u8]);
+    for f in &ds.feature_names {
+        h.update(f.as_bytes());
+        h.update([0u8]);
+    }
+    for r in &ds.recordings {
+        h.update([2u8]);
+        h.update(r.name.as_bytes());
+        h.update((r.class as u64).to_le_bytes());
+        h.update((r.frames.len() as u64).to_le_bytes());
+        for v in &r.frames {
+            h.update(v.to_le_bytes());
+        }
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Recording indices whose group (name prefix before `_`) is in `groups` (all when empty).
+pub fn select_groups(ds: &Dataset, groups: &[String]) -> Result<Vec<usize>> {
+    if groups.is_empty() {
+        return Ok((0..ds.recordings.len()).collect());
+    }
+    let all = ds.groups();
+    let mut v = Vec::new();
+    for g in groups {
+        match all.get(g.as_str()) {
+            Some(ix) => v.extend(ix),
+            None => bail!(
+                "group `{g}` has no recording (groups present: {})",
+                all.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// The default window of `indices`: length `min(256, p10 of their lengths)` (at least 1),
+/// stride `max(1, len / 4)`; `window` / `stride` override either.
+pub fn derive_window(
+    ds: &Dataset,
+    indices: &[usize],
+    window: Option<usize>,
+    stride: Option<usize>,
+) -> Result<WindowConfig> {
+    let mut lens: Vec<usize> = indices.iter().map(|&i| ds.len_of(i)).collect();
+    if lens.is_empty() {
+        bail!("no recordings to derive a window from");
+    }
+    lens.sort_unstable();
+    let p10 = lens[lens.len() / 10];
+    let len = window.unwrap_or_else(|| p10.clamp(1, MAX_DEFAULT_WINDOW));
+    if len == 0 {
+        bail!("--window must be positive");
+    }
+    let stride = stride.unwrap_or((len / 4).max(1));
+    if stride == 0 {
+        bail!("--stride must be positive");
+    }
+    Ok(WindowConfig {
+        len,
+        stride,
+        short: ShortPolicy::Whole,
+    })
+}
+
+/// Windows of some recordings, copied out as contiguous `len × D` buffers.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSet {
+    /// One buffer per window.
+    pub frames: Vec<Vec<f32>>,
+    /// Class of each window.
+    pub labels: Vec<usize>,
+    /// Recording index (into the dataset) of each window.
+    pub recording: Vec<usize>,
+}
+
+impl WindowSet {
+    /// Cuts the recordings `indices` of `ds` into windows.
+    pub fn new(ds: &Dataset, indices: &[usize], cfg: WindowConfig) -> Result<Self> {
+        let sub = ds.subset(indices);
+        let (wins, _) = sub.windows(cfg)?;
+        let mut s = WindowSet::default();
+        for w in &wins {
+            let mut buf = Vec::new();
+            sub.window_data(w, &mut buf);
+            s.frames.push(buf);
+            s.labels.push(sub.recordings[w.recording].class);
+            s.recording.push(indices[w.recording]);
+        }
+        Ok(s)
+    }
+
+    /// Number of windows.
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether there is no window.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Borrowed training windows.
+    pub fn windows(&self) -> Vec<Window<'_>> {
+        self.frames
+            .iter()
+            .zip(&self.labels)
+            .map(|(f, &label)| Window { frames: f, label })
+            .collect()
+    }
+
+    /// Borrowed frame buffers.
+    pub fn slices(&self) -> Vec<&[f32]> {
+        self.frames.iter().map(|f| f.as_slice()).collect()
+    }
+
+    /// Total frames over all windows.
+    pub fn total_frames(&self, dim: usize) -> usize {
+        self.frames.iter().map(|f| f.len() / dim.max(1)).sum()
+    }
+}
+
+/// The architecture named by `opts` (`--arch`, `--attention`, `--d-model`, `--layers`).
+pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<Architecture> {
+    let mut base = Architecture::default_for(features, classes);
+    if let Some(d) = opts.d_model {
+        base.d_model = d;
+    }
+    if let Some(l) = opts.layers {
+        base.layers = l;
+    }
+    if opts.attention == "dense" {
+        base.attention = AttentionKind::Dense { causal: true };
+    }
+    let variants = base.ablations();
+    let Some((_, arch)) = variants.iter().find(|(n, _)| *n == opts.arch) else {
+        bail!(
+            "--arch `{}` is not one of: {}",
+            opts.arch,
+            variants
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let mut arch = arch.clone();
+    if opts.attention == "dense" {
+        arch.attention = AttentionKind::Dense { causal: true };
+    }
+    arch.validate()?;
+    Ok(arch)
+}
+
+/// Hyper-parameters for `n` training windows totalling `frames` frames: epochs from a
+/// budget of [`FRAME_BUDGET`] frames (15..150), batch `n/8` clamped to 8..32, patience
+/// `max(10, epochs/4)`, peak lr 3e-3, class weighting, best weights by validation loss.
+pub fn derive_config(opts: &TrainOpts, n: usize, frames: usize) -> TrainConfig {
+    let epochs = opts
+        .epochs
+        .unwrap_or_else(|| ((FRAME_BUDGET / frames.max(1) as f64).round() as usize).clamp(15, 150));
+    TrainConfig {
+        epochs,
+        batch_size: opts.batch.unwrap_or((n / 8).clamp(8, 32)),
+        learning_rate: opts.lr.unwrap_or(3e-3),
+        patience: Some(opts.patience.unwrap_or((epochs / 4).max(10))),
+        monitor: Monitor::ValLoss,
+        seed: opts.seed,
+        threads: opts.threads,
+        ..TrainConfig::default()
+    }
+}
+
+/// Everything one training run used and produced.
+pub struct Fitted {
+    /// The window used for training and stored in the model.
+    pub window: WindowConfig,
+    /// Architecture trained.
+    pub arch: Architecture,
+    /// Optimiser settings used.
+    pub config: TrainConfig,
+    /// Training recordings.
+    pub train_recordings: Vec<usize>,
+    /// Validation recordings.
+    pub val_recordings: Vec<usize>,
+    /// Number of training windows.
+    pub train_windows: usize,
+    /// The trained model and its history.
+    pub outcome: TrainOutcome,
+    /// Wall time of training, seconds.
+    pub seconds: f64,
+}
+
+/// Splits `pool` by recording (`opts.val`, seeded), windows it and trains; progress on
+/// stderr unless `quiet`.
+pub fn fit(ds: &Dataset, pool: &[usize], opts: &TrainOpts, quiet: bool) -> Result<Fitted> {
+    let sub = ds.subset(pool);
+    let split = sub.split(opts.val, 0.0, opts.seed)?;
+    let train_rec: Vec<usize> = split.train.iter().map(|&i| pool[i]).collect();
+    let val_rec: Vec<usize> = split.val.iter().map(|&i| pool[i]).collect();
+    let window = derive_window(ds, &train_rec, opts.window, opts.stride)?;
+    let arch = derive_arch(opts, ds.dim(), ds.classes.len())?;
+    fit_with(ds, &train_rec, &val_rec, window, arch, opts, quiet)
+}
+
+/// Trains `arch` on the windows of `train_rec`, early-stopping on `val_rec`.
+pub fn fit_with(
+    ds: &Dataset,
+    train_rec: &[usize],
+    val_rec: &[usize],
+    window: WindowConfig,
+    arch: Architecture,
+    opts: &TrainOpts,
+    quiet: bool,
+) -> Result<Fitted> {
+    let tr = WindowSet::new(ds, train_rec, window)?;
+    let va = WindowSet::new(ds, val_rec, window)?;
+    if tr.is_empty() {
+        bail!("no training windows");
+    }
+    let config = derive_config(opts, tr.len(), tr.total_frames(ds.dim()));
+    let batches = tr.len().div_ceil(config.batch_size);
+    let pb = if quiet {
+        ProgressBar::hidden()
+    } else {
+        let pb = ProgressBar::with_draw_target(
+            Some((config.epochs * batches) as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        pb.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} steps  {msg}  ETA {eta}")
+                .expect("static template")
+                .progress_chars("=> "),
+        );
+        pb
+    };
+    if !quiet {
+        eprintln!(
+            "training on {} windows ({} recordings; window {}, stride {}), validating on {} windows ({} recordings); {} epochs max, batch {}, lr {}",
+            tr.len(),
+            train_rec.len(),
+            window.len,
+            window.stride,
+            va.len(),
+            val_rec.len(),
+            config.epochs,
+            config.batch_size,
+            config.learning_rate
+        );
+    }
+    let (mut seen, mut loss_sum, mut last_acc) = (0usize, 0.0f64, f64::NAN);
+    let t0 = Instant::now();
+    let outcome = train_head(arch.clone(), &config, &tr.windows(), &va.windows(), |e| {
+        match e {
+            TrainEvent::Batch {
+                epoch, batch, loss, ..
+            } => {
+                if batch == 0 {
+                    (seen, loss_sum) = (0, 0.0);
+                }
+                seen += 1;
+                loss_sum += loss;
+                let mean = loss_sum / seen as f64;
+                pb.set_prefix(format!("epoch {:>3}", epoch + 1));
+                pb.set_message(format!("loss {mean:.4}  val acc {last_acc:.3}"));
+                pb.inc(1);
+            }
+            TrainEvent::Epoch(s) => {
+                last_acc = s.val_accuracy.unwrap_or(s.train_accuracy);
+                if !quiet {
+                    pb.println(epoch_line(s));
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    pb.finish_and_clear();
+    Ok(Fitted {
+        window,
+        arch,
+        config,
+        train_recordings: train_rec.to_vec(),
+        val_recordings: val_rec.to_vec(),
+        train_windows: tr.len(),
+        outcome,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn epoch_line(s: &EpochStats) -> String {
+    let val = match (s.val_loss, s.val_accuracy) {
+        (Some(l), Some(a)) => format!("  val loss {l:.4} acc {a:.3}"),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {:>3}: loss {:.4} acc {:.3}{val}  lr {:.2e}  {:.0} windows/s{}",
+        s.epoch + 1,
+        s.train_loss,
+        s.train_accuracy,
+        s.learning_rate,
+        s.windows_per_sec,
+        if s.improved { "  *" } else { "" }
+    )
+}
+
+/// Window-level and per-recording figures of one evaluation.
+pub struct Evaluation {
+    /// Window-level report.
+    pub windows: ClassificationReport,
+    /// Per-recording report (windows vote with their averaged logits).
+    pub recordings: ClassificationReport,
+    /// Number of windows.
+    pub n_windows: usize,
+    /// Number of recordings.
+    pub n_recordings: usize,
+    /// Mean cross-entropy over the windows.
+    pub loss: f64,
+}
+
+/// Scores the recordings `indices` of `ds` with `logits_of` (flat `[n, C]` logits of a
+/// list of windows).
+pub fn evaluate(
+    ds: &Dataset,
+    indices: &[usize],
+    window: WindowConfig,
+    logits_of: impl Fn(&[&[f32]]) -> Result<Vec<f32>>,
+) -> Result<Evaluation> {
+    let set = WindowSet::new(ds, indices, window)?;
+    if set.is_empty() {
+        bail!("no windows to evaluate");
+    }
+    let c = ds.classes.len();
+    let logits = logits_of(&set.slices())?;
+    let windows = report_from_logits(&logits, &set.labels, c)?;
+    let votes = vote_by_recording(&logits, c, &set.recording, &set.labels)?;
+    let recordings = report_from_votes(&votes, c)?;
+    let loss = aether_head::train::mean_cross_entropy(&logits, &set.labels, c)?;
+    Ok(Evaluation {
+        windows,
+        recordings,
+        n_windows: set.len(),
+        n_recordings: votes.len(),
+        loss,
+    })
+}
+
+/// JSON of a classification report with class names.
+pub fn report_json(r: &ClassificationReport, classes: &[String]) -> Value {
+    let per_class: Vec<Value> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            json!({
+                "class": n,
+                "precision": r.precision[i],
+                "recall": r.recall[i],
+                "f1": r.f1[i],
+                "support": r.support[i],
+            })
+        })
+        .collect();
+    json!({
+        "accuracy": r.accuracy,
+        "macro_f1": r.macro_f1,
+        "per_class": per_class,
+        "confusion": r.confusion.rows(),
+    })
+}
+
+/// JSON of an [`Evaluation`]: per-recording figures at the top (`accuracy`, `macro_f1`,
+/// `confusion`, `classes`, `per_class`), window-level ones under `windows`.
+pub fn evaluation_json(e: &Evaluation, classes: &[String]) -> Value {
+    let mut top = report_json(&e.recordings, classes);
+    let obj = top.as_object_mut().expect("object");
+    obj.insert("classes".into(), json!(classes));
+    obj.insert("recordings".into(), json!(e.n_recordings));
+    let mut w = report_json(&e.windows, classes);
+    w.as_object_mut()
+        .expect("object")
+        .insert("count".into(), json!(e.n_windows));
+    w.as_object_mut()
+        .expect("object")
+        .insert("loss".into(), json!(e.loss));
+    obj.insert("windows".into(), w);
+    top
+}
+
+/// A plain-text table of a report (per-class precision / recall / F1, confusion).
+pub fn report_text(r: &ClassificationReport, classes: &[String]) -> String {
+    let w = classes.iter().map(|c| c.len()).max().unwrap_or(5).max(7);
+    let mut s = format!(
+        "{:<w$}  {:>9}  {:>6}  {:>6}  {:>7}\n",
+        "class", "precision", "recall", "f1", "support"
+    );
+    for (i, n) in classes.iter().enumerate() {
+        s += &format!(
+            "{n:<w$}  {:>9.3}  {:>6.3}  {:>6.3}  {:>7}\n",
+            r.precision[i], r.recall[i], r.f1[i], r.support[i]
+        );
+    }
+    s += &format!("confusion (rows = truth, columns = predicted):\n{:<w$}", "");
+    for i in 0..classes.len() {
+        s += &format!(" {:>6}", format!("p{i}"));
+    }
+    s.push('\n');
+    for (i, row) in r.confusion.rows().iter().enumerate() {
+        s += &format!("{:<w$}", format!("{i} {}", classes[i]));
+        for v in row {
+            s += &format!(" {v:>6}");
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Metadata keys (`data.*`) the CLI adds to a model beside [`provenance`].
+pub fn data_metadata(hash: &str, f: &Fitted, ds: &Dataset) -> Vec<(String, String)> {
+    vec![
+        ("data.sha256".into(), hash.to_string()),
+        ("data.window".into(), f.window.len.to_string()),
+        ("data.stride".into(), f.window.stride.to_string()),
+        (
+            "data.train_recordings".into(),
+            f.train_recordings.len().to_string(),
+        ),
+        (
+            "data.val_recordings".into(),
+            f.val_recordings.len().to_string(),
+        ),
+        ("data.classes".into(), ds.classes.len().to_string()),
+        ("train.arch".into(), arch_label(&f.arch)),
+    ]
+}
+
+/// A short description of an architecture's options.
+pub fn arch_label(a: &Architecture) -> String {
+    let att = match &a.attention {
+        AttentionKind::Sparse(p) => format!(
+            "sparse(w{} b{} g{:?} log{} lm{})",
+            p.window, p.block_size, p.global_tokens, p.log_stride, p.landmarks
+        ),
+        AttentionKind::Dense { causal } => format!("dense(causal {causal})"),
+    };
+    format!(
+        "D{} L{} Hq{} Hkv{} dh{} mlp{} norm{} embed{} pos{} prenorm{} bias{} final{} pool {:?} {att}",
+        a.d_model,
+        a.layers,
+        a.q_heads,
+        a.kv_heads,
+        a.head_dim,
+        a.mlp_hidden,
+        a.input_norm as u8,
+        a.embed as u8,
+        a.positional as u8,
+        a.pre_norm as u8,
+        a.biases as u8,
+        a.final_norm as u8,
+        a.pooling
+    )
+}
+
+/// The `.rvne` bytes of a fitted model: v2 (names, stats, provenance) or v1.
+pub fn model_bytes(f: &Fitted, ds: &Dataset, hash: &str, v1: bool, f16: bool) -> Result<Vec<u8>> {
+    let dtype = if f16 { DType::F16 } else { DType::F32 };
+    if v1 {
+        return Ok(f.outcome.model.to_v1_bytes(dtype)?);
+    }
+    let mut metadata = provenance(&f.config, &f.outcome);
+    metadata.extend(data_metadata(hash, f, ds));
+    let info = ExportInfo {
+        class_names: ds.classes.clone(),
+        feature_names: ds.feature_names.clone(),
+        metadata,
+    };
+    Ok(f.outcome.model.to_v2_bytes(&info, dtype)?)
+}
+
+/// Logits of windows through the training model (parallel).
+pub fn model_logits(m: &Model) -> impl Fn(&[&[f32]]) -> Result<Vec<f32>> + '_ {
+    move |w| Ok(m.logits_batch(w)?)
+}
+
+fn history_json(h: &[EpochStats]) -> Value {
+    json!(h
+        .iter()
+        .map(|s| json!({
+            "epoch": s.epoch + 1,
+            "train_loss": s.train_loss,
+            "train_accuracy": s.train_accuracy,
+            "val_loss": s.val_loss,
+            "val_accuracy": s.val_accuracy,
+            "val_macro_f1": s.val_macro_f1,
+            "learning_rate": s.learning_rate,
+            "grad_norm": s.grad_norm,
+            "windows_per_sec": s.windows_per_sec,
+            "seconds": s.seconds,
+        }))
+        .collect::<Vec<_>>())
+}
+
+/// Report JSON of a fitted model (settings, history, validation figures).
+pub fn fitted_json(f: &Fitted, ds: &Dataset, val: Option<&Evaluation>) -> Value {
+    let c = &f.config;
+    let trained: usize = f.outcome.history.iter().map(|_| f.train_windows).sum();
+    json!({
+        "window": f.window.len,
+        "stride": f.window.stride,
+        "architecture": arch_label(&f.arch),
+        "config": {
+            "epochs": c.epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate,
+            "weight_decay": c.weight_decay, "clip_norm": c.clip_norm, "patience": c.patience,
+            "class_weighting": c.class_weighting, "seed": c.seed,
+        },
+        "train_recordings": f.train_recordings.len(),
+        "val_recordings": f.val_recordings.len(),
+        "train_windows": f.train_windows,
+        "epochs_run": f.outcome.history.len(),
+        "best_epoch": f.outcome.best_epoch + 1,
+        "stopped_early": f.outcome.stopped_early,
+        "seconds": f.seconds,
+        "windows_per_sec": trained as f64 / f.seconds.max(1e-9),
+        "history": history_json(&f.outcome.history),
+        "validation": val.map(|e| evaluation_json(e, &ds.classes)),
+    })
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    out.with_file_name(format!("{stem}{suffix}"))
+}
+
+fn check_out(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!("{}: is a directory; --out names a file", out.display());
+    }
+    if let Some(p) = out.parent() {
+        if !p.as_os_str().is_empty() && !p.is_dir() {
+            bail!("{}: directory does not exist", p.display());
+        }
+    }
+    Ok(())
+}
 
 /// Runs `aether train`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`aether train` is not available in this build yet")
+pub fn run(args: Args) -> Result<()> {
+    check_out(&args.out)?;
+    let (ds, skipped) = load(&args.data)?;
+    if !skipped.skipped.is_empty() && !args.quiet {
+        eprintln!("{}: {skipped}", args.data.display());
+    }
+    let hash = data_hash(&ds);
+    let pool = select_groups(&ds, &args.opts.groups)?;
+    if let Some(k) = args.kfold {
+        return run_kfold(&args, &ds, &pool, &hash, k);
+    }
+    let v1 = args.format == "v1";
+    let mut opts = args.opts.clone();
+    if v1 && opts.arch == "full" {
+        opts.arch = "bare v1".into();
+    }
+    let fitted = fit(&ds, &pool, &opts, args.quiet)?;
+    if v1 && !fitted.arch.is_v1_compatible() {
+        bail!("--format v1 needs the bare v1 architecture (use --arch 'bare v1')");
+    }
+    let val = if fitted.val_recordings.is_empty() {
+        None
+    } else {
+        Some(evaluate(
+            &ds,
+            &fitted.val_recordings,
+            fitted.window,
+            model_logits(&fitted.outcome.model),
+        )?)
+    };
+    let bytes = model_bytes(&fitted, &ds, &hash, v1, args.f16)?;
+    write_atomic(&args.out, &bytes)?;
+    let mut report = fitted_json(&fitted, &ds, val.as_ref());
+    let obj = report.as_object_mut().expect("object");
+    obj.insert("data".into(), json!(args.data.display().to_string()));
+    obj.insert("data_sha256".into(), json!(hash));
+    obj.insert("classes".into(), json!(ds.classes));
+    obj.insert("features".into(), json!(ds.feature_names));
+    obj.insert(
+        "skipped".into(),
+        json!(skipped
+            .skipped
+            .iter()
+            .map(|(p, r)| format!("{p}: {r}"))
+            .collect::<Vec<_>>()),
+    );
+    obj.insert("model".into(), json!(args.out.display().to_string()));
+    obj.insert("format".into(), json!(args.format));
+    obj.insert("model_bytes".into(), json!(bytes.len()));
+    let report_path = args
+        .report
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("json"));
+    write_atomic(
+        &report_path,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    let mut written = vec![args.out.clone(), report_path];
+    if !args.no_plots {
+        let curves = sibling(&args.out, ".curves.svg");
+        write_atomic(&curves, curves_svg(&fitted.outcome.history)?.as_bytes())?;
+        written.push(curves);
+        if let Some(e) = &val {
+            let conf = sibling(&args.out, ".confusion.svg");
+            write_atomic(
+                &conf,
+                confusion_svg(&e.recordings, &ds.classes, "validation recordings")?.as_bytes(),
+            )?;
+            written.push(conf);
+        }
+    }
+    let h = &fitted.outcome.history;
+    let wps = h.iter().map(|s| s.windows_per_sec).sum::<f64>() / h.len().max(1) as f64;
+    println!(
+        "trained {} epochs (best {}) in {:.1} s, {:.0} windows/s; window {} stride {}",
+        h.len(),
+        fitted.outcome.best_epoch + 1,
+        fitted.seconds,
+        wps,
+        fitted.window.len,
+        fitted.window.stride
+    );
+    if let Some(e) = &val {
+        println!(
+            "validation: accuracy {:.3} per recording ({} recordings), {:.3} per window ({} windows), macro-F1 {:.3}",
+            e.recordings.accuracy,
+            e.n_recordings,
+            e.windows.accuracy,
+            e.n_windows,
+            e.recordings.macro_f1
+        );
+    }
+    println!(
+        "wrote {}",
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) -> Result<()> {
+    let sub = ds.subset(pool);
+    let folds = sub.kfold(k, args.opts.seed)?;
+    let mut fold_json = Vec::new();
+    let (mut accs, mut f1s, mut waccs) = (Vec::new(), Vec::new(), Vec::new());
+    let mut confusion = vec![vec![0u64; ds.classes.len()]; ds.classes.len()];
+    for (i, fold) in folds.iter().enumerate() {
+        let train_pool: Vec<usize> = fold.train.iter().map(|&j| pool[j]).collect();
+        let test: Vec<usize> = fold.test.iter().map(|&j| pool[j]).collect();
+        let fitted = fit(ds, &train_pool, &args.opts, args.quiet)?;
+        let e = evaluate(
+            ds,
+            &test,
+            fitted.window,
+            model_logits(&fitted.outcome.model),
+        )?;
+        for (t, row) in e.recordings.confusion.rows().iter().enumerate() {
+            for (p, v) in row.iter().enumerate() {
+                confusion[t][p] += v;
+            }
+        }
+        println!(
+            "fold {}/{k}: accuracy {:.3} per recording ({} recordings), {:.3} per window, macro-F1 {:.3}",
+            i + 1,
+            e.recordings.accuracy,
+            e.n_recordings,
+            e.windows.accuracy,
+            e.recordings.macro_f1
+        );
+        accs.push(e.recordings.accuracy);
+        f1s.push(e.recordings.macro_f1);
+        waccs.push(e.windows.accuracy);
+        let mut j = fitted_json(&fitted, ds, None);
+        j.as_object_mut()
+            .expect("object")
+            .insert("test".into(), evaluation_json(&e, &ds.classes));
+        fold_json.push(j);
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let pooled_correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
+    let pooled_total: u64 = confusion.iter().flatten().sum();
+    let pooled = pooled_correct as f64 / pooled_total.max(1) as f64;
+    let report = json!({
+        "data": args.data.display().to_string(),
+        "data_sha256": hash,
+        "classes": ds.classes,
+        "folds": k,
+        "seed": args.opts.seed,
+        "accuracy": pooled,
+        "mean_fold_accuracy": mean(&accs),
+        "mean_fold_macro_f1": mean(&f1s),
+        "mean_fold_window_accuracy": mean(&waccs),
+        "confusion": confusion,
+        "per_fold": fold_json,
+    });
+    write_atomic(&args.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    println!(
+        "{k}-fold by recording: accuracy {:.3} (pooled over {} recordings), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
+        pooled,
+        pooled_total,
+        mean(&accs),
+        mean(&f1s),
+        mean(&waccs),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing plot: {e:?}")
+}
+
+/// SVG of the loss (train, validation) and accuracy curves over epochs.
+pub fn curves_svg(h: &[EpochStats]) -> Result<String> {
+    use plotters::prelude::*;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (900, 360)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let (l, r) = root.split_horizontally(450);
+        let n = h.len().max(2) as f64;
+        let max_loss = h
+            .iter()
+            .flat_map(|s| [Some(s.train_loss), s.val_loss])
+            .flatten()
+            .filter(|v| v.is_finite())
+            .fold(0.1f64, f64::max);
+        let series = |f: &dyn Fn(&EpochStats) -> Option<f64>| -> Vec<(f64, f64)> {
+            h.iter()
+                .filter_map(|s| f(s).map(|v| ((s.epoch + 1) as f64, v)))
+                .collect()
+        };
+        for (area, title, ymax, tr, va) in [
+            (
+                &l,
+                "loss",
+                max_loss * 1.05,
+                series(&|s| Some(s.train_loss)),
+                series(&|s| s.val_loss),
+            ),
+            (
+                &r,
+                "accuracy (window)",
+                1.0,
+                series(&|s| Some(s.train_accuracy)),
+                series(&|s| s.val_accuracy),
+            ),
+        ] {
+            let mut ch = ChartBuilder::on(area)
+                .caption(title, ("sans-serif", 18))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(45)
+                .build_cartesian_2d(1f64..n, 0f64..ymax)
+                .map_err(plot_err)?;
+            ch.configure_mesh()
+                .x_desc("epoch")
+                .draw()
+                .map_err(plot_err)?;
+            ch.draw_series(LineSeries::new(tr, &BLUE))
+                .map_err(plot_err)?
+                .label("train")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
+            if !va.is_empty() {
+                ch.draw_series(LineSeries::new(va, &RED))
+                    .map_err(plot_err)?
+                    .label("validation")
+                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
+            }
+            ch.configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()
+                .map_err(plot_err)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(s)
+}
+
+/// SVG of a confusion matrix (rows truth, columns predicted) with counts.
+pub fn confusion_svg(r: &ClassificationReport, classes: &[String], title: &str) -> Result<String> {
+    use plotters::prelude::*;
+    let c = classes.len();
+    let rows = r.confusion.rows();
+    let max = rows.iter().flatten().copied().max().unwrap_or(1).max(1) as f64;
+    let cell = 60i32;
+    let left = 130i32;
+    let top = 50i32;
+    let size = (
+        (left + cell * c as i32 + 20) as u32,
+        (top + cell * c as i32 + 90) as u32,
+    );
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let font = ("sans-serif", 14).into_font();
+        root.draw(&Text::new(
+            format!("{title}: accuracy {:.3}", r.accuracy),
+            (10, 15),
+            font.clone(),
+        ))
+        .map_err(plot_err)?;
+        for (t, row) in rows.iter().enumerate() {
+            let y = top + cell * t as i32;
+            root.draw(&Text::new(
+                classes[t].clone(),
+                (5, y + cell / 2 - 7),
+                font.clone(),
+            ))
+            .map_err(plot_err)?;
+            for (p, &v) in row.iter().enumerate() {
+                let x = left + cell * p as i32;
+                let shade = (255.0 * (1.0 - 0.8 * v as f64 / max)) as u8;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    RGBColor(shade, shade, 255).filled(),
+                ))
+                .map_err(plot_err)?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+                root.draw(&Text::new(
+                    v.to_string(),
+                    (x + cell / 2 - 8, y + cell / 2 - 7),
+                    font.clone(),
+                ))
+                .map_err(plot_err)?;
+            }
+        }
+        let yb = top + cell * c as i32 + 8;
+        for (p, name) in classes.iter().enumerate() {
+            let x = left + cell * p as i32 + 4;
+            root.draw(&Text::new(
+                name.chars().take(8).collect::<String>(),
+                (x, yb),
+                font.clone(),
+            ))
+            .map_err(plot_err)?;
+        }
+        root.draw(&Text::new(
+            "rows: truth, columns: predicted",
+            (10, yb + 30),
+            font,
+        ))
+        .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aether_data::Recording;
+
+    fn ds(lens: &[usize]) -> Dataset {
+        Dataset {
+            classes: vec!["a".into(), "b".into()],
+            feature_names: vec!["x".into(), "y".into()],
+            recordings: lens
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| Recording {
+                    class: i % 2,
+                    name: format!("r{i}"),
+                    frames: (0..t * 2).map(|v| v as f32).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn window_derivation() {
+        let d = ds(&[100; 10]);
+        let w = derive_window(&d, &(0..10).collect::<Vec<_>>(), None, None).unwrap();
+        assert_eq!((w.len, w.stride), (100, 25));
+        let d = ds(&[1000, 2000, 3000]);
+        let w = derive_window(&d, &[0, 1, 2], None, None).unwrap();
+        assert_eq!((w.len, w.stride), (256, 64));
+        let d = ds(&[1, 1]);
+        let w = derive_window(&d, &[0, 1], None, None).unwrap();
+        assert_eq!((w.len, w.stride), (1, 1));
+        assert!(derive_window(&d, &[0], Some(0), None).is_err());
+        assert!(derive_window(&d, &[], None, None).is_err());
+    }
+
+    #[test]
+    fn config_derivation_is_bounded() {
+        let o = TrainOpts::default();
+        let c = derive_config(&o, 1, 1);
+        assert_eq!((c.epochs, c.batch_size), (150, 8));
+        let c = derive_config(&o, 100_000, 100_000_000);
+        assert_eq!((c.epochs, c.batch_size), (15, 32));
+        assert!(c.patience.unwrap() >= 10);
+    }
+
+    #[test]
+    fn hash_sees_every_value() {
+        let a = ds(&[3, 4]);
+        let mut b = a.clone();
+        assert_eq!(data_hash(&a), data_hash(&b));
+        b.recordings[1].frames[5] += 1.0;
+        assert_ne!(data_hash(&a), data_hash(&b));
+        let mut c = a.clone();
+        c.recordings[0].name = "z".into();
+        assert_ne!(data_hash(&a), data_hash(&c));
+    }
+
+    #[test]
+    fn groups_select_and_refuse_unknown() {
+        let mut d = ds(&[2, 2, 2]);
+        d.recordings[0].name = "D1_a".into();
+        d.recordings[1].name = "D2_a".into();
+        d.recordings[2].name = "D1_b".into();
+        assert_eq!(select_groups(&d, &["D1".into()]).unwrap(), vec![0, 2]);
+        assert_eq!(select_groups(&d, &[]).unwrap(), vec![0, 1, 2]);
+        let e = select_groups(&d, &["D9".into()]).unwrap_err().to_string();
+        assert!(e.contains("D9") && e.contains("D1, D2"), "{e}");
+    }
+
+    #[test]
+    fn arch_names_follow_the_ablation_table() {
+        let o = TrainOpts {
+            arch: "bare v1".into(),
+            attention: "sparse".into(),
+            ..TrainOpts::default()
+        };
+        assert!(derive_arch(&o, 16, 4).unwrap().is_v1_compatible());
+        let o = TrainOpts {
+            arch: "nope".into(),
+            attention: "sparse".into(),
+            ..TrainOpts::default()
+        };
+        assert!(derive_arch(&o, 16, 4).is_err());
+    }
+
+    #[test]
+    fn svgs_render() {
+        let r = aether_head::train::classification_report(&[0, 1, 1], &[0, 1, 0], 2).unwrap();
+        let s = confusion_svg(&r, &["a".into(), "b".into()], "t").unwrap();
+        assert!(s.starts_with("<svg") || s.contains("<svg"));
+        let h = vec![EpochStats {
+            epoch: 0,
+            train_loss: 1.0,
+            train_accuracy: 0.5,
+            val_loss: Some(0.9),
+            val_accuracy: Some(0.6),
+            val_macro_f1: Some(0.6),
+            learning_rate: 1e-3,
+            grad_norm: 1.0,
+            windows_per_sec: 10.0,
+            seconds: 1.0,
+            improved: true,
+        }];
+        assert!(curves_svg(&h).unwrap().contains("<svg"));
+    }
 }
