@@ -7,7 +7,7 @@ use std::f32::consts::TAU;
 use std::ops::ControlFlow;
 
 use aether_head::train::{
-    report_from_logits, train, Architecture, AttentionKind, Model, Monitor, TrainConfig,
+    report_from_logits, train, Architecture, AttentionKind, Augment, Model, Monitor, TrainConfig,
     TrainEvent, Window,
 };
 
@@ -109,6 +109,11 @@ fn deterministic_for_a_seed_regardless_of_threads() {
             batch_size: 10,
             threads,
             seed: 9,
+            augment: Augment {
+                gain_std: 0.1,
+                offset_std: 0.1,
+                noise_std: 0.05,
+            },
             ..TrainConfig::default()
         };
         let arch = Architecture {

@@ -318,6 +318,30 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Worker threads (`0`: rayon's global pool). Results do not depend on it.
     pub threads: usize,
+    /// Training-time input augmentation (off by default).
+    pub augment: Augment,
+}
+
+/// Seeded training-time augmentation of each window, in units of the model's per-feature
+/// input std (1 when `input_norm` is off): `x'[t][c] = x[t][c]·e^{σ_g·a_c} + σ_o·s_c·b_c +
+/// σ_n·s_c·ε[t][c]` with `a, b, ε` standard normal, `a_c, b_c` drawn once per window
+/// and feature. Mimics per-recording gain/offset differences and sensor noise. The draws
+/// depend only on the seed, the epoch and the window index, never on threads.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Augment {
+    /// `σ_g`: log-normal gain jitter per feature.
+    pub gain_std: f32,
+    /// `σ_o`: offset jitter per feature.
+    pub offset_std: f32,
+    /// `σ_n`: additive white noise per value.
+    pub noise_std: f32,
+}
+
+impl Augment {
+    /// Whether any augmentation is on.
+    pub fn is_active(&self) -> bool {
+        self.gain_std > 0.0 || self.offset_std > 0.0 || self.noise_std > 0.0
+    }
 }
 
 impl Default for TrainConfig {
@@ -338,6 +362,7 @@ impl Default for TrainConfig {
             monitor: Monitor::ValLoss,
             seed: 0,
             threads: 0,
+            augment: Augment::default(),
         }
     }
 }
@@ -369,6 +394,13 @@ impl TrainConfig {
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
             return bad("eps must be finite and positive");
+        }
+        let a = &self.augment;
+        if [a.gain_std, a.offset_std, a.noise_std]
+            .iter()
+            .any(|x| !(x.is_finite() && *x >= 0.0))
+        {
+            return bad("augmentation stds must be finite and non-negative");
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ pub mod rng;
 pub mod trainer;
 
 pub use attention::AttnPlan;
-pub use config::{Architecture, AttentionKind, Monitor, Pooling, TrainConfig};
+pub use config::{Architecture, AttentionKind, Augment, Monitor, Pooling, TrainConfig};
 pub use error::TrainError;
 pub use export::{provenance, ExportInfo};
 pub use metrics::{

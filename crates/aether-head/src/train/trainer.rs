@@ -124,6 +124,42 @@ pub fn train(
 /// The best epoch so far: `(val loss, accuracy, macro-F1)`, its weights, its index.
 type Best = ((f64, f64, f64), Vec<f32>, usize);
 
+/// Writes the augmented copy of `frames` (see [`super::config::Augment`]) into `out`;
+/// the random stream is a function of (seed, epoch, window index) only.
+fn augment_into(
+    m: &Model,
+    cfg: &TrainConfig,
+    epoch: usize,
+    index: usize,
+    frames: &[f32],
+    out: &mut Vec<f32>,
+) {
+    let a = cfg.augment;
+    let f = m.arch().features;
+    let mix = (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (index as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut rng = Rng::new(cfg.seed ^ 0xA06E_0000_0000_0003 ^ mix);
+    let std = m.input_std();
+    let gain: Vec<f32> = (0..f)
+        .map(|_| (f64::from(a.gain_std) * rng.normal()).exp() as f32)
+        .collect();
+    let off: Vec<f32> = (0..f)
+        .map(|c| (f64::from(a.offset_std) * rng.normal()) as f32 * std[c])
+        .collect();
+    out.clear();
+    out.extend_from_slice(frames);
+    for row in out.chunks_exact_mut(f) {
+        for (c, x) in row.iter_mut().enumerate() {
+            let noise = if a.noise_std > 0.0 {
+                (f64::from(a.noise_std) * rng.normal()) as f32 * std[c]
+            } else {
+                0.0
+            };
+            *x = *x * gain[c] + off[c] + noise;
+        }
+    }
+}
+
 /// Better-than test of the monitored figure; `(loss, accuracy, macro_f1)`.
 fn better(m: Monitor, new: (f64, f64, f64), old: (f64, f64, f64)) -> bool {
     match m {
@@ -202,21 +238,33 @@ pub fn train_model(
             let m = &model;
             let work = || {
                 idx.par_chunks(GRAD_CHUNK)
-                    .map_init(Workspace::default, |ws, chunk| {
-                        let mut g = vec![0.0f32; nparams];
-                        let (mut l, mut c) = (0.0f64, 0usize);
-                        for &i in chunk {
-                            let w = &train[i];
-                            let n = w.frames.len() / f;
-                            if let Some(plan) = plans.get(n) {
-                                let (ce, pred) =
-                                    m.window_step(w, weights[w.label] / total_w, plan, ws, &mut g);
-                                l += f64::from(ce);
-                                c += usize::from(pred == w.label);
+                    .map_init(
+                        || (Workspace::default(), Vec::new()),
+                        |(ws, buf), chunk| {
+                            let mut g = vec![0.0f32; nparams];
+                            let (mut l, mut c) = (0.0f64, 0usize);
+                            for &i in chunk {
+                                let mut w = train[i];
+                                if cfg.augment.is_active() {
+                                    augment_into(m, cfg, epoch, i, w.frames, buf);
+                                    w.frames = buf;
+                                }
+                                let n = w.frames.len() / f;
+                                if let Some(plan) = plans.get(n) {
+                                    let (ce, pred) = m.window_step(
+                                        &w,
+                                        weights[w.label] / total_w,
+                                        plan,
+                                        ws,
+                                        &mut g,
+                                    );
+                                    l += f64::from(ce);
+                                    c += usize::from(pred == w.label);
+                                }
                             }
-                        }
-                        (g, l, c)
-                    })
+                            (g, l, c)
+                        },
+                    )
                     .collect::<Vec<_>>()
             };
             let parts = match &pool {
