@@ -40,30 +40,79 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 
 /// `out = x·W (+ bias)` for one row: `x[in]`, `W[in × out]` row-major, `out[out]`.
 ///
-/// Lengths are the caller's invariant (checked when the model is built).
+/// Lengths are the caller's invariant (checked when the model is built). On x86-64
+/// with `std`, an AVX2 build of the same body is chosen at run time; Rust never fuses
+/// `a·b + c`, so every path gives the same bits.
 #[inline]
 pub fn vec_mat(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    let n_out = out.len();
-    match bias {
-        Some(b) => out.copy_from_slice(&b[..n_out]),
-        None => out.iter_mut().for_each(|o| *o = 0.0),
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { x86_64_avx2_vec_mat(x, w, bias, out, false) };
+        return;
     }
-    for (xi, wrow) in x.iter().zip(w.chunks_exact(n_out)) {
-        axpy(*xi, wrow, out);
-    }
+    vec_mat_body(x, w, bias, out, false);
 }
 
-/// `out += x·W (+ bias)` for one row (residual update).
+/// `out += x·W (+ bias)` for one row (residual update); see [`vec_mat`].
 #[inline]
 pub fn vec_mat_add(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked just above).
+        unsafe { x86_64_avx2_vec_mat(x, w, bias, out, true) };
+        return;
+    }
+    vec_mat_body(x, w, bias, out, true);
+}
+
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2")]
+unsafe fn x86_64_avx2_vec_mat(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    vec_mat_body(x, w, bias, out, accumulate);
+}
+
+/// The one portable body of [`vec_mat`] / [`vec_mat_add`].
+#[inline(always)]
+fn vec_mat_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32], accumulate: bool) {
     let n_out = out.len();
+    if !accumulate {
+        out.iter_mut().for_each(|o| *o = 0.0);
+    }
     if let Some(b) = bias {
         for (o, bi) in out.iter_mut().zip(b) {
             *o += bi;
         }
     }
-    for (xi, wrow) in x.iter().zip(w.chunks_exact(n_out)) {
-        axpy(*xi, wrow, out);
+    if n_out == 0 {
+        return;
+    }
+    let rows = x.len().min(w.len() / n_out);
+    // Blocks of 16 output columns stay in registers across all rows (rows ascending, as
+    // in the plain loop, so the bits do not depend on the blocking).
+    let mut c = 0;
+    while c + 16 <= n_out {
+        let mut acc = [0.0f32; 16];
+        acc.copy_from_slice(&out[c..c + 16]);
+        for (i, xi) in x[..rows].iter().enumerate() {
+            let wr = &w[i * n_out + c..i * n_out + c + 16];
+            for k in 0..16 {
+                acc[k] += *xi * wr[k];
+            }
+        }
+        out[c..c + 16].copy_from_slice(&acc);
+        c += 16;
+    }
+    for (o, col) in out[c..].iter_mut().zip(c..n_out) {
+        for (i, xi) in x[..rows].iter().enumerate() {
+            *o += *xi * w[i * n_out + col];
+        }
     }
 }
 
@@ -162,6 +211,27 @@ mod tests {
         assert_eq!(out, [10.0, 13.0, 16.0]);
         vec_mat_add(&[1.0, 0.0], &[1., 2., 3., 4., 5., 6.], None, &mut out);
         assert_eq!(out, [11.0, 15.0, 19.0]);
+    }
+
+    #[test]
+    fn dispatched_vec_mat_equals_portable_body_bit_for_bit() {
+        for (n_in, n_out) in [(1usize, 1usize), (3, 5), (16, 128), (17, 33), (128, 16)] {
+            let x: alloc::vec::Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: alloc::vec::Vec<f32> =
+                (0..n_in * n_out).map(|i| (i as f32 * 0.11).cos()).collect();
+            let b: alloc::vec::Vec<f32> = (0..n_out).map(|i| i as f32 * 0.01).collect();
+            for acc in [false, true] {
+                let mut fast = alloc::vec![0.5f32; n_out];
+                let mut slow = fast.clone();
+                if acc {
+                    vec_mat_add(&x, &w, Some(&b), &mut fast);
+                } else {
+                    vec_mat(&x, &w, Some(&b), &mut fast);
+                }
+                vec_mat_body(&x, &w, Some(&b), &mut slow, acc);
+                assert_eq!(fast, slow);
+            }
+        }
     }
 
     #[test]
