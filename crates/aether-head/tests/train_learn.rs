@@ -164,7 +164,7 @@ fn early_stopping_restores_best_weights() {
     };
     let out = train(small_arch(2), &cfg, &w, &v, |_| ControlFlow::Continue(())).unwrap();
     assert!(out.stopped_early);
-    assert_eq!(out.history.len(), out.best_epoch + 4);
+    assert_eq!(out.history.len(), out.best_epoch + 3);
     let best_loss = out.history[out.best_epoch].val_loss.unwrap();
     assert!(out.history.iter().all(|s| s.val_loss.unwrap() >= best_loss));
     let frames: Vec<&[f32]> = v.iter().map(|x| x.frames).collect();

@@ -355,7 +355,7 @@ pub fn train_model(
             break 'epochs;
         }
         if let Some(p) = cfg.patience {
-            if !val.is_empty() && since_best > p {
+            if !val.is_empty() && since_best >= p {
                 stopped_early = epoch + 1 < cfg.epochs;
                 break;
             }
