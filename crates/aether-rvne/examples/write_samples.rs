@@ -10,6 +10,7 @@ use aether_rvne::{
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).ok_or("usage: write_samples DIR")?);
+    std::fs::create_dir_all(&dir)?;
     let tiny = reference_init(
         &ModelMeta::v1_defaults(Dims::v1(2, 2, 1, 2, 2, 2)),
         7,
