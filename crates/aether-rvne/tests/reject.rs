@@ -879,3 +879,44 @@ fn every_error_displays() {
         assert!(!s.is_empty() && !s.contains('\n'), "{s}");
     }
 }
+
+#[test]
+fn tensor_data_past_end() {
+    // Consistent header, table and CRC, but the file stops inside the last tensor.
+    let mut b = raw().encode();
+    let n = b.len() - 4 - 8;
+    b.truncate(n);
+    b.extend_from_slice(&[0; 4]);
+    let len = b.len() as u32;
+    set_u32(&mut b, 32, len);
+    fix_crc(&mut b);
+    assert!(matches!(
+        err(&b),
+        Error::SectionOutOfBounds {
+            section: "tensor data",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn writer_string_too_long() {
+    let mut m = full_model();
+    m.class_names[0] = "x".repeat(70_000);
+    assert!(matches!(
+        m.to_v2_bytes(DType::F32),
+        Err(Error::StringTooLong {
+            what: "name",
+            len: 70_000
+        })
+    ));
+    let mut m = full_model();
+    m.metadata.push(("k".repeat(70_000), "v".into()));
+    assert!(matches!(
+        m.to_v2_bytes(DType::F32),
+        Err(Error::StringTooLong {
+            what: "metadata key",
+            ..
+        })
+    ));
+}
