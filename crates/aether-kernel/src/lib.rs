@@ -7,6 +7,13 @@
 //!
 //! Output at position `i`, query head `h` (kv head `h / (Hq/Hkv)`):
 //! `out = Σⱼ softmax(q·kⱼ/√d) vⱼ` over the pattern's candidates of `i`.
+//!
+//! Entry points: [`sparse_attention`] / [`dense_attention`] (allocating),
+//! [`sparse_attention_into`] / [`dense_attention_into`] (caller-owned output and
+//! scratch sized by [`sparse_scratch_len`] / [`dense_scratch_len`], no allocation),
+//! `*_par` with the `rayon` feature (bit-identical to serial). SIMD dispatch
+//! (AVX-512, AVX2+FMA, scalar) lives in [`simd`]; features: `std` (runtime CPU
+//! detection, default) and `rayon`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 
@@ -27,5 +34,6 @@ pub use cache::*;
 pub use dense::*;
 pub use error::{KernelError, Result};
 pub use pattern::SparsePattern;
+pub use simd::SimdLevel;
 pub use sparse::*;
 pub use tensor::{check_qkv, Tensor3};
