@@ -368,6 +368,21 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Defaults sized for `windows` training windows: batch `clamp(windows/8, 8, 32)`,
+    /// enough epochs for about 600 optimiser steps (clamped to 20..=200) and patience
+    /// `max(10, epochs/5)`; everything else as [`TrainConfig::default`].
+    pub fn for_windows(windows: usize) -> Self {
+        let batch_size = (windows / 8).clamp(8, 32);
+        let steps_per_epoch = windows.div_ceil(batch_size).max(1);
+        let epochs = 600usize.div_ceil(steps_per_epoch).clamp(20, 200);
+        Self {
+            epochs,
+            batch_size,
+            patience: Some((epochs / 5).max(10)),
+            ..Self::default()
+        }
+    }
+
     /// Refuses settings the loop cannot run (zero batch, negative or non-finite rates).
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: &str| Err(TrainError::Config(m.to_string()));
@@ -439,6 +454,17 @@ mod tests {
         }
         assert!(!full.is_v1_compatible());
         assert!(TrainConfig::default().validate().is_ok());
+        let small = TrainConfig::for_windows(128);
+        assert_eq!(
+            (small.batch_size, small.epochs, small.patience),
+            (16, 75, Some(15))
+        );
+        let big = TrainConfig::for_windows(100_000);
+        assert_eq!(
+            (big.batch_size, big.epochs, big.patience),
+            (32, 20, Some(10))
+        );
+        assert!(TrainConfig::for_windows(0).validate().is_ok());
         let bad = TrainConfig {
             warmup_fraction: 1.0,
             ..TrainConfig::default()
