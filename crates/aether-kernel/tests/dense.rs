@@ -1,6 +1,7 @@
 //! The optimised dense kernel against the naive f64 oracle (random shapes, GQA/MQA,
 //! odd dims, N across tile boundaries, causal and bidirectional), its equality with
-//! `sparse_attention` when the pattern saturates, the allocation-free variant, and
+//! `sparse_attention` when the pattern saturates, the `*_into` variants (a counting
+//! allocator proves they allocate nothing), and
 //! (feature `rayon`) bit-identical parallel results for both kernels.
 
 use aether_kernel::reference::naive_dense_attention;
@@ -9,6 +10,45 @@ use aether_kernel::{
     SparsePattern, Tensor3,
 };
 use proptest::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+/// Counts allocations made by the current thread while armed (other test threads
+/// allocate freely without being counted).
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+    static COUNT: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: defers every operation to `System`; the counters are thread-local cells
+// with const initialisers, which never allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.with(Cell::get) {
+            COUNT.with(|c| c.set(c.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    COUNT.with(|c| c.set(0));
+    ARMED.with(|a| a.set(true));
+    f();
+    ARMED.with(|a| a.set(false));
+    COUNT.with(Cell::get)
+}
 
 fn tensor(n: usize, h: usize, d: usize, seed: u64, amp: f32) -> Tensor3 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -78,7 +118,7 @@ proptest! {
 }
 
 #[test]
-fn into_variant_is_allocation_free_shape_checked_and_equal() {
+fn into_variant_is_shape_checked_and_equal() {
     let (q, k, v) = (
         tensor(70, 4, 33, 1, 1.0),
         tensor(70, 2, 33, 2, 1.0),
@@ -99,6 +139,28 @@ fn into_variant_is_allocation_free_shape_checked_and_equal() {
     ));
     let mut wrong = Tensor3::zeros(70, 2, 33).unwrap();
     assert!(dense_attention_into(&q, &k, &v, true, &mut wrong, &mut scratch).is_err());
+}
+
+#[test]
+fn into_variants_do_not_allocate() {
+    use aether_kernel::{sparse_attention_into, sparse_scratch_len};
+    let (q, k, v) = (
+        tensor(300, 4, 32, 1, 1.0),
+        tensor(300, 1, 32, 2, 1.0),
+        tensor(300, 1, 32, 3, 1.0),
+    );
+    let p = SparsePattern::default();
+    let mut out = Tensor3::zeros(300, 4, 32).unwrap();
+    let mut ss = vec![0.0; sparse_scratch_len(&p, 300, 1, 32).unwrap()];
+    let mut ds = vec![0.0; dense_scratch_len(300, 1, 32).unwrap()];
+    // Warm up (one-time SIMD detection), then count.
+    sparse_attention_into(&p, &q, &k, &v, &mut out, &mut ss).unwrap();
+    let n = allocations(|| {
+        sparse_attention_into(&p, &q, &k, &v, &mut out, &mut ss).unwrap();
+        dense_attention_into(&q, &k, &v, true, &mut out, &mut ds).unwrap();
+    });
+    assert_eq!(n, 0);
+    assert!(allocations(|| drop(dense_attention(&q, &k, &v, true).unwrap())) > 0);
 }
 
 #[test]
