@@ -42,7 +42,22 @@ enum Command {
     Demo(commands::demo::Args),
 }
 
+/// Restores the default SIGPIPE action so `aether … | head` ends quietly instead of
+/// panicking on "failed printing to stdout: Broken pipe" (Rust ignores SIGPIPE by default).
+#[cfg(unix)]
+fn reset_sigpipe() {
+    // SAFETY: called once at start-up before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE and no Rust state depends on the signal being ignored.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
+
 fn main() {
+    reset_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(a) => commands::init::run(a),
