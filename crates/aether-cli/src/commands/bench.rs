@@ -10,6 +10,9 @@
 //!   kv_heads 1, dim 32, W 32, B 16) at T = 1k, 15k, 100k positions, f32 and f16
 //!   caches, and the KV memory each holds at T.
 //!
+//! - head: the AETHER default head's forward (N = 100, 256, 1000, sparse vs dense)
+//!   and streaming push cost (T = 1k, 15k), from `bench_head`.
+//!
 //! The reference-crate columns live in the kernel's `bench_table` example (the
 //! reference crate is a dev-dependency only).
 
@@ -68,7 +71,7 @@ fn cpu_ns() -> Option<u64> {
 /// Mean cost in ms of one call of `f`: after a warm-up call, batches of about 5 ms
 /// run until `budget_s` of CPU time (and at least 3 calls) is spent; thread CPU
 /// time when available, else wall time.
-fn median_ms(budget_s: f64, mut f: impl FnMut()) -> f64 {
+pub(crate) fn median_ms(budget_s: f64, mut f: impl FnMut()) -> f64 {
     let w = Instant::now();
     f();
     let first = w.elapsed().as_secs_f64();
@@ -334,5 +337,6 @@ pub fn collect(quick: bool, print: bool) -> anyhow::Result<Value> {
         "gqa": gqa,
         "threads": th,
         "decode": dec,
+        "head": super::bench_head::run(quick, print)?,
     }))
 }
