@@ -40,7 +40,10 @@ pub fn run(quick: bool, print: bool) -> Result<serde_json::Value> {
     if print {
         println!();
         println!("head: AETHER default (L 2, D 16, Hq 4, Hkv 1, dh 32, C 4), one thread");
-        println!("{:<22} {:>7} {:>12} {:>12}", "benchmark", "N / T", "per call", "dense/sparse");
+        println!(
+            "{:<22} {:>7} {:>12} {:>12}",
+            "benchmark", "N / T", "per call", "dense/sparse"
+        );
     }
     let mut fwd = Vec::new();
     for n in [100usize, 256, 1000] {
