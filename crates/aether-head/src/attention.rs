@@ -90,25 +90,22 @@ pub(crate) fn block_means(x: &[f32], n: usize, width: usize, bs: usize, out: &mu
     }
 }
 
-/// Attention output of query `i` (all heads, `q_row` is `Hq·dh`) into `out` (`Hq·dh`).
-///
-/// `idx` and `scores` are caller scratch of at least [`scratch_len`] elements.
+/// Collects the candidates of query `i` of `n` into `idx` (at most `cap` of them):
+/// the pattern's tokens `≥ tok_min` first, then its landmark blocks `≥ blk_min` (sparse),
+/// or every position `j ≤ i` (causal) / `j < n` from `tok_min` (dense). Returns
+/// `(candidates, tokens)`: entries `tokens..candidates` are block indices.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attend_one<S: KvSource>(
+pub(crate) fn candidates(
     p: &SparsePattern,
     backend: Backend,
-    shape: AttnShape,
     i: usize,
     n: usize,
     tok_min: usize,
     blk_min: usize,
-    q_row: &[f32],
-    src: &S,
     idx: &mut [usize],
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let cap = idx.len().min(scores.len());
+    cap: usize,
+) -> (usize, usize) {
+    let cap = idx.len().min(cap);
     let mut ne = 0usize;
     let ntok;
     match backend {
@@ -138,6 +135,28 @@ pub(crate) fn attend_one<S: KvSource>(
             ntok = ne;
         }
     }
+    (ne, ntok)
+}
+
+/// Attention output of query `i` (all heads, `q_row` is `Hq·dh`) into `out` (`Hq·dh`).
+///
+/// `idx` and `scores` are caller scratch of at least [`scratch_len`] elements.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_one<S: KvSource>(
+    p: &SparsePattern,
+    backend: Backend,
+    shape: AttnShape,
+    i: usize,
+    n: usize,
+    tok_min: usize,
+    blk_min: usize,
+    q_row: &[f32],
+    src: &S,
+    idx: &mut [usize],
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let (ne, ntok) = candidates(p, backend, i, n, tok_min, blk_min, idx, scores.len());
     let dh = shape.head_dim;
     let group = shape.q_heads / shape.kv_heads;
     let scale = 1.0 / libm::sqrtf(dh as f32);

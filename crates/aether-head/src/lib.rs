@@ -32,6 +32,7 @@
 
 extern crate alloc;
 
+mod absorbed;
 mod attention;
 pub mod blob;
 pub mod config;

@@ -16,6 +16,7 @@ use aether_kernel::{
     dense_attention_into, dense_scratch_len, sparse_attention_into, sparse_scratch_len, Tensor3,
 };
 
+use crate::absorbed::{attend_one_absorbed, LayerInputs, Scratch};
 use crate::attention::{attend_one, block_means, scratch_len, AttnShape, SeqKv};
 use crate::config::{Backend, HeadConfig, Pooling, Positional};
 use crate::error::{HeadError, Result};
@@ -54,13 +55,21 @@ pub fn check_frames(frames: &[f32], features: usize) -> Result<usize> {
 /// Two layouts: [`Workspace::new`] stores every position's queries and attention output
 /// and runs the kernel's SIMD attention over the whole sequence (fastest);
 /// [`Workspace::compact`] projects each query row when it is needed and attends one
-/// position at a time (smallest: `x`, `k`, `v` of the sequence plus a few rows; for
-/// microcontrollers). Both give the same logits to float rounding.
+/// position at a time (smallest; for microcontrollers). The compact layout keeps per
+/// position whichever is narrower: the layer inputs `h [N, D]` (next to `x [N, D]`) with
+/// `Wk`/`Wv` absorbed into each query when `D < 2·Hkv·dh`
+/// ([`Workspace::is_absorbed`], the AETHER default head), else `k, v [N, Hkv·dh]`.
+/// All layouts give the same logits to float rounding.
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub(crate) dims: [usize; 7],
     pub(crate) max_len: usize,
     pub(crate) compact: bool,
+    pub(crate) absorbed: bool,
+    pub(crate) hx: Vec<f32>,
+    pub(crate) lh: Vec<f32>,
+    pub(crate) qd: Vec<f32>,
+    pub(crate) acc: Vec<f32>,
     pub(crate) qa: Vec<f32>,
     pub(crate) oa: Vec<f32>,
     pub(crate) ks: Vec<f32>,
@@ -110,11 +119,24 @@ impl Workspace {
         Self::build(head, max_len, true)
     }
 
+    /// Whether [`Workspace::compact`] for a head with config `cfg` keeps the layer
+    /// inputs and absorbs `Wk`/`Wv` into the queries: when `D < 2·Hkv·dh`, i.e. the
+    /// inputs `[N, D]` take fewer bytes than the keys and values `[N, 2·Hkv·dh]`.
+    pub fn compact_absorbs(cfg: &HeadConfig) -> bool {
+        cfg.d_model < 2 * cfg.kv_width()
+    }
+
     fn build(head: &TemporalHead<'_>, max_len: usize, compact: bool) -> Result<Self> {
         let c = &head.cfg;
         let max_len = max_len.max(1);
         let blocks = max_len.div_ceil(c.pattern.block_size);
-        let kw = c.kv_width();
+        let absorbed = compact && Self::compact_absorbs(c);
+        let kw = if absorbed { 0 } else { c.kv_width() };
+        let (hx, lh, row) = if absorbed {
+            (mul(max_len, c.d_model)?, mul(blocks, c.d_model)?, c.d_model)
+        } else {
+            (0, 0, 0)
+        };
         let (sl, lm, qa, ks) = if compact {
             let sl = scratch_len(&c.pattern, Backend::Sparse, max_len).max(scratch_len(
                 &c.pattern,
@@ -133,6 +155,11 @@ impl Workspace {
             dims: dims(c),
             max_len,
             compact,
+            absorbed,
+            hx: vec![0.0; hx],
+            lh: vec![0.0; lh],
+            qd: vec![0.0; row],
+            acc: vec![0.0; row],
             qa: vec![0.0; qa],
             oa: vec![0.0; qa],
             ks: vec![0.0; ks],
@@ -157,6 +184,12 @@ impl Workspace {
         self.compact
     }
 
+    /// Whether this compact workspace attends from the layer inputs with `Wk`/`Wv`
+    /// absorbed into the queries (see [`Workspace::compact_absorbs`]).
+    pub fn is_absorbed(&self) -> bool {
+        self.absorbed
+    }
+
     /// Longest sequence this workspace accepts.
     pub fn max_len(&self) -> usize {
         self.max_len
@@ -178,7 +211,11 @@ impl Workspace {
             + self.att.len()
             + self.hid.len()
             + self.scores.len()
-            + self.pooled.len();
+            + self.pooled.len()
+            + self.hx.len()
+            + self.lh.len()
+            + self.qd.len()
+            + self.acc.len();
         f * 4 + self.idx.len() * core::mem::size_of::<usize>()
     }
 }
@@ -400,7 +437,10 @@ impl<'a> TemporalHead<'a> {
                 what: "layer",
                 detail: alloc::format!("{l} >= {}", self.cfg.layers),
             })?;
-        if ws.compact {
+        if ws.absorbed {
+            self.layer_absorbed(lw, n, ws);
+            Ok(())
+        } else if ws.compact {
             self.layer_rowwise(lw, n, ws);
             Ok(())
         } else {
@@ -520,6 +560,67 @@ impl<'a> TemporalHead<'a> {
                 &src,
                 &mut ws.idx,
                 &mut ws.scores,
+                &mut ws.att,
+            );
+            self.finish_row(
+                lw,
+                &ws.att,
+                &mut ws.x[t * d..(t + 1) * d],
+                &mut ws.h,
+                &mut ws.hid,
+            );
+        }
+    }
+
+    /// The absorbed low-memory layer (see [`crate::absorbed`]): the layer inputs
+    /// `h = LN1(x)` of every position first, then per row its query, attention from `h`
+    /// and the finish, which updates `x[t]` only (`h` stays the layer's input).
+    fn layer_absorbed(&self, lw: &LayerWeights<'_>, n: usize, ws: &mut Workspace) {
+        let d = self.cfg.d_model;
+        for (x, h) in ws.x[..n * d]
+            .chunks_exact(d)
+            .zip(ws.hx[..n * d].chunks_exact_mut(d))
+        {
+            match &lw.ln1 {
+                Some(nm) => layer_norm(x, &nm.g, &nm.b, h),
+                None => h.copy_from_slice(x),
+            }
+        }
+        let p = &self.cfg.pattern;
+        if self.cfg.backend == Backend::Sparse && p.landmarks {
+            block_means(&ws.hx[..n * d], n, d, p.block_size, &mut ws.lh);
+        }
+        let shape = self.attn_shape();
+        for t in 0..n {
+            let src = LayerInputs {
+                h: &ws.hx,
+                lh: &ws.lh,
+                d,
+                wk: &lw.wk,
+                wv: &lw.wv,
+                bv: lw.bv.as_deref(),
+            };
+            vec_mat(
+                &ws.hx[t * d..(t + 1) * d],
+                &lw.wq,
+                lw.bq.as_deref(),
+                &mut ws.q,
+            );
+            let mut scratch = Scratch {
+                idx: &mut ws.idx,
+                scores: &mut ws.scores,
+                qd: &mut ws.qd,
+                acc: &mut ws.acc,
+            };
+            attend_one_absorbed(
+                p,
+                self.cfg.backend,
+                shape,
+                t,
+                n,
+                &ws.q,
+                &src,
+                &mut scratch,
                 &mut ws.att,
             );
             self.finish_row(

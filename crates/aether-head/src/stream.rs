@@ -274,7 +274,8 @@ impl RollingWindow {
         Self::build(head, window, false)
     }
 
-    /// Like [`RollingWindow::new`] with the low-memory [`Workspace::compact`] layout.
+    /// Like [`RollingWindow::new`] with the low-memory [`Workspace::compact`] layout;
+    /// classify rotates the ring in place (time order) instead of copying it.
     pub fn compact(head: &TemporalHead<'_>, window: usize) -> Result<Self> {
         Self::build(head, window, true)
     }
@@ -297,7 +298,7 @@ impl RollingWindow {
             ring: vec![0.0; len],
             start: 0,
             len: 0,
-            lin: vec![0.0; len],
+            lin: if compact { Vec::new() } else { vec![0.0; len] },
             ws: if compact {
                 Workspace::compact(head, window)?
             } else {
@@ -326,7 +327,7 @@ impl RollingWindow {
         self.window
     }
 
-    /// Bytes of the ring, the linear copy and the workspace.
+    /// Bytes of the ring, the linear copy (none when compact) and the workspace.
     pub fn bytes(&self) -> usize {
         (self.ring.len() + self.lin.len()) * 4 + self.ws.bytes()
     }
@@ -367,6 +368,14 @@ impl RollingWindow {
             return Err(HeadError::NoFrames);
         }
         let f = self.cfg.features;
+        if self.lin.is_empty() {
+            // Compact: only a full ring wraps; rotating it puts the oldest frame first.
+            if self.start != 0 {
+                self.ring.rotate_left(self.start * f);
+                self.start = 0;
+            }
+            return head.forward_into(&self.ring[..self.len * f], &mut self.ws, logits);
+        }
         for r in 0..self.len {
             let s = (self.start + r) % self.window;
             self.lin[r * f..(r + 1) * f].copy_from_slice(&self.ring[s * f..(s + 1) * f]);

@@ -499,13 +499,13 @@ fn f16_and_heavy_hitter_streams_run_through_the_kernel_caches() {
 fn workspace_and_stream_report_bytes() {
     let head = random_head(HeadConfig::aether_default(), 3);
     let ws = Workspace::compact(&head, 256).unwrap();
-    assert!(ws.is_compact());
+    assert!(ws.is_compact() && ws.is_absorbed());
     assert!(Workspace::new(&head, 256).unwrap().bytes() > ws.bytes());
-    // x, k, v dominate: 256 · (16 + 32 + 32) floats; q is one row.
-    assert!(ws.bytes() >= 256 * (16 + 64) * 4);
-    // plus landmarks (16 blocks · 64 floats) and one candidate list (≤ 256 entries).
+    // D = 16 < 2·Hkv·dh = 64: x and the layer inputs h dominate, 256 · (16 + 16) floats.
+    assert!(ws.bytes() >= 256 * (16 + 16) * 4);
+    // plus landmarks (16 blocks · 16 floats) and one candidate list (≤ 256 entries).
     assert!(
-        ws.bytes() < 256 * (16 + 64) * 4 + 12 * 1024,
+        ws.bytes() < 256 * (16 + 16) * 4 + 12 * 1024,
         "{}",
         ws.bytes()
     );
