@@ -11,13 +11,20 @@
 //! loaded machine. Elsewhere the CPU clock falls back to wall time.
 //!
 //! Run: `cargo bench -p aether-kernel --bench decode`.
+//!
+//! Instruction counts (reliable on a loaded machine): with `AETHER_DECODE_PROFILE=T` set the
+//! binary skips criterion and runs `AETHER_DECODE_STEPS` (default 4096) AETHER f32 steps
+//! (`AETHER_DECODE_STORAGE=f16` for f16) after filling to `T`, inside the never-inlined
+//! `profile_steps`; count them with
+//! `valgrind --tool=callgrind --toggle-collect=*profile_steps* <bench binary>` and divide the
+//! total `Ir` by the step count.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use aether_kernel::{KvCacheOf, KvElem, SparsePattern};
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, BenchmarkId, Criterion};
 use half::f16;
 
 const CHUNK: usize = 2048;
@@ -182,10 +189,53 @@ fn decode_cpu(c: &mut Criterion<CpuTime>) {
     bench_one::<f16, _>(c, clock, "decode_step_cpu", "mha_4q4kv", 4, 4);
 }
 
+/// The measured steps of the profile mode (a separate symbol for callgrind's toggle).
+#[inline(never)]
+fn profile_steps<S: KvElem>(
+    cache: &mut KvCacheOf<S>,
+    r: &Rows,
+    p: &SparsePattern,
+    out: &mut [f32],
+    steps: usize,
+) {
+    for _ in 0..steps {
+        let row = &r.k[cache.total() % r.k.len()];
+        cache.push(row, row).expect("push");
+        cache.decode(p, &r.q, out).expect("decode");
+        black_box(&*out);
+    }
+}
+
+fn profile<S: KvElem>(t: usize, steps: usize) {
+    let p = SparsePattern::default();
+    let (q_heads, kv_heads, dim) = (4, 1, 32);
+    let r = rows(kv_heads, q_heads, dim);
+    let mut cache = KvCacheOf::<S>::new(t + steps, kv_heads, dim, p.block_size);
+    fill(&mut cache, &r, t);
+    let mut out = vec![0.0f32; q_heads * dim];
+    cache.decode(&p, &r.q, &mut out).expect("warm-up decode");
+    profile_steps(&mut cache, &r, &p, &mut out, steps);
+    eprintln!("profiled {steps} {} steps from T = {t}", S::NAME);
+}
+
 criterion_group!(wall, decode);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(CpuTime);
     targets = decode_cpu
 }
-criterion_main!(wall, cpu);
+
+fn main() {
+    let var = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(t) = var("AETHER_DECODE_PROFILE") {
+        let steps = var("AETHER_DECODE_STEPS").unwrap_or(4096);
+        match std::env::var("AETHER_DECODE_STORAGE").as_deref() {
+            Ok("f16") => profile::<f16>(t, steps),
+            _ => profile::<f32>(t, steps),
+        }
+        return;
+    }
+    wall();
+    cpu();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -68,6 +68,9 @@ pub trait KvElem: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     fn load<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
     /// `src` as f32 without conversion, when the storage is f32.
     fn direct(src: &[Self]) -> Option<&[f32]>;
+    /// Converts the rows `src[slots[c]·stride + add..][..dim]` into `dst[c·dim..][..dim]`;
+    /// `hw` allows the x86 F16C instructions (the caller checked that they are present).
+    fn gather(src: &[Self], rows: (&[usize], usize, usize), dim: usize, dst: &mut [f32], hw: bool);
 }
 
 impl KvElem for f32 {
@@ -87,6 +90,13 @@ impl KvElem for f32 {
     #[inline(always)]
     fn direct(src: &[f32]) -> Option<&[f32]> {
         Some(src)
+    }
+    #[inline]
+    fn gather(src: &[f32], rows: (&[usize], usize, usize), d: usize, dst: &mut [f32], _: bool) {
+        let (slots, stride, add) = rows;
+        for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
+            o.copy_from_slice(&src[s * stride + add..][..d]);
+        }
     }
 }
 
@@ -109,6 +119,12 @@ impl KvElem for f16 {
     }
     #[inline]
     fn store(src: &[f32], dst: &mut [f16]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd::active_level() != simd::SimdLevel::Scalar && f16c_available() {
+            // SAFETY: F16C and AVX were detected at run time (or compiled in) just above.
+            unsafe { f16c_store(src, dst) };
+            return;
+        }
         for (d, &s) in dst.iter_mut().zip(src) {
             *d = f16::from_f32(s);
         }
@@ -124,6 +140,96 @@ impl KvElem for f16 {
     #[inline(always)]
     fn direct(_src: &[f16]) -> Option<&[f32]> {
         None
+    }
+    #[inline]
+    fn gather(src: &[f16], rows: (&[usize], usize, usize), d: usize, dst: &mut [f32], hw: bool) {
+        #[cfg(target_arch = "x86_64")]
+        if hw {
+            // SAFETY: the caller checked `f16c_available()` (F16C and AVX present).
+            unsafe { f16c_gather(src, rows, d, dst) };
+            return;
+        }
+        let _ = hw;
+        let (slots, stride, add) = rows;
+        for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
+            for (x, h) in o.iter_mut().zip(&src[s * stride + add..][..d]) {
+                *x = f16_bits_to_f32(h.to_bits());
+            }
+        }
+    }
+}
+
+/// Whether the F16C conversion instructions (and AVX) are available: detected at run time
+/// under `std`, fixed at compile time without it.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn f16c_available() -> bool {
+    #[cfg(feature = "std")]
+    {
+        std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx")
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        cfg!(all(target_feature = "f16c", target_feature = "avx"))
+    }
+}
+
+/// [`KvElem::gather`] for f16 with `vcvtph2ps`, 8 halves at a time (exact, like
+/// [`f16_bits_to_f32`], which converts each row's tail).
+///
+/// # Safety
+/// The CPU must support F16C and AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn f16c_gather(src: &[f16], rows: (&[usize], usize, usize), d: usize, dst: &mut [f32]) {
+    use core::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
+    let (slots, stride, add) = rows;
+    for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
+        let row = &src[s * stride + add..][..d];
+        let mut i = 0;
+        while i + 8 <= d {
+            let (s8, d8) = (&row[i..i + 8], &mut o[i..i + 8]);
+            // SAFETY: `s8` is 8 halves = 16 readable bytes (`f16` is `repr(transparent)`
+            // over `u16`), `d8` is 8 writable floats; both intrinsics are unaligned; F16C
+            // and AVX are guaranteed by this function's contract.
+            unsafe {
+                let h = _mm_loadu_si128(s8.as_ptr().cast::<__m128i>());
+                _mm256_storeu_ps(d8.as_mut_ptr(), _mm256_cvtph_ps(h));
+            }
+            i += 8;
+        }
+        for (x, h) in o[i..].iter_mut().zip(&row[i..]) {
+            *x = f16_bits_to_f32(h.to_bits());
+        }
+    }
+}
+
+/// `dst[i] = f16::from_f32(src[i])` with `vcvtps2ph` (round to nearest even, the same
+/// rounding as `half`), 8 values at a time; the tail goes through `half`.
+///
+/// # Safety
+/// The CPU must support F16C and AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,f16c")]
+unsafe fn f16c_store(src: &[f32], dst: &mut [f16]) {
+    use core::arch::x86_64::{
+        __m128i, _mm256_cvtps_ph, _mm256_loadu_ps, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT,
+    };
+    let n = src.len().min(dst.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let (s8, d8) = (&src[i..i + 8], &mut dst[i..i + 8]);
+        // SAFETY: `s8` is 8 readable floats, `d8` 8 writable halves = 16 bytes (`f16` is
+        // `repr(transparent)` over `u16`, every bit pattern valid); unaligned intrinsics;
+        // F16C and AVX are guaranteed by this function's contract.
+        unsafe {
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s8.as_ptr()));
+            _mm_storeu_si128(d8.as_mut_ptr().cast::<__m128i>(), h);
+        }
+        i += 8;
+    }
+    for (d, &s) in dst[i..n].iter_mut().zip(&src[i..n]) {
+        *d = f16::from_f32(s);
     }
 }
 
@@ -156,9 +262,11 @@ struct Scratch {
     lm: Vec<usize>,
     /// Scores, then softmax weights: `[group head][candidate]`.
     scores: Vec<f32>,
-    /// One row converted to f32 (f16 storage).
+    /// One row converted to f32 (landmark means in `push`).
     row: Vec<f32>,
-    /// The value rows of the candidates converted to f32, `[candidate][dim]` (f16 only).
+    /// The key rows of the candidates of one kv head as f32, `[candidate][dim]` (f16 only).
+    keys: Vec<f32>,
+    /// The value rows of the candidates of one kv head as f32, `[candidate][dim]` (f16 only).
     vals: Vec<f32>,
 }
 
@@ -313,11 +421,12 @@ fn prefetch_row<T>(buf: &[T], start: usize, row: usize) {
 }
 
 /// Where candidate `c`'s row starts inside some base slice.
-trait RowOffsets {
+trait RowOffsets: Copy {
     fn off(&self, c: usize) -> usize;
 }
 
-/// Rows at `slots[c] · stride + add`.
+/// Rows at `slots[c] · stride + add` (f32 storage read in place).
+#[derive(Clone, Copy)]
 struct Slotted<'a> {
     slots: &'a [usize],
     stride: usize,
@@ -331,54 +440,183 @@ impl RowOffsets for Slotted<'_> {
     }
 }
 
-/// Rows packed densely, `c · dim`.
-struct Packed(usize);
+/// Rows packed densely at `c · stride + add` (f16 rows converted into scratch).
+#[derive(Clone, Copy)]
+struct Packed {
+    stride: usize,
+    add: usize,
+}
 
 impl RowOffsets for Packed {
     #[inline(always)]
     fn off(&self, c: usize) -> usize {
-        c * self.0
+        c * self.stride + self.add
     }
 }
 
-/// Adds `Σ_c w[c] · base[off(c) + e ..][..lanes]` to the accumulators of one column tile.
+/// `n` candidate rows of one kv head: key row `c` at `k[rows.off(c)..][..dim]`, value row at
+/// the same offset of `v`.
+#[derive(Clone, Copy)]
+struct Group<'a, R> {
+    k: &'a [f32],
+    v: &'a [f32],
+    rows: R,
+    n: usize,
+}
+
+/// Max of `s` (`-∞` when empty), vectorised.
 #[inline(always)]
-fn tile_g<I: simd::Isa, R: RowOffsets>(
-    w: &[f32],
-    base: &[f32],
-    rows: &R,
-    e: usize,
-    width: usize,
-    mut acc: (I::V, I::V),
-) -> (I::V, I::V) {
+fn max_g<I: simd::Isa>(s: &[f32]) -> f32 {
     const L: usize = simd::LANES;
-    for (c, &wc) in w.iter().enumerate() {
-        let o = rows.off(c) + e;
-        let s = I::splat(wc);
-        if width == 2 * L {
-            acc.0 = I::fma(s, I::load(&base[o..o + L]), acc.0);
-            acc.1 = I::fma(s, I::load(&base[o + L..o + 2 * L]), acc.1);
-        } else if width == L {
-            acc.0 = I::fma(s, I::load(&base[o..o + L]), acc.0);
+    let mut m = I::splat(f32::NEG_INFINITY);
+    let mut c = 0;
+    while c + L <= s.len() {
+        m = I::max(I::load(&s[c..]), m);
+        c += L;
+    }
+    if c < s.len() {
+        let t = I::keep_first(I::load_partial(&s[c..]), s.len() - c, f32::NEG_INFINITY);
+        m = I::max(t, m);
+    }
+    I::reduce_max(m)
+}
+
+/// The four horizontal sums of `a`. A level whose vector is one native 512-bit register
+/// (alignment 64: AVX-512) has a single shuffle tree for the four sums; elsewhere four
+/// direct reductions inline better than the trait's default (which goes through
+/// `array::map`, a call that leaves the `#[target_feature]` context). Only speed differs.
+#[inline(always)]
+fn reduce4<I: simd::Isa>(a: [I::V; 4]) -> [f32; 4] {
+    if core::mem::align_of::<I::V>() == 64 {
+        I::reduce_add4(a)
+    } else {
+        [
+            I::reduce_add(a[0]),
+            I::reduce_add(a[1]),
+            I::reduce_add(a[2]),
+            I::reduce_add(a[3]),
+        ]
+    }
+}
+
+/// The dot products of one key row `k` (`dim`) with four query rows `q` (`4·dim`): each key
+/// tile is loaded once, four accumulators, one [`reduce4`].
+#[inline(always)]
+fn dot4_k<I: simd::Isa>(k: &[f32], q: &[f32], dim: usize) -> [f32; 4] {
+    const L: usize = simd::LANES;
+    let d = dim;
+    let k = &k[..d];
+    let (q0, q1, q2, q3) = (&q[..d], &q[d..2 * d], &q[2 * d..3 * d], &q[3 * d..4 * d]);
+    let (mut a0, mut a1, mut a2, mut a3) = (I::zero(), I::zero(), I::zero(), I::zero());
+    let mut e = 0;
+    while e + L <= d {
+        let kv = I::load(&k[e..]);
+        a0 = I::fma(I::load(&q0[e..]), kv, a0);
+        a1 = I::fma(I::load(&q1[e..]), kv, a1);
+        a2 = I::fma(I::load(&q2[e..]), kv, a2);
+        a3 = I::fma(I::load(&q3[e..]), kv, a3);
+        e += L;
+    }
+    if e < d {
+        let kv = I::load_partial(&k[e..]);
+        a0 = I::fma(I::load_partial(&q0[e..]), kv, a0);
+        a1 = I::fma(I::load_partial(&q1[e..]), kv, a1);
+        a2 = I::fma(I::load_partial(&q2[e..]), kv, a2);
+        a3 = I::fma(I::load_partial(&q3[e..]), kv, a3);
+    }
+    reduce4::<I>([a0, a1, a2, a3])
+}
+
+/// Scores of the `H` query rows `q` (`H·dim`) against the key rows of `g`, scaled, written to
+/// `s[j·nc + c0 + c]`. With `H = 4` each key row is loaded once for the four heads and the
+/// four dot products share one horizontal reduction.
+#[inline(always)]
+fn scores_g<I: simd::Isa, R: RowOffsets, const H: usize>(
+    q: &[f32],
+    g: Group<'_, R>,
+    dim: usize,
+    scale: f32,
+    s: &mut [f32],
+    nc: usize,
+    c0: usize,
+) {
+    let d = dim;
+    for c in 0..g.n {
+        let o = g.rows.off(c);
+        let kr = &g.k[o..o + d];
+        if H == 4 {
+            let dots = dot4_k::<I>(kr, q, d);
+            for (j, x) in dots.into_iter().enumerate() {
+                s[j * nc + c0 + c] = x * scale;
+            }
         } else {
-            acc.0 = I::fma(s, I::load_partial(&base[o..o + width]), acc.0);
+            for j in 0..H {
+                s[j * nc + c0 + c] = simd::dot_g::<I>(&q[j * d..(j + 1) * d], kr, d) * scale;
+            }
         }
     }
-    acc
 }
 
-/// `out = Σ_c w[c] · row_c` over two groups of rows (tokens, then landmarks), accumulated in
-/// registers one column tile at a time.
+/// Adds `Σ_c s[j·nc + c0 + c] · v_c[e..e + width]` to the accumulators of head `j` of one
+/// column tile (`width` ≤ 2·LANES): each value tile is loaded once for all `H` heads.
 #[inline(always)]
-fn weighted_sum_g<I: simd::Isa, A: RowOffsets, B: RowOffsets>(
-    w: &[f32],
-    first: (&[f32], &A, usize),
-    second: (&[f32], &B),
-    out: &mut [f32],
+fn tile_g<I: simd::Isa, R: RowOffsets, const H: usize>(
+    s: &[f32],
+    nc: usize,
+    c0: usize,
+    g: Group<'_, R>,
+    e: usize,
+    width: usize,
+    acc: &mut [(I::V, I::V); H],
 ) {
     const L: usize = simd::LANES;
-    let d = out.len();
-    let (wa, wb) = w.split_at(first.2);
+    if width == 2 * L {
+        for c in 0..g.n {
+            let o = g.rows.off(c) + e;
+            let (r0, r1) = (I::load(&g.v[o..o + L]), I::load(&g.v[o + L..o + 2 * L]));
+            for (j, a) in acc.iter_mut().enumerate() {
+                let w = I::splat(s[j * nc + c0 + c]);
+                a.0 = I::fma(w, r0, a.0);
+                a.1 = I::fma(w, r1, a.1);
+            }
+        }
+    } else {
+        for c in 0..g.n {
+            let o = g.rows.off(c) + e;
+            let r0 = if width == L {
+                I::load(&g.v[o..o + L])
+            } else {
+                I::load_partial(&g.v[o..o + width])
+            };
+            for (j, a) in acc.iter_mut().enumerate() {
+                a.0 = I::fma(I::splat(s[j * nc + c0 + c]), r0, a.0);
+            }
+        }
+    }
+}
+
+/// Scores, softmax and weighted value sum of `H` query heads (`q`, `o`: `H·dim`; `s`:
+/// `H·nc` weights) over the token and landmark candidates of one kv head.
+#[inline(always)]
+fn heads_g<I: simd::Isa, R: RowOffsets, const H: usize>(
+    q: &[f32],
+    toks: Group<'_, R>,
+    lms: Group<'_, R>,
+    dim: usize,
+    s: &mut [f32],
+    o: &mut [f32],
+) {
+    const L: usize = simd::LANES;
+    let d = dim;
+    let nc = toks.n + lms.n;
+    let scale = 1.0 / libm::sqrtf(d as f32);
+    scores_g::<I, R, H>(q, toks, d, scale, s, nc, 0);
+    scores_g::<I, R, H>(q, lms, d, scale, s, nc, toks.n);
+    for row in s.chunks_exact_mut(nc) {
+        let m = max_g::<I>(row);
+        let z = simd::exp_shift_sum_g::<I>(row, -m);
+        simd::scale_g::<I>(1.0 / z, row);
+    }
     let mut e = 0;
     while e < d {
         let width = if e + 2 * L <= d {
@@ -386,122 +624,68 @@ fn weighted_sum_g<I: simd::Isa, A: RowOffsets, B: RowOffsets>(
         } else {
             (d - e).min(L)
         };
-        let acc = (I::zero(), I::zero());
-        let acc = tile_g::<I, A>(wa, first.0, first.1, e, width, acc);
-        let acc = tile_g::<I, B>(wb, second.0, second.1, e, width, acc);
-        if width == 2 * L {
-            I::store(&mut out[e..e + L], acc.0);
-            I::store(&mut out[e + L..e + 2 * L], acc.1);
-        } else if width == L {
-            I::store(&mut out[e..e + L], acc.0);
-        } else {
-            I::store_partial(&mut out[e..e + width], acc.0);
+        let mut acc = [(I::zero(), I::zero()); H];
+        tile_g::<I, R, H>(s, nc, 0, toks, e, width, &mut acc);
+        tile_g::<I, R, H>(s, nc, toks.n, lms, e, width, &mut acc);
+        for (j, a) in acc.into_iter().enumerate() {
+            let out = &mut o[j * d + e..j * d + e + width];
+            if width == 2 * L {
+                I::store(&mut out[..L], a.0);
+                I::store(&mut out[L..], a.1);
+            } else if width == L {
+                I::store(out, a.0);
+            } else {
+                I::store_partial(out, a.0);
+            }
         }
         e += width;
     }
 }
 
-/// The arithmetic of one decode step, generic over the SIMD instruction set so that
-/// [`simd::dispatch`] selects the level once per step and everything inlines.
-struct DecodeOp<'a, S: KvElem> {
-    k: &'a [S],
-    v: &'a [S],
-    lm_k: &'a [S],
-    lm_v: &'a [S],
-    /// Token candidates (physical slots), then landmark candidates (landmark slots).
-    tok: &'a [usize],
-    lm: &'a [usize],
+/// The arithmetic of one decode step for one kv head and its `group` query heads, generic
+/// over the SIMD instruction set so that [`simd::dispatch`] selects the level and everything
+/// inlines. Query heads go four at a time (MQA/GQA: one load of each key and value row
+/// serves four heads), the remainder one at a time.
+struct HeadOp<'a, R> {
+    toks: Group<'a, R>,
+    lms: Group<'a, R>,
+    /// `group · dim` query rows of this kv head.
+    q: &'a [f32],
+    /// `group · dim` output rows.
+    out: &'a mut [f32],
     /// `[group head][candidate]` scores, then softmax weights.
     scores: &'a mut [f32],
-    buf: &'a mut [f32],
-    vals: &'a mut [f32],
-    q_row: &'a [f32],
-    out_row: &'a mut [f32],
-    /// Heavy-hitter mass per slot, when tracked.
-    mass: Option<&'a mut [f32]>,
-    kv_heads: usize,
     dim: usize,
+    /// Heavy-hitter mass per slot and the token candidates' slots, when tracked.
+    mass: Option<(&'a mut [f32], &'a [usize])>,
 }
 
-impl<S: KvElem> simd::WithIsa for DecodeOp<'_, S> {
+impl<R: RowOffsets> simd::WithIsa for HeadOp<'_, R> {
     type Output = ();
 
     #[inline(always)]
     fn run<I: simd::Isa>(self) {
         let d = self.dim;
-        let r = self.kv_heads * d;
-        let (nt, nl) = (self.tok.len(), self.lm.len());
-        let nc = nt + nl;
-        let q_heads = self.q_row.len() / d;
-        let group = q_heads / self.kv_heads;
-        let scale = 1.0 / libm::sqrtf(d as f32);
-        let row_of = |c: usize, kh: usize| {
-            let slot = if c < nt { self.tok[c] } else { self.lm[c - nt] };
-            (c < nt, slot * r + kh * d)
-        };
-        let mut mass = self.mass;
-        for kh in 0..self.kv_heads {
-            let scores = &mut self.scores[..group * nc];
-            let qg = &self.q_row[kh * group * d..(kh + 1) * group * d];
-            for c in 0..nc {
-                let (is_tok, off) = row_of(c, kh);
-                let src = if is_tok {
-                    &self.k[off..off + d]
-                } else {
-                    &self.lm_k[off..off + d]
-                };
-                let kf = S::load(src, self.buf);
-                for (hh, q) in qg.chunks_exact(d).enumerate() {
-                    scores[hh * nc + c] = simd::dot_g::<I>(q, kf, d) * scale;
-                }
+        let group = self.q.len() / d;
+        let nc = self.toks.n + self.lms.n;
+        let scores = &mut self.scores[..group * nc];
+        let mut h = 0;
+        while h < group {
+            let hc = if group - h >= 4 { 4 } else { 1 };
+            let q = &self.q[h * d..(h + hc) * d];
+            let s = &mut scores[h * nc..(h + hc) * nc];
+            let o = &mut self.out[h * d..(h + hc) * d];
+            if hc == 4 {
+                heads_g::<I, R, 4>(q, self.toks, self.lms, d, s, o);
+            } else {
+                heads_g::<I, R, 1>(q, self.toks, self.lms, d, s, o);
             }
-            for s in scores.chunks_exact_mut(nc) {
-                let m = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let z = simd::exp_shift_sum_g::<I>(s, -m);
-                simd::scale_g::<I>(1.0 / z, s);
-            }
-            // Value rows as f32: borrowed (f32 storage) or converted once per step (f16).
-            if S::direct(&self.v[..0]).is_none() {
-                for c in 0..nc {
-                    let (is_tok, off) = row_of(c, kh);
-                    let src = if is_tok {
-                        &self.v[off..off + d]
-                    } else {
-                        &self.lm_v[off..off + d]
-                    };
-                    let _ = S::load(src, &mut self.vals[c * d..(c + 1) * d]);
-                }
-            }
-            let og = &mut self.out_row[kh * group * d..(kh + 1) * group * d];
-            let toks = Slotted {
-                slots: self.tok,
-                stride: r,
-                add: kh * d,
-            };
-            let lms = Slotted {
-                slots: self.lm,
-                stride: r,
-                add: kh * d,
-            };
-            for (hh, o) in og.chunks_exact_mut(d).enumerate() {
-                let w = &scores[hh * nc..(hh + 1) * nc];
-                match (S::direct(self.v), S::direct(self.lm_v)) {
-                    (Some(v), Some(lm_v)) => {
-                        weighted_sum_g::<I, _, _>(w, (v, &toks, nt), (lm_v, &lms), o)
-                    }
-                    _ => weighted_sum_g::<I, _, _>(
-                        w,
-                        (self.vals, &Packed(d), nc),
-                        (&[], &Packed(d)),
-                        o,
-                    ),
-                }
-            }
-            if let Some(mass) = mass.as_deref_mut() {
-                for (c, &slot) in self.tok.iter().enumerate() {
-                    let w: f32 = (0..group).map(|hh| scores[hh * nc + c]).sum();
-                    mass[slot] += w;
-                }
+            h += hc;
+        }
+        if let Some((mass, slots)) = self.mass {
+            for (c, &slot) in slots.iter().enumerate() {
+                let w: f32 = (0..group).map(|hh| scores[hh * nc + c]).sum();
+                mass[slot] += w;
             }
         }
     }
@@ -704,7 +888,12 @@ impl<S: KvElem> KvCacheOf<S> {
                 * size_of::<S>()
             + (self.pos.capacity() + self.order.capacity() + s.tok.capacity() + s.lm.capacity())
                 * size_of::<usize>()
-            + (self.mass.capacity() + s.scores.capacity() + s.row.capacity()) * size_of::<f32>()
+            + (self.mass.capacity()
+                + s.scores.capacity()
+                + s.row.capacity()
+                + s.keys.capacity()
+                + s.vals.capacity())
+                * size_of::<f32>()
             + self.flags.capacity()
             + (self.acc_k.capacity() + self.acc_v.capacity()) * size_of::<f64>()
     }
@@ -916,10 +1105,9 @@ impl<S: KvElem> KvCacheOf<S> {
             }
         }
         if S::direct(&[]).is_none() {
-            ensure_len(
-                &mut self.scratch.vals,
-                all.checked_mul(self.dim).ok_or(overflow)?,
-            )?;
+            let n = all.checked_mul(self.dim).ok_or(overflow)?;
+            ensure_len(&mut self.scratch.keys, n)?;
+            ensure_len(&mut self.scratch.vals, n)?;
         }
         ensure_len(&mut self.scratch.scores, cand)
     }
@@ -1016,27 +1204,97 @@ impl<S: KvElem> KvCacheOf<S> {
         }
 
         let track_mass = !self.mass.is_empty();
-        let op = DecodeOp {
-            k: &self.k,
-            v: &self.v,
-            lm_k: &self.lm_k,
-            lm_v: &self.lm_v,
-            tok: &sc.tok,
-            lm: &sc.lm,
-            scores: &mut sc.scores,
-            buf: &mut sc.row,
-            vals: &mut sc.vals,
-            q_row,
-            out_row,
-            mass: if track_mass {
-                Some(&mut self.mass)
-            } else {
-                None
-            },
-            kv_heads: self.kv_heads,
-            dim: d,
+        let level = simd::select_level();
+        let (r, hk) = (self.row, self.kv_heads);
+        let group = q_heads / hk;
+        let (nt, nl) = (sc.tok.len(), sc.lm.len());
+        let nc = nt + nl;
+        let mut mass = if track_mass {
+            Some(&mut self.mass[..])
+        } else {
+            None
         };
-        simd::dispatch(simd::select_level(), op);
+        #[cfg(target_arch = "x86_64")]
+        let f16c_ok = S::direct(&[]).is_none() && f16c_available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let f16c_ok = false;
+        let direct = (
+            S::direct(&self.k),
+            S::direct(&self.v),
+            S::direct(&self.lm_k),
+            S::direct(&self.lm_v),
+        );
+        for kh in 0..hk {
+            let q = &q_row[kh * group * d..(kh + 1) * group * d];
+            let out = &mut out_row[kh * group * d..(kh + 1) * group * d];
+            let mass = mass.as_deref_mut().map(|m| (m, &sc.tok[..]));
+            if let (Some(k), Some(v), Some(lk), Some(lv)) = direct {
+                // f32 storage: read the candidate rows in place.
+                let op = HeadOp {
+                    toks: Group {
+                        k,
+                        v,
+                        rows: Slotted {
+                            slots: &sc.tok,
+                            stride: r,
+                            add: kh * d,
+                        },
+                        n: nt,
+                    },
+                    lms: Group {
+                        k: lk,
+                        v: lv,
+                        rows: Slotted {
+                            slots: &sc.lm,
+                            stride: r,
+                            add: kh * d,
+                        },
+                        n: nl,
+                    },
+                    q,
+                    out,
+                    scores: &mut sc.scores,
+                    dim: d,
+                    mass,
+                };
+                simd::dispatch(level, op);
+            } else {
+                // f16 storage: convert this head's candidate rows once (F16C unless the
+                // scalar level is forced), then run the f32 arithmetic on packed rows.
+                let hw = level != simd::SimdLevel::Scalar && f16c_ok;
+                let (keys, vals) = (&mut sc.keys[..nc * d], &mut sc.vals[..nc * d]);
+                let (kt, kl) = keys.split_at_mut(nt * d);
+                let (vt, vl) = vals.split_at_mut(nt * d);
+                S::gather(&self.k, (&sc.tok, r, kh * d), d, kt, hw);
+                S::gather(&self.v, (&sc.tok, r, kh * d), d, vt, hw);
+                S::gather(&self.lm_k, (&sc.lm, r, kh * d), d, kl, hw);
+                S::gather(&self.lm_v, (&sc.lm, r, kh * d), d, vl, hw);
+                let (keys, vals) = (&sc.keys[..nc * d], &sc.vals[..nc * d]);
+                let op = HeadOp {
+                    toks: Group {
+                        k: keys,
+                        v: vals,
+                        rows: Packed { stride: d, add: 0 },
+                        n: nt,
+                    },
+                    lms: Group {
+                        k: keys,
+                        v: vals,
+                        rows: Packed {
+                            stride: d,
+                            add: nt * d,
+                        },
+                        n: nl,
+                    },
+                    q,
+                    out,
+                    scores: &mut sc.scores,
+                    dim: d,
+                    mass,
+                };
+                simd::dispatch(level, op);
+            }
+        }
         if track_mass {
             for &g in &pattern.global_tokens {
                 let mut hint = usize::MAX;
@@ -1066,6 +1324,56 @@ mod tests {
                     "{bits:#x}"
                 );
             }
+        }
+    }
+
+    /// The F16C paths (gather for decode, store for push) are bit-identical to the portable
+    /// ones: every finite half, and f32 values around every rounding boundary.
+    #[test]
+    fn f16c_conversions_equal_the_portable_ones() {
+        let halves: Vec<f16> = (0u16..=u16::MAX)
+            .map(f16::from_bits)
+            .filter(|h| h.is_finite())
+            .collect();
+        // Rows of odd length 13 (one 8-wide step plus a tail), gathered in reverse order.
+        let d = 13;
+        let rows = halves.len() / d;
+        let slots: Vec<usize> = (0..rows).rev().collect();
+        let mut soft = vec![0.0f32; rows * d];
+        let mut hard = vec![0.0f32; rows * d];
+        f16::gather(&halves, (&slots, d, 0), d, &mut soft, false);
+        #[cfg(target_arch = "x86_64")]
+        let hw = f16c_available();
+        #[cfg(not(target_arch = "x86_64"))]
+        let hw = false;
+        f16::gather(&halves, (&slots, d, 0), d, &mut hard, hw);
+        for (c, &s) in slots.iter().enumerate() {
+            for e in 0..d {
+                let want = halves[s * d + e].to_f32().to_bits();
+                assert_eq!(soft[c * d + e].to_bits(), want);
+                assert_eq!(hard[c * d + e].to_bits(), want);
+            }
+        }
+        // Store: each finite half's value, its neighbours one f32 ulp away and the midpoints.
+        let mut xs = Vec::new();
+        for h in &halves {
+            let b = h.to_f32().to_bits();
+            for x in [
+                b.wrapping_sub(1),
+                b,
+                b.wrapping_add(1),
+                b.wrapping_add(1 << 12),
+            ] {
+                let x = f32::from_bits(x);
+                if f16::representable(x) {
+                    xs.push(x);
+                }
+            }
+        }
+        let mut got = vec![f16::ZERO; xs.len()];
+        f16::store(&xs, &mut got);
+        for (x, g) in xs.iter().zip(&got) {
+            assert_eq!(g.to_bits(), f16::from_f32(*x).to_bits(), "{x:e}");
         }
     }
 

@@ -96,5 +96,13 @@ fn push_and_decode_allocate_nothing_after_warm_up() {
             8,
             steps,
         );
+        // The AETHER shape in f16 (converted rows) and GQA 5:1 (a four-head chunk plus one).
+        run(
+            KvCacheF16::with_policy(3000, 1, 32, 16, policy),
+            &p,
+            4,
+            steps,
+        );
+        run(KvCache::with_policy(3000, 2, 33, 16, policy), &p, 10, steps);
     }
 }

@@ -113,8 +113,9 @@ fn case_strategy() -> impl Strategy<Value = (usize, usize, usize, usize, u64, Sp
         (
             Just(t),
             1usize..3,
-            1usize..9,
             1usize..10,
+            // Odd dims, dims below, at and between multiples of 16 (SIMD tails).
+            prop_oneof![1usize..10, 10usize..70],
             any::<u64>(),
             pattern_strategy(t),
         )
@@ -440,6 +441,11 @@ fn every_simd_level_decodes_exactly() {
             (45, 2, 3, 17, 3, 5),
             (33, 1, 1, 1, 0, 1),
             (50, 3, 2, 40, 60, 7),
+            // Four-head MQA/GQA chunks with odd and non-multiple-of-16 dims and remainders.
+            (60, 1, 4, 33, 5, 3),
+            (40, 2, 5, 16, 9, 4),
+            (55, 1, 8, 47, 12, 6),
+            (35, 1, 9, 64, 2, 2),
         ] {
             let c = Case::new(t, hk, group, d, (t * d) as u64);
             let p = SparsePattern {
