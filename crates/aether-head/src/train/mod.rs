@@ -14,7 +14,6 @@ pub mod params;
 pub mod rng;
 pub mod trainer;
 
-pub use attention::AttnPlan;
 pub use config::{Architecture, AttentionKind, Augment, Monitor, Pooling, TrainConfig};
 pub use error::TrainError;
 pub use export::{provenance, ExportInfo};

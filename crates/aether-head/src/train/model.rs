@@ -8,14 +8,14 @@
 //! * final / pre norm: layer-norm backward (see `ops`);
 //! * MLP `x += GELU(h₂W₁ + b₁)W₂ + b₂`: `g_W₂ += aᵀg`, `g_a = g W₂ᵀ`,
 //!   `g_z₁ = g_a ⊙ GELU′(z₁)`, `g_W₁ += h₂ᵀ g_z₁`, `g_h₂ = g_z₁ W₁ᵀ`, residual adds `g`;
-//! * attention `x += A·Wo + bo`, `A = attn(hWq, hWk, hWv)`: attention backward (see
-//!   `attention`, GQA groups sum into their shared kv head), then
+//! * attention `x += A·Wo + bo`, `A = attn(hWq, hWk, hWv)`: the kernel's attention
+//!   backward (see `attention`, GQA groups sum into their shared kv head), then
 //!   `g_h = g_q Wqᵀ + g_k Wkᵀ + g_v Wvᵀ`;
 //! * embedding `x = u·We + be (+ pe)`: `g_We += uᵀ g_x`, `g_be += Σ g_x`.
 
 use std::collections::HashMap;
 
-use super::attention::{self, AttnPlan, Heads};
+use super::attention::{self, AttnScratch, Heads};
 use super::config::{Architecture, Pooling};
 use super::error::TrainError;
 use super::ops;
@@ -50,7 +50,6 @@ struct LayerTape {
     q: Vec<f32>,
     k: Vec<f32>,
     v: Vec<f32>,
-    probs: Vec<f32>,
     a: Vec<f32>,
     x_mid: Vec<f32>,
     ln2_xhat: Vec<f32>,
@@ -81,6 +80,7 @@ pub(crate) struct Workspace {
     dv: Vec<f32>,
     dg1: Vec<f32>,
     tmp: Vec<f32>,
+    attn: AttnScratch,
 }
 
 fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -92,7 +92,6 @@ fn sized(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
 /// Everything that depends only on the architecture and the sequence length.
 #[derive(Debug)]
 pub(crate) struct SeqPlan {
-    attn: AttnPlan,
     /// Positional table `[N, D]` (empty when `positional` is off).
     pe: Vec<f32>,
 }
@@ -100,7 +99,6 @@ pub(crate) struct SeqPlan {
 impl SeqPlan {
     pub(crate) fn new(arch: &Architecture, n: usize) -> Self {
         Self {
-            attn: AttnPlan::new(&arch.attention, n),
             pe: if arch.positional {
                 ops::positional_table(n, arch.d_model)
             } else {
@@ -444,7 +442,7 @@ impl Model {
         let pred = argmax(&ws.logits);
         dz[w.label] -= 1.0;
         dz.iter_mut().for_each(|x| *x *= scale);
-        self.backward(plan, ws, &dz, grad);
+        self.backward(ws, &dz, grad);
         (ce, pred)
     }
 
@@ -506,29 +504,26 @@ impl Model {
                 }
                 None => &t.x_in,
             };
-            // k and v carry the landmark rows after the N token rows (see `attention`).
-            let rows = n + plan.attn.blocks();
             sized(&mut t.q, n * wq);
-            sized(&mut t.k, rows * wkv);
-            sized(&mut t.v, rows * wkv);
+            sized(&mut t.k, n * wkv);
+            sized(&mut t.v, n * wkv);
             ops::matmul(hsrc, &p[s.wq.clone()], &mut t.q, n, d, wq);
             ops::matmul(hsrc, &p[s.wk.clone()], &mut t.k, n, d, wkv);
             ops::matmul(hsrc, &p[s.wv.clone()], &mut t.v, n, d, wkv);
             if let (Some(bq), Some(bk), Some(bv)) = (&s.bq, &s.bk, &s.bv) {
                 ops::add_rows(&mut t.q, &p[bq.clone()], wq);
-                ops::add_rows(&mut t.k[..n * wkv], &p[bk.clone()], wkv);
-                ops::add_rows(&mut t.v[..n * wkv], &p[bv.clone()], wkv);
+                ops::add_rows(&mut t.k, &p[bk.clone()], wkv);
+                ops::add_rows(&mut t.v, &p[bv.clone()], wkv);
             }
-            sized(&mut t.probs, plan.attn.edges() * hd.hq);
-            sized(&mut t.a, n * wq);
             attention::forward(
-                &plan.attn,
+                &a.attention,
                 hd,
-                &t.q,
+                n,
+                &mut t.q,
                 &mut t.k,
                 &mut t.v,
-                &mut t.probs,
                 &mut t.a,
+                &mut ws.attn,
             );
             let xm = sized(&mut t.x_mid, n * d);
             xm.copy_from_slice(&t.x_in);
@@ -614,7 +609,7 @@ impl Model {
     }
 
     /// Backward from `dz = ∂ℓ/∂logits` through the activations in `ws`; adds into `grad`.
-    fn backward(&self, plan: &SeqPlan, ws: &mut Workspace, dz: &[f32], grad: &mut [f32]) {
+    fn backward(&self, ws: &mut Workspace, dz: &[f32], grad: &mut [f32]) {
         let a = &self.arch;
         let p = &self.params;
         let lay = &self.layout;
@@ -706,15 +701,18 @@ impl Model {
             }
             let da = sized(&mut ws.da, n * wq);
             ops::matmul_nt_acc(&ws.dx, &p[s.wo.clone()], da, n, wq, d);
-            let rows = n + plan.attn.blocks();
-            sized(&mut ws.dq, n * wq);
-            sized(&mut ws.dk, rows * wkv);
-            sized(&mut ws.dv, rows * wkv);
             attention::backward(
-                &plan.attn, hd, &t.q, &t.k, &t.v, &t.probs, &ws.da, &mut ws.dq, &mut ws.dk,
+                &a.attention,
+                hd,
+                n,
+                (&t.q, &t.k, &t.v),
+                &ws.da,
+                &mut ws.dq,
+                &mut ws.dk,
                 &mut ws.dv,
+                &mut ws.attn,
             );
-            let (dk, dv) = (&ws.dk[..n * wkv], &ws.dv[..n * wkv]);
+            let (dk, dv) = (&ws.dk[..], &ws.dv[..]);
             let hsrc: &[f32] = if s.ln1.is_some() { &t.h } else { &t.x_in };
             ops::matmul_tn_acc(hsrc, &ws.dq, &mut grad[s.wq.clone()], n, d, wq);
             ops::matmul_tn_acc(hsrc, dk, &mut grad[s.wk.clone()], n, d, wkv);

@@ -31,38 +31,6 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
-
-/// `Σ a[i]·b[i]` with eight independent accumulators in a fixed order (vectorises
-/// without reassociation; fused multiply-add when `FMA`).
-#[inline(always)]
-pub(crate) fn dot_k<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let len = a.len().min(b.len());
-    let (a, b) = (&a[..len], &b[..len]);
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] = if FMA {
-                x[l].mul_add(y[l], acc[l])
-            } else {
-                acc[l] + x[l] * y[l]
-            };
-        }
-    }
-    let mut tail = 0.0f32;
-    for (x, y) in ta.iter().zip(tb) {
-        tail += x * y;
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// Portable [`dot_k`].
-#[cfg(test)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    dot_k::<false>(a, b)
-}
 
 /// Layer-norm epsilon of docs/model.md.
 pub(crate) const LN_EPS: f32 = 1e-5;
@@ -368,20 +336,6 @@ mod tests {
             for (x, y) in dx.iter().zip(&naive(&c, &bt, m, n, k)) {
                 assert!((x - y).abs() < 1e-4);
             }
-        }
-    }
-
-    #[test]
-    fn dot_matches_naive_on_all_tails() {
-        for len in 0..40 {
-            let a = seq(len, 0.25);
-            let b = seq(len + 3, 0.5);
-            let want: f64 = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| f64::from(*x) * f64::from(*y))
-                .sum();
-            assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "len {len}");
         }
     }
 
