@@ -186,15 +186,16 @@ unsafe fn f16c_gather(src: &[f16], rows: (&[usize], usize, usize), d: usize, dst
     let (slots, stride, add) = rows;
     for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
         let row = &src[s * stride + add..][..d];
+        let (sp, dp) = (row.as_ptr(), o.as_mut_ptr());
         let mut i = 0;
         while i + 8 <= d {
-            let (s8, d8) = (&row[i..i + 8], &mut o[i..i + 8]);
-            // SAFETY: `s8` is 8 halves = 16 readable bytes (`f16` is `repr(transparent)`
-            // over `u16`), `d8` is 8 writable floats; both intrinsics are unaligned; F16C
-            // and AVX are guaranteed by this function's contract.
+            // SAFETY: `row` and `o` both hold `d >= i + 8` elements, so halves `i..i + 8`
+            // (16 bytes; `f16` is `repr(transparent)` over `u16`) are readable and floats
+            // `i..i + 8` writable; both intrinsics are unaligned; F16C and AVX are
+            // guaranteed by this function's contract.
             unsafe {
-                let h = _mm_loadu_si128(s8.as_ptr().cast::<__m128i>());
-                _mm256_storeu_ps(d8.as_mut_ptr(), _mm256_cvtph_ps(h));
+                let h = _mm_loadu_si128(sp.add(i).cast::<__m128i>());
+                _mm256_storeu_ps(dp.add(i), _mm256_cvtph_ps(h));
             }
             i += 8;
         }
@@ -1181,16 +1182,31 @@ impl<S: KvElem> KvCacheOf<S> {
             // cold; the next step's log-stride rows sit one slot later, so fetch those now.
             let near = i.saturating_sub(pattern.window);
             let (k, v, r, cap) = (&self.k, &self.v, self.row, self.capacity);
-            pattern.for_each_token(i, n, |j| {
-                if let Some(s) = idx.find(j, &mut hint) {
-                    tok.push(s);
-                    if j < near {
-                        let next = if s + 1 == cap { 0 } else { s + 1 };
-                        prefetch_row(k, next * r, r);
-                        prefetch_row(v, next * r, r);
-                    }
+            let mut take = |j: usize, s: usize| {
+                tok.push(s);
+                if j < near {
+                    let next = if s + 1 == cap { 0 } else { s + 1 };
+                    prefetch_row(k, next * r, r);
+                    prefetch_row(v, next * r, r);
                 }
-            });
+            };
+            if self.contiguous {
+                // Retained positions are `[first, total)` at slots `head + (j − first)` mod
+                // capacity: an inline subtraction per candidate instead of a lookup.
+                let (first, head) = (self.total - self.len, self.head);
+                pattern.for_each_token(i, n, |j| {
+                    if j >= first {
+                        let s = head + (j - first);
+                        take(j, if s >= cap { s - cap } else { s });
+                    }
+                });
+            } else {
+                pattern.for_each_token(i, n, |j| {
+                    if let Some(s) = idx.find(j, &mut hint) {
+                        take(j, s);
+                    }
+                });
+            }
         }
         {
             let lm = &mut sc.lm;
