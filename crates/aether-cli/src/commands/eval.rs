@@ -53,6 +53,8 @@ pub struct LoadedModel {
     pub classes: Vec<String>,
     /// Feature names (empty when the file has none).
     pub features: Vec<String>,
+    /// Whether the file names its classes (v1 files do not).
+    pub named_classes: bool,
     /// Stored window length and stride, if any.
     pub window: Option<(usize, usize)>,
 }
@@ -90,6 +92,7 @@ impl LoadedModel {
             _ => None,
         };
         Ok(Self {
+            named_classes: view.has_class_names(),
             bytes,
             classes,
             features,
@@ -122,7 +125,7 @@ pub fn run(args: Args) -> Result<()> {
     let m = LoadedModel::read(&args.model)?;
     let (ds, _) = load(&args.data)?;
     let name = args.data.display();
-    if ds.classes != m.classes {
+    if (m.named_classes && ds.classes != m.classes) || ds.classes.len() != m.classes.len() {
         bail!(
             "{name}: classes [{}] differ from the model's [{}]",
             ds.classes.join(", "),

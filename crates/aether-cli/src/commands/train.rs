@@ -25,8 +25,8 @@ use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_data::{Dataset, LoadReport};
 use aether_head::train::{
     provenance, report_from_logits, report_from_votes, train as train_head, vote_by_recording,
-    Architecture, AttentionKind, ClassificationReport, EpochStats, ExportInfo, Model, Monitor,
-    TrainConfig, TrainEvent, TrainOutcome, Window,
+    Architecture, AttentionKind, Augment, ClassificationReport, EpochStats, ExportInfo, Model,
+    Monitor, TrainConfig, TrainEvent, TrainOutcome, Window,
 };
 use aether_rvne::DType;
 use anyhow::{bail, Context, Result};
@@ -119,6 +119,15 @@ pub struct TrainOpts {
     /// Train only on recordings whose session prefix (name before the first `_`) is listed.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Augmentation: per-window log-normal gain jitter σ_g per feature (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub aug_gain: f32,
+    /// Augmentation: per-window offset jitter per feature, in input stds (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub aug_offset: f32,
+    /// Augmentation: white noise per value, in input stds (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub aug_noise: f32,
 }
 
 /// Reads a dataset (folder or `.npy` directory) and validates it; errors name the file.
@@ -312,6 +321,11 @@ pub fn derive_config(opts: &TrainOpts, n: usize, frames: usize) -> TrainConfig {
         monitor: Monitor::ValLoss,
         seed: opts.seed,
         threads: opts.threads,
+        augment: Augment {
+            gain_std: opts.aug_gain,
+            offset_std: opts.aug_offset,
+            noise_std: opts.aug_noise,
+        },
         ..TrainConfig::default()
     }
 }
@@ -706,10 +720,10 @@ pub fn run(args: Args) -> Result<()> {
     if v1 && opts.arch == "full" {
         opts.arch = "bare v1".into();
     }
-    let fitted = fit(&ds, &pool, &opts, args.quiet)?;
-    if v1 && !fitted.arch.is_v1_compatible() {
+    if v1 && !derive_arch(&opts, ds.dim(), ds.classes.len())?.is_v1_compatible() {
         bail!("--format v1 needs the bare v1 architecture (use --arch 'bare v1')");
     }
+    let fitted = fit(&ds, &pool, &opts, args.quiet)?;
     let val = if fitted.val_recordings.is_empty() {
         None
     } else {
