@@ -8,14 +8,16 @@
 //!                 ─► ring [N·F] + Workspace::compact for N frames + logits [C]
 //! push:      ring[(start + len) mod N] = frame                    O(F), no allocation
 //! classify:  rotate the ring in place so the oldest frame is row 0 (O(N·F)),
-//!            TemporalHead::forward_into(ring[..len·F]) ─► logits  no allocation
+//!            TemporalHead::forward_compact_into(ring[..len·F]) ─► logits   no allocation
 //! ```
 //!
-//! The workspace is aether-head's compact layout (row-wise attention: `x [N·D]`,
-//! `k, v [N·Hkv·dh]`, the block means and a few rows), the smallest the head offers, on
-//! the host too, so the host tests run the node's code path. Working set after init
-//! (weights excluded, they stay in the caller's buffer): `4·(N·F + C)` plus the
-//! workspace; README.md has the numbers.
+//! The workspace is aether-head's compact layout (row-wise attention), the smallest the
+//! head offers, on the host too, so the host tests run the node's code path: `x [N·D]`
+//! plus, when `D < 2·Hkv·dh` (the AETHER default head), the layer inputs `h [N·D]` with
+//! `Wk`/`Wv` absorbed into each query (`q·k_j = (Wk·q)·h_j + const`,
+//! `Σ w_j v_j = (Σ w_j h_j)·Wv + bv`), else `k, v [N·Hkv·dh]`; the block means and a
+//! few rows. Working set after init (weights excluded, they stay in the caller's
+//! buffer): `4·(N·F + C)` plus the workspace; README.md has the numbers.
 
 use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::vec::Vec;
@@ -65,12 +67,20 @@ fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
         .filter(|t| t.as_f32().is_none())
         .map(|t| t.len())
         .fold(0usize, usize::saturating_add);
+    // Workspace::compact's choice (Workspace::compact_absorbs): the layer inputs
+    // h [N·D] when D < 2·Hkv·dh, else k and v [N·Hkv·dh] each.
+    let absorbs = kv_width.is_some_and(|w| d.d_model < w.saturating_mul(2));
+    let per_row = if absorbs { Some(d.d_model) } else { kv_width };
     let floats = [
-        n.checked_mul(d.input_dim),                     // ring
-        n.checked_mul(d.d_model),                       // x
-        kv_width.and_then(|w| n.checked_mul(w)),        // k
-        kv_width.and_then(|w| n.checked_mul(w)),        // v
-        Some(copied),                                   // weights not usable in place
+        n.checked_mul(d.input_dim),             // ring
+        n.checked_mul(d.d_model),               // x
+        per_row.and_then(|w| n.checked_mul(w)), // h, or k
+        if absorbs {
+            Some(0)
+        } else {
+            kv_width.and_then(|w| n.checked_mul(w))
+        }, // v
+        Some(copied),                           // weights not usable in place
         n.checked_add(d.mlp_hidden.saturating_add(64)), // attention scratch, hidden row
     ];
     struct Held {
@@ -202,6 +212,11 @@ impl<'a> Context<'a> {
         self.ws.bytes()
     }
 
+    /// The forward's [`Workspace`] (aether-head's compact layout; see the module docs).
+    pub fn workspace(&self) -> &Workspace {
+        &self.ws
+    }
+
     /// Appends one frame (`F` values), dropping the oldest when the window is full.
     /// NaN/Inf is refused and leaves the ring unchanged. O(F), no allocation.
     pub fn push(&mut self, frame: &[f32]) -> Result<(), Error> {
@@ -228,7 +243,7 @@ impl<'a> Context<'a> {
     }
 
     /// Logits (`C`) of the last `min(pushed, N)` frames, oldest first, into `logits`:
-    /// [`TemporalHead::forward_into`] on exactly those frames. No allocation. On error
+    /// [`TemporalHead::forward_compact_into`] on exactly those frames. No allocation. On error
     /// `logits` is left untouched.
     pub fn classify(&mut self, logits: &mut [f32]) -> Result<(), Error> {
         if logits.len() != self.classes {
@@ -249,7 +264,7 @@ impl<'a> Context<'a> {
         }
         let frames = self.ring.get(..self.len * f).unwrap_or(&[]);
         self.head
-            .forward_into(frames, &mut self.ws, &mut self.logits)?;
+            .forward_compact_into(frames, &mut self.ws, &mut self.logits)?;
         logits.copy_from_slice(&self.logits);
         Ok(())
     }

@@ -9,8 +9,8 @@
 //!                                               the weights, allocate ring [N·F] + Workspace
 //! ruv_temporal_push(ctx, frame[F])              copy into the ring: O(F), no allocation
 //! ruv_temporal_classify(ctx, logits[C], C)      rotate the ring to time order, then
-//!                                               TemporalHead::forward_into (compact
-//!                                               workspace) over the last
+//!                                               TemporalHead::forward_compact_into
+//!                                               (compact workspace) over the last
 //!                                               min(filled, N) frames: no allocation
 //! ruv_temporal_destroy(ctx)                     free everything (NULL: no-op)
 //! ruv_temporal_kernel_self_test()               a tiny known-answer forward

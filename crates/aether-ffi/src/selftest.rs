@@ -6,7 +6,8 @@
 //! [`SELF_TEST_LOGITS`] come from an independent f64 oracle (causal softmax attention
 //! over every earlier frame — the sparse pattern covers all of them at N = 3 — and mean
 //! pooling), checked by this module's tests. The run goes through the same path as
-//! `ruv_temporal_classify`: a [`Context`] ring and `TemporalHead::forward_into`.
+//! `ruv_temporal_classify`: aether-head's compact workspace and
+//! `TemporalHead::forward_compact_into`.
 
 use alloc::vec::Vec;
 
@@ -36,9 +37,9 @@ fn run() -> Result<[f32; 2], Error> {
     let n = cfg.num_weights().ok_or(Error::NoMem { bytes: None })?;
     let w = self_test_weights(n);
     let head = TemporalHead::from_flat(cfg, &w)?;
-    let mut ws = Workspace::new(&head, SELF_TEST_FRAMES.len() / 2)?;
+    let mut ws = Workspace::compact(&head, SELF_TEST_FRAMES.len() / 2)?;
     let mut logits = [0.0f32; 2];
-    head.forward_into(&SELF_TEST_FRAMES, &mut ws, &mut logits)?;
+    head.forward_compact_into(&SELF_TEST_FRAMES, &mut ws, &mut logits)?;
     Ok(logits)
 }
 

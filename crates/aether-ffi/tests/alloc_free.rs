@@ -139,9 +139,9 @@ fn failed_init_leaks_nothing() {
 fn allocator_refusal_is_no_mem() {
     let blob = common::Aligned::new(&common::seeded_v1());
     let base = live();
-    // The workspace's keys alone are window·Hkv·dh·4 = 128 KiB at window 1024.
+    // The ring, x and the layer inputs h are each window·16·4 = 256 KiB at window 4096.
     REFUSE_ABOVE.with(|r| r.set(64 * 1024));
-    let (e, ctx) = init(blob.bytes(), 16, 1024, 4);
+    let (e, ctx) = init(blob.bytes(), 16, 4096, 4);
     REFUSE_ABOVE.with(|r| r.set(usize::MAX));
     assert_eq!(e, ESP_ERR_NO_MEM);
     assert!(ctx.is_null());

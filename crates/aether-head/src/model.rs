@@ -428,6 +428,13 @@ impl<'a> TemporalHead<'a> {
 
     /// Layer `l` over the first `n` rows of `ws.x` (`[n, D]`, already embedded), in place.
     pub fn layer_forward(&self, l: usize, n: usize, ws: &mut Workspace) -> Result<()> {
+        self.layer_impl::<true>(l, n, ws)
+    }
+
+    /// The layer; with `KERNEL = false` only the compact paths are compiled in (a
+    /// non-compact workspace is refused), so firmware need not link the kernel's
+    /// whole-sequence attention.
+    fn layer_impl<const KERNEL: bool>(&self, l: usize, n: usize, ws: &mut Workspace) -> Result<()> {
         self.check_ws(ws, n)?;
         let lw = self
             .weights
@@ -443,8 +450,10 @@ impl<'a> TemporalHead<'a> {
         } else if ws.compact {
             self.layer_rowwise(lw, n, ws);
             Ok(())
-        } else {
+        } else if KERNEL {
             self.layer_kernel(lw, n, ws)
+        } else {
+            Err(HeadError::WorkspaceMismatch)
         }
     }
 
@@ -660,6 +669,18 @@ impl<'a> TemporalHead<'a> {
 
     /// The pooled vector (step 6) of `frames` (`N·F` values) into `out` (`D`); no allocation.
     pub fn embed_into(&self, frames: &[f32], ws: &mut Workspace, out: &mut [f32]) -> Result<()> {
+        self.embed_impl::<true>(frames, ws, out)
+    }
+
+    fn embed_impl<const KERNEL: bool>(
+        &self,
+        frames: &[f32],
+        ws: &mut Workspace,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if !KERNEL && !ws.compact {
+            return Err(HeadError::WorkspaceMismatch);
+        }
         let n = check_frames(frames, self.cfg.features)?;
         if n == 0 {
             return Err(HeadError::EmptySequence);
@@ -683,7 +704,7 @@ impl<'a> TemporalHead<'a> {
             );
         }
         for l in 0..self.cfg.layers {
-            self.layer_forward(l, n, ws)?;
+            self.layer_impl::<KERNEL>(l, n, ws)?;
         }
         match self.cfg.pooling {
             Pooling::Mean => {
@@ -717,6 +738,27 @@ impl<'a> TemporalHead<'a> {
         ws: &mut Workspace,
         logits: &mut [f32],
     ) -> Result<()> {
+        self.forward_impl::<true>(frames, ws, logits)
+    }
+
+    /// [`TemporalHead::forward_into`] for a [`Workspace::compact`] only (another workspace
+    /// is [`HeadError::WorkspaceMismatch`]): the same logits, without linking the
+    /// kernel's whole-sequence SIMD attention (about 120 KB of firmware code).
+    pub fn forward_compact_into(
+        &self,
+        frames: &[f32],
+        ws: &mut Workspace,
+        logits: &mut [f32],
+    ) -> Result<()> {
+        self.forward_impl::<false>(frames, ws, logits)
+    }
+
+    fn forward_impl<const KERNEL: bool>(
+        &self,
+        frames: &[f32],
+        ws: &mut Workspace,
+        logits: &mut [f32],
+    ) -> Result<()> {
         if logits.len() != self.cfg.classes {
             return Err(HeadError::OutputLen {
                 what: "logits",
@@ -725,7 +767,7 @@ impl<'a> TemporalHead<'a> {
             });
         }
         let mut pooled = core::mem::take(&mut ws.pooled);
-        let r = self.embed_into(frames, ws, &mut pooled);
+        let r = self.embed_impl::<KERNEL>(frames, ws, &mut pooled);
         if r.is_ok() {
             self.classify_pooled(&pooled, logits);
         }

@@ -374,7 +374,7 @@ impl RollingWindow {
                 self.ring.rotate_left(self.start * f);
                 self.start = 0;
             }
-            return head.forward_into(&self.ring[..self.len * f], &mut self.ws, logits);
+            return head.forward_compact_into(&self.ring[..self.len * f], &mut self.ws, logits);
         }
         for r in 0..self.len {
             let s = (self.start + r) % self.window;

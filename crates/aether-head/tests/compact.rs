@@ -161,6 +161,15 @@ proptest! {
         let mut got = vec![0.0; c.classes];
         head.forward_into(&frames, &mut ws, &mut got).unwrap();
         prop_assert!(close(&got, &want), "{got:?} vs {want:?} (absorbed {})", ws.is_absorbed());
+        // The compact-only entry point gives the same bits and refuses a kernel workspace.
+        let mut gc = vec![0.0; c.classes];
+        head.forward_compact_into(&frames, &mut ws, &mut gc).unwrap();
+        prop_assert_eq!(&gc, &got);
+        let mut wk = Workspace::new(&head, case.n).unwrap();
+        prop_assert_eq!(
+            head.forward_compact_into(&frames, &mut wk, &mut gc),
+            Err(aether_head::HeadError::WorkspaceMismatch)
+        );
         // N = 1 and a shorter sequence through the same workspace.
         let one = head.forward(&frames[..c.features]).unwrap();
         head.forward_into(&frames[..c.features], &mut ws, &mut got).unwrap();
