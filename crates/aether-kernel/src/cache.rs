@@ -669,6 +669,12 @@ impl<R: RowOffsets> simd::WithIsa for HeadOp<'_, R> {
         let d = self.dim;
         let group = self.q.len() / d;
         let nc = self.toks.n + self.lms.n;
+        if nc == 0 {
+            // Unreachable through `decode` (the newest position is always retained and
+            // always its own candidate); an empty softmax would give zeros.
+            self.out.fill(0.0);
+            return;
+        }
         let scores = &mut self.scores[..group * nc];
         let mut h = 0;
         while h < group {
