@@ -297,3 +297,36 @@ fn kfold_and_gate_report_json() {
     assert!(j["sparse"]["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(j["gate"].as_array().unwrap().len(), 4);
 }
+
+#[test]
+fn demo_runs_from_any_directory_and_writes_only_under_out() {
+    let cwd = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_aether"))
+        .current_dir(cwd.path())
+        .args([
+            "demo",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--recordings",
+            "3",
+            "--held-out",
+            "1",
+            "--epochs",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.contains("held-out accuracy"), "{text}");
+    assert!(text.contains("frame by frame"), "{text}");
+    assert!(out_dir.join("gesture.rvne").is_file());
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0);
+    let again = Command::new(env!("CARGO_BIN_EXE_aether"))
+        .args(["demo", "--out", out_dir.to_str().unwrap(), "--quiet"])
+        .output()
+        .unwrap();
+    fails(&again, &["not empty"]);
+}
