@@ -427,7 +427,12 @@ pub fn fit_with(
             TrainEvent::Epoch(s) => {
                 last_acc = s.val_accuracy.unwrap_or(s.train_accuracy);
                 if !quiet {
-                    pb.println(epoch_line(s));
+                    // indicatif draws nothing (println included) off a terminal.
+                    if pb.is_hidden() {
+                        eprintln!("{}", epoch_line(s));
+                    } else {
+                        pb.println(epoch_line(s));
+                    }
                 }
             }
         }
