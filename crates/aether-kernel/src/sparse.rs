@@ -9,10 +9,13 @@
 //! where `C(i)` are the pattern's token candidates (rows of k/v) and landmark
 //! candidates (the mean key/value of a block of `B` tokens).
 //!
-//! How it runs: block means once per call per kv head; per query the candidate
-//! list is enumerated once and reused by every head; per head a SIMD dot per
-//! candidate, a two-pass softmax with max subtraction and the fast exp of
-//! [`crate::simd`], and a register-blocked weighted sum of the value rows.
+//! How it runs: block means once per call per kv head; per query the local
+//! window is a contiguous row range (no index list) and only the other
+//! candidates (globals, log-stride, landmarks) are enumerated, once for every
+//! head; heads run in groups of four, phase by phase (SIMD dots four rows at a
+//! time, a vectorised scale/clamp/max pass, the fast exp of [`crate::simd`],
+//! normalisation, then a weighted sum of the value rows held in registers with
+//! two accumulator sets), so the short dependent chains of different heads overlap.
 //! Cost `O(N · Hq · E · d)` with `E ≈ W + |G| + 2·log₂N + 3` edges per query.
 //!
 //! Numerics and input policy: inputs are **not** scanned for NaN/∞ (that would
@@ -50,7 +53,8 @@ use crate::tensor::{check_qkv, Tensor3};
 /// Length (in f32) of the scratch [`sparse_attention_into`] needs for `n` positions.
 ///
 /// Block means of keys and values (`2 · ceil(n/B) · kv_heads · dim` when landmarks
-/// are on) plus two lists of `max_edges_per_query(n)` entries.
+/// are on) plus `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
+/// indices; scores of a group of four heads).
 pub fn sparse_scratch_len(
     p: &SparsePattern,
     n: usize,
@@ -61,11 +65,14 @@ pub fn sparse_scratch_len(
     let lm = landmark_len(p, n, kv_heads, dim)?;
     let e = p.max_edges_per_query(n);
     lm.checked_mul(2)
-        .and_then(|x| x.checked_add(e.checked_mul(2)?))
+        .and_then(|x| x.checked_add(e.checked_mul(1 + HEAD_GROUP)?))
         .ok_or(KernelError::Overflow {
             what: "sparse scratch",
         })
 }
+
+/// Query heads whose softmax phases run interleaved (the scratch holds this many score lists).
+const HEAD_GROUP: usize = 4;
 
 fn landmark_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<usize> {
     if !p.landmarks {
@@ -130,7 +137,7 @@ pub fn sparse_attention_into(
     }
     let e = p.max_edges_per_query(n);
     let (idx, rest) = rest.split_at_mut(e);
-    let scores = &mut rest[..e];
+    let scores = &mut rest[..e * HEAD_GROUP];
     let level = simd::select_level();
     dispatch(
         level,
@@ -176,7 +183,7 @@ pub fn sparse_attention_par(
         .enumerate()
         .for_each(|(ci, chunk)| {
             let mut idx = vec![0u32; e];
-            let mut scores = vec![0.0f32; e];
+            let mut scores = vec![0.0f32; e * HEAD_GROUP];
             let r0 = ci * ROWS;
             let r1 = (r0 + ROWS).min(n);
             dispatch(
@@ -289,8 +296,6 @@ struct SparseRows<'a> {
 
 impl WithIsa for SparseRows<'_> {
     type Output = ();
-    // max/min instead of `clamp`: NaN must map to -MAX, not propagate.
-    #[allow(clippy::manual_clamp)]
     #[inline(always)]
     fn run<I: Isa>(self) {
         let SparseRows {
@@ -316,13 +321,11 @@ impl WithIsa for SparseRows<'_> {
         let group = hq / hk;
         let r0 = rows.start;
         for i in rows {
-            let mut t = 0usize;
-            p.for_each_token(i, n, |j| {
-                if let Some(slot) = idx.get_mut(t) {
-                    *slot = j as u32;
-                    t += 1;
-                }
-            });
+            // The local window is a contiguous run of rows; only the other
+            // candidates (globals, log-stride, landmarks) go through `idx`.
+            let (lo, hi) = p.window_range(i, n);
+            let win = hi - lo + 1;
+            let t = extra_tokens(p, i, n, lo, hi, idx);
             let mut e = t;
             p.for_each_landmark(i, n, |b| {
                 if let Some(slot) = idx.get_mut(e) {
@@ -331,35 +334,134 @@ impl WithIsa for SparseRows<'_> {
                 }
             });
             let (tok, lms) = idx[..e].split_at(t);
-            let sc = &mut scores[..e];
-            for h in 0..hq {
-                let kh = h / group;
-                let qo = (i * hq + h) * d;
-                let qrow = &q[qo..qo + d];
-                let orow = &mut out[((i - r0) * hq + h) * d..((i - r0) * hq + h + 1) * d];
-                if e == 0 {
-                    orow.iter_mut().for_each(|o| *o = 0.0);
-                    continue;
+            let total = win + e;
+            let stride = scores.len() / HEAD_GROUP;
+            if total > stride {
+                // Unreachable: scratch holds `max_edges_per_query(n)` ≥ `total` per head.
+                continue;
+            }
+            // Heads in groups of HEAD_GROUP, phase by phase: the short dependent
+            // chains (max, exp, sum, divide) of different heads then overlap.
+            let mut h0 = 0;
+            while h0 < hq {
+                let hn = HEAD_GROUP.min(hq - h0);
+                let mut ms = [0.0f32; HEAD_GROUP];
+                for (hh, (sc, m)) in scores
+                    .chunks_exact_mut(stride)
+                    .zip(&mut ms)
+                    .take(hn)
+                    .enumerate()
+                {
+                    let h = h0 + hh;
+                    let kh = h / group;
+                    let qo = (i * hq + h) * d;
+                    let qrow = &q[qo..qo + d];
+                    let sc = &mut sc[..total];
+                    let (sw, rest) = sc.split_at_mut(win);
+                    let (st, sl) = rest.split_at_mut(t);
+                    window_scores::<I>(qrow, k, lo, hk, kh, d, sw);
+                    scores_into::<I>(qrow, tok, k, hk, kh, d, st);
+                    scores_into::<I>(qrow, lms, lm_k, hk, kh, d, sl);
+                    *m = scale_clamp_max::<I>(sc, scale);
                 }
-                scores_into::<I>(qrow, tok, k, hk, kh, d, scale, &mut sc[..t]);
-                scores_into::<I>(qrow, lms, lm_k, hk, kh, d, scale, &mut sc[t..]);
-                let mut m = -f32::MAX;
-                for s in sc.iter_mut() {
-                    // NaN (overflowing opposite-signed products) -> -MAX, ±inf -> ±MAX.
-                    let c = s.max(-f32::MAX).min(f32::MAX);
-                    *s = c;
-                    m = m.max(c);
+                let mut sums = [0.0f32; HEAD_GROUP];
+                for ((sc, s), &m) in scores
+                    .chunks_exact_mut(stride)
+                    .zip(&mut sums)
+                    .zip(&ms)
+                    .take(hn)
+                {
+                    *s = exp_shift_sum_g::<I>(&mut sc[..total], -m);
                 }
-                let sum = exp_shift_sum_g::<I>(sc, -m);
-                scale_g::<I>(1.0 / sum, sc);
-                weighted_rows::<I>(sc, tok, lms, v, lm_v, hk, kh, d, orow);
+                for (sc, &s) in scores.chunks_exact_mut(stride).zip(&sums).take(hn) {
+                    scale_g::<I>(1.0 / s, &mut sc[..total]);
+                }
+                for (hh, sc) in scores.chunks_exact(stride).take(hn).enumerate() {
+                    let h = h0 + hh;
+                    let kh = h / group;
+                    let oo = ((i - r0) * hq + h) * d;
+                    let orow = &mut out[oo..oo + d];
+                    weighted_rows::<I>(&sc[..total], lo, win, tok, lms, v, lm_v, hk, kh, d, orow);
+                }
+                h0 += hn;
             }
         }
     }
 }
 
-/// `out[c] = scale · q · rows[idx[c]]` (rows of width `hk·d`, head `kh`), four at a time.
-#[allow(clippy::too_many_arguments)]
+/// Writes the non-window token candidates of query `i` (globals in list order,
+/// then log-stride positions by increasing stride) into `idx`; returns how many.
+///
+/// The same set as [`SparsePattern::for_each_token`] minus the window `[lo, hi]`.
+fn extra_tokens(
+    p: &SparsePattern,
+    i: usize,
+    n: usize,
+    lo: usize,
+    hi: usize,
+    idx: &mut [u32],
+) -> usize {
+    let mut t = 0usize;
+    let mut push = |j: usize| {
+        if let Some(slot) = idx.get_mut(t) {
+            *slot = j as u32;
+            t += 1;
+        }
+    };
+    let in_window = |j: usize| j >= lo && j <= hi;
+    let g = &p.global_tokens;
+    for (gi, &gj) in g.iter().enumerate() {
+        if gj < n && (!p.causal || gj <= i) && !in_window(gj) && !g[..gi].contains(&gj) {
+            push(gj);
+        }
+    }
+    if p.log_stride {
+        let mut s = 1usize;
+        while s < n {
+            if i >= s && !in_window(i - s) && !g.contains(&(i - s)) {
+                push(i - s);
+            }
+            if !p.causal && i + s < n && !in_window(i + s) && !g.contains(&(i + s)) {
+                push(i + s);
+            }
+            match s.checked_mul(2) {
+                Some(x) => s = x,
+                None => break,
+            }
+        }
+    }
+    t
+}
+
+/// `out[c] = q · k[lo + c]` (head `kh`) for the contiguous window rows, four at a time.
+#[inline(always)]
+fn window_scores<I: Isa>(
+    q: &[f32],
+    k: &[f32],
+    lo: usize,
+    hk: usize,
+    kh: usize,
+    d: usize,
+    out: &mut [f32],
+) {
+    let stride = hk * d;
+    let base = (lo * hk + kh) * d;
+    let rows = &k[base..base + (out.len() - 1) * stride + d];
+    let row = |c: usize| &rows[c * stride..c * stride + d];
+    let mut oc = out.chunks_exact_mut(4);
+    let mut c = 0;
+    for o4 in &mut oc {
+        let s = dot4_g::<I>(q, [row(c), row(c + 1), row(c + 2), row(c + 3)], d);
+        o4.copy_from_slice(&s);
+        c += 4;
+    }
+    for o in oc.into_remainder() {
+        *o = dot_g::<I>(q, row(c), d);
+        c += 1;
+    }
+}
+
+/// `out[c] = q · rows[idx[c]]` (rows of width `hk·d`, head `kh`), four at a time.
 #[inline(always)]
 fn scores_into<I: Isa>(
     q: &[f32],
@@ -368,7 +470,6 @@ fn scores_into<I: Isa>(
     hk: usize,
     kh: usize,
     d: usize,
-    scale: f32,
     out: &mut [f32],
 ) {
     let row = |j: u32| {
@@ -379,21 +480,51 @@ fn scores_into<I: Isa>(
     let mut oc = out.chunks_exact_mut(4);
     for (i4, o4) in (&mut ic).zip(&mut oc) {
         let s = dot4_g::<I>(q, [row(i4[0]), row(i4[1]), row(i4[2]), row(i4[3])], d);
-        for (o, x) in o4.iter_mut().zip(s) {
-            *o = x * scale;
-        }
+        o4.copy_from_slice(&s);
     }
     for (o, &j) in oc.into_remainder().iter_mut().zip(ic.remainder()) {
-        *o = dot_g::<I>(q, row(j), d) * scale;
+        *o = dot_g::<I>(q, row(j), d);
     }
 }
 
-/// `out = Σ_c w[c] · row_c` over token rows of `v` then landmark rows of `lm_v`,
-/// 64 columns at a time held in registers.
+/// `s[c] = clamp(scale · s[c], ±f32::MAX)` in place (NaN → `-f32::MAX`), returning
+/// the maximum (`-f32::MAX` for an empty slice).
+#[inline(always)]
+fn scale_clamp_max<I: Isa>(s: &mut [f32], scale: f32) -> f32 {
+    let (sv, lo, hi) = (I::splat(scale), I::splat(-f32::MAX), I::splat(f32::MAX));
+    let mut m = lo;
+    let len = s.len();
+    let mut c = 0;
+    while c < len {
+        let rem = len - c;
+        let x = if rem >= LANES {
+            I::load(&s[c..])
+        } else {
+            I::load_partial(&s[c..])
+        };
+        // `max` first: a NaN lane of the product becomes -MAX; ±inf saturate.
+        let x = I::min(I::max(I::mul(x, sv), lo), hi);
+        if rem >= LANES {
+            I::store(&mut s[c..], x);
+            m = I::max(x, m);
+        } else {
+            I::store_partial(&mut s[c..], x);
+            m = I::max(I::keep_first(x, rem, -f32::MAX), m);
+        }
+        c += LANES;
+    }
+    I::reduce_max(m)
+}
+
+/// `out = Σ_c w[c] · row_c` over the window rows `lo..lo + win` of `v`, the token
+/// rows `tok` of `v`, then the landmark rows `lms` of `lm_v`, 64 columns at a time
+/// held in registers.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn weighted_rows<I: Isa>(
     w: &[f32],
+    lo: usize,
+    win: usize,
     tok: &[u32],
     lms: &[u32],
     v: &[f32],
@@ -408,6 +539,8 @@ fn weighted_rows<I: Isa>(
         let width = (d - c0).min(4 * LANES);
         let args = Cols {
             w,
+            lo,
+            win,
             tok,
             lms,
             v,
@@ -430,6 +563,8 @@ fn weighted_rows<I: Isa>(
 
 struct Cols<'a> {
     w: &'a [f32],
+    lo: usize,
+    win: usize,
     tok: &'a [u32],
     lms: &'a [u32],
     v: &'a [f32],
@@ -458,23 +593,58 @@ fn row_acc<I: Isa, const NV: usize>(acc: &mut [I::V; NV], wc: f32, row: &[f32], 
 
 #[inline(always)]
 fn cols<I: Isa, const NV: usize>(a: &Cols<'_>, out: &mut [f32]) {
+    if a.width == NV * LANES {
+        cols_full::<I, NV, true>(a, out)
+    } else {
+        cols_full::<I, NV, false>(a, out)
+    }
+}
+
+/// [`cols`] with `FULL` = whether the group's width is exactly `NV` vectors.
+#[inline(always)]
+fn cols_full<I: Isa, const NV: usize, const FULL: bool>(a: &Cols<'_>, out: &mut [f32]) {
+    // Two accumulator sets (even / odd candidates) hide the FMA latency chain.
     let mut acc = [I::zero(); NV];
-    let full = a.width == NV * LANES;
-    let (t, d, c0, w) = (a.tok.len(), a.d, a.c0, a.width);
-    for (&wc, &j) in a.w[..t].iter().zip(a.tok) {
-        let o = (j as usize * a.hk + a.kh) * d + c0;
+    let mut acc2 = [I::zero(); NV];
+    let full = FULL;
+    let (win, t, d, c0, w) = (a.win, a.tok.len(), a.d, a.c0, a.width);
+    let stride = a.hk * d;
+    let base = (a.lo * a.hk + a.kh) * d + c0;
+    let wrows = &a.v[base..base + (win - 1) * stride + w];
+    let mut ww = a.w[..win].chunks_exact(2);
+    let mut r = 0;
+    for w2 in &mut ww {
+        row_acc::<I, NV>(&mut acc, w2[0], &wrows[r..r + w], full);
+        row_acc::<I, NV>(&mut acc2, w2[1], &wrows[r + stride..r + stride + w], full);
+        r += 2 * stride;
+    }
+    for &wc in ww.remainder() {
+        row_acc::<I, NV>(&mut acc, wc, &wrows[r..r + w], full);
+    }
+    let wt = &a.w[win..];
+    let voff = |j: u32| (j as usize * a.hk + a.kh) * d + c0;
+    let mut wp = wt[..t].chunks_exact(2);
+    let mut jp = a.tok.chunks_exact(2);
+    for (w2, j2) in (&mut wp).zip(&mut jp) {
+        let (o0, o1) = (voff(j2[0]), voff(j2[1]));
+        row_acc::<I, NV>(&mut acc, w2[0], &a.v[o0..o0 + w], full);
+        row_acc::<I, NV>(&mut acc2, w2[1], &a.v[o1..o1 + w], full);
+    }
+    for (&wc, &j) in wp.remainder().iter().zip(jp.remainder()) {
+        let o = voff(j);
         row_acc::<I, NV>(&mut acc, wc, &a.v[o..o + w], full);
     }
-    for (&wc, &b) in a.w[t..].iter().zip(a.lms) {
-        let o = (b as usize * a.hk + a.kh) * d + c0;
-        row_acc::<I, NV>(&mut acc, wc, &a.lm_v[o..o + w], full);
+    for (&wc, &b) in wt[t..].iter().zip(a.lms) {
+        let o = voff(b);
+        row_acc::<I, NV>(&mut acc2, wc, &a.lm_v[o..o + w], full);
     }
     let dst = &mut out[c0..c0 + w];
-    for (u, av) in acc.iter().enumerate() {
+    for (u, (av, bv)) in acc.iter().zip(&acc2).enumerate() {
+        let s = I::add(*av, *bv);
         if (u + 1) * LANES <= w {
-            I::store(&mut dst[u * LANES..], *av);
+            I::store(&mut dst[u * LANES..], s);
         } else {
-            I::store_partial(&mut dst[u * LANES..w], *av);
+            I::store_partial(&mut dst[u * LANES..w], s);
         }
     }
 }
@@ -503,7 +673,7 @@ pub fn sparse_attention_at(
     }
     let e = p.max_edges_per_query(n);
     let mut idx = vec![0u32; e];
-    let mut scores = vec![0.0f32; e];
+    let mut scores = vec![0.0f32; e * HEAD_GROUP];
     dispatch(
         level,
         SparseRows {
@@ -556,6 +726,40 @@ mod tests {
                 let b = naive_sparse_attention(&p, &q, &k, &v).unwrap();
                 for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
                     assert!((x - y).abs() <= 2e-6, "{x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn window_plus_extras_is_the_token_set() {
+        // The kernel enumerates the window as a range and the rest via `extra_tokens`;
+        // together they must be exactly `for_each_token`'s set, each position once.
+        for causal in [true, false] {
+            for n in [1usize, 2, 9, 64, 130] {
+                for w in [0usize, 1, 5, 40, 200] {
+                    for globals in [vec![], vec![0], vec![3, 3, 0, 500, 7]] {
+                        let p = SparsePattern {
+                            window: w,
+                            block_size: 4,
+                            global_tokens: globals,
+                            causal,
+                            log_stride: n % 2 == 0 || w == 1,
+                            landmarks: true,
+                        };
+                        let mut idx = vec![0u32; p.max_edges_per_query(n)];
+                        for i in 0..n {
+                            let (lo, hi) = p.window_range(i, n);
+                            let t = extra_tokens(&p, i, n, lo, hi, &mut idx);
+                            let mut ours: Vec<usize> = (lo..=hi).collect();
+                            ours.extend(idx[..t].iter().map(|&j| j as usize));
+                            let mut want = p.token_candidates(i, n);
+                            assert_eq!(ours.len(), want.len(), "i={i} n={n} {p:?}");
+                            ours.sort_unstable();
+                            want.sort_unstable();
+                            assert_eq!(ours, want, "i={i} n={n} {p:?}");
+                        }
+                    }
                 }
             }
         }
