@@ -194,6 +194,32 @@ fn edge_cases_match_reference() {
             },
         ),
     ];
+    // The kernel runs query heads in groups of four: partial groups (hq 5, 6, 7),
+    // several groups (hq 12) and GQA groups straddling them; window 0 (a single
+    // window row) and a window covering everything (no extra tokens).
+    let mut cases = cases;
+    for (n, hq, hk, d, w) in [
+        (97, 5, 1, 32, 0),
+        (130, 6, 3, 17, 16),
+        (64, 7, 7, 32, 100),
+        (200, 12, 4, 33, 5),
+    ] {
+        for causal in [true, false] {
+            cases.push((
+                n,
+                hq,
+                hk,
+                d,
+                SparsePattern {
+                    window: w,
+                    block_size: 8,
+                    global_tokens: vec![0, 3, 3, 500],
+                    causal,
+                    ..SparsePattern::default()
+                },
+            ));
+        }
+    }
     for (i, (n, hq, hk, d, p)) in cases.into_iter().enumerate() {
         let err = compare(&p, n, hq, hk, d, 77 + i as u64);
         assert!(err <= 1e-5, "case {i}: {err}");
