@@ -82,7 +82,7 @@ fn simulate_writes_a_labelled_synthetic_dataset() {
         .recordings
         .iter()
         .all(|r| r.name.starts_with("synthetic_s5_")));
-    assert!(ds.recordings.iter().all(|r| r.frames.len() == 100 * 16));
+    assert!(ds.recordings.iter().all(|r| r.frames.len() == 300 * 16));
     // README.txt is the only skipped entry, and it is reported
     assert_eq!(rep.skipped.len(), 1);
     // no temporary files left behind
@@ -239,9 +239,9 @@ fn features_converts_a_capture_tree_and_counts_skips() {
     assert!(s.contains("broken.bin: no frames"), "{s}");
     let (ds, _) = read_dataset_dir(&out).unwrap();
     assert_eq!(ds.classes, ["swipe", "wave"]);
-    assert_eq!(ds.len_of(0), 98);
-    assert_eq!(ds.len_of(1), 100);
-    assert_eq!(ds.feature_names.last().unwrap(), "a0_motion");
+    assert_eq!(ds.len_of(0), 298);
+    assert_eq!(ds.len_of(1), 300);
+    assert_eq!(ds.feature_names.last().unwrap(), "a0_m4");
 
     // the features equal the simulator's own extraction of the same frames
     let sim = aether_data::sim::simulate(
@@ -306,12 +306,14 @@ fn features_single_capture_and_amplitude_csvs() {
         out.to_str().unwrap(),
         "--bands",
         "4",
+        "--motion-lags",
+        "2",
     ]));
     assert!(s.contains("2 recordings written"), "{s}");
     assert!(s.contains("bad.csv"), "{s}");
     assert!(s.contains("not a number"), "{s}");
     let (ds, _) = read_dataset_dir(&out).unwrap();
-    assert_eq!(ds.dim(), 6); // 4 bands + log-gain + motion
+    assert_eq!(ds.dim(), 7); // 4 bands + log-gain + 2 motion terms
     assert_eq!(ds.len_of(0), 30);
 }
 

@@ -15,28 +15,40 @@
 //!    `⌊b·K/B⌋ .. ⌊(b+1)·K/B⌋`);
 //! 5. band feature `ln((mean_{k∈b} A[k] + ε) / (g + ε))`, `ε = 1e-3`;
 //! 6. gain term (on by default) `ln(g + ε)`: the common-mode level;
-//! 7. motion term (on by default): `sqrt(mean_j (x_t[j] − x_{t−1}[j])²)` over
-//!    the antenna's band and gain features, 0 on the first frame — a causal,
-//!    streamable measure of how fast the channel changes (Doppler energy),
-//!    independent of where the interference pattern happens to sit.
+//! 7. motion terms (`M = 5` by default): for lag `L_i = 2^i` frames,
+//!    `m_i(t) = ln(ε_m + sqrt(mean_{j<B} (x_t[j] − x_{t−L_i}[j])²))` over the
+//!    antenna's band features, `ε_m = 10⁻³`, with `x_{t−L}` replaced by the
+//!    first frame while `t < L` (so `m_i(0) = ln ε_m`).
 //!
-//! Output per frame, antenna-major: `B` band features, the gain term, the
-//! motion term, so `D = n_antennas · (B + 2)` finite f32 (default `B = 14`:
-//! D = 16 on one antenna). Motion shows up as the time variation of the relative band
-//! amplitudes (a moving reflector changes the multipath interference pattern
-//! differently at different subcarrier frequencies) and of the gain term: over
-//! a 20 MHz channel a body path shifts all subcarriers almost alike, and that
-//! common-mode part is removed from the band features by the normalisation but
-//! kept in the gain term. The gain term also carries AGC steps and chip gain
-//! offsets, which per-recording normalisation (in training) takes out. Phase is not used:
+//! Output per frame, antenna-major: `B` band features, the gain term, the `M`
+//! motion terms, so `D = n_antennas · (B + 1 + M)` finite f32 (default
+//! `B = 10`, `M = 5`: D = 16 on one antenna).
+//!
+//! Why the motion terms: a reflector moving by `Δ` changes its path by up to
+//! `2Δ` and turns the interference fringe of every subcarrier by
+//! `2π·Δpath/λ` (λ ≈ 12.4 cm at 2.4 GHz). *Where* the fringes sit depends on
+//! centimetres of room geometry, so the band values of one gesture differ from
+//! room to room; how much they change over a lag does not. For a fringe of
+//! frequency `f` the change over lag `L` is `∝ |sin(π f L / rate)|`, so the
+//! profile across lags 1, 2, 4, 8, 16 frames is a Doppler-speed signature,
+//! and the log turns the unknown reflection strength (distance, cross-section)
+//! into an additive offset that input normalisation removes. Band features
+//! are gain invariant, so AGC steps do not count as motion. All terms are
+//! causal: a node keeps the last `2^(M−1)` band vectors. Phase is not used:
 //! ESP32 phase carries a random per-frame offset and slope, the CSV sources
 //! have none, and amplitude-only features keep simulator, raw captures and
 //! amplitude CSVs in one feature space (see docs/features.md).
 
 use crate::wire::{parse_capture, CaptureReport, RawCsiFrame};
 
-/// Default number of subcarrier bands per antenna (with the gain and motion terms: 16 features).
-pub const DEFAULT_BANDS: usize = 14;
+/// Default number of subcarrier bands per antenna (with the gain and the five
+/// motion terms: 16 features).
+pub const DEFAULT_BANDS: usize = 10;
+/// Default number of motion terms per antenna (lags 1, 2, 4, 8, 16 frames).
+pub const DEFAULT_MOTION_LAGS: usize = 5;
+/// Floor inside the log of a motion term (log-ratio units): a still channel
+/// reads `ln(10⁻³) ≈ −6.9`.
+const MOTION_EPS: f64 = 1e-3;
 /// Stabiliser in the log-ratio.
 const EPS: f64 = 1e-3;
 
@@ -83,18 +95,18 @@ pub enum FeatureError {
     },
 }
 
-/// The extractor: number of bands per antenna and whether to append the
-/// log-gain term.
+/// The extractor: number of bands per antenna, whether to append the
+/// log-gain term, and how many motion terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FeatureConfig {
     /// Bands per antenna (`B`).
     pub bands: usize,
     /// Append `ln(g + ε)` per antenna (feature `a{a}_gain`).
     pub gain: bool,
-    /// Append the motion term per antenna (feature `a{a}_motion`): the RMS
-    /// change of that antenna's band (and gain) features since the previous
-    /// frame, 0 on the first frame.
-    pub motion: bool,
+    /// Number `M` of motion terms per antenna (features `a{a}_m{i}`, lag
+    /// `2^i` frames, `i < M`): the log RMS change of that antenna's band
+    /// features over the lag; 0 leaves them out.
+    pub motion: usize,
 }
 
 impl Default for FeatureConfig {
@@ -102,27 +114,28 @@ impl Default for FeatureConfig {
         Self {
             bands: DEFAULT_BANDS,
             gain: true,
-            motion: true,
+            motion: DEFAULT_MOTION_LAGS,
         }
     }
 }
 
 impl FeatureConfig {
-    /// Features per antenna: `B`, +1 with the gain term, +1 with the motion term.
+    /// Features per antenna: `B`, +1 with the gain term, + `M` motion terms.
     pub fn per_antenna(&self) -> usize {
-        self.bands + usize::from(self.gain) + usize::from(self.motion)
+        self.bands + usize::from(self.gain) + self.motion
     }
 }
 
 /// Feature names for `n_antennas` antennas: `a{antenna}_b{band:02}`, then
-/// `a{antenna}_gain` when the gain term is on.
+/// `a{antenna}_gain` when the gain term is on, then `a{antenna}_m{i}` for the
+/// motion term of lag `2^i`.
 pub fn feature_names(n_antennas: usize, cfg: FeatureConfig) -> Vec<String> {
     (0..n_antennas)
         .flat_map(|a| {
             (0..cfg.bands)
                 .map(move |b| format!("a{a}_b{b:02}"))
                 .chain(cfg.gain.then(|| format!("a{a}_gain")))
-                .chain(cfg.motion.then(|| format!("a{a}_motion")))
+                .chain((0..cfg.motion).map(move |i| format!("a{a}_m{i}")))
         })
         .collect()
 }
@@ -153,8 +166,8 @@ pub fn amplitudes(iq: &[i8], out: &mut Vec<f32>) {
 }
 
 /// Features of one antenna's amplitude row under `mask` (formula in the
-/// module docs), appended to `out`; the motion term, which needs the previous
-/// frame, is appended as 0 and filled by the sequence extractors. `amps.len() == mask.len()`; the mask must
+/// module docs), appended to `out`; the motion terms, which need earlier
+/// frames, are appended as 0 and filled by the sequence extractors. `amps.len() == mask.len()`; the mask must
 /// hold at least `cfg.bands` active subcarriers (checked by the callers).
 pub fn extract_amplitude_row(amps: &[f32], mask: &[bool], cfg: FeatureConfig, out: &mut Vec<f32>) {
     let active: Vec<f64> = amps
@@ -178,38 +191,41 @@ pub fn extract_amplitude_row(amps: &[f32], mask: &[bool], cfg: FeatureConfig, ou
     if cfg.gain {
         out.push((g + EPS).ln() as f32);
     }
-    if cfg.motion {
-        out.push(0.0); // filled by `fill_motion` once the previous frame is known
-    }
+    // filled by `fill_motion` once the earlier frames are known
+    out.extend(std::iter::repeat_n(0.0, cfg.motion));
 }
 
-/// Fills the motion term of every antenna in `x` (`T × n_ant·per_antenna`,
-/// row-major): `sqrt(mean_j (x[t,j] − x[t−1,j])²)` over that antenna's other
-/// features, 0 at `t = 0`.
+/// Fills the motion terms of every antenna in `x` (`T × n_ant·per_antenna`,
+/// row-major): term `i` of frame `t` is
+/// `ln(ε_m + sqrt(mean_{j<B} (x[t,j] − x[max(t − 2^i, 0), j])²))` over that
+/// antenna's `B` band features, `ε_m = 10⁻³` (so `ln ε_m` on the first frame).
 fn fill_motion(x: &mut [f32], n_ant: usize, cfg: FeatureConfig) {
-    if !cfg.motion {
+    if cfg.motion == 0 {
         return;
     }
     let per = cfg.per_antenna();
     let row = n_ant * per;
     let t = x.len() / row.max(1);
-    for n in 1..t {
+    let first = cfg.bands + usize::from(cfg.gain);
+    for n in (0..t).rev() {
         for a in 0..n_ant {
-            let (prev, cur) = x.split_at_mut(n * row);
-            let p = &prev[(n - 1) * row + a * per..(n - 1) * row + (a + 1) * per - 1];
-            let c = &mut cur[a * per..(a + 1) * per];
-            let ss: f64 = p
-                .iter()
-                .zip(c.iter())
-                .map(|(u, v)| ((v - u) as f64).powi(2))
-                .sum();
-            c[per - 1] = (ss / (per - 1).max(1) as f64).sqrt() as f32;
+            for i in 0..cfg.motion {
+                let m = n.saturating_sub(1usize << i.min(30));
+                let ss: f64 = (0..cfg.bands)
+                    .map(|j| {
+                        let (u, v) = (x[m * row + a * per + j], x[n * row + a * per + j]);
+                        ((v - u) as f64).powi(2)
+                    })
+                    .sum();
+                let rms = (ss / cfg.bands.max(1) as f64).sqrt();
+                x[n * row + a * per + first + i] = (MOTION_EPS + rms).ln() as f32;
+            }
         }
     }
 }
 
 /// Features of amplitude rows (e.g. a CSV of per-subcarrier amplitudes, one
-/// row per frame, single antenna): `T×n` row-major in, `T×(B+gain)` row-major out.
+/// row per frame, single antenna): `T×n` row-major in, `T×(B+gain+M)` row-major out.
 pub fn extract_amplitude_rows(
     rows: &[f32],
     n: usize,
@@ -246,7 +262,7 @@ pub fn extract_amplitude_rows(
     Ok(out)
 }
 
-/// Features of a sequence of raw CSI frames of one shape: `T × (n_ant·(B+gain))`
+/// Features of a sequence of raw CSI frames of one shape: `T × (n_ant·(B+gain+M))`
 /// row-major, plus the number of antennas. The active mask is computed per
 /// antenna over all frames.
 pub fn extract_frames(
@@ -412,7 +428,7 @@ mod tests {
             FeatureConfig {
                 bands: 2,
                 gain: true,
-                motion: false,
+                motion: 0,
             },
         )
         .unwrap();
@@ -429,12 +445,39 @@ mod tests {
         let b: Vec<f32> = a.iter().map(|v| v * 3.7).collect();
         let fa = extract_amplitude_rows(&a, 52, FeatureConfig::default()).unwrap();
         let fb = extract_amplitude_rows(&b, 52, FeatureConfig::default()).unwrap();
-        for (x, y) in fa.iter().zip(&fb).take(14) {
-            assert!((x - y).abs() < 1e-3, "{x} vs {y}");
-        }
         assert_eq!(fa.len(), 16);
-        assert!((fb[14] - fa[14] - 3.7f32.ln()).abs() < 1e-3);
-        assert_eq!(fa[15], 0.0); // motion of the first frame
+        for (i, (x, y)) in fa.iter().zip(&fb).enumerate() {
+            if i != DEFAULT_BANDS {
+                assert!((x - y).abs() < 1e-3, "{i}: {x} vs {y}");
+            }
+        }
+        assert!((fb[DEFAULT_BANDS] - fa[DEFAULT_BANDS] - 3.7f32.ln()).abs() < 1e-3);
+        // motion terms of the first frame sit at the floor
+        for &m in &fa[DEFAULT_BANDS + 1..] {
+            assert_eq!(m, (MOTION_EPS as f32).ln());
+        }
+    }
+
+    /// A gain step (AGC) leaves every feature but the gain term unchanged,
+    /// motion terms included.
+    #[test]
+    fn gain_step_is_not_motion() {
+        let row: Vec<f32> = (0..52)
+            .map(|k| 10.0 + (k as f32 * 0.7).sin() * 5.0)
+            .collect();
+        let mut rows = Vec::new();
+        for t in 0..40 {
+            let g = if t < 20 { 1.0 } else { 1.4 };
+            rows.extend(row.iter().map(|v| v * g));
+        }
+        let x = extract_amplitude_rows(&rows, 52, FeatureConfig::default()).unwrap();
+        let floor = (MOTION_EPS as f32).ln();
+        for f in x.chunks_exact(16) {
+            // only f32 rounding of the band values moves them off the floor
+            for &m in &f[DEFAULT_BANDS + 1..] {
+                assert!((m - floor).abs() < 0.05, "{m}");
+            }
+        }
     }
 
     #[test]
@@ -442,7 +485,7 @@ mod tests {
         let c = FeatureConfig {
             bands: 4,
             gain: true,
-            motion: true,
+            motion: 1,
         };
         assert_eq!(extract_frames(&[], c), Err(FeatureError::NoFrames));
         assert_eq!(
@@ -451,7 +494,7 @@ mod tests {
                 FeatureConfig {
                     bands: 0,
                     gain: true,
-                    motion: true,
+                    motion: 1,
                 }
             ),
             Err(FeatureError::ZeroBands)
@@ -482,7 +525,7 @@ mod tests {
                 FeatureConfig {
                     bands: 1,
                     gain: false,
-                    motion: false,
+                    motion: 0,
                 }
             ),
             Err(FeatureError::BadAmplitude { row: 1, col: 0, .. })
@@ -500,7 +543,7 @@ mod tests {
         let cfg = FeatureConfig {
             bands: 2,
             gain: false,
-            motion: false,
+            motion: 0,
         };
         let (x, _) = extract_frames(&[nz.clone(), z, nz], cfg).unwrap();
         assert!(x.iter().all(|v| v.is_finite()));
@@ -522,7 +565,7 @@ mod tests {
                 FeatureConfig {
                     bands: 2,
                     gain: false,
-                    motion: false,
+                    motion: 0,
                 }
             ),
             ["a0_b00", "a0_b01", "a1_b00", "a1_b01"]
@@ -533,30 +576,44 @@ mod tests {
                 FeatureConfig {
                     bands: 1,
                     gain: true,
-                    motion: true,
+                    motion: 1,
                 }
             ),
-            ["a0_b00", "a0_gain", "a0_motion"]
+            ["a0_b00", "a0_gain", "a0_m0"]
         );
     }
 
+    /// Motion term `i` against a direct computation from the band features:
+    /// `ln(ε + RMS(x[t] − x[max(t − 2^i, 0)]))`.
     #[test]
-    fn motion_term_is_rms_change() {
+    fn motion_terms_are_lagged_log_rms_change() {
         let cfg = FeatureConfig {
             bands: 2,
-            gain: false,
-            motion: true,
+            gain: true,
+            motion: 3,
         };
-        let f1 = frame(vec![3, 0, 0, 0, 3, 4, 0, 0], 4);
-        let f2 = frame(vec![5, 0, 0, 0, 3, 4, 0, 0], 4);
-        let (x, _) = extract_frames(&[f1.clone(), f2, f1], cfg).unwrap();
-        assert_eq!(x.len(), 9);
-        assert_eq!(x[2], 0.0);
-        let rms =
-            |a: &[f32], b: &[f32]| (((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)) / 2.0).sqrt();
-        assert!((x[5] - rms(&x[0..2], &x[3..5])).abs() < 1e-6);
-        assert!((x[8] - rms(&x[3..5], &x[6..8])).abs() < 1e-6);
-        assert!(x[5] > 0.0);
+        let frames: Vec<RawCsiFrame> = (0..7)
+            .map(|t| frame(vec![3 + t as i8, 0, 0, 0, 3, 4 - (t % 3) as i8, 0, 0], 4))
+            .collect();
+        let (x, _) = extract_frames(&frames, cfg).unwrap();
+        assert_eq!(x.len(), 7 * 6);
+        for t in 0..7usize {
+            for i in 0..3 {
+                let m = t.saturating_sub(1 << i);
+                let (a, b) = (&x[m * 6..m * 6 + 2], &x[t * 6..t * 6 + 2]);
+                let rms = (((a[0] - b[0]) as f64).powi(2) + ((a[1] - b[1]) as f64).powi(2)) / 2.0;
+                let want = (MOTION_EPS + rms.sqrt()).ln() as f32;
+                assert!((x[t * 6 + 3 + i] - want).abs() < 1e-6, "t {t} i {i}");
+            }
+        }
+        assert!(
+            x[6 * 6 + 5] > x[6 * 6 + 3],
+            "a longer lag sees more change here"
+        );
+        assert_eq!(
+            feature_names(1, cfg),
+            ["a0_b00", "a0_b01", "a0_gain", "a0_m0", "a0_m1", "a0_m2"]
+        );
     }
 
     #[test]
@@ -568,7 +625,7 @@ mod tests {
         let cfg = FeatureConfig {
             bands: 2,
             gain: true,
-            motion: false,
+            motion: 0,
         };
         let c = capture_features(&bytes, cfg).unwrap();
         assert_eq!(c.frames(), 2);
@@ -587,7 +644,7 @@ mod tests {
         #[test]
         fn features_are_finite(seed in any::<u64>(), t in 1usize..20, ant in 1u8..3,
                                sub in 1u16..70, bands in 1usize..20, gain in any::<bool>(),
-                               motion in any::<bool>()) {
+                               motion in 0usize..6) {
             let mut r = crate::rng::SplitMix64::new(seed);
             let frames: Vec<_> = (0..t).map(|_| {
                 frame((0..2 * ant as usize * sub as usize).map(|_| r.next_u64() as i8).collect(), sub)

@@ -37,7 +37,7 @@ const SUBJECTS_PER_SEED: usize = 24;
 /// A simulated task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
-    /// Arm gestures: wave, circle, push, swipe (≈100 frames at 50 Hz).
+    /// Arm gestures: wave, circle, push, swipe (300 frames at 100 Hz).
     Gesture,
     /// Fall vs sitting down vs nothing (≈200 frames at 50 Hz).
     Fall,
@@ -99,7 +99,7 @@ impl Task {
     /// Frames per recording.
     pub fn frames(self) -> usize {
         match self {
-            Task::Gesture => 100,
+            Task::Gesture => 300,
             Task::Fall => 200,
             Task::Breathing => 500,
             Task::Anomaly => 300,
@@ -110,6 +110,7 @@ impl Task {
     pub fn rate_hz(self) -> f64 {
         match self {
             Task::Breathing => 20.0,
+            Task::Gesture => 100.0,
             _ => 50.0,
         }
     }
@@ -117,7 +118,7 @@ impl Task {
     /// Default recordings per class (sized to train in about a minute on 2 cores).
     pub fn default_recordings(self) -> usize {
         match self {
-            Task::Gesture => 40,
+            Task::Gesture => 100,
             Task::Fall => 40,
             Task::Breathing => 30,
             Task::Anomaly => 50,
@@ -291,20 +292,21 @@ impl Actor {
         };
         match task {
             Task::Gesture => {
-                // Each gesture has its own rhythm: one steady turn, two pushes,
-                // one quick sweep, three fast waves.
+                // Each gesture has its own rhythm and extent: two steady
+                // turns, two push strokes, one quick sweep, four fast waves.
                 a.t0 = r.uniform(0.1, 0.4);
                 let (reps, dur) = match class {
-                    0 => (1.0, r.uniform(0.9, 1.1)),  // circle
-                    1 => (2.0, r.uniform(0.9, 1.1)),  // push
+                    0 => (2.0, r.uniform(1.6, 1.9)),  // circle
+                    1 => (2.0, r.uniform(1.0, 1.2)),  // push
                     2 => (1.0, r.uniform(0.35, 0.5)), // swipe
-                    _ => (3.0, r.uniform(1.0, 1.3)),  // wave
+                    _ => (3.0, r.uniform(1.0, 1.2)),  // wave
                 };
                 if class == 2 {
                     a.t0 = r.uniform(0.4, 0.8);
                 }
                 a.reps = reps;
-                a.dur = dur / subj.speed;
+                // a deliberate gesture's tempo varies less than walking pace
+                a.dur = dur / subj.speed.sqrt();
                 a.amp = r.uniform(0.8, 1.15);
             }
             Task::Fall => {
@@ -367,22 +369,39 @@ impl Actor {
                 let u = ((t - self.t0) / self.dur).clamp(0.0, 1.0);
                 let tau = std::f64::consts::TAU;
                 let target = match self.class {
+                    // circle: constant speed in a plane tilted 45° towards the front
                     0 => {
                         let a = tau * self.reps * u;
+                        let tilt = UP.add(fwd).mul(std::f64::consts::FRAC_1_SQRT_2);
                         shoulder
-                            .add(fwd.mul(0.55 * la))
-                            .add(right.mul(0.28 * la * a.cos()))
-                            .add(UP.mul(0.28 * la * a.sin()))
+                            .add(fwd.mul(0.5 * la))
+                            .add(right.mul(0.3 * la * a.cos()))
+                            .add(tilt.mul(0.3 * la * a.sin()))
                     }
-                    1 => shoulder
-                        .add(fwd.mul((0.2 + 0.7 * (0.5 - 0.5 * (tau * self.reps * u).cos())) * la)),
-                    2 => shoulder
-                        .add(fwd.mul(0.5 * la))
-                        .add(right.mul(0.6 * la * (2.0 * smoothstep(u) - 1.0))),
-                    _ => shoulder
-                        .add(UP.mul(0.35 * la))
-                        .add(fwd.mul(0.2 * la))
-                        .add(right.mul(0.22 * la * (tau * self.reps * u).sin())),
+                    // push: the hand goes from the chest up and out to the full reach
+                    1 => {
+                        let e = 0.5 - 0.5 * (tau * self.reps * u).cos();
+                        shoulder
+                            .add(fwd.mul((0.2 + 0.7 * e) * la))
+                            .sub(UP.mul((0.3 - 0.3 * e) * la))
+                    }
+                    // swipe: one quick sweep across the body along a shallow arc
+                    2 => {
+                        let s = 2.0 * smoothstep(u) - 1.0;
+                        shoulder
+                            .add(fwd.mul(0.5 * la))
+                            .add(right.mul(0.6 * la * s))
+                            .sub(UP.mul(0.15 * la * (1.0 - s * s)))
+                    }
+                    // wave: the forearm swings ±30° about the raised elbow
+                    _ => {
+                        let th = 0.4 * (tau * self.reps * u).sin();
+                        let r = 0.45 * la;
+                        shoulder
+                            .add(UP.mul(0.1 * la + r * th.cos()))
+                            .add(fwd.mul(0.2 * la))
+                            .add(right.mul(r * th.sin()))
+                    }
                 };
                 // raise over 0.3 s before the gesture, lower over 0.3 s after it
                 let w = smoothstep((t - self.t0 + 0.3) / 0.3)
@@ -580,11 +599,19 @@ pub fn simulate_frames(task: Task, class: usize, index: usize, seed: u64) -> Vec
     let tau = std::f64::consts::TAU;
     let (pos, face) = match task {
         // Gestures are made towards the node (the receiver), a breathing subject
-        // sits by it (a bedside node): 0.6–1.6 m from the receiver, up to 40° off
-        // the link axis, facing it within ±25°.
+        // sits by it (a bedside node): 0.6–1.6 m from the receiver, facing it
+        // within ±25°; breathing up to 40° off the link axis, gestures 14°–57°
+        // off it on either side (on the link line the bistatic path length is
+        // stationary and small motions do not show).
         Task::Gesture | Task::Breathing => {
             let dist = r.uniform(0.6, 1.6);
-            let off = r.uniform(-0.7, 0.7);
+            // Gestures are made away from the link line (see docs/simulator.md).
+            let off = if task == Task::Gesture {
+                let side = if r.below(2) == 0 { 1.0 } else { -1.0 };
+                side * r.uniform(0.25, 1.0)
+            } else {
+                r.uniform(-0.7, 0.7)
+            };
             let pos = V3(l - dist * off.cos(), dist * off.sin(), 0.0);
             let to_rx = (-pos.1).atan2(l - pos.0);
             (pos, to_rx + r.uniform(-0.44, 0.44))
@@ -811,11 +838,16 @@ mod tests {
         assert!((20..=127).contains(&max), "{max}");
     }
 
-    /// Breathing: in the feature with the most prominent spectral peak (peak
-    /// over mean power, 0.025–5 Hz), that peak lies in 0.1–0.5 Hz.
+    /// Breathing: in the band or gain feature with the most prominent
+    /// spectral peak (peak over mean power, 0.025–5 Hz), that peak lies in
+    /// 0.1–0.5 Hz (the channel itself, so no motion terms).
     #[test]
     fn breathing_peak_in_band() {
-        let cfg = FeatureConfig::default();
+        let cfg = FeatureConfig {
+            bands: 14,
+            gain: true,
+            motion: 0,
+        };
         let rate = Task::Breathing.rate_hz();
         for i in 0..6 {
             let frames = simulate_frames(Task::Breathing, 1, i, 3);
@@ -898,7 +930,7 @@ mod tests {
         let cfg = FeatureConfig {
             bands: 16,
             gain: false,
-            motion: false,
+            motion: 0,
         };
         let (mut fall_early, mut fall_late, mut nothing_early) = (0.0, 0.0, 0.0);
         for i in 0..6 {
@@ -921,17 +953,22 @@ mod tests {
         );
     }
 
-    /// Gestures move the channel more during the gesture than in a still subject.
+    /// Gestures move the channel more during the gesture than in a still
+    /// subject (first 2 s of each; band features only, which AGC steps do not move).
     #[test]
     fn gesture_moves_channel() {
-        let cfg = FeatureConfig::default();
+        let cfg = FeatureConfig {
+            bands: 16,
+            gain: false,
+            motion: 0,
+        };
         let (mut moving, mut still) = (0.0, 0.0);
         for i in 0..6 {
             for class in 0..4 {
                 let (x, _) =
                     extract_frames(&simulate_frames(Task::Gesture, class, i, 4), cfg).unwrap();
                 assert!(x.iter().all(|v| v.is_finite()));
-                moving += variation(&smooth(&x, 16, 5), 16) / 4.0;
+                moving += variation(&smooth(&x[..100 * 16], 16, 5), 16) / 4.0;
             }
             // the same subjects standing still ("nothing" of the fall task)
             let (y, _) = extract_frames(&simulate_frames(Task::Fall, 1, i, 4), cfg).unwrap();

@@ -36,9 +36,12 @@ pub struct Args {
     /// Leave out the per-frame log-gain feature.
     #[arg(long)]
     no_gain: bool,
-    /// Leave out the per-frame motion feature.
+    /// Leave out the per-frame motion features (same as `--motion-lags 0`).
     #[arg(long)]
     no_motion: bool,
+    /// Motion features per antenna: log RMS band change over lags 1, 2, 4, … frames.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
+    motion_lags: usize,
 }
 
 #[derive(Default)]
@@ -113,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = FeatureConfig {
         bands: args.bands,
         gain: !args.no_gain,
-        motion: !args.no_motion,
+        motion: if args.no_motion { 0 } else { args.motion_lags },
     };
     if !args.input.exists() {
         bail!("{}: no such file or directory", args.input.display());
@@ -237,19 +240,18 @@ pub fn run(args: Args) -> Result<()> {
     prepare_out_dir(&args.out)?;
     let written = write_dataset(&args.out, &ds)?;
 
+    let motion = match cfg.motion {
+        0 => String::new(),
+        m => format!(" + {m} motion"),
+    };
     println!(
-        "features: {} files, {} recordings written to {} ({} features per frame: {} bands{})",
+        "features: {} files, {} recordings written to {} ({} features per frame: {} bands{}{motion})",
         t.files,
         written,
         args.out.display(),
         ds.dim(),
         cfg.bands,
-        match (cfg.gain, cfg.motion) {
-            (true, true) => " + log-gain + motion",
-            (true, false) => " + log-gain",
-            (false, true) => " + motion",
-            (false, false) => "",
-        }
+        if cfg.gain { " + log-gain" } else { "" },
     );
     for (c, n) in &per_class {
         println!("  class {c}: {n} recordings");

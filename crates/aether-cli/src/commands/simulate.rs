@@ -34,9 +34,12 @@ pub struct Args {
     /// Leave out the per-frame log-gain feature.
     #[arg(long)]
     no_gain: bool,
-    /// Leave out the per-frame motion feature.
+    /// Leave out the per-frame motion features (same as `--motion-lags 0`).
     #[arg(long)]
     no_motion: bool,
+    /// Motion features per antenna: log RMS band change over lags 1, 2, 4, … frames.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
+    motion_lags: usize,
 }
 
 /// Fails unless `dir` is missing or an empty directory; then creates it.
@@ -75,7 +78,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = FeatureConfig {
         bands: args.bands,
         gain: !args.no_gain,
-        motion: !args.no_motion,
+        motion: if args.no_motion { 0 } else { args.motion_lags },
     };
     let ds = simulate(task, per_class, args.seed, cfg)?;
     prepare_out_dir(&args.out)?;

@@ -1,0 +1,210 @@
+//! Cross-seed learnability of the simulated tasks: simulate seed A for training,
+//! seed B for testing (new rooms and subjects), train the default head on whole
+//! recordings and print per-recording accuracy next to a nearest-centroid
+//! baseline on per-recording mean/std features (a check that the task is not
+//! separable by levels alone). The test confusion matrix goes to stderr.
+//!
+//! `cargo run --release -p aether-data --example cross_seed -- [task|all] [train_seed] [test_seed] [train_per_class] [test_per_class]`
+//! (defaults: all, 1, 2, the task's default recordings, 20). Each recording is one
+//! window; validation (early stopping): 6 recordings per class of seed 3; head
+//! `Architecture::default_for(D, C)`, `TrainConfig::for_windows(n)` on 2 threads.
+//! Environment: `PER_RECORDING=1` standardises every feature per recording
+//! (otherwise only the head's input normalisation applies, as in `aether
+//! train`); `COLS_FROM=k` keeps features `k..D` only (ablations).
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use aether_data::dataset::Dataset;
+use aether_data::features::FeatureConfig;
+use aether_data::sim::{simulate, Task};
+use aether_head::train::{train, Architecture, TrainConfig, Window};
+
+/// Per-recording standardised frames (`T × D`, each column zero mean, unit std).
+fn standardise(x: &[f32], d: usize) -> Vec<f32> {
+    let t = x.len() / d;
+    let mut out = x.to_vec();
+    for k in 0..d {
+        let m = (0..t).map(|n| x[n * d + k] as f64).sum::<f64>() / t as f64;
+        let v = (0..t)
+            .map(|n| (x[n * d + k] as f64 - m).powi(2))
+            .sum::<f64>()
+            / t as f64;
+        let s = v.sqrt().max(1e-6);
+        for n in 0..t {
+            out[n * d + k] = ((x[n * d + k] as f64 - m) / s) as f32;
+        }
+    }
+    out
+}
+
+/// Whether `PER_RECORDING=1`: standardise every feature per recording.
+fn per_recording() -> bool {
+    std::env::var("PER_RECORDING").is_ok_and(|v| v == "1")
+}
+
+/// Recordings as (frames, label), standardised per recording under `PER_RECORDING=1`.
+fn prepared(ds: &Dataset) -> Vec<(Vec<f32>, usize)> {
+    let d = ds.dim();
+    let from: usize = std::env::var("COLS_FROM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    ds.recordings
+        .iter()
+        .map(|r| {
+            let x: Vec<f32> = r
+                .frames
+                .chunks_exact(d)
+                .flat_map(|f| f[from..].to_vec())
+                .collect();
+            if per_recording() {
+                (standardise(&x, d - from), r.class)
+            } else {
+                (x, r.class)
+            }
+        })
+        .collect()
+}
+
+/// Per-recording summary: mean and std of every raw feature, z-scored with the
+/// training set's statistics.
+fn summary(ds: &Dataset) -> Vec<(Vec<f64>, usize)> {
+    let d = ds.dim();
+    ds.recordings
+        .iter()
+        .map(|r| {
+            let t = r.frames.len() / d;
+            let mut s = Vec::with_capacity(2 * d);
+            for k in 0..d {
+                let m = (0..t).map(|n| r.frames[n * d + k] as f64).sum::<f64>() / t as f64;
+                let v = (0..t)
+                    .map(|n| (r.frames[n * d + k] as f64 - m).powi(2))
+                    .sum::<f64>()
+                    / t as f64;
+                s.push(m);
+                s.push(v.sqrt());
+            }
+            (s, r.class)
+        })
+        .collect()
+}
+
+/// Nearest-centroid accuracy on z-scored per-recording mean/std summaries.
+fn centroid_baseline(train: &Dataset, test: &Dataset) -> f64 {
+    let tr = summary(train);
+    let te = summary(test);
+    let f = tr[0].0.len();
+    let mu: Vec<f64> = (0..f)
+        .map(|j| tr.iter().map(|s| s.0[j]).sum::<f64>() / tr.len() as f64)
+        .collect();
+    let sd: Vec<f64> = (0..f)
+        .map(|j| {
+            (tr.iter().map(|s| (s.0[j] - mu[j]).powi(2)).sum::<f64>() / tr.len() as f64)
+                .sqrt()
+                .max(1e-9)
+        })
+        .collect();
+    let z = |v: &[f64]| -> Vec<f64> { (0..f).map(|j| (v[j] - mu[j]) / sd[j]).collect() };
+    let c = train.classes.len();
+    let mut cent = vec![vec![0.0; f]; c];
+    let mut cnt = vec![0usize; c];
+    for (v, y) in &tr {
+        for (a, b) in cent[*y].iter_mut().zip(z(v)) {
+            *a += b;
+        }
+        cnt[*y] += 1;
+    }
+    for (row, n) in cent.iter_mut().zip(&cnt) {
+        row.iter_mut().for_each(|a| *a /= (*n).max(1) as f64);
+    }
+    let correct = te
+        .iter()
+        .filter(|(v, y)| {
+            let zv = z(v);
+            let best = (0..c)
+                .min_by(|&a, &b| {
+                    let da: f64 = zv.iter().zip(&cent[a]).map(|(p, q)| (p - q).powi(2)).sum();
+                    let db: f64 = zv.iter().zip(&cent[b]).map(|(p, q)| (p - q).powi(2)).sum();
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(0);
+            best == *y
+        })
+        .count();
+    correct as f64 / te.len() as f64
+}
+
+fn windows(data: &[(Vec<f32>, usize)]) -> Vec<Window<'_>> {
+    data.iter()
+        .map(|(x, y)| Window {
+            frames: x,
+            label: *y,
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let tasks: Vec<Task> = match args.first().map(String::as_str) {
+        None | Some("all") => Task::ALL.to_vec(),
+        Some(t) => vec![Task::parse(t).expect("task: gesture|fall|breathing|anomaly|all")],
+    };
+    let num = |i: usize| -> Option<u64> { args.get(i).map(|a| a.parse().expect("integer")) };
+    let seed_a = num(1).unwrap_or(1);
+    let seed_b = num(2).unwrap_or(2);
+    let cfg = FeatureConfig::default();
+    println!("| task | train (seed {seed_a}) | test (seed {seed_b}) | head train acc | head test acc | centroid mean/std | time |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for task in tasks {
+        let start = Instant::now();
+        let per_train = num(3).map_or(task.default_recordings(), |v| v as usize);
+        let per_test = num(4).unwrap_or(20) as usize;
+        let tr = simulate(task, per_train, seed_a, cfg).expect("simulate train");
+        let va = simulate(task, 6, 3, cfg).expect("simulate validation");
+        let te = simulate(task, per_test, seed_b, cfg).expect("simulate test");
+        let (trp, vap, tep) = (prepared(&tr), prepared(&va), prepared(&te));
+        let arch = Architecture::default_for(
+            trp[0].0.len() * tr.dim() / tr.recordings[0].frames.len(),
+            tr.classes.len(),
+        );
+        let tcfg = TrainConfig {
+            threads: 2,
+            ..TrainConfig::for_windows(trp.len())
+        };
+        let out = train(arch, &tcfg, &windows(&trp), &windows(&vap), |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("train");
+        let acc = |data: &[(Vec<f32>, usize)]| -> f64 {
+            let ok = data
+                .iter()
+                .filter(|(x, y)| {
+                    aether_head::train::argmax(&out.model.logits(x).expect("logits")) == *y
+                })
+                .count();
+            ok as f64 / data.len() as f64
+        };
+        let c = tr.classes.len();
+        let mut confusion = vec![vec![0usize; c]; c];
+        for (x, y) in &tep {
+            let p = aether_head::train::argmax(&out.model.logits(x).expect("logits"));
+            confusion[*y][p] += 1;
+        }
+        eprintln!(
+            "{} test confusion (rows truth {:?}): {confusion:?}",
+            task.name(),
+            tr.classes
+        );
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.0} s |",
+            task.name(),
+            tr.recordings.len(),
+            te.recordings.len(),
+            acc(&trp),
+            acc(&tep),
+            centroid_baseline(&tr, &te),
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
