@@ -265,10 +265,9 @@ struct Scratch {
     scores: Vec<f32>,
     /// One row converted to f32 (landmark means in `push`).
     row: Vec<f32>,
-    /// The key rows of the candidates of one kv head as f32, `[candidate][dim]` (f16 only).
-    keys: Vec<f32>,
-    /// The value rows of the candidates of one kv head as f32, `[candidate][dim]` (f16 only).
-    vals: Vec<f32>,
+    /// A chunk of candidate key or value rows converted to f32, `[row][dim]`, at most
+    /// `CONV_ROWS` rows (f16 only).
+    conv: Vec<f32>,
 }
 
 /// A streaming KV cache storing keys and values as `S` (see the module docs).
@@ -455,12 +454,11 @@ impl RowOffsets for Packed {
     }
 }
 
-/// `n` candidate rows of one kv head: key row `c` at `k[rows.off(c)..][..dim]`, value row at
-/// the same offset of `v`.
+/// `n` candidate rows of one kv head: row `c` at `x[rows.off(c)..][..dim]` (key rows in the
+/// score pass, value rows in the value pass).
 #[derive(Clone, Copy)]
 struct Group<'a, R> {
-    k: &'a [f32],
-    v: &'a [f32],
+    x: &'a [f32],
     rows: R,
     n: usize,
 }
@@ -544,7 +542,7 @@ fn scores_g<I: simd::Isa, R: RowOffsets, const H: usize>(
     let d = dim;
     for c in 0..g.n {
         let o = g.rows.off(c);
-        let kr = &g.k[o..o + d];
+        let kr = &g.x[o..o + d];
         if H == 4 {
             let dots = dot4_k::<I>(kr, q, d);
             for (j, x) in dots.into_iter().enumerate() {
@@ -574,7 +572,7 @@ fn tile_g<I: simd::Isa, R: RowOffsets, const H: usize>(
     if width == 2 * L {
         for c in 0..g.n {
             let o = g.rows.off(c) + e;
-            let (r0, r1) = (I::load(&g.v[o..o + L]), I::load(&g.v[o + L..o + 2 * L]));
+            let (r0, r1) = (I::load(&g.x[o..o + L]), I::load(&g.x[o + L..o + 2 * L]));
             for (j, a) in acc.iter_mut().enumerate() {
                 let w = I::splat(s[j * nc + c0 + c]);
                 a.0 = I::fma(w, r0, a.0);
@@ -585,9 +583,9 @@ fn tile_g<I: simd::Isa, R: RowOffsets, const H: usize>(
         for c in 0..g.n {
             let o = g.rows.off(c) + e;
             let r0 = if width == L {
-                I::load(&g.v[o..o + L])
+                I::load(&g.x[o..o + L])
             } else {
-                I::load_partial(&g.v[o..o + width])
+                I::load_partial(&g.x[o..o + width])
             };
             for (j, a) in acc.iter_mut().enumerate() {
                 a.0 = I::fma(I::splat(s[j * nc + c0 + c]), r0, a.0);
@@ -596,28 +594,50 @@ fn tile_g<I: simd::Isa, R: RowOffsets, const H: usize>(
     }
 }
 
-/// Scores, softmax and weighted value sum of `H` query heads (`q`, `o`: `H·dim`; `s`:
-/// `H·nc` weights) over the token and landmark candidates of one kv head.
+/// Scores of the `group` query rows `q` (`group·dim`) against the key rows of `g`, scaled,
+/// written to `s[h·nc + c0 + c]`: four heads at a time (one load of each key row serves
+/// four heads), the remainder one at a time.
 #[inline(always)]
-fn heads_g<I: simd::Isa, R: RowOffsets, const H: usize>(
+fn scores_all<I: simd::Isa, R: RowOffsets>(
     q: &[f32],
-    toks: Group<'_, R>,
-    lms: Group<'_, R>,
+    g: Group<'_, R>,
     dim: usize,
     s: &mut [f32],
+    nc: usize,
+    c0: usize,
+) {
+    let d = dim;
+    let group = q.len() / d;
+    let scale = 1.0 / libm::sqrtf(d as f32);
+    let mut h = 0;
+    while h < group {
+        let hc = if group - h >= 4 { 4 } else { 1 };
+        let (qh, sh) = (&q[h * d..(h + hc) * d], &mut s[h * nc..(h + hc) * nc]);
+        if hc == 4 {
+            scores_g::<I, R, 4>(qh, g, d, scale, sh, nc, c0);
+        } else {
+            scores_g::<I, R, 1>(qh, g, d, scale, sh, nc, c0);
+        }
+        h += hc;
+    }
+}
+
+/// Adds `Σ_c s[j·nc + c0 + c] · v_c` over the value rows of `g` to the `H` output rows `o`
+/// (`H·dim`), or writes it when `first`. The running sums go through `o` between calls, and
+/// every output element sums its candidates in order, so splitting the candidates into
+/// consecutive chunks gives bit-identical results.
+#[inline(always)]
+fn values_g<I: simd::Isa, R: RowOffsets, const H: usize>(
+    s: &[f32],
+    nc: usize,
+    c0: usize,
+    g: Group<'_, R>,
+    dim: usize,
     o: &mut [f32],
+    first: bool,
 ) {
     const L: usize = simd::LANES;
     let d = dim;
-    let nc = toks.n + lms.n;
-    let scale = 1.0 / libm::sqrtf(d as f32);
-    scores_g::<I, R, H>(q, toks, d, scale, s, nc, 0);
-    scores_g::<I, R, H>(q, lms, d, scale, s, nc, toks.n);
-    for row in s.chunks_exact_mut(nc) {
-        let m = max_g::<I>(row);
-        let z = simd::exp_shift_sum_g::<I>(row, -m);
-        simd::scale_g::<I>(1.0 / z, row);
-    }
     let mut e = 0;
     while e < d {
         let width = if e + 2 * L <= d {
@@ -626,8 +646,19 @@ fn heads_g<I: simd::Isa, R: RowOffsets, const H: usize>(
             (d - e).min(L)
         };
         let mut acc = [(I::zero(), I::zero()); H];
-        tile_g::<I, R, H>(s, nc, 0, toks, e, width, &mut acc);
-        tile_g::<I, R, H>(s, nc, toks.n, lms, e, width, &mut acc);
+        if !first {
+            for (j, a) in acc.iter_mut().enumerate() {
+                let cur = &o[j * d + e..j * d + e + width];
+                if width == 2 * L {
+                    *a = (I::load(&cur[..L]), I::load(&cur[L..]));
+                } else if width == L {
+                    a.0 = I::load(cur);
+                } else {
+                    a.0 = I::load_partial(cur);
+                }
+            }
+        }
+        tile_g::<I, R, H>(s, nc, c0, g, e, width, &mut acc);
         for (j, a) in acc.into_iter().enumerate() {
             let out = &mut o[j * d + e..j * d + e + width];
             if width == 2 * L {
@@ -643,13 +674,61 @@ fn heads_g<I: simd::Isa, R: RowOffsets, const H: usize>(
     }
 }
 
+/// [`values_g`] for all `group` output rows `o` (`group·dim`; weights `s`: `group·nc`), four
+/// heads at a time (one load of each value tile serves four heads), the remainder one at a
+/// time.
+#[inline(always)]
+fn values_all<I: simd::Isa, R: RowOffsets>(
+    s: &[f32],
+    nc: usize,
+    c0: usize,
+    g: Group<'_, R>,
+    dim: usize,
+    o: &mut [f32],
+    first: bool,
+) {
+    let d = dim;
+    let group = o.len() / d;
+    let mut h = 0;
+    while h < group {
+        let hc = if group - h >= 4 { 4 } else { 1 };
+        let (sh, oh) = (&s[h * nc..(h + hc) * nc], &mut o[h * d..(h + hc) * d]);
+        if hc == 4 {
+            values_g::<I, R, 4>(sh, nc, c0, g, d, oh, first);
+        } else {
+            values_g::<I, R, 1>(sh, nc, c0, g, d, oh, first);
+        }
+        h += hc;
+    }
+}
+
+/// Candidate rows of one kind (tokens or landmarks) in storage `S`: key row `c` at
+/// `k[slots[c]·stride + add..][..dim]`, value row at the same offset of `v`.
+#[derive(Clone, Copy)]
+struct Cands<'a, S> {
+    k: &'a [S],
+    v: &'a [S],
+    slots: &'a [usize],
+}
+
+/// Most candidate rows converted to f32 per chunk (f16 storage): the conversion scratch is
+/// at most `CONV_ROWS · dim` floats whatever the pattern, and at most a quarter of the
+/// capacity's rows (so even a tiny f16 cache stays smaller than the f32 one). Any chunk
+/// size gives the same result.
+const CONV_ROWS: usize = 32;
+
 /// The arithmetic of one decode step for one kv head and its `group` query heads, generic
 /// over the SIMD instruction set so that [`simd::dispatch`] selects the level and everything
-/// inlines. Query heads go four at a time (MQA/GQA: one load of each key and value row
-/// serves four heads), the remainder one at a time.
-struct HeadOp<'a, R> {
-    toks: Group<'a, R>,
-    lms: Group<'a, R>,
+/// inlines: a score pass over the token then landmark candidates, a softmax per query head,
+/// and a value pass. f32 rows are read in place; f16 rows are converted `conv.len() / dim`
+/// (at most `CONV_ROWS`) at a time into `conv` (F16C when `hw`), once per pass.
+struct HeadOp<'a, S> {
+    toks: Cands<'a, S>,
+    lms: Cands<'a, S>,
+    /// Row stride of the storage (`kv_heads · dim`).
+    stride: usize,
+    /// Offset of this kv head inside a row (`kh · dim`).
+    add: usize,
     /// `group · dim` query rows of this kv head.
     q: &'a [f32],
     /// `group · dim` output rows.
@@ -659,35 +738,93 @@ struct HeadOp<'a, R> {
     dim: usize,
     /// Heavy-hitter mass per slot and the token candidates' slots, when tracked.
     mass: Option<(&'a mut [f32], &'a [usize])>,
+    /// Conversion scratch, a whole number (≥ 1) of rows (f16 storage only).
+    conv: &'a mut [f32],
+    /// Whether the F16C instructions may convert the rows.
+    hw: bool,
 }
 
-impl<R: RowOffsets> simd::WithIsa for HeadOp<'_, R> {
+impl<S: KvElem> simd::WithIsa for HeadOp<'_, S> {
     type Output = ();
 
     #[inline(always)]
     fn run<I: simd::Isa>(self) {
         let d = self.dim;
         let group = self.q.len() / d;
-        let nc = self.toks.n + self.lms.n;
+        let (nt, nl) = (self.toks.slots.len(), self.lms.slots.len());
+        let nc = nt + nl;
         if nc == 0 {
             // Unreachable through `decode` (the newest position is always retained and
             // always its own candidate); an empty softmax would give zeros.
             self.out.fill(0.0);
             return;
         }
+        let (stride, add, hw) = (self.stride, self.add, self.hw);
         let scores = &mut self.scores[..group * nc];
-        let mut h = 0;
-        while h < group {
-            let hc = if group - h >= 4 { 4 } else { 1 };
-            let q = &self.q[h * d..(h + hc) * d];
-            let s = &mut scores[h * nc..(h + hc) * nc];
-            let o = &mut self.out[h * d..(h + hc) * d];
-            if hc == 4 {
-                heads_g::<I, R, 4>(q, self.toks, self.lms, d, s, o);
+        let conv = self.conv;
+        let chunk = (conv.len() / d).max(1);
+        let parts = [(self.toks, 0), (self.lms, nt)];
+        for (cands, c0) in parts {
+            if let Some(k) = S::direct(cands.k) {
+                let rows = Slotted {
+                    slots: cands.slots,
+                    stride,
+                    add,
+                };
+                let g = Group {
+                    x: k,
+                    rows,
+                    n: cands.slots.len(),
+                };
+                scores_all::<I, _>(self.q, g, d, scores, nc, c0);
             } else {
-                heads_g::<I, R, 1>(q, self.toks, self.lms, d, s, o);
+                for (i, slots) in cands.slots.chunks(chunk).enumerate() {
+                    let x = &mut conv[..slots.len() * d];
+                    S::gather(cands.k, (slots, stride, add), d, x, hw);
+                    let rows = Packed { stride: d, add: 0 };
+                    let g = Group {
+                        x,
+                        rows,
+                        n: slots.len(),
+                    };
+                    scores_all::<I, _>(self.q, g, d, scores, nc, c0 + i * chunk);
+                }
             }
-            h += hc;
+        }
+        for row in scores.chunks_exact_mut(nc) {
+            let m = max_g::<I>(row);
+            let z = simd::exp_shift_sum_g::<I>(row, -m);
+            simd::scale_g::<I>(1.0 / z, row);
+        }
+        let mut first = true;
+        for (cands, c0) in parts {
+            if let Some(v) = S::direct(cands.v) {
+                let rows = Slotted {
+                    slots: cands.slots,
+                    stride,
+                    add,
+                };
+                let g = Group {
+                    x: v,
+                    rows,
+                    n: cands.slots.len(),
+                };
+                values_all::<I, _>(scores, nc, c0, g, d, self.out, first);
+                first = false;
+            } else {
+                for (i, slots) in cands.slots.chunks(chunk).enumerate() {
+                    let x = &mut conv[..slots.len() * d];
+                    S::gather(cands.v, (slots, stride, add), d, x, hw);
+                    let rows = Packed { stride: d, add: 0 };
+                    let g = Group {
+                        x,
+                        rows,
+                        n: slots.len(),
+                    };
+                    values_all::<I, _>(scores, nc, c0 + i * chunk, g, d, self.out, first);
+                    first = false;
+                }
+            }
         }
         if let Some((mass, slots)) = self.mass {
             for (c, &slot) in slots.iter().enumerate() {
@@ -895,11 +1032,7 @@ impl<S: KvElem> KvCacheOf<S> {
                 * size_of::<S>()
             + (self.pos.capacity() + self.order.capacity() + s.tok.capacity() + s.lm.capacity())
                 * size_of::<usize>()
-            + (self.mass.capacity()
-                + s.scores.capacity()
-                + s.row.capacity()
-                + s.keys.capacity()
-                + s.vals.capacity())
+            + (self.mass.capacity() + s.scores.capacity() + s.row.capacity() + s.conv.capacity())
                 * size_of::<f32>()
             + self.flags.capacity()
             + (self.acc_k.capacity() + self.acc_v.capacity()) * size_of::<f64>()
@@ -1112,9 +1245,10 @@ impl<S: KvElem> KvCacheOf<S> {
             }
         }
         if S::direct(&[]).is_none() {
-            let n = all.checked_mul(self.dim).ok_or(overflow)?;
-            ensure_len(&mut self.scratch.keys, n)?;
-            ensure_len(&mut self.scratch.vals, n)?;
+            // f16: rows are converted in chunks, so this stays small (see `CONV_ROWS`).
+            let rows = CONV_ROWS.min(self.capacity.div_ceil(4)).min(all).max(1);
+            let n = rows.checked_mul(self.dim).ok_or(overflow)?;
+            ensure_len(&mut self.scratch.conv, n)?;
         }
         ensure_len(&mut self.scratch.scores, cand)
     }
@@ -1229,8 +1363,6 @@ impl<S: KvElem> KvCacheOf<S> {
         let level = simd::select_level();
         let (r, hk) = (self.row, self.kv_heads);
         let group = q_heads / hk;
-        let (nt, nl) = (sc.tok.len(), sc.lm.len());
-        let nc = nt + nl;
         let mut mass = if track_mass {
             Some(&mut self.mass[..])
         } else {
@@ -1240,82 +1372,34 @@ impl<S: KvElem> KvCacheOf<S> {
         let f16c_ok = S::direct(&[]).is_none() && f16c_available();
         #[cfg(not(target_arch = "x86_64"))]
         let f16c_ok = false;
-        let direct = (
-            S::direct(&self.k),
-            S::direct(&self.v),
-            S::direct(&self.lm_k),
-            S::direct(&self.lm_v),
-        );
+        // f16 rows are converted by F16C unless the scalar level is forced.
+        let hw = level != simd::SimdLevel::Scalar && f16c_ok;
         for kh in 0..hk {
             let q = &q_row[kh * group * d..(kh + 1) * group * d];
             let out = &mut out_row[kh * group * d..(kh + 1) * group * d];
             let mass = mass.as_deref_mut().map(|m| (m, &sc.tok[..]));
-            if let (Some(k), Some(v), Some(lk), Some(lv)) = direct {
-                // f32 storage: read the candidate rows in place.
-                let op = HeadOp {
-                    toks: Group {
-                        k,
-                        v,
-                        rows: Slotted {
-                            slots: &sc.tok,
-                            stride: r,
-                            add: kh * d,
-                        },
-                        n: nt,
-                    },
-                    lms: Group {
-                        k: lk,
-                        v: lv,
-                        rows: Slotted {
-                            slots: &sc.lm,
-                            stride: r,
-                            add: kh * d,
-                        },
-                        n: nl,
-                    },
-                    q,
-                    out,
-                    scores: &mut sc.scores,
-                    dim: d,
-                    mass,
-                };
-                simd::dispatch(level, op);
-            } else {
-                // f16 storage: convert this head's candidate rows once (F16C unless the
-                // scalar level is forced), then run the f32 arithmetic on packed rows.
-                let hw = level != simd::SimdLevel::Scalar && f16c_ok;
-                let (keys, vals) = (&mut sc.keys[..nc * d], &mut sc.vals[..nc * d]);
-                let (kt, kl) = keys.split_at_mut(nt * d);
-                let (vt, vl) = vals.split_at_mut(nt * d);
-                S::gather(&self.k, (&sc.tok, r, kh * d), d, kt, hw);
-                S::gather(&self.v, (&sc.tok, r, kh * d), d, vt, hw);
-                S::gather(&self.lm_k, (&sc.lm, r, kh * d), d, kl, hw);
-                S::gather(&self.lm_v, (&sc.lm, r, kh * d), d, vl, hw);
-                let (keys, vals) = (&sc.keys[..nc * d], &sc.vals[..nc * d]);
-                let op = HeadOp {
-                    toks: Group {
-                        k: keys,
-                        v: vals,
-                        rows: Packed { stride: d, add: 0 },
-                        n: nt,
-                    },
-                    lms: Group {
-                        k: keys,
-                        v: vals,
-                        rows: Packed {
-                            stride: d,
-                            add: nt * d,
-                        },
-                        n: nl,
-                    },
-                    q,
-                    out,
-                    scores: &mut sc.scores,
-                    dim: d,
-                    mass,
-                };
-                simd::dispatch(level, op);
-            }
+            let op = HeadOp {
+                toks: Cands {
+                    k: &self.k,
+                    v: &self.v,
+                    slots: &sc.tok,
+                },
+                lms: Cands {
+                    k: &self.lm_k,
+                    v: &self.lm_v,
+                    slots: &sc.lm,
+                },
+                stride: r,
+                add: kh * d,
+                q,
+                out,
+                scores: &mut sc.scores,
+                dim: d,
+                mass,
+                conv: &mut sc.conv,
+                hw,
+            };
+            simd::dispatch(level, op);
         }
         if track_mass {
             for &g in &pattern.global_tokens {

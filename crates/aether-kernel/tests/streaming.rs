@@ -468,3 +468,65 @@ fn every_simd_level_decodes_exactly() {
     }
     simd::force_level(None);
 }
+
+/// An f16 cache holds fewer bytes than the f32 cache of the same shape, for small and large
+/// capacities, once its decode scratch is sized (the f16 row conversion works in fixed-size
+/// chunks, so its scratch does not grow with the pattern's worst case).
+#[test]
+fn f16_cache_is_smaller_than_f32_cache_of_the_same_shape() {
+    let aether = SparsePattern::default();
+    let local = SparsePattern {
+        window: 200,
+        landmarks: false,
+        ..SparsePattern::default()
+    };
+    for (p, hk, group, d) in [(&aether, 1, 4, 32), (&aether, 4, 1, 32), (&local, 2, 3, 17)] {
+        for cap in [2usize, 3, 8, 16, 120, 256, 1000, 20_000] {
+            let c = Case::new(cap.min(300), hk, group, d, cap as u64);
+            let mut s32 = KvCache::new(cap, hk, d, p.block_size);
+            let mut s16 = KvCacheF16::new(cap, hk, d, p.block_size);
+            s32.reserve_decode(p, hk * group).unwrap();
+            s16.reserve_decode(p, hk * group).unwrap();
+            stream(&c, p, &mut s32);
+            stream(&c, p, &mut s16);
+            let (b32, b16) = (s32.bytes(), s16.bytes());
+            assert!(
+                b16 < b32,
+                "cap {cap} hk {hk} d {d}: f16 {b16} B vs f32 {b32} B"
+            );
+        }
+    }
+}
+
+/// On keys and values that f16 represents exactly (and no landmark means, which are rounded
+/// differently), the f16 cache decodes bit-identically to the f32 cache: the chunked row
+/// conversion changes neither the values nor the summation order. Windows above the chunk
+/// size put chunk boundaries inside the token candidates.
+#[test]
+fn f16_decode_is_bit_identical_to_f32_on_half_representable_rows() {
+    for (t, hk, group, d, window, globals) in [
+        (150, 1, 4, 32, 100, vec![0]),
+        (120, 2, 5, 17, 70, vec![0, 3, 90]),
+        (90, 1, 9, 47, 33, vec![]),
+        (80, 3, 1, 1, 64, vec![1]),
+    ] {
+        let mut c = Case::new(t, hk, group, d, (t * d) as u64);
+        for x in c.k.iter_mut().chain(c.v.iter_mut()) {
+            *x = half::f16::from_f32(*x).to_f32();
+        }
+        let p = SparsePattern {
+            window,
+            block_size: 8,
+            global_tokens: globals,
+            causal: true,
+            log_stride: true,
+            landmarks: false,
+        };
+        let a = stream(&c, &p, &mut KvCache::new(t, hk, d, 8));
+        let b = stream(&c, &p, &mut KvCacheF16::new(t, hk, d, 8));
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "t {t} hk {hk} group {group} d {d} window {window}"
+        );
+    }
+}
