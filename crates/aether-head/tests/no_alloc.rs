@@ -1,29 +1,44 @@
 //! `forward_into`, `Stream::push` and `RollingWindow::{push, classify}` allocate nothing
-//! once built (a counting global allocator proves it).
+//! once built (a per-thread counting global allocator proves it).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 use aether_head::{
     Backend, EvictionPolicy, HeadConfig, Pooling, RollingWindow, Stream, TemporalHead, Workspace,
 };
 
+/// Counts the allocations of the current thread while its `COUNTING` flag is set (the test
+/// harness's other threads allocate freely without being counted).
 struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
+thread_local! {
+    // Const initialised, without destructors: reading or setting them never allocates.
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts one allocation when this thread is counting.
+fn bump() {
+    if COUNTING.with(Cell::get) {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts, in
+// thread-local cells that never allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        bump();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        bump();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -32,14 +47,19 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Runs `f` and returns its result and the allocations it made on this thread.
 fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    ALLOCS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
     let r = f();
-    (r, ALLOCS.load(Ordering::SeqCst) - before)
+    COUNTING.with(|c| c.set(false));
+    (r, ALLOCS.with(Cell::get))
 }
 
 #[test]
 fn hot_paths_do_not_allocate() {
+    // The counter sees this thread's allocations.
+    assert_eq!(count(|| drop(std::hint::black_box(vec![1u8]))).1, 1);
     for (backend, pooling, mlp) in [
         (Backend::Sparse, Pooling::Mean, 0),
         (Backend::Dense, Pooling::Last, 8),
