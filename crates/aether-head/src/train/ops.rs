@@ -9,7 +9,7 @@
 
 /// Defines `$name(args)`: runs `$body::<true>` compiled for AVX2 + FMA when the CPU has
 /// both (std caches the detection), else the portable `$body::<false>`. One dispatch per
-/// call of a whole matrix or attention routine, never per vector.
+/// call of a whole matrix routine, never per vector.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) => $body:ident) => {
         $(#[$m])*
