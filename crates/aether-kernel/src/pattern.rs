@@ -90,14 +90,23 @@ impl SparsePattern {
             }
         }
         if self.log_stride {
+            // `i − s` is in the window exactly when `s ≤ i − lo`, `i + s` when `s ≤ hi − i`.
+            let (back, fwd) = (i - lo, hi - i);
             // Log-stride positions are < n (and <= i when causal), so a position is a
-            // usable global exactly when it is in the list.
-            let taken = |j: usize| in_window(j) || self.global_tokens.contains(&j);
+            // usable global exactly when it is in the list; outside `[gmin, gmax]` it is
+            // not (one comparison for the usual globals [0], none to make for an empty list).
+            let globals = &self.global_tokens[..];
+            let gmin = globals.iter().copied().min().unwrap_or(usize::MAX);
+            let gmax = globals.iter().copied().max().unwrap_or(0);
+            let global = |j: usize| j >= gmin && j <= gmax && globals.contains(&j);
             for s in strides(n) {
-                if i >= s && !taken(i - s) {
+                if self.causal && s > i {
+                    break;
+                }
+                if s > back && s <= i && !global(i - s) {
                     f(i - s);
                 }
-                if !self.causal && i + s < n && !taken(i + s) {
+                if !self.causal && s > fwd && i + s < n && !global(i + s) {
                     f(i + s);
                 }
             }
@@ -303,5 +312,61 @@ mod tests {
         };
         assert_eq!(p.validate(), Err(KernelError::BlockSizeZero));
         assert!(p.landmark_candidates(5, 10).is_empty());
+    }
+
+    /// The direct enumeration: window, deduplicated globals, then every stride checked
+    /// against the window and the whole global list.
+    fn naive_tokens(p: &SparsePattern, i: usize, n: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        let (lo, hi) = p.window_range(i, n);
+        out.extend(lo..=hi);
+        let in_window = |j: usize| j >= lo && j <= hi;
+        for (gi, &g) in p.global_tokens.iter().enumerate() {
+            if p.global_ok(g, i, n) && !in_window(g) && !p.global_tokens[..gi].contains(&g) {
+                out.push(g);
+            }
+        }
+        if p.log_stride {
+            let taken = |j: usize| in_window(j) || p.global_tokens.contains(&j);
+            let mut s = 1usize;
+            while s < n {
+                if i >= s && !taken(i - s) {
+                    out.push(i - s);
+                }
+                if !p.causal && i + s < n && !taken(i + s) {
+                    out.push(i + s);
+                }
+                s *= 2;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn token_enumeration_equals_the_direct_one() {
+        let lists: [&[usize]; 6] = [&[], &[0], &[5], &[0, 3, 40], &[70, 2, 70, 9], &[1, 200]];
+        for causal in [true, false] {
+            for window in [0usize, 1, 3, 8, 32, 100] {
+                for globals in lists {
+                    let p = SparsePattern {
+                        window,
+                        block_size: 4,
+                        global_tokens: globals.to_vec(),
+                        causal,
+                        log_stride: true,
+                        landmarks: false,
+                    };
+                    for n in [1usize, 2, 7, 64, 130] {
+                        for i in 0..n {
+                            assert_eq!(
+                                p.token_candidates(i, n),
+                                naive_tokens(&p, i, n),
+                                "causal {causal} window {window} globals {globals:?} i {i} n {n}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
