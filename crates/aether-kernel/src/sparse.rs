@@ -42,6 +42,7 @@
 //! ```
 
 use alloc::vec;
+use alloc::vec::Vec;
 
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
@@ -152,6 +153,38 @@ pub fn sparse_attention_into(
     Ok(())
 }
 
+/// Output and landmarks of the allocating entry points, after validation.
+struct Setup {
+    /// Zeroed output `[N][Hq][d]`.
+    out: Tensor3,
+    /// Sequence length `N`.
+    n: usize,
+    /// Block means of `k` (empty when `N == 0` or landmarks are off).
+    lm_k: Vec<f32>,
+    /// Block means of `v` (empty when `N == 0` or landmarks are off).
+    lm_v: Vec<f32>,
+}
+
+/// Validates `p` and the q/k/v shapes, allocates the zeroed output and, for
+/// `N > 0`, computes the landmark block means of `k` and `v`.
+fn setup(p: &SparsePattern, q: &Tensor3, k: &Tensor3, v: &Tensor3) -> Result<Setup> {
+    p.validate()?;
+    let (n, hq, hk, d) = check_qkv(q, k, v)?;
+    let out = Tensor3::zeros(n, hq, d)?;
+    let lm = if n == 0 {
+        0
+    } else {
+        landmark_len(p, n, hk, d)?
+    };
+    let mut lm_k = vec![0.0f32; lm];
+    let mut lm_v = vec![0.0f32; lm];
+    if n > 0 && p.landmarks {
+        block_means(k.as_slice(), n, hk * d, p.block_size, &mut lm_k);
+        block_means(v.as_slice(), n, hk * d, p.block_size, &mut lm_v);
+    }
+    Ok(Setup { out, n, lm_k, lm_v })
+}
+
 /// [`sparse_attention`] with queries split over the rayon pool; bit-identical to serial.
 #[cfg(feature = "rayon")]
 pub fn sparse_attention_par(
@@ -161,19 +194,16 @@ pub fn sparse_attention_par(
     v: &Tensor3,
 ) -> Result<Tensor3> {
     use rayon::prelude::*;
-    p.validate()?;
-    let (n, hq, hk, d) = check_qkv(q, k, v)?;
-    let mut out = Tensor3::zeros(n, hq, d)?;
+    let Setup {
+        mut out,
+        n,
+        lm_k,
+        lm_v,
+    } = setup(p, q, k, v)?;
     if n == 0 {
         return Ok(out);
     }
-    let lm = landmark_len(p, n, hk, d)?;
-    let mut lm_k = vec![0.0f32; lm];
-    let mut lm_v = vec![0.0f32; lm];
-    if p.landmarks {
-        block_means(k.as_slice(), n, hk * d, p.block_size, &mut lm_k);
-        block_means(v.as_slice(), n, hk * d, p.block_size, &mut lm_v);
-    }
+    let (hq, d) = (out.heads(), out.dim());
     let e = p.max_edges_per_query(n);
     let level = simd::select_level();
     let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
@@ -658,18 +688,14 @@ pub fn sparse_attention_at(
     k: &Tensor3,
     v: &Tensor3,
 ) -> Result<Tensor3> {
-    p.validate()?;
-    let (n, hq, hk, d) = check_qkv(q, k, v)?;
-    let mut out = Tensor3::zeros(n, hq, d)?;
+    let Setup {
+        mut out,
+        n,
+        lm_k,
+        lm_v,
+    } = setup(p, q, k, v)?;
     if n == 0 {
         return Ok(out);
-    }
-    let lm = landmark_len(p, n, hk, d)?;
-    let mut lm_k = vec![0.0f32; lm];
-    let mut lm_v = vec![0.0f32; lm];
-    if p.landmarks {
-        block_means(k.as_slice(), n, hk * d, p.block_size, &mut lm_k);
-        block_means(v.as_slice(), n, hk * d, p.block_size, &mut lm_v);
     }
     let e = p.max_edges_per_query(n);
     let mut idx = vec![0u32; e];
