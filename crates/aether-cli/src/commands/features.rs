@@ -16,7 +16,7 @@ use aether_data::features::{capture_features, extract_amplitude_rows, FeatureCon
 use aether_data::wire::CaptureReport;
 use anyhow::{bail, Context, Result};
 
-use super::simulate::{prepare_out_dir, write_dataset};
+use super::simulate::{prepare_out_dir, write_dataset, FeatureArgs};
 
 /// Arguments of `aether features`.
 #[derive(clap::Args)]
@@ -30,18 +30,8 @@ pub struct Args {
     /// Class name for a single input file (default: the name of its parent directory).
     #[arg(long)]
     class: Option<String>,
-    /// Subcarrier bands per antenna.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS)]
-    bands: usize,
-    /// Leave out the per-frame log-gain feature.
-    #[arg(long)]
-    no_gain: bool,
-    /// Leave out the per-frame motion features (same as `--motion-lags 0`).
-    #[arg(long)]
-    no_motion: bool,
-    /// Motion features per antenna: log RMS band change over lags 1, 2, 4, … frames.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
-    motion_lags: usize,
+    #[command(flatten)]
+    features: FeatureArgs,
 }
 
 #[derive(Default)]
@@ -113,11 +103,7 @@ fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<File
 
 /// Runs `aether features`.
 pub fn run(args: Args) -> Result<()> {
-    let cfg = FeatureConfig {
-        bands: args.bands,
-        gain: !args.no_gain,
-        motion: if args.no_motion { 0 } else { args.motion_lags },
-    };
+    let cfg = args.features.config();
     if !args.input.exists() {
         bail!("{}: no such file or directory", args.input.display());
     }

@@ -28,6 +28,13 @@ pub struct Args {
     /// Seed: the same seed gives the same files; different seeds draw different rooms and subjects.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    features: FeatureArgs,
+}
+
+/// Feature-extraction flags shared by `aether simulate` and `aether features`.
+#[derive(clap::Args)]
+pub struct FeatureArgs {
     /// Subcarrier bands per antenna in the feature extractor.
     #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS)]
     bands: usize,
@@ -40,6 +47,17 @@ pub struct Args {
     /// Motion features per antenna: log RMS band change over lags 1, 2, 4, … frames.
     #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
     motion_lags: usize,
+}
+
+impl FeatureArgs {
+    /// The extractor configuration these flags select.
+    pub(crate) fn config(&self) -> FeatureConfig {
+        FeatureConfig {
+            bands: self.bands,
+            gain: !self.no_gain,
+            motion: if self.no_motion { 0 } else { self.motion_lags },
+        }
+    }
 }
 
 /// Fails unless `dir` is missing or an empty directory; then creates it.
@@ -75,11 +93,7 @@ pub(crate) fn write_dataset(out: &Path, ds: &aether_data::Dataset) -> Result<usi
 pub fn run(args: Args) -> Result<()> {
     let task = Task::parse(&args.task)?;
     let per_class = args.recordings.unwrap_or_else(|| task.default_recordings());
-    let cfg = FeatureConfig {
-        bands: args.bands,
-        gain: !args.no_gain,
-        motion: if args.no_motion { 0 } else { args.motion_lags },
-    };
+    let cfg = args.features.config();
     let ds = simulate(task, per_class, args.seed, cfg)?;
     prepare_out_dir(&args.out)?;
     write_atomic(
