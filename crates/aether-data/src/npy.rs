@@ -351,5 +351,50 @@ mod tests {
             b.extend(bytes);
             let _ = parse_npy(&b);
         }
+
+        /// Valid files of every version and dtype with random bytes overwritten,
+        /// truncated or extended: never a panic, and any accepted array holds
+        /// exactly as many elements as its shape says.
+        #[test]
+        fn mutated_files_never_panic(
+            n in 0usize..4,
+            m in 1usize..4,
+            ints in any::<bool>(),
+            major in 1u8..4,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..6),
+            cut in any::<usize>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let data = if ints {
+                NpyData::Int((0..n * m).map(|i| i as i64 - 3).collect())
+            } else {
+                NpyData::Float((0..n * m).map(|i| i as f64 * 0.5).collect())
+            };
+            let mut b = encode_npy(&[n, m], &data);
+            if major > 1 {
+                // v2/v3: the same header behind a u32 length.
+                let hlen = u16::from_le_bytes([b[8], b[9]]) as u32;
+                let mut v = b"\x93NUMPY".to_vec();
+                v.extend_from_slice(&[major, 0]);
+                v.extend_from_slice(&hlen.to_le_bytes());
+                v.extend_from_slice(&b[10..]);
+                b = v;
+            }
+            prop_assert!(parse_npy(&b).is_ok());
+            for (at, byte) in edits {
+                let i = at % b.len();
+                b[i] = byte;
+            }
+            b.truncate(cut % (b.len() + 1));
+            b.extend(tail);
+            if let Ok(a) = parse_npy(&b) {
+                let count: usize = a.shape.iter().product();
+                let len = match a.data {
+                    NpyData::Float(v) => v.len(),
+                    NpyData::Int(v) => v.len(),
+                };
+                prop_assert_eq!(len, count);
+            }
+        }
     }
 }
