@@ -142,7 +142,7 @@ fn aligned_blobs_are_borrowed_and_misaligned_ones_copied() {
     let mut store = vec![0u8; blob.len() + 1];
     store[1..].copy_from_slice(&blob);
     let mis = &store[1..];
-    if (mis.as_ptr() as usize) % 4 != 0 {
+    if !(mis.as_ptr() as usize).is_multiple_of(4) {
         let c2 = Context::new(mis, 16, 32, 4).unwrap();
         assert!(!c2.head().is_zero_copy());
         assert_eq!(c2.head().weights(), ctx.head().weights());

@@ -144,7 +144,7 @@ impl HeadConfig {
         if self.classes < 2 {
             return cfg("classes", format!("{} < 2", self.classes));
         }
-        if self.q_heads % self.kv_heads != 0 {
+        if !self.q_heads.is_multiple_of(self.kv_heads) {
             return cfg(
                 "kv_heads",
                 format!("{} does not divide q_heads {}", self.kv_heads, self.q_heads),

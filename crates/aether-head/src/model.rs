@@ -35,7 +35,7 @@ pub struct TemporalHead<'a> {
 /// Checks `frames` (`n·F` values, row-major) and returns `n`; refuses a partial frame
 /// and NaN/Inf with the frame and feature index.
 pub fn check_frames(frames: &[f32], features: usize) -> Result<usize> {
-    if features == 0 || frames.len() % features != 0 {
+    if features == 0 || !frames.len().is_multiple_of(features) {
         return Err(HeadError::FrameWidth {
             expected: features,
             got: frames.len(),

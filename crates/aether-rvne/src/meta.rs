@@ -506,7 +506,7 @@ impl ModelMeta {
         if d.classes < 2 {
             return Err(Error::TooFewClasses { got: d.classes });
         }
-        if d.q_heads % d.kv_heads != 0 {
+        if !d.q_heads.is_multiple_of(d.kv_heads) {
             return Err(Error::HeadsNotDivisible {
                 q_heads: d.q_heads,
                 kv_heads: d.kv_heads,

@@ -242,7 +242,7 @@ impl Architecture {
                 return Err(TrainError::Config(format!("{what} must be positive")));
             }
         }
-        if self.q_heads % self.kv_heads != 0 {
+        if !self.q_heads.is_multiple_of(self.kv_heads) {
             return Err(TrainError::Config(format!(
                 "q_heads ({}) must be a multiple of kv_heads ({})",
                 self.q_heads, self.kv_heads

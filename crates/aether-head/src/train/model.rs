@@ -304,7 +304,7 @@ impl Model {
 
     fn check_frames(&self, frames: &[f32], index: usize) -> Result<usize, TrainError> {
         let f = self.arch.features;
-        if frames.is_empty() || frames.len() % f != 0 {
+        if frames.is_empty() || !frames.len().is_multiple_of(f) {
             return Err(TrainError::WindowShape {
                 index,
                 len: frames.len(),
