@@ -50,7 +50,7 @@ use crate::pattern::SparsePattern;
 use crate::simd::{
     axpy_g, dispatch, dot_g, exp_shift_sum_g, scale_g, select_level, Isa, WithIsa, LANES,
 };
-use crate::tensor::{check_qkv, checked_len, Tensor3};
+use crate::tensor::{check_lens, check_qkv, checked_len, Tensor3};
 
 /// Gradients of an attention call: `dq` shaped like q, `dk` and `dv` like k and v.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +235,7 @@ impl BackwardInputs<'_> {
         }
         let ql = checked_len(n, hq, d)?;
         let kl = checked_len(n, hk, d)?;
-        let lens: [(&'static str, usize, usize); 7] = [
+        check_lens(&[
             ("q", ql, self.q.len()),
             ("k", kl, self.k.len()),
             ("v", kl, self.v.len()),
@@ -243,17 +243,7 @@ impl BackwardInputs<'_> {
             ("dq", ql, g.dq.len()),
             ("dk", kl, g.dk.len()),
             ("dv", kl, g.dv.len()),
-        ];
-        for (what, expected, got) in lens {
-            if expected != got {
-                return Err(KernelError::ShapeMismatch {
-                    what,
-                    expected,
-                    got,
-                });
-            }
-        }
-        Ok(())
+        ])
     }
 }
 

@@ -121,6 +121,19 @@ impl Tensor3 {
     }
 }
 
+/// `Ok` when every `(what, expected, got)` agrees; else a [`KernelError::ShapeMismatch`]
+/// naming the first that does not.
+pub(crate) fn check_lens(checks: &[(&'static str, usize, usize)]) -> Result<()> {
+    match checks.iter().find(|(_, expected, got)| expected != got) {
+        Some(&(what, expected, got)) => Err(KernelError::ShapeMismatch {
+            what,
+            expected,
+            got,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Checks that q, k, v form a valid attention problem and returns `(seq, q_heads, kv_heads, dim)`.
 ///
 /// k and v must share shape; q must have the same `seq` and `dim`; `k.heads` must divide `q.heads`.
