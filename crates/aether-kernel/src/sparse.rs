@@ -49,7 +49,7 @@ use crate::pattern::SparsePattern;
 use crate::simd::{
     self, dispatch, dot4_g, dot_g, exp_shift_sum_g, scale_g, Isa, SimdLevel, WithIsa, LANES,
 };
-use crate::tensor::{check_qkv, Tensor3};
+use crate::tensor::{check_lens, check_qkv, Tensor3};
 
 /// Length (in f32) of the scratch [`sparse_attention_into`] needs for `n` positions.
 ///
@@ -232,20 +232,11 @@ pub fn sparse_attention_par(
 
 pub(crate) fn check_out(out: &Tensor3, n: usize, hq: usize, d: usize) -> Result<()> {
     let (on, oh, od) = out.shape();
-    for (what, expected, got) in [
+    check_lens(&[
         ("out.seq", n, on),
         ("out.heads", hq, oh),
         ("out.dim", d, od),
-    ] {
-        if expected != got {
-            return Err(KernelError::ShapeMismatch {
-                what,
-                expected,
-                got,
-            });
-        }
-    }
-    Ok(())
+    ])
 }
 
 /// Views an f32 scratch region as u32 candidate indices.
