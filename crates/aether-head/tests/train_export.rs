@@ -74,76 +74,14 @@ fn v2_export_matches_head_for_every_option() {
         log_stride: true,
         landmarks: true,
     };
-    let variants: Vec<(&str, Architecture)> = vec![
-        ("all on", b.clone()),
-        (
-            "no input_norm",
-            Architecture {
-                input_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no embed",
-            Architecture {
-                embed: false,
-                d_model: 5,
-                ..b.clone()
-            },
-        ),
-        (
-            "no positional",
-            Architecture {
-                positional: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no pre_norm",
-            Architecture {
-                pre_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no biases",
-            Architecture {
-                biases: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no mlp",
-            Architecture {
-                mlp_hidden: 0,
-                ..b.clone()
-            },
-        ),
-        (
-            "no final_norm",
-            Architecture {
-                final_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "last pooling",
-            Architecture {
-                pooling: Pooling::Last,
-                ..b.clone()
-            },
-        ),
+    // The ablation rows (all on, each option off, last pooling, dense causal, a bare v1
+    // shape) plus a custom bidirectional pattern, dense non-causal and another v1 shape.
+    let mut variants = b.ablations();
+    variants.extend([
         (
             "custom sparse",
             Architecture {
                 attention: AttentionKind::Sparse(small),
-                ..b.clone()
-            },
-        ),
-        (
-            "dense causal",
-            Architecture {
-                attention: AttentionKind::Dense { causal: true },
                 ..b.clone()
             },
         ),
@@ -155,7 +93,7 @@ fn v2_export_matches_head_for_every_option() {
             },
         ),
         ("bare v1 as v2", Architecture::v1(5, 3, 2, 4, 1, 8)),
-    ];
+    ]);
     let info = ExportInfo {
         class_names: vec!["a".into(), "b".into(), "c".into()],
         feature_names: (0..5).map(|i| format!("f{i}")).collect(),

@@ -112,64 +112,14 @@ fn full_model_with_class_weights() {
 #[test]
 fn each_option_off() {
     let b = base();
-    let variants: Vec<(&str, Architecture)> = vec![
-        (
-            "no input_norm",
-            Architecture {
-                input_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no embed",
-            Architecture {
-                embed: false,
-                d_model: 3,
-                ..b.clone()
-            },
-        ),
-        (
-            "no positional",
-            Architecture {
-                positional: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no pre_norm",
-            Architecture {
-                pre_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no biases",
-            Architecture {
-                biases: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "no mlp",
-            Architecture {
-                mlp_hidden: 0,
-                ..b.clone()
-            },
-        ),
-        (
-            "no final_norm",
-            Architecture {
-                final_norm: false,
-                ..b.clone()
-            },
-        ),
-        (
-            "last pooling",
-            Architecture {
-                pooling: Pooling::Last,
-                ..b.clone()
-            },
-        ),
+    // The ablation rows (each option off, last pooling, dense, bare v1) plus shapes they
+    // do not cover; "full" is `full_model_sparse_gqa`.
+    let mut variants: Vec<(&str, Architecture)> = b
+        .ablations()
+        .into_iter()
+        .filter(|(name, _)| *name != "full")
+        .collect();
+    variants.extend([
         (
             "mlp without pre_norm",
             Architecture {
@@ -201,7 +151,7 @@ fn each_option_off() {
                 ..b.clone()
             },
         ),
-    ];
+    ]);
     for (name, arch) in variants {
         check(arch, None, name);
     }
