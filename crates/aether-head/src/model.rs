@@ -62,7 +62,7 @@ pub fn check_frames(frames: &[f32], features: usize) -> Result<usize> {
 /// All layouts give the same logits to float rounding.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    pub(crate) dims: [usize; 7],
+    pub(crate) dims: [usize; 8],
     pub(crate) max_len: usize,
     pub(crate) compact: bool,
     pub(crate) absorbed: bool,
@@ -88,7 +88,7 @@ pub struct Workspace {
     pub(crate) pooled: Vec<f32>,
 }
 
-fn dims(cfg: &HeadConfig) -> [usize; 7] {
+fn dims(cfg: &HeadConfig) -> [usize; 8] {
     [
         cfg.features,
         cfg.d_model,
@@ -97,6 +97,7 @@ fn dims(cfg: &HeadConfig) -> [usize; 7] {
         cfg.mlp_hidden,
         cfg.classes,
         cfg.pattern.block_size,
+        usize::from(cfg.pattern.landmarks),
     ]
 }
 
@@ -129,7 +130,12 @@ impl Workspace {
     fn build(head: &TemporalHead<'_>, max_len: usize, compact: bool) -> Result<Self> {
         let c = &head.cfg;
         let max_len = max_len.max(1);
-        let blocks = max_len.div_ceil(c.pattern.block_size);
+        // Landmark means are only kept when the pattern attends landmarks.
+        let blocks = if c.pattern.landmarks {
+            max_len.div_ceil(c.pattern.block_size)
+        } else {
+            0
+        };
         let absorbed = compact && Self::compact_absorbs(c);
         let kw = if absorbed { 0 } else { c.kv_width() };
         let (hx, lh, row) = if absorbed {
