@@ -135,12 +135,16 @@ fn arb_case() -> impl Strategy<Value = Case> {
         })
 }
 
+/// Agreement to float rounding. The absorbed path reassociates the attention sums
+/// (`(Wk·q)·h` instead of `q·(h·Wk)`), and a LayerNorm over a tiny width (D = 2 in the
+/// random configs) amplifies that rounding, so the bound is the project's streaming
+/// bound, 1e-4 relative (the committed regression case differs by 1.8e-5).
 fn close(got: &[f32], want: &[f32]) -> bool {
     got.len() == want.len()
         && got
             .iter()
             .zip(want)
-            .all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()))
+            .all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs()))
 }
 
 proptest! {
@@ -180,10 +184,17 @@ proptest! {
         prop_assert!(close(&e, &head.embed(&frames).unwrap()));
         // The bytes follow the layout: the absorbed one holds no keys or values.
         if ws.is_absorbed() {
-            let plain = (case.n + case.extra) * (2 * c.d_model) * 4;
+            let len = case.n + case.extra;
+            // x and the layer inputs h, plus h's block means when the pattern has landmarks.
+            let blocks = if c.pattern.landmarks { len.div_ceil(c.pattern.block_size) } else { 0 };
+            let plain = (len * 2 + blocks) * c.d_model * 4;
             prop_assert!(ws.bytes() >= plain);
-            prop_assert!(ws.bytes() < (case.n + case.extra) * (c.d_model + 2 * c.kv_width()) * 4
-                + 4096 + (case.n + case.extra) * 12 * 4);
+            // No keys or values: beyond that only row buffers and the candidate scratch.
+            prop_assert!(
+                ws.bytes() < plain + 4096 + len * 12 * 4,
+                "{} bytes, layout implies {plain} + row buffers and scratch",
+                ws.bytes()
+            );
         }
     }
 
