@@ -347,6 +347,9 @@ impl Isa for Scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use x86::Avx512;
+
+#[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
     use core::arch::x86_64::*;

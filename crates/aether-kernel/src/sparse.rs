@@ -43,6 +43,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
@@ -51,11 +52,53 @@ use crate::simd::{
 };
 use crate::tensor::{check_lens, check_qkv, Tensor3};
 
+#[cfg(target_arch = "x86_64")]
+mod tile;
+
+/// Whether the AVX-512 query-tile path may run (on by default).
+static TILES_ON: AtomicBool = AtomicBool::new(true);
+/// Calls that ran rows on the query-tile path.
+static TILE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Enables or disables the AVX-512 query-tile path of causal sparse attention
+/// (tests run their batteries both ways); returns the previous setting.
+///
+/// Process-wide, like [`simd::force_level`]. With it off (or on another level or
+/// architecture) every row runs on the row kernel.
+pub fn set_query_tiles(on: bool) -> bool {
+    TILES_ON.swap(on, Ordering::Relaxed)
+}
+
+/// How many sparse calls ran (some of) their rows on the query-tile path so far.
+pub fn query_tile_runs() -> usize {
+    TILE_RUNS.load(Ordering::Relaxed)
+}
+
+/// Floats of transposed key + value planes the query-tile path needs (0 when it
+/// cannot cover `p`, `n`, `dim`, or off x86-64).
+fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if tile::supports(p, n, dim) {
+        return tile::plane_row(n)
+            .checked_mul(dim)
+            .and_then(|x| x.checked_mul(kv_heads))
+            .and_then(|x| x.checked_mul(2))
+            .ok_or(KernelError::Overflow {
+                what: "sparse scratch",
+            });
+    }
+    let _ = (p, n, kv_heads, dim);
+    Ok(0)
+}
+
 /// Length (in f32) of the scratch [`sparse_attention_into`] needs for `n` positions.
 ///
 /// Block means of keys and values (`2 · ceil(n/B) · kv_heads · dim` when landmarks
-/// are on) plus `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
-/// indices; scores of a group of four heads).
+/// are on), `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
+/// indices; scores of a group of four heads) and, on x86-64 when the query-tile
+/// path covers the shape (causal, `W ≤ 16`, `dim` a multiple of 16 up to 128,
+/// `n ≥ 16`), transposed key and value planes (`2 · kv_heads · dim · (16 + n)`,
+/// `n` rounded up to 16). Non-decreasing in `n`.
 pub fn sparse_scratch_len(
     p: &SparsePattern,
     n: usize,
@@ -65,8 +108,10 @@ pub fn sparse_scratch_len(
     p.validate()?;
     let lm = landmark_len(p, n, kv_heads, dim)?;
     let e = p.max_edges_per_query(n);
+    let planes = tile_len(p, n, kv_heads, dim)?;
     lm.checked_mul(2)
         .and_then(|x| x.checked_add(e.checked_mul(1 + HEAD_GROUP)?))
+        .and_then(|x| x.checked_add(planes))
         .ok_or(KernelError::Overflow {
             what: "sparse scratch",
         })
@@ -130,27 +175,138 @@ pub fn sparse_attention_into(
         return Ok(());
     }
     let lm = landmark_len(p, n, hk, d)?;
+    let level = simd::select_level();
     let (lm_k, rest) = scratch.split_at_mut(lm);
     let (lm_v, rest) = rest.split_at_mut(lm);
     if p.landmarks {
-        block_means(k.as_slice(), n, hk * d, p.block_size, lm_k);
-        block_means(v.as_slice(), n, hk * d, p.block_size, lm_v);
+        block_means(level, k.as_slice(), n, hk * d, p.block_size, lm_k);
+        block_means(level, v.as_slice(), n, hk * d, p.block_size, lm_v);
     }
     let e = p.max_edges_per_query(n);
     let (idx, rest) = rest.split_at_mut(e);
-    let scores = &mut rest[..e * HEAD_GROUP];
-    let level = simd::select_level();
-    dispatch(
+    let (scores, rest) = rest.split_at_mut(e * HEAD_GROUP);
+    let planes = &mut rest[..tile_len(p, n, hk, d)?];
+    let ctx = Ctx::new(p, q, k, v, lm_k, lm_v);
+    let tiled = prepare_tiles(level, &ctx, planes);
+    run_rows(
         level,
-        SparseRows {
-            ctx: Ctx::new(p, q, k, v, lm_k, lm_v),
-            idx: as_u32(idx),
-            scores,
-            out: out.as_mut_slice(),
-            rows: 0..n,
-        },
+        ctx,
+        tiled,
+        as_u32(idx),
+        scores,
+        out.as_mut_slice(),
+        0..n,
     );
     Ok(())
+}
+
+/// Transposed key/value planes for the query-tile path, filled when the path runs
+/// on this call (AVX-512 level, tiles enabled, shape covered); `planes` holds
+/// `tile_len` floats.
+fn prepare_tiles<'a>(level: SimdLevel, ctx: &Ctx<'_>, planes: &'a mut [f32]) -> Option<Planes<'a>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let on = level == SimdLevel::Avx512
+            && SimdLevel::detect() >= SimdLevel::Avx512
+            && TILES_ON.load(Ordering::Relaxed)
+            && tile::supports(ctx.p, ctx.n, ctx.d);
+        if on && !planes.is_empty() {
+            let half = planes.len() / 2;
+            let (kt, vt) = planes.split_at_mut(half);
+            // SAFETY: AVX-512F, AVX2 and FMA were detected above.
+            unsafe {
+                tile::transpose_planes(ctx.k, ctx.n, ctx.hk, ctx.d, kt);
+                tile::transpose_planes(ctx.v, ctx.n, ctx.hk, ctx.d, vt);
+            }
+            TILE_RUNS.fetch_add(1, Ordering::Relaxed);
+            return Some(Planes { kt, vt });
+        }
+    }
+    let _ = (level, ctx, planes);
+    None
+}
+
+/// Filled transposed key/value planes of one call (see [`prepare_tiles`]).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Planes<'a> {
+    kt: &'a [f32],
+    vt: &'a [f32],
+}
+
+/// Runs query rows `rows` (`out` holds exactly those rows): whole 16-query tiles
+/// from a 16-aligned start on the query-tile path when `planes` is given, the
+/// rest on the row kernel at `level`.
+fn run_rows(
+    level: SimdLevel,
+    ctx: Ctx<'_>,
+    planes: Option<Planes<'_>>,
+    idx: &mut [u32],
+    scores: &mut [f32],
+    out: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
+    let row_len = ctx.hq * ctx.d;
+    let start = match planes {
+        Some(pl) => run_tiles(ctx, pl, idx, scores, out, rows.clone()),
+        None => rows.start,
+    };
+    if start < rows.end {
+        let o0 = (start - rows.start) * row_len;
+        dispatch(
+            level,
+            SparseRows {
+                ctx,
+                idx,
+                scores,
+                out: &mut out[o0..],
+                rows: start..rows.end,
+            },
+        );
+    }
+}
+
+/// The query-tile part of [`run_rows`]: whole tiles from a 16-aligned `rows.start`;
+/// returns the first row it left to the row kernel.
+#[cfg(target_arch = "x86_64")]
+fn run_tiles(
+    ctx: Ctx<'_>,
+    pl: Planes<'_>,
+    idx: &mut [u32],
+    scores: &mut [f32],
+    out: &mut [f32],
+    rows: core::ops::Range<usize>,
+) -> usize {
+    let start = rows.start;
+    if !start.is_multiple_of(tile::TILE) {
+        return start;
+    }
+    let end = start + (rows.end - start) / tile::TILE * tile::TILE;
+    if end > start {
+        let t = tile::Tiles {
+            ctx,
+            kt: pl.kt,
+            vt: pl.vt,
+        };
+        let o = &mut out[..(end - start) * ctx.hq * ctx.d];
+        // SAFETY: planes are only prepared after AVX-512F, AVX2 and FMA were detected
+        // (`prepare_tiles`).
+        unsafe { tile::run(&t, idx, scores, o, start..end) };
+    }
+    end
+}
+
+/// Off x86-64 no planes are ever prepared: every row runs on the row kernel.
+#[cfg(not(target_arch = "x86_64"))]
+fn run_tiles(
+    _: Ctx<'_>,
+    _: Planes<'_>,
+    _: &mut [u32],
+    _: &mut [f32],
+    _: &mut [f32],
+    rows: core::ops::Range<usize>,
+) -> usize {
+    rows.start
 }
 
 /// Output and landmarks of the allocating entry points, after validation.
@@ -166,8 +322,14 @@ struct Setup {
 }
 
 /// Validates `p` and the q/k/v shapes, allocates the zeroed output and, for
-/// `N > 0`, computes the landmark block means of `k` and `v`.
-fn setup(p: &SparsePattern, q: &Tensor3, k: &Tensor3, v: &Tensor3) -> Result<Setup> {
+/// `N > 0`, computes the landmark block means of `k` and `v` (at `level`).
+fn setup(
+    level: SimdLevel,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+) -> Result<Setup> {
     p.validate()?;
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let out = Tensor3::zeros(n, hq, d)?;
@@ -179,8 +341,8 @@ fn setup(p: &SparsePattern, q: &Tensor3, k: &Tensor3, v: &Tensor3) -> Result<Set
     let mut lm_k = vec![0.0f32; lm];
     let mut lm_v = vec![0.0f32; lm];
     if n > 0 && p.landmarks {
-        block_means(k.as_slice(), n, hk * d, p.block_size, &mut lm_k);
-        block_means(v.as_slice(), n, hk * d, p.block_size, &mut lm_v);
+        block_means(level, k.as_slice(), n, hk * d, p.block_size, &mut lm_k);
+        block_means(level, v.as_slice(), n, hk * d, p.block_size, &mut lm_v);
     }
     Ok(Setup { out, n, lm_k, lm_v })
 }
@@ -194,19 +356,24 @@ pub fn sparse_attention_par(
     v: &Tensor3,
 ) -> Result<Tensor3> {
     use rayon::prelude::*;
+    p.validate()?;
+    check_qkv(q, k, v)?;
+    let level = simd::select_level();
     let Setup {
         mut out,
         n,
         lm_k,
         lm_v,
-    } = setup(p, q, k, v)?;
+    } = setup(level, p, q, k, v)?;
     if n == 0 {
         return Ok(out);
     }
     let (hq, d) = (out.heads(), out.dim());
     let e = p.max_edges_per_query(n);
-    let level = simd::select_level();
     let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
+    let mut planes = vec![0.0f32; tile_len(p, n, k.heads(), d)?];
+    let tiled = prepare_tiles(level, &ctx, &mut planes);
+    // A multiple of the query tile, so every chunk sees the serial run's tiles.
     const ROWS: usize = 64;
     out.as_mut_slice()
         .par_chunks_mut(ROWS * hq * d)
@@ -216,16 +383,7 @@ pub fn sparse_attention_par(
             let mut scores = vec![0.0f32; e * HEAD_GROUP];
             let r0 = ci * ROWS;
             let r1 = (r0 + ROWS).min(n);
-            dispatch(
-                level,
-                SparseRows {
-                    ctx,
-                    idx: &mut idx,
-                    scores: &mut scores,
-                    out: chunk,
-                    rows: r0..r1,
-                },
-            );
+            run_rows(level, ctx, tiled, &mut idx, &mut scores, chunk, r0..r1);
         });
     Ok(out)
 }
@@ -248,19 +406,47 @@ fn as_u32(s: &mut [f32]) -> &mut [u32] {
 
 /// Mean of every block of `bs` rows of width `w`: `out[b][..] = Σ rows / count`.
 ///
-/// Accumulates in f32 in row order, then divides (the reference crate's order).
-fn block_means(x: &[f32], n: usize, w: usize, bs: usize, out: &mut [f32]) {
-    for (b, ob) in out.chunks_exact_mut(w).enumerate() {
-        ob.iter_mut().for_each(|o| *o = 0.0);
-        let lo = b * bs;
-        let hi = (lo + bs).min(n);
-        for row in x[lo * w..hi * w].chunks_exact(w) {
-            for (o, &xv) in ob.iter_mut().zip(row) {
-                *o += xv;
+/// Accumulates in f32 in row order, then divides (the reference crate's order); the
+/// sums run 16 lanes at a time at `level` (an exact `1·x + y` FMA is the plain add,
+/// so every level gives the same bits). A column whose sum overflows is recomputed
+/// as `Σ (x / count)`, so finite keys and values give finite means.
+fn block_means(level: SimdLevel, x: &[f32], n: usize, w: usize, bs: usize, out: &mut [f32]) {
+    dispatch(level, BlockMeans { x, n, w, bs, out });
+}
+
+/// [`block_means`] as a computation for [`dispatch`].
+struct BlockMeans<'a> {
+    x: &'a [f32],
+    n: usize,
+    w: usize,
+    bs: usize,
+    out: &'a mut [f32],
+}
+
+impl WithIsa for BlockMeans<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let BlockMeans { x, n, w, bs, out } = self;
+        for (b, ob) in out.chunks_exact_mut(w).enumerate() {
+            ob.iter_mut().for_each(|o| *o = 0.0);
+            let lo = b * bs;
+            let hi = (lo + bs).min(n);
+            for row in x[lo * w..hi * w].chunks_exact(w) {
+                simd::axpy_g::<I>(1.0, row, ob, w);
+            }
+            let cnt = (hi - lo) as f32;
+            ob.iter_mut().for_each(|o| *o /= cnt);
+            if !ob.iter().all(|o| o.is_finite()) {
+                // The f32 sum overflowed (or the block holds a non-finite value): redo
+                // those columns as Σ (x / count), which stays within the inputs' range.
+                for (c, o) in ob.iter_mut().enumerate() {
+                    if !o.is_finite() {
+                        *o = (lo..hi).map(|t| x[t * w + c] / cnt).sum();
+                    }
+                }
             }
         }
-        let cnt = (hi - lo) as f32;
-        ob.iter_mut().for_each(|o| *o /= cnt);
     }
 }
 
@@ -684,22 +870,24 @@ pub fn sparse_attention_at(
         n,
         lm_k,
         lm_v,
-    } = setup(p, q, k, v)?;
+    } = setup(level, p, q, k, v)?;
     if n == 0 {
         return Ok(out);
     }
     let e = p.max_edges_per_query(n);
     let mut idx = vec![0u32; e];
     let mut scores = vec![0.0f32; e * HEAD_GROUP];
-    dispatch(
+    let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
+    let mut planes = vec![0.0f32; tile_len(p, n, k.heads(), q.dim())?];
+    let tiled = prepare_tiles(level, &ctx, &mut planes);
+    run_rows(
         level,
-        SparseRows {
-            ctx: Ctx::new(p, q, k, v, &lm_k, &lm_v),
-            idx: &mut idx,
-            scores: &mut scores,
-            out: out.as_mut_slice(),
-            rows: 0..n,
-        },
+        ctx,
+        tiled,
+        &mut idx,
+        &mut scores,
+        out.as_mut_slice(),
+        0..n,
     );
     Ok(out)
 }

@@ -1,0 +1,807 @@
+//! Query-tile kernel for causal sparse attention on AVX-512 (x86-64 only).
+//!
+//! Same math and the same candidate sets as the row kernel of the parent module;
+//! only the data layout differs. Sixteen consecutive queries `q0 .. q0+16` of one
+//! head sit in the sixteen lanes of a vector (`Qᵀ`: `d` vectors, lane `i` = query
+//! `q0 + i`), and every candidate becomes a **step** shared by the lanes:
+//!
+//! - *diagonal* step, offset `o`: lane `i` attends key `q0 + i − o` (the window
+//!   offsets `0..=W` and the log-stride offsets `s > W`). With keys and values
+//!   transposed once per call into planes `Kᵀ[kv head][c][PAD + j]`, the sixteen
+//!   keys of a step are one contiguous unaligned load per dimension `c`;
+//! - *broadcast* step: every lane attends the same row (a global token, or a
+//!   landmark block mean), its component `c` broadcast to all lanes.
+//!
+//! Each step carries a 16-bit lane mask: the lanes whose candidate set (exactly
+//! [`SparsePattern::for_each_token`] ∪ [`SparsePattern::for_each_landmark`]) holds
+//! it. Scores are `Σ_c Qᵀ[c] · key_c` (vertical FMAs, no horizontal reduction),
+//! scaled and clamped as in the row kernel, masked lanes set to `−∞`; one softmax
+//! per lane over all steps (max, fast exp, normalised weights), then
+//! `outᵀ[c] += p · value_c` with masked FMAs (a lane never touches a value it does
+//! not attend, so a non-finite value reaches only the queries that attend it) and
+//! a transpose back to rows.
+//!
+//! Covered: causal patterns with `W ≤ 16`, `d` a multiple of 16 up to
+//! [`MAX_DIM`], full tiles of 16 queries. The parent runs everything else (tails,
+//! bidirectional, wide windows, other dims or SIMD levels, and a tile whose step
+//! list would overflow the fixed capacities) on the row kernel.
+
+use core::arch::x86_64::*;
+
+use super::{Ctx, SparseRows};
+use crate::pattern::SparsePattern;
+use crate::simd::{Avx512, Isa, WithIsa};
+
+/// Queries per tile (lanes of one AVX-512 vector).
+pub(super) const TILE: usize = 16;
+/// Zero columns in front of every plane row (diagonal loads of the first tile start there).
+const PAD: usize = 16;
+/// Largest head dimension the tile covers.
+pub(super) const MAX_DIM: usize = 128;
+/// Capacity of diagonal steps per tile (window `W + 1 ≤ 17` plus log-stride offsets).
+const MAX_DIAG: usize = 48;
+/// Capacity of broadcast token steps and of landmark steps per tile.
+const MAX_BC: usize = 48;
+/// Most steps of one tile.
+const MAX_STEPS: usize = MAX_DIAG + 2 * MAX_BC;
+
+/// Whether the tile kernel covers pattern `p` at length `n` and head dim `d`.
+pub(super) fn supports(p: &SparsePattern, n: usize, d: usize) -> bool {
+    p.causal && p.window <= PAD && n >= TILE && d > 0 && d.is_multiple_of(16) && d <= MAX_DIM
+}
+
+/// Row length of a transposed plane: `PAD` zero columns, then `n` rounded up to tiles.
+pub(super) fn plane_row(n: usize) -> usize {
+    PAD + n.div_ceil(TILE) * TILE
+}
+
+/// One step: a diagonal offset or a row index, and the lanes that attend it.
+#[derive(Clone, Copy, Default, Debug)]
+pub(super) struct Step {
+    /// Diagonal offset `o` (key `q0 + i − o`), token row, or landmark block.
+    pub(super) key: u32,
+    /// Bit `i` set when lane `i` attends this step.
+    pub(super) mask: u16,
+}
+
+/// A fixed-capacity step list.
+#[derive(Clone, Copy)]
+pub(super) struct Steps<const C: usize> {
+    pub(super) s: [Step; C],
+    pub(super) len: usize,
+}
+
+impl<const C: usize> Steps<C> {
+    fn new() -> Self {
+        Steps {
+            s: [Step::default(); C],
+            len: 0,
+        }
+    }
+
+    /// Appends a step whose key is not in the list yet; `false` when full.
+    fn push(&mut self, key: usize, bits: u16) -> bool {
+        let Ok(key) = u32::try_from(key) else {
+            return false;
+        };
+        match self.s.get_mut(self.len) {
+            Some(st) => {
+                *st = Step { key, mask: bits };
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// ORs `bits` into the step with `key` (appending it); `false` when full.
+    fn add(&mut self, key: usize, bits: u16) -> bool {
+        let Ok(key) = u32::try_from(key) else {
+            return false;
+        };
+        if let Some(st) = self.s[..self.len].iter_mut().find(|st| st.key == key) {
+            st.mask |= bits;
+            return true;
+        }
+        match self.s.get_mut(self.len) {
+            Some(st) => {
+                *st = Step { key, mask: bits };
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn as_slice(&self) -> &[Step] {
+        &self.s[..self.len]
+    }
+}
+
+/// The steps of the tile of queries `q0 .. q0 + 16` (shared by all heads).
+pub(super) struct Plan {
+    /// Window offsets `0..=W` first, then log-stride offsets.
+    pub(super) diag: Steps<MAX_DIAG>,
+    /// Global tokens outside the window (rows of `k`, `v`).
+    pub(super) tok: Steps<MAX_BC>,
+    /// Landmark blocks (rows of the block means).
+    pub(super) lm: Steps<MAX_BC>,
+}
+
+/// Lanes `i` of the tile at `q0` with `q0 + i ≥ first`.
+fn lanes_from(first: usize, q0: usize) -> u16 {
+    match first.saturating_sub(q0) {
+        f if f >= TILE => 0,
+        f => (0xFFFF_u32 << f) as u16,
+    }
+}
+
+/// Builds the plan of the tile at `q0` (`q0 + 16 ≤ n`, causal `p`, `W ≤ 16`); `None`
+/// when a step list would overflow (the caller then runs those rows on the row kernel).
+///
+/// Query `i` attends (causal, the token rules of [`SparsePattern::for_each_token`]):
+/// window offsets `t ≤ min(i, W)`; a global `g` (first occurrence, `g < n`) outside
+/// the window, i.e. `i ≥ g + W + 1`; log-stride `i − s` for `W < s ≤ i`, `s < n`,
+/// unless `i − s` is a listed global (then it came in as that global). Landmarks come
+/// from [`SparsePattern::for_each_landmark`], once per run of lanes with the same
+/// complete-block count `(i + 1) / B` (the causal landmark set depends on nothing
+/// else). A test checks every lane's sets against the pattern's enumeration.
+pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize) -> Option<Plan> {
+    let mut pl = Plan {
+        diag: Steps::new(),
+        tok: Steps::new(),
+        lm: Steps::new(),
+    };
+    let w = p.window;
+    for t in 0..=w {
+        let bits = lanes_from(t, q0);
+        if bits != 0 && !pl.diag.push(t, bits) {
+            return None;
+        }
+    }
+    let g = &p.global_tokens[..];
+    for (gi, &gj) in g.iter().enumerate() {
+        if gj >= n || g[..gi].contains(&gj) {
+            continue;
+        }
+        let bits = lanes_from(gj + w + 1, q0);
+        if bits != 0 && !pl.tok.push(gj, bits) {
+            return None;
+        }
+    }
+    if p.log_stride {
+        let mut s = 1usize;
+        // Lanes attend i − s only for s ≤ i ≤ q0 + 15.
+        while s < n && s < q0 + TILE {
+            if s > w {
+                let mut bits = lanes_from(s, q0);
+                for &gj in g {
+                    match gj.checked_add(s).and_then(|x| x.checked_sub(q0)) {
+                        Some(l) if l < TILE => bits &= !(1 << l),
+                        _ => {}
+                    }
+                }
+                if bits != 0 && !pl.diag.push(s, bits) {
+                    return None;
+                }
+            }
+            match s.checked_mul(2) {
+                Some(x) => s = x,
+                None => break,
+            }
+        }
+    }
+    if p.landmarks {
+        let bs = p.block_size;
+        let mut lane = 0;
+        while lane < TILE {
+            let avail = (q0 + lane + 1) / bs;
+            let mut bits = 0u16;
+            let first = lane;
+            while lane < TILE && (q0 + lane + 1) / bs == avail {
+                bits |= 1 << lane;
+                lane += 1;
+            }
+            let mut ok = true;
+            p.for_each_landmark(q0 + first, n, |b| ok &= pl.lm.add(b, bits));
+            if !ok {
+                return None;
+            }
+        }
+    }
+    Some(pl)
+}
+
+/// `dst[c] = column c of the 16 × 16 block whose rows are `r``.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // Per 128-bit lane q: u[4g + m] holds column 4q + m of rows 4g .. 4g + 4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+    }
+    for h in 0..2 {
+        for m in 0..4 {
+            let (a, b) = (u[8 * h + m], u[8 * h + 4 + m]);
+            t[8 * h + m] = _mm512_shuffle_f32x4::<0x88>(a, b);
+            t[8 * h + 4 + m] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+        }
+    }
+    let mut o = [_mm512_setzero_ps(); 16];
+    for m in 0..8 {
+        o[m] = _mm512_shuffle_f32x4::<0x88>(t[m], t[8 + m]);
+        o[8 + m] = _mm512_shuffle_f32x4::<0xDD>(t[m], t[8 + m]);
+    }
+    o
+}
+
+/// Loads 16 floats at `s[o..o + 16]` (bounds-checked).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn load(s: &[f32], o: usize) -> __m512 {
+    let s = &s[o..o + 16];
+    // SAFETY: `s` holds exactly 16 floats (sliced above); AVX-512F is enabled on this fn.
+    unsafe { _mm512_loadu_ps(s.as_ptr()) }
+}
+
+/// Stores 16 floats to `s[o..o + 16]` (bounds-checked).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn store(s: &mut [f32], o: usize, v: __m512) {
+    let s = &mut s[o..o + 16];
+    // SAFETY: `s` holds exactly 16 floats (sliced above); AVX-512F is enabled on this fn.
+    unsafe { _mm512_storeu_ps(s.as_mut_ptr(), v) }
+}
+
+/// Writes the transposed planes of `x` (`[n][hk][d]`) into `planes`:
+/// `planes[(kh·d + c)·row + PAD + j] = x[j][kh][c]`, zero in the pad and past `n`.
+///
+/// `d` is a multiple of 16; `planes` holds `hk · d · plane_row(n)` floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn transpose_planes(x: &[f32], n: usize, hk: usize, d: usize, planes: &mut [f32]) {
+    let row = plane_row(n);
+    let zero = _mm512_setzero_ps();
+    for kh in 0..hk {
+        for c in 0..d {
+            store(planes, (kh * d + c) * row, zero);
+        }
+        for j0 in (0..n).step_by(TILE) {
+            for c0 in (0..d).step_by(16) {
+                let mut r = [zero; 16];
+                for (jj, rv) in r.iter_mut().enumerate().take(n - j0) {
+                    *rv = load(x, ((j0 + jj) * hk + kh) * d + c0);
+                }
+                let t = transpose16(r);
+                for (cc, tv) in t.iter().enumerate() {
+                    store(planes, (kh * d + c0 + cc) * row + PAD + j0, *tv);
+                }
+            }
+        }
+    }
+}
+
+/// Inputs of the tile kernel shared by all tiles of one call.
+pub(super) struct Tiles<'a> {
+    /// The call's inputs (pattern, shapes, q/k/v, landmark means).
+    pub(super) ctx: Ctx<'a>,
+    /// Transposed key planes (`hk · d · plane_row(n)`).
+    pub(super) kt: &'a [f32],
+    /// Transposed value planes (same layout).
+    pub(super) vt: &'a [f32],
+}
+
+/// Per-head state of one tile: `Qᵀ`, the step scores / weights.
+struct Work {
+    qt: [__m512; MAX_DIM],
+    s: [__m512; MAX_STEPS],
+}
+
+/// Runs the tile kernel on query rows `rows` (start and length multiples of 16;
+/// `out` holds exactly those rows). A tile whose plan does not fit runs on the
+/// row kernel (at the AVX-512 level) instead, using `idx` and `scores`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) fn run(
+    t: &Tiles<'_>,
+    idx: &mut [u32],
+    scores: &mut [f32],
+    out: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
+    let ctx = t.ctx;
+    let (n, hq, d) = (ctx.n, ctx.hq, ctx.d);
+    let zero = _mm512_setzero_ps();
+    let mut w = Work {
+        qt: [zero; MAX_DIM],
+        s: [zero; MAX_STEPS],
+    };
+    let r0 = rows.start;
+    for q0 in rows.step_by(TILE) {
+        let o0 = (q0 - r0) * hq * d;
+        let tile_out = &mut out[o0..o0 + TILE * hq * d];
+        match plan(ctx.p, n, q0) {
+            Some(pl) => {
+                for h in 0..hq {
+                    head(t, &pl, q0, h, &mut w, tile_out);
+                }
+            }
+            None => SparseRows {
+                ctx,
+                idx: &mut *idx,
+                scores: &mut *scores,
+                out: tile_out,
+                rows: q0..q0 + TILE,
+            }
+            .run::<Avx512>(),
+        }
+    }
+}
+
+/// Calls `$f::<N>($args)` with the const `N = $n` (`1..=17`; larger values use 17,
+/// which [`supports`] rules out).
+macro_rules! with_len {
+    ($n:expr, $f:ident($($a:expr),*)) => {
+        match $n {
+            1 => $f::<1>($($a),*),
+            2 => $f::<2>($($a),*),
+            3 => $f::<3>($($a),*),
+            4 => $f::<4>($($a),*),
+            5 => $f::<5>($($a),*),
+            6 => $f::<6>($($a),*),
+            7 => $f::<7>($($a),*),
+            8 => $f::<8>($($a),*),
+            9 => $f::<9>($($a),*),
+            10 => $f::<10>($($a),*),
+            11 => $f::<11>($($a),*),
+            12 => $f::<12>($($a),*),
+            13 => $f::<13>($($a),*),
+            14 => $f::<14>($($a),*),
+            15 => $f::<15>($($a),*),
+            16 => $f::<16>($($a),*),
+            _ => $f::<17>($($a),*),
+        }
+    };
+}
+
+/// One head `h` of the tile at `q0`; writes rows `0..16` of `tile_out` (head `h`).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn head(t: &Tiles<'_>, pl: &Plan, q0: usize, h: usize, w: &mut Work, tile_out: &mut [f32]) {
+    let ctx = t.ctx;
+    let (n, hq, hk, d) = (ctx.n, ctx.hq, ctx.hk, ctx.d);
+    let kh = h / (hq / hk);
+    let row = plane_row(n);
+    let zero = _mm512_setzero_ps();
+    // Qᵀ: 16 query rows, 16 columns at a time, transposed.
+    for c0 in (0..d).step_by(16) {
+        let mut r = [zero; 16];
+        for (i, rv) in r.iter_mut().enumerate() {
+            *rv = load(ctx.q, ((q0 + i) * hq + h) * d + c0);
+        }
+        w.qt[c0..c0 + 16].copy_from_slice(&transpose16(r));
+    }
+    let qt = &w.qt[..d];
+    let plane = (kh * d) * row;
+    let kt = &t.kt[plane..plane + d * row];
+    let vt = &t.vt[plane..plane + d * row];
+    let (nd, nt, nl) = (pl.diag.len, pl.tok.len, pl.lm.len);
+    let ns = nd + nt + nl;
+    // Column of lane 0 in the plane rows: PAD + q0 − o (≥ 1 since o ≤ q0 + 15).
+    let col0 = PAD + q0;
+    let hd = kh * d;
+    let hkd = hk * d;
+    let diag = pl.diag.as_slice();
+    // From q0 ≥ W on, the plan's first W + 1 diagonal steps are the window offsets
+    // 0..=W with every lane set: one contiguous run, unmasked.
+    let nw = if q0 >= ctx.p.window {
+        ctx.p.window + 1
+    } else {
+        0
+    };
+    let gdiag = &diag[nw..];
+    let tok = pl.tok.as_slice();
+    let lm = pl.lm.as_slice();
+    let scale = _mm512_set1_ps(ctx.scale);
+    let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
+    {
+        let (sw, rest) = w.s[..ns].split_at_mut(nw);
+        let (sd, rest) = rest.split_at_mut(nd - nw);
+        let (st, sl) = rest.split_at_mut(nt);
+        if nw > 0 {
+            with_len!(nw, win_scores(qt, kt, row, col0, sw));
+            for x in sw.iter_mut() {
+                *x = finish_score(*x, scale, 0xFFFF);
+                m = _mm512_max_ps(*x, m);
+            }
+        }
+        chunked(gdiag, sd, &mut m, scale, |steps, len, out| {
+            diag_scores(qt, kt, row, col0, steps, len, out)
+        });
+        chunked(tok, st, &mut m, scale, |steps, len, out| {
+            bcast_scores(qt, ctx.k, steps, len, hkd, hd, out)
+        });
+        chunked(lm, sl, &mut m, scale, |steps, len, out| {
+            bcast_scores(qt, ctx.lm_k, steps, len, hkd, hd, out)
+        });
+    }
+    // Softmax over all steps, per lane; masked lanes hold −∞ and get weight 0.
+    let mut sum = zero;
+    for s in w.s[..ns].iter_mut() {
+        let e = Avx512::exp(_mm512_sub_ps(*s, m));
+        sum = _mm512_add_ps(sum, e);
+        *s = e;
+    }
+    let inv = _mm512_div_ps(_mm512_set1_ps(1.0), sum);
+    for s in w.s[..ns].iter_mut() {
+        *s = _mm512_mul_ps(*s, inv);
+    }
+    let (pw, rest) = w.s[..ns].split_at(nw);
+    let (pd, rest) = rest.split_at(nd - nw);
+    let (pt, plm) = rest.split_at(nt);
+    for c0 in (0..d).step_by(16) {
+        let mut acc = [zero; 16];
+        if nw > 0 {
+            with_len!(nw, win_values(&mut acc, pw, vt, row, c0, col0));
+        }
+        diag_values(&mut acc, pd, gdiag, vt, row, c0, col0);
+        bcast_values(&mut acc, pt, tok, ctx.v, hkd, hd + c0);
+        bcast_values(&mut acc, plm, lm, ctx.lm_v, hkd, hd + c0);
+        let o = transpose16(acc);
+        for (i, ov) in o.iter().enumerate() {
+            store(tile_out, (i * hq + h) * d + c0, *ov);
+        }
+    }
+}
+
+/// A raw score vector scaled, clamped to `±f32::MAX` (NaN → `−f32::MAX`; `max`
+/// first, as in the row kernel) and set to `−∞` on the lanes outside `mask`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn finish_score(a: __m512, scale: __m512, mask: u16) -> __m512 {
+    let x = _mm512_max_ps(_mm512_mul_ps(a, scale), _mm512_set1_ps(-f32::MAX));
+    let x = _mm512_min_ps(x, _mm512_set1_ps(f32::MAX));
+    _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), x)
+}
+
+/// Scores of `steps` in chunks of at most 8 (computed 4 or 8 at a time by `f`,
+/// extra slots repeating the chunk's first step), finished by [`finish_score`],
+/// stored to `out` and folded into the running lane max `m`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn chunked(
+    steps: &[Step],
+    out: &mut [__m512],
+    m: &mut __m512,
+    scale: __m512,
+    mut f: impl FnMut(&[Step; 8], usize, &mut [__m512; 8]),
+) {
+    for (ch, oc) in steps.chunks(8).zip(out.chunks_mut(8)) {
+        let mut st = [ch[0]; 8];
+        st[..ch.len()].copy_from_slice(ch);
+        let mut acc = [_mm512_setzero_ps(); 8];
+        f(&st, ch.len(), &mut acc);
+        for ((o, a), s) in oc.iter_mut().zip(acc).zip(ch) {
+            let x = finish_score(a, scale, s.mask);
+            *m = _mm512_max_ps(x, *m);
+            *o = x;
+        }
+    }
+}
+
+/// Window scores: `out[t] = Σ_c Qᵀ[c] · Kᵀ[c][col0 − t ..]` for `t < N`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn win_scores<const N: usize>(
+    qt: &[__m512],
+    kt: &[f32],
+    row: usize,
+    col0: usize,
+    out: &mut [__m512],
+) {
+    // Loads read kt[c·row + col0 − t .. + 16] for c < qt.len(), t < N.
+    assert!(col0 + 1 >= N && col0 + 16 <= row && qt.len() * row <= kt.len());
+    let base = kt.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); N];
+    for (c, &qc) in qt.iter().enumerate() {
+        for (t, a) in acc.iter_mut().enumerate() {
+            // SAFETY: t ≤ col0 and c·row + col0 + 16 ≤ qt.len()·row ≤ kt.len() (asserted).
+            let k = unsafe { _mm512_loadu_ps(base.add(c * row + col0 - t)) };
+            *a = _mm512_fmadd_ps(qc, k, *a);
+        }
+    }
+    out[..N].copy_from_slice(&acc);
+}
+
+/// Window values: `acc[cc] += Σ_{t<N} p[t] · Vᵀ[c0 + cc][col0 − t ..]` (all lanes attend).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn win_values<const N: usize>(
+    acc: &mut [__m512; 16],
+    p: &[__m512],
+    vt: &[f32],
+    row: usize,
+    c0: usize,
+    col0: usize,
+) {
+    // Loads read vt[(c0 + cc)·row + col0 − t .. + 16] for cc < 16, t < N.
+    assert!(col0 + 1 >= N && col0 + 16 <= row && (c0 + 16) * row <= vt.len());
+    let pr: [__m512; N] = core::array::from_fn(|t| p[t]);
+    let base = vt.as_ptr();
+    for (cc, a) in acc.iter_mut().enumerate() {
+        let o = (c0 + cc) * row + col0;
+        let (mut a0, mut a1) = (*a, _mm512_setzero_ps());
+        for (t, &pt) in pr.iter().enumerate() {
+            // SAFETY: t ≤ col0 and o + 16 ≤ (c0 + cc + 1)·row ≤ vt.len() (asserted).
+            let x = unsafe { _mm512_loadu_ps(base.add(o - t)) };
+            if t % 2 == 0 {
+                a0 = _mm512_fmadd_ps(pt, x, a0);
+            } else {
+                a1 = _mm512_fmadd_ps(pt, x, a1);
+            }
+        }
+        *a = _mm512_add_ps(a0, a1);
+    }
+}
+
+/// `out[u] = Σ_c Qᵀ[c] · Kᵀ[c][col0 − key(u) ..]` for the first `len` rounded up to 4 of 8 steps.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn diag_scores(
+    qt: &[__m512],
+    kt: &[f32],
+    row: usize,
+    col0: usize,
+    steps: &[Step; 8],
+    len: usize,
+    out: &mut [__m512; 8],
+) {
+    let cols: [usize; 8] = core::array::from_fn(|u| col0 - steps[u].key as usize);
+    // Every load reads kt[c·row + cols[u] .. + 16] with c < qt.len(): in bounds
+    // when cols[u] + 16 ≤ row and qt.len() · row ≤ kt.len().
+    assert!(cols.iter().all(|&c| c + 16 <= row) && qt.len() * row <= kt.len());
+    if len <= 4 {
+        diag_n::<4>(qt, kt, row, &cols, out)
+    } else {
+        diag_n::<8>(qt, kt, row, &cols, out)
+    }
+}
+
+/// [`diag_scores`] for the first `N` steps; the caller checked the bounds.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn diag_n<const N: usize>(
+    qt: &[__m512],
+    kt: &[f32],
+    row: usize,
+    cols: &[usize; 8],
+    out: &mut [__m512; 8],
+) {
+    let base = kt.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); N];
+    for (c, &qc) in qt.iter().enumerate() {
+        for (a, &cu) in acc.iter_mut().zip(cols) {
+            // SAFETY: c < qt.len(), cu + 16 ≤ row and qt.len()·row ≤ kt.len() (checked
+            // by `diag_scores`), so c·row + cu + 16 ≤ kt.len().
+            let k = unsafe { _mm512_loadu_ps(base.add(c * row + cu)) };
+            *a = _mm512_fmadd_ps(qc, k, *a);
+        }
+    }
+    out[..N].copy_from_slice(&acc);
+}
+
+/// `out[u] = Σ_c Qᵀ[c] · rows[key(u)·hkd + hd + c]` (broadcast keys), for the first
+/// `len` rounded up to 4 of 8 steps.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn bcast_scores(
+    qt: &[__m512],
+    rows: &[f32],
+    steps: &[Step; 8],
+    len: usize,
+    hkd: usize,
+    hd: usize,
+    out: &mut [__m512; 8],
+) {
+    let d = qt.len();
+    let offs: [usize; 8] = core::array::from_fn(|u| steps[u].key as usize * hkd + hd);
+    // Every read is rows[offs[u] + c] with c < d.
+    assert!(offs.iter().all(|&o| o + d <= rows.len()));
+    if len <= 4 {
+        bcast_n::<4>(qt, rows, &offs, out)
+    } else {
+        bcast_n::<8>(qt, rows, &offs, out)
+    }
+}
+
+/// [`bcast_scores`] for the first `N` steps; the caller checked the bounds.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn bcast_n<const N: usize>(qt: &[__m512], rows: &[f32], offs: &[usize; 8], out: &mut [__m512; 8]) {
+    let base = rows.as_ptr();
+    let mut acc = [_mm512_setzero_ps(); N];
+    for (c, &qc) in qt.iter().enumerate() {
+        for (a, &o) in acc.iter_mut().zip(offs) {
+            // SAFETY: o + c < o + qt.len() ≤ rows.len() (checked by `bcast_scores`).
+            let x = unsafe { *base.add(o + c) };
+            *a = _mm512_fmadd_ps(qc, _mm512_set1_ps(x), *a);
+        }
+    }
+    out[..N].copy_from_slice(&acc);
+}
+
+/// `acc[cc] += p[u] · Vᵀ[c0 + cc][col0 − key(u) ..]` on the lanes of step `u`'s mask.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn diag_values(
+    acc: &mut [__m512; 16],
+    p: &[__m512],
+    steps: &[Step],
+    vt: &[f32],
+    row: usize,
+    c0: usize,
+    col0: usize,
+) {
+    for (&pu, st) in p.iter().zip(steps) {
+        let o = c0 * row + col0 - st.key as usize;
+        // Reads vt[o + cc·row .. + 16] for cc < 16.
+        let v = &vt[o..o + 15 * row + 16];
+        let base = v.as_ptr();
+        for (cc, a) in acc.iter_mut().enumerate() {
+            // SAFETY: cc·row + 16 ≤ 15·row + 16 = v.len() for cc < 16.
+            let x = unsafe { _mm512_loadu_ps(base.add(cc * row)) };
+            *a = _mm512_mask3_fmadd_ps(pu, x, *a, st.mask);
+        }
+    }
+}
+
+/// `acc[cc] += p[u] · rows[key(u)·hkd + off + cc]` on the lanes of step `u`'s mask.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn bcast_values(
+    acc: &mut [__m512; 16],
+    p: &[__m512],
+    steps: &[Step],
+    rows: &[f32],
+    hkd: usize,
+    off: usize,
+) {
+    for (&pu, st) in p.iter().zip(steps) {
+        let o = st.key as usize * hkd + off;
+        let r = &rows[o..o + 16];
+        for (a, &x) in acc.iter_mut().zip(r) {
+            *a = _mm512_mask3_fmadd_ps(pu, _mm512_set1_ps(x), *a, st.mask);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// The token and landmark sets lane `lane` of `pl` attends (sorted).
+    fn lane_sets(pl: &Plan, q0: usize, lane: usize) -> (Vec<usize>, Vec<usize>) {
+        let on = |st: &&Step| st.mask & (1 << lane) != 0;
+        let mut tok: Vec<usize> = pl
+            .diag
+            .as_slice()
+            .iter()
+            .filter(on)
+            .map(|st| q0 + lane - st.key as usize)
+            .chain(
+                pl.tok
+                    .as_slice()
+                    .iter()
+                    .filter(on)
+                    .map(|st| st.key as usize),
+            )
+            .collect();
+        let mut lm: Vec<usize> = pl
+            .lm
+            .as_slice()
+            .iter()
+            .filter(on)
+            .map(|st| st.key as usize)
+            .collect();
+        tok.sort_unstable();
+        lm.sort_unstable();
+        (tok, lm)
+    }
+
+    #[test]
+    fn plan_lanes_attend_exactly_the_pattern() {
+        let mut plans = 0;
+        for n in [16usize, 17, 31, 64, 100, 300, 1030] {
+            for w in [0usize, 1, 5, 15, 16] {
+                for bs in [1usize, 3, 16, 32, 50] {
+                    for globals in [vec![], vec![0], vec![3, 3, 0, 500, 7, 64, usize::MAX, 33]] {
+                        for (log_stride, landmarks) in [(true, true), (false, true), (true, false)]
+                        {
+                            let p = SparsePattern {
+                                window: w,
+                                block_size: bs,
+                                global_tokens: globals.clone(),
+                                causal: true,
+                                log_stride,
+                                landmarks,
+                            };
+                            assert!(supports(&p, n, 32));
+                            for q0 in (0..=n - TILE).step_by(TILE) {
+                                let Some(pl) = plan(&p, n, q0) else {
+                                    // Only tiny blocks may overflow the landmark list.
+                                    assert!(bs < 4, "n={n} q0={q0} {p:?}");
+                                    continue;
+                                };
+                                plans += 1;
+                                for lane in 0..TILE {
+                                    let i = q0 + lane;
+                                    let (tok, lm) = lane_sets(&pl, q0, lane);
+                                    let mut want = p.token_candidates(i, n);
+                                    want.sort_unstable();
+                                    let mut want_lm = p.landmark_candidates(i, n);
+                                    want_lm.sort_unstable();
+                                    assert_eq!(tok, want, "i={i} n={n} {p:?}");
+                                    assert_eq!(lm, want_lm, "i={i} n={n} {p:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(plans > 1000);
+    }
+
+    #[test]
+    fn unsupported_shapes_are_refused() {
+        let p = SparsePattern {
+            window: 16,
+            ..SparsePattern::default()
+        };
+        assert!(supports(&p, 16, 16) && supports(&p, 1024, 128));
+        assert!(!supports(&p, 15, 32));
+        assert!(!supports(&p, 64, 33) && !supports(&p, 64, 144) && !supports(&p, 64, 0));
+        let wide = SparsePattern {
+            window: 17,
+            ..p.clone()
+        };
+        let bidi = SparsePattern { causal: false, ..p };
+        assert!(!supports(&wide, 64, 32) && !supports(&bidi, 64, 32));
+    }
+
+    #[test]
+    fn transposes_match_scalar() {
+        if !crate::SimdLevel::Avx512.is_available() {
+            return;
+        }
+        let (n, hk, d) = (37usize, 3usize, 32usize);
+        let x: Vec<f32> = (0..n * hk * d).map(|i| i as f32 * 0.5 - 7.0).collect();
+        let row = plane_row(n);
+        let mut planes = vec![f32::NAN; hk * d * row];
+        // SAFETY: AVX-512F (with AVX2 and FMA, as `SimdLevel::Avx512` requires) is available.
+        unsafe { transpose_planes(&x, n, hk, d, &mut planes) };
+        for kh in 0..hk {
+            for c in 0..d {
+                for col in 0..row {
+                    let got = planes[(kh * d + c) * row + col];
+                    let want = if (PAD..PAD + n).contains(&col) {
+                        x[((col - PAD) * hk + kh) * d + c]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(got, want, "kh={kh} c={c} col={col}");
+                }
+            }
+        }
+    }
+}
