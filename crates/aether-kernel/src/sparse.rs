@@ -18,6 +18,16 @@
 //! two accumulator sets), so the short dependent chains of different heads overlap.
 //! Cost `O(N · Hq · E · d)` with `E ≈ W + |G| + 2·log₂N + 3` edges per query.
 //!
+//! Query tiles (AVX-512 on x86-64): for causal patterns with `W ≤ 16` and `d` a
+//! multiple of 16 up to 128, whole tiles of 16 consecutive queries run in the
+//! lanes of one vector instead (the `tile` submodule: keys and values transposed
+//! once per call into 64-byte-aligned planes, window and log-stride candidates as
+//! "diagonal" vectors — the window's from two aligned loads and a `valignd` each —,
+//! globals and landmarks broadcast, per-lane masks, no horizontal reductions). Same
+//! candidate sets and input policy; results within float rounding of the row
+//! kernel. Tails of fewer than 16 queries and every other shape run on the row
+//! kernel; [`set_query_tiles`] switches the tile path off (tests compare both).
+//!
 //! Numerics and input policy: inputs are **not** scanned for NaN/∞ (that would
 //! cost a pass over q, k, v); a non-finite value only reaches the outputs of
 //! the queries that attend it. Finite input never produces NaN: scores are
@@ -74,8 +84,9 @@ pub fn query_tile_runs() -> usize {
     TILE_RUNS.load(Ordering::Relaxed)
 }
 
-/// Floats of transposed key + value planes the query-tile path needs (0 when it
-/// cannot cover `p`, `n`, `dim`, or off x86-64).
+/// Floats of transposed key + value planes the query-tile path needs, plus 16 to
+/// place them on a 64-byte boundary (0 when it cannot cover `p`, `n`, `dim`, or off
+/// x86-64).
 fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<usize> {
     #[cfg(target_arch = "x86_64")]
     if tile::supports(p, n, dim) {
@@ -83,6 +94,7 @@ fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<
             .checked_mul(dim)
             .and_then(|x| x.checked_mul(kv_heads))
             .and_then(|x| x.checked_mul(2))
+            .and_then(|x| x.checked_add(16))
             .ok_or(KernelError::Overflow {
                 what: "sparse scratch",
             });
@@ -97,7 +109,7 @@ fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<
 /// are on), `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
 /// indices; scores of a group of four heads) and, on x86-64 when the query-tile
 /// path covers the shape (causal, `W ≤ 16`, `dim` a multiple of 16 up to 128,
-/// `n ≥ 16`), transposed key and value planes (`2 · kv_heads · dim · (16 + n)`,
+/// `n ≥ 16`), transposed key and value planes (`2 · kv_heads · dim · (16 + n) + 16`,
 /// `n` rounded up to 16). Non-decreasing in `n`.
 pub fn sparse_scratch_len(
     p: &SparsePattern,
@@ -211,8 +223,11 @@ fn prepare_tiles<'a>(level: SimdLevel, ctx: &Ctx<'_>, planes: &'a mut [f32]) -> 
             && TILES_ON.load(Ordering::Relaxed)
             && tile::supports(ctx.p, ctx.n, ctx.d);
         if on && !planes.is_empty() {
-            let half = planes.len() / 2;
-            let (kt, vt) = planes.split_at_mut(half);
+            // Rows are multiples of 16 floats: from a 64-byte boundary, the window's
+            // vectors and the log-stride loads of the tile path never split cache lines.
+            let skip = planes.as_ptr().align_offset(64).min(16);
+            let half = (planes.len() - 16) / 2;
+            let (kt, vt) = planes[skip..skip + 2 * half].split_at_mut(half);
             // SAFETY: AVX-512F, AVX2 and FMA were detected above.
             unsafe {
                 tile::transpose_planes(ctx.k, ctx.n, ctx.hk, ctx.d, kt);

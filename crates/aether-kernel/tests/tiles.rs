@@ -351,6 +351,14 @@ fn into_allocates_nothing_on_the_tile_path() {
     assert_eq!(allocs() - before, 0);
     assert_eq!(query_tile_runs() >= runs + 3, tiles_possible());
     assert_eq!(out, want);
+    // Any alignment of the caller's scratch gives the same bits.
+    let need = sparse_scratch_len(&p, n, hk, d).unwrap();
+    let mut big = vec![0.0f32; need + 7];
+    for skip in 0..8 {
+        let mut o = Tensor3::zeros(n, hq, d).unwrap();
+        sparse_attention_into(&p, &q, &k, &v, &mut o, &mut big[skip..skip + need]).unwrap();
+        assert_eq!(o, want, "scratch offset {skip}");
+    }
 }
 
 #[cfg(feature = "rayon")]

@@ -497,7 +497,45 @@ fn chunked(
     }
 }
 
-/// Window scores: `out[t] = Σ_c Qᵀ[c] · Kᵀ[c][col0 − t ..]` for `t < N`.
+/// Calls `$f!(t, x)` for every window offset `t < N` (`N ≤ 17`, a const in scope),
+/// `x` = lanes `col0 − t ..` of a plane row built from its two aligned vectors
+/// `$a = [col0 − 16 ..)` and `$b = [col0 ..)` with one `valignd` (no load splits a
+/// cache line). Expanded in full so every shift is an immediate.
+macro_rules! for_window {
+    ($a:expr, $b:expr, $f:ident) => {{
+        let (a, b) = ($a, $b);
+        $f!(0, _mm512_castsi512_ps(b));
+        for_window!(@s a, b, $f, 1 15, 2 14, 3 13, 4 12, 5 11, 6 10, 7 9, 8 8,
+            9 7, 10 6, 11 5, 12 4, 13 3, 14 2, 15 1);
+        if N > 16 {
+            $f!(16, _mm512_castsi512_ps(a));
+        }
+    }};
+    (@s $a:ident, $b:ident, $f:ident, $($t:literal $imm:literal),*) => {
+        $(
+            if N > $t {
+                $f!($t, _mm512_castsi512_ps(_mm512_alignr_epi32::<$imm>($b, $a)));
+            }
+        )*
+    };
+}
+
+/// The two vectors `[o − 16 ..)` and `[o ..)` of `x` as integers (`16 ≤ o`, `o + 16 ≤ x.len()`).
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn pair(x: &[f32], o: usize) -> (__m512i, __m512i) {
+    let s = &x[o - 16..o + 16];
+    // SAFETY: `s` holds 32 floats (sliced above); AVX-512F is enabled on this fn.
+    let (a, b) = unsafe {
+        (
+            _mm512_loadu_ps(s.as_ptr()),
+            _mm512_loadu_ps(s.as_ptr().add(16)),
+        )
+    };
+    (_mm512_castps_si512(a), _mm512_castps_si512(b))
+}
+
+/// Window scores: `out[t] = Σ_c Qᵀ[c] · Kᵀ[c][col0 − t ..]` for `t < N ≤ 17`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 fn win_scores<const N: usize>(
@@ -507,18 +545,17 @@ fn win_scores<const N: usize>(
     col0: usize,
     out: &mut [__m512],
 ) {
-    // Loads read kt[c·row + col0 − t .. + 16] for c < qt.len(), t < N.
-    assert!(col0 + 1 >= N && col0 + 16 <= row && qt.len() * row <= kt.len());
-    let base = kt.as_ptr();
-    let mut acc = [_mm512_setzero_ps(); N];
+    let mut acc = [_mm512_setzero_ps(); 17];
     for (c, &qc) in qt.iter().enumerate() {
-        for (t, a) in acc.iter_mut().enumerate() {
-            // SAFETY: t ≤ col0 and c·row + col0 + 16 ≤ qt.len()·row ≤ kt.len() (asserted).
-            let k = unsafe { _mm512_loadu_ps(base.add(c * row + col0 - t)) };
-            *a = _mm512_fmadd_ps(qc, k, *a);
+        let (a, b) = pair(kt, c * row + col0);
+        macro_rules! step {
+            ($t:literal, $x:expr) => {
+                acc[$t] = _mm512_fmadd_ps(qc, $x, acc[$t])
+            };
         }
+        for_window!(a, b, step);
     }
-    out[..N].copy_from_slice(&acc);
+    out[..N].copy_from_slice(&acc[..N]);
 }
 
 /// Window values: `acc[cc] += Σ_{t<N} p[t] · Vᵀ[c0 + cc][col0 − t ..]` (all lanes attend).
@@ -532,23 +569,18 @@ fn win_values<const N: usize>(
     c0: usize,
     col0: usize,
 ) {
-    // Loads read vt[(c0 + cc)·row + col0 − t .. + 16] for cc < 16, t < N.
-    assert!(col0 + 1 >= N && col0 + 16 <= row && (c0 + 16) * row <= vt.len());
-    let pr: [__m512; N] = core::array::from_fn(|t| p[t]);
-    let base = vt.as_ptr();
-    for (cc, a) in acc.iter_mut().enumerate() {
-        let o = (c0 + cc) * row + col0;
-        let (mut a0, mut a1) = (*a, _mm512_setzero_ps());
-        for (t, &pt) in pr.iter().enumerate() {
-            // SAFETY: t ≤ col0 and o + 16 ≤ (c0 + cc + 1)·row ≤ vt.len() (asserted).
-            let x = unsafe { _mm512_loadu_ps(base.add(o - t)) };
-            if t % 2 == 0 {
-                a0 = _mm512_fmadd_ps(pt, x, a0);
-            } else {
-                a1 = _mm512_fmadd_ps(pt, x, a1);
-            }
+    let zero = _mm512_setzero_ps();
+    let pr: [__m512; 17] = core::array::from_fn(|t| if t < N { p[t] } else { zero });
+    for (cc, acv) in acc.iter_mut().enumerate() {
+        let (a, b) = pair(vt, (c0 + cc) * row + col0);
+        let mut ab = [*acv, zero];
+        macro_rules! step {
+            ($t:literal, $x:expr) => {
+                ab[$t % 2] = _mm512_fmadd_ps(pr[$t], $x, ab[$t % 2])
+            };
         }
-        *a = _mm512_add_ps(a0, a1);
+        for_window!(a, b, step);
+        *acv = _mm512_add_ps(ab[0], ab[1]);
     }
 }
 
