@@ -90,7 +90,7 @@ fn train_eval_classify_round_trip() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
     assert_eq!(report["epochs_run"], 2);
     let window = report["window"].as_u64().unwrap();
-    assert!((1..=256).contains(&window));
+    assert!((1..=512).contains(&window));
     assert_eq!(
         view.metadata_value("data.window"),
         Some(window.to_string().as_str())
@@ -296,6 +296,57 @@ fn kfold_and_gate_report_json() {
     }
     assert!(j["sparse"]["latency_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(j["gate"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn gate_tests_on_a_separate_dataset_over_several_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulate(dir.path(), "a", "anomaly", 4, 2);
+    let test = simulate(dir.path(), "b", "anomaly", 3, 5);
+    let small = [
+        "--epochs",
+        "1",
+        "--d-model",
+        "16",
+        "--layers",
+        "1",
+        "--quiet",
+        "--repeats",
+        "2",
+    ];
+    let mut args = vec![
+        "gate",
+        "--data",
+        &data,
+        "--test-data",
+        &test,
+        "--seeds",
+        "2",
+    ];
+    args.extend_from_slice(&small);
+    args.push("--json");
+    let j: serde_json::Value = serde_json::from_str(ok(&aether(&args)).trim()).unwrap();
+    assert_eq!(
+        j["test_recordings"], 6,
+        "every recording of the test data: {j}"
+    );
+    let runs = j["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["seed"], 0);
+    assert_eq!(runs[1]["seed"], 1);
+    let mean = (runs[0]["accuracy_delta"].as_f64().unwrap()
+        + runs[1]["accuracy_delta"].as_f64().unwrap())
+        / 2.0;
+    assert!((j["accuracy_delta"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert!(j["accuracy_delta_sd"].as_f64().unwrap() >= 0.0);
+
+    let other = simulate(dir.path(), "c", "fall", 2, 1);
+    let mut bad = vec!["gate", "--data", &data, "--test-data", &other];
+    bad.extend_from_slice(&small);
+    fails(&aether(&bad), &["classes", "differ"]);
+    let mut zero = vec!["gate", "--data", &data, "--seeds", "0"];
+    zero.extend_from_slice(&small);
+    fails(&aether(&zero), &["--seeds"]);
 }
 
 #[test]

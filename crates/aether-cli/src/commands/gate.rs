@@ -13,8 +13,13 @@
 //! * latency of one forward at the deployed window (the training window length) through
 //!   the inference head, median of repeated runs, dense / sparse.
 //!
+//! `--test-data DIR` tests on every recording of a separate dataset instead (all of
+//! `--data` then trains and validates); `--seeds K` repeats both trainings with K seeds
+//! on the same split and reports each run and the mean ± sd of the deltas, so a
+//! difference between the attention patterns can be told from seed-to-seed noise.
+//!
 //! Gate (FACTS.md): loss within 1 % of dense, accuracy within 1 pp, ρ ≥ 0.95, latency
-//! ≥ 5× better at the deployed window.
+//! ≥ 5× better at the deployed window; with several seeds, on the means.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -35,9 +40,17 @@ pub struct Args {
     /// Dataset folder or `.npy` directory.
     #[arg(long)]
     pub data: PathBuf,
-    /// Fraction of each class's recordings held out as the test set.
+    /// Fraction of each class's recordings held out as the test set (without --test-data).
     #[arg(long, default_value_t = 0.25)]
     pub test_fraction: f64,
+    /// A separate test dataset (same classes and features, e.g. another simulator
+    /// seed): every recording of it is tested and all of --data trains and validates.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Train both heads with this many seeds (--seed, --seed + 1, …) on the same split
+    /// and test set; the gate judges the mean deltas.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
     /// Training options (both heads use them; `--attention` is ignored).
     #[command(flatten)]
     pub opts: TrainOpts,
@@ -124,61 +137,135 @@ struct Side {
     epochs: usize,
 }
 
+/// One training seed's comparison (sparse − dense).
+struct Run {
+    seed: u64,
+    sparse: Side,
+    dense: Side,
+    acc_delta: f64,
+    wacc_delta: f64,
+    loss_rel: f64,
+    rho: Option<f64>,
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (m, sd)
+}
+
 /// Runs `aether gate`.
 pub fn run(args: Args) -> Result<()> {
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
     let (ds, _) = load(&args.data)?;
     let hash = data_hash(&ds);
     let pool = select_groups(&ds, &args.opts.groups)?;
     let sub = ds.subset(&pool);
-    let split = sub.split(args.opts.val, args.test_fraction, args.opts.seed)?;
     let map = |v: &[usize]| v.iter().map(|&i| pool[i]).collect::<Vec<usize>>();
-    let (train_rec, val_rec, test_rec) = (map(&split.train), map(&split.val), map(&split.test));
+    // The test recordings: a separate dataset (every recording) or a held-out share.
+    let held_out;
+    let (test_ds, train_rec, val_rec, test_rec) = match &args.test_data {
+        Some(path) => {
+            let (t, _) = load(path)?;
+            if t.classes != ds.classes {
+                bail!(
+                    "{}: classes {:?} differ from the training data's {:?}",
+                    path.display(),
+                    t.classes,
+                    ds.classes
+                );
+            }
+            if t.dim() != ds.dim() {
+                bail!(
+                    "{}: {} features per frame, the training data has {}",
+                    path.display(),
+                    t.dim(),
+                    ds.dim()
+                );
+            }
+            held_out = t;
+            let split = sub.split(args.opts.val, 0.0, args.opts.seed)?;
+            let all: Vec<usize> = (0..held_out.recordings.len()).collect();
+            (&held_out, map(&split.train), map(&split.val), all)
+        }
+        None => {
+            let split = sub.split(args.opts.val, args.test_fraction, args.opts.seed)?;
+            (&ds, map(&split.train), map(&split.val), map(&split.test))
+        }
+    };
     if test_rec.is_empty() {
-        bail!("no test recordings: raise --test-fraction or add recordings");
+        bail!("no test recordings: raise --test-fraction, add recordings or pass --test-data");
     }
     let window = derive_window(&ds, &train_rec, args.opts.window, args.opts.stride)?;
-    let test = WindowSet::new(&ds, &test_rec, window)?;
+    let test = WindowSet::new(test_ds, &test_rec, window)?;
     let probe: Vec<f32> = test
         .frames
         .iter()
         .find(|f| f.len() == window.len * ds.dim())
         .cloned()
         .unwrap_or_else(|| test.frames[0].clone());
-    let mut sides = Vec::new();
-    for attention in ["sparse", "dense"] {
-        let opts = TrainOpts {
-            attention: attention.into(),
-            ..args.opts.clone()
-        };
-        let arch = derive_arch(&opts, ds.dim(), ds.classes.len())?;
-        if !args.quiet {
-            eprintln!("training the {attention} head");
+    let mut runs = Vec::new();
+    for i in 0..args.seeds {
+        let seed = args.opts.seed.wrapping_add(i as u64);
+        let mut sides = Vec::new();
+        for attention in ["sparse", "dense"] {
+            let opts = TrainOpts {
+                attention: attention.into(),
+                seed,
+                ..args.opts.clone()
+            };
+            let arch = derive_arch(&opts, ds.dim(), ds.classes.len())?;
+            if !args.quiet {
+                eprintln!("training the {attention} head (seed {seed})");
+            }
+            let fitted = fit_with(&ds, &train_rec, &val_rec, window, arch, &opts, args.quiet)?;
+            let model: &Model = &fitted.outcome.model;
+            let eval = evaluate(test_ds, &test_rec, window, model_logits(model))?;
+            let embeddings = model.embeddings_batch(&test.slices())?;
+            let bytes = model_bytes(&fitted, &ds, &hash, false, false)?;
+            let mut head = TemporalHead::from_blob(&bytes)?;
+            head.set_backend(match model.arch().attention {
+                AttentionKind::Sparse(_) => Backend::Sparse,
+                AttentionKind::Dense { .. } => Backend::Dense,
+            });
+            let latency_ms = median_forward_ms(&head, &probe, args.repeats)?;
+            sides.push(Side {
+                eval,
+                embeddings,
+                latency_ms,
+                epochs: fitted.outcome.history.len(),
+            });
         }
-        let fitted = fit_with(&ds, &train_rec, &val_rec, window, arch, &opts, args.quiet)?;
-        let model: &Model = &fitted.outcome.model;
-        let eval = evaluate(&ds, &test_rec, window, model_logits(model))?;
-        let embeddings = model.embeddings_batch(&test.slices())?;
-        let bytes = model_bytes(&fitted, &ds, &hash, false, false)?;
-        let mut head = TemporalHead::from_blob(&bytes)?;
-        head.set_backend(match model.arch().attention {
-            AttentionKind::Sparse(_) => Backend::Sparse,
-            AttentionKind::Dense { .. } => Backend::Dense,
-        });
-        let latency_ms = median_forward_ms(&head, &probe, args.repeats)?;
-        sides.push(Side {
-            eval,
-            embeddings,
-            latency_ms,
-            epochs: fitted.outcome.history.len(),
+        let dense = sides.pop().expect("two sides");
+        let sparse = sides.pop().expect("two sides");
+        let dim = sparse.embeddings.len() / test.len().max(1);
+        runs.push(Run {
+            seed,
+            rho: knn_spearman(&dense.embeddings, &sparse.embeddings, dim, 50),
+            acc_delta: sparse.eval.recordings.accuracy - dense.eval.recordings.accuracy,
+            wacc_delta: sparse.eval.windows.accuracy - dense.eval.windows.accuracy,
+            loss_rel: (sparse.eval.loss - dense.eval.loss) / dense.eval.loss.max(1e-12),
+            sparse,
+            dense,
         });
     }
-    let (s, d) = (&sides[0], &sides[1]);
-    let dim = s.embeddings.len() / test.len().max(1);
-    let rho = knn_spearman(&d.embeddings, &s.embeddings, dim, 50);
-    let acc_delta = s.eval.recordings.accuracy - d.eval.recordings.accuracy;
-    let wacc_delta = s.eval.windows.accuracy - d.eval.windows.accuracy;
-    let loss_rel = (s.eval.loss - d.eval.loss) / d.eval.loss.max(1e-12);
-    let speedup = d.latency_ms / s.latency_ms.max(1e-12);
+    let stat = |f: &dyn Fn(&Run) -> f64| mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+    let (acc_delta, acc_sd) = stat(&|r| r.acc_delta);
+    let (wacc_delta, _) = stat(&|r| r.wacc_delta);
+    let (loss_rel, loss_sd) = stat(&|r| r.loss_rel);
+    let rhos: Vec<f64> = runs.iter().filter_map(|r| r.rho).collect();
+    let rho = (rhos.len() == runs.len()).then(|| mean_sd(&rhos).0);
+    let (lat_s, _) = stat(&|r| r.sparse.latency_ms);
+    let (lat_d, _) = stat(&|r| r.dense.latency_ms);
+    let speedup = lat_d / lat_s.max(1e-12);
     let n_probe = probe.len() / ds.dim();
     let pass = [
         ("loss within 1 % of dense", loss_rel <= 0.01),
@@ -197,19 +284,33 @@ pub fn run(args: Args) -> Result<()> {
                 "epochs_run": x.epochs,
             })
         };
+        let first = &runs[0];
         let j = json!({
             "data": args.data.display().to_string(),
             "data_sha256": hash,
+            "test_data": args.test_data.as_ref().map(|p| p.display().to_string()),
             "seed": args.opts.seed,
+            "seeds": args.seeds,
             "window": window.len,
             "stride": window.stride,
             "test_recordings": test_rec.len(),
             "test_windows": test.len(),
-            "sparse": side(s),
-            "dense": side(d),
+            "sparse": side(&first.sparse),
+            "dense": side(&first.dense),
+            "runs": runs.iter().map(|r| json!({
+                "seed": r.seed,
+                "sparse": side(&r.sparse),
+                "dense": side(&r.dense),
+                "accuracy_delta": r.acc_delta,
+                "window_accuracy_delta": r.wacc_delta,
+                "loss_relative_delta": r.loss_rel,
+                "spearman_top50": r.rho,
+            })).collect::<Vec<_>>(),
             "accuracy_delta": acc_delta,
+            "accuracy_delta_sd": acc_sd,
             "window_accuracy_delta": wacc_delta,
             "loss_relative_delta": loss_rel,
+            "loss_relative_delta_sd": loss_sd,
             "spearman_top50": rho,
             "latency_ratio": speedup,
             "latency_window": n_probe,
@@ -219,34 +320,55 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     println!(
-        "gate on {} ({} test recordings, {} windows of {} frames; seed {})",
+        "gate on {} ({} test recordings{}, {} windows of {} frames; seeds {}..{})",
         args.data.display(),
         test_rec.len(),
+        args.test_data
+            .as_ref()
+            .map_or(String::new(), |p| format!(" from {}", p.display())),
         test.len(),
         window.len,
-        args.opts.seed
+        args.opts.seed,
+        args.opts.seed.wrapping_add(args.seeds as u64 - 1)
     );
     println!(
-        "{:<8} {:>10} {:>10} {:>9} {:>11} {:>7}",
-        "head", "acc (rec)", "acc (win)", "loss", "latency ms", "epochs"
+        "{:<6} {:<8} {:>10} {:>10} {:>9} {:>11} {:>7}",
+        "seed", "head", "acc (rec)", "acc (win)", "loss", "latency ms", "epochs"
     );
-    for (n, x) in [("sparse", s), ("dense", d)] {
-        println!(
-            "{n:<8} {:>10.4} {:>10.4} {:>9.4} {:>11.4} {:>7}",
-            x.eval.recordings.accuracy,
-            x.eval.windows.accuracy,
-            x.eval.loss,
-            x.latency_ms,
-            x.epochs
-        );
+    for r in &runs {
+        for (n, x) in [("sparse", &r.sparse), ("dense", &r.dense)] {
+            println!(
+                "{:<6} {n:<8} {:>10.4} {:>10.4} {:>9.4} {:>11.4} {:>7}",
+                r.seed,
+                x.eval.recordings.accuracy,
+                x.eval.windows.accuracy,
+                x.eval.loss,
+                x.latency_ms,
+                x.epochs
+            );
+        }
     }
+    let pm = |sd: f64, scale: f64| {
+        if runs.len() > 1 {
+            format!(" ± {:.2}", sd * scale)
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "accuracy delta {:+.2} pp (per window {:+.2} pp), loss delta {:+.2} %, Spearman top-50 {}, latency ratio {:.2}x at N = {n_probe}",
+        "accuracy delta {:+.2}{} pp (per window {:+.2} pp), loss delta {:+.2}{} %, Spearman top-50 {}, latency ratio {:.2}x at N = {n_probe}{}",
         acc_delta * 100.0,
+        pm(acc_sd, 100.0),
         wacc_delta * 100.0,
         loss_rel * 100.0,
+        pm(loss_sd, 100.0),
         rho.map_or("n/a".into(), |r| format!("{r:.3}")),
-        speedup
+        speedup,
+        if runs.len() > 1 {
+            format!(" (mean ± sd over {} seeds)", runs.len())
+        } else {
+            String::new()
+        }
     );
     for (n, p) in pass {
         println!("  {} {n}", if p { "pass" } else { "FAIL" });
