@@ -10,7 +10,11 @@
 //! `Architecture::default_for(D, C)`, `TrainConfig::for_windows(n)` on 2 threads.
 //! Environment: `PER_RECORDING=1` standardises every feature per recording
 //! (otherwise only the head's input normalisation applies, as in `aether
-//! train`); `COLS_FROM=k` keeps features `k..D` only (ablations).
+//! train`); `COLS_FROM=k` keeps features `k..D` only (ablations); `CENTRE=1`
+//! subtracts each feature's causal running mean (`CENTRE=append` appends those
+//! centred features to the raw ones); `BANDS`, `LAGS` change the extractor;
+//! `D_MODEL`, `LAYERS`, `MLP` the head; `EPOCHS` and `AUG_GAIN`, `AUG_OFFSET`,
+//! `AUG_NOISE` (see `Augment`) the training.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -38,6 +42,28 @@ fn standardise(x: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
+/// `CENTRE=1`: subtract the causal running mean (frames 0..=t) from frame t;
+/// `CENTRE=append`: append those centred features to the raw ones.
+fn centre(x: Vec<f32>, d: usize) -> Vec<f32> {
+    let mode = std::env::var("CENTRE").unwrap_or_default();
+    if mode.is_empty() || mode == "0" {
+        return x;
+    }
+    let append = mode == "append";
+    let mut sum = vec![0.0f64; d];
+    let mut out = Vec::with_capacity(if append { 2 * x.len() } else { x.len() });
+    for (t, f) in x.chunks_exact(d).enumerate() {
+        if append {
+            out.extend_from_slice(f);
+        }
+        for (k, v) in f.iter().enumerate() {
+            sum[k] += *v as f64;
+            out.push((*v as f64 - sum[k] / (t + 1) as f64) as f32);
+        }
+    }
+    out
+}
+
 /// Whether `PER_RECORDING=1`: standardise every feature per recording.
 fn per_recording() -> bool {
     std::env::var("PER_RECORDING").is_ok_and(|v| v == "1")
@@ -58,11 +84,12 @@ fn prepared(ds: &Dataset) -> Vec<(Vec<f32>, usize)> {
                 .chunks_exact(d)
                 .flat_map(|f| f[from..].to_vec())
                 .collect();
-            if per_recording() {
-                (standardise(&x, d - from), r.class)
+            let x = if per_recording() {
+                standardise(&x, d - from)
             } else {
-                (x, r.class)
-            }
+                x
+            };
+            (centre(x, d - from), r.class)
         })
         .collect()
 }
@@ -153,7 +180,14 @@ fn main() {
     let num = |i: usize| -> Option<u64> { args.get(i).map(|a| a.parse().expect("integer")) };
     let seed_a = num(1).unwrap_or(1);
     let seed_b = num(2).unwrap_or(2);
-    let cfg = FeatureConfig::default();
+    let mut cfg = FeatureConfig::default();
+    let envu = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(v) = envu("BANDS") {
+        cfg.bands = v;
+    }
+    if let Some(v) = envu("LAGS") {
+        cfg.motion = v;
+    }
     println!("| task | train (seed {seed_a}) | test (seed {seed_b}) | head train acc | head test acc | centroid mean/std | time |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for task in tasks {
@@ -164,14 +198,31 @@ fn main() {
         let va = simulate(task, 6, 3, cfg).expect("simulate validation");
         let te = simulate(task, per_test, seed_b, cfg).expect("simulate test");
         let (trp, vap, tep) = (prepared(&tr), prepared(&va), prepared(&te));
-        let arch = Architecture::default_for(
+        let mut arch = Architecture::default_for(
             trp[0].0.len() * tr.dim() / tr.recordings[0].frames.len(),
             tr.classes.len(),
         );
-        let tcfg = TrainConfig {
+        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+        if let Some(v) = env("D_MODEL") {
+            arch.d_model = v;
+        }
+        if let Some(v) = env("LAYERS") {
+            arch.layers = v;
+        }
+        if let Some(v) = env("MLP") {
+            arch.mlp_hidden = v;
+        }
+        let mut tcfg = TrainConfig {
             threads: 2,
             ..TrainConfig::for_windows(trp.len())
         };
+        if let Some(v) = env("EPOCHS") {
+            tcfg.epochs = v;
+        }
+        let envf = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f32>().ok());
+        tcfg.augment.gain_std = envf("AUG_GAIN").unwrap_or(0.0);
+        tcfg.augment.offset_std = envf("AUG_OFFSET").unwrap_or(0.0);
+        tcfg.augment.noise_std = envf("AUG_NOISE").unwrap_or(0.0);
         let out = train(arch, &tcfg, &windows(&trp), &windows(&vap), |_| {
             ControlFlow::Continue(())
         })

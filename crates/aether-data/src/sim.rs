@@ -119,9 +119,9 @@ impl Task {
     pub fn default_recordings(self) -> usize {
         match self {
             Task::Gesture => 100,
-            Task::Fall => 40,
-            Task::Breathing => 30,
-            Task::Anomaly => 50,
+            Task::Fall => 200,
+            Task::Breathing => 60,
+            Task::Anomaly => 250,
         }
     }
 

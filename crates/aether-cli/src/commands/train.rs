@@ -6,7 +6,7 @@
 //!    names and every recording's name, class and f32 bytes);
 //! 2. split by recording, stratified and seeded (`--val`, default 0.2);
 //! 3. derive the window from the training recordings ([`derive_window`]): length
-//!    `min(256, p10 of the lengths)`, stride `max(1, len/4)`, a shorter recording is one
+//!    `min(512, p10 of the lengths)`, stride `max(1, len/4)`, a shorter recording is one
 //!    whole (shorter) window;
 //! 4. derive the hyper-parameters from the window count ([`derive_config`]);
 //! 5. train with early stopping on the validation recordings ([`fit`]), progress bar on
@@ -36,8 +36,10 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;
 
-/// Longest default window, frames (the node's deployed N).
-pub const MAX_DEFAULT_WINDOW: usize = 256;
+/// Longest default window, frames. Recordings up to this length train as whole windows
+/// (a gesture that fills a 3 s recording is not cut); longer ones are windowed. A node
+/// chooses its own window at `ruv_temporal_init` (256 fits the 64 KB budget).
+pub const MAX_DEFAULT_WINDOW: usize = 512;
 /// Frames of training work the default epoch count aims at (about a minute on 2 cores).
 pub const FRAME_BUDGET: f64 = 3.0e6;
 
@@ -76,7 +78,7 @@ pub struct Args {
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainOpts {
-    /// Window length in frames (default: min(256, 10th percentile of the recording lengths)).
+    /// Window length in frames (default: min(512, 10th percentile of the recording lengths)).
     #[arg(long)]
     pub window: Option<usize>,
     /// Window stride in frames (default: window / 4).
@@ -188,7 +190,7 @@ pub fn select_groups(ds: &Dataset, groups: &[String]) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-/// The default window of `indices`: length `min(256, p10 of their lengths)` (at least 1),
+/// The default window of `indices`: length `min(512, p10 of their lengths)` (at least 1),
 /// stride `max(1, len / 4)`; `window` / `stride` override either.
 pub fn derive_window(
     ds: &Dataset,
@@ -1054,7 +1056,10 @@ mod tests {
         assert_eq!((w.len, w.stride), (100, 25));
         let d = ds(&[1000, 2000, 3000]);
         let w = derive_window(&d, &[0, 1, 2], None, None).unwrap();
-        assert_eq!((w.len, w.stride), (256, 64));
+        assert_eq!((w.len, w.stride), (512, 128));
+        let d = ds(&[300; 10]);
+        let w = derive_window(&d, &(0..10).collect::<Vec<_>>(), None, None).unwrap();
+        assert_eq!((w.len, w.stride), (300, 75), "whole 3 s gesture recordings");
         let d = ds(&[1, 1]);
         let w = derive_window(&d, &[0, 1], None, None).unwrap();
         assert_eq!((w.len, w.stride), (1, 1));
