@@ -84,15 +84,16 @@ pub fn query_tile_runs() -> usize {
     TILE_RUNS.load(Ordering::Relaxed)
 }
 
-/// Floats of transposed key + value planes the query-tile path needs, plus 16 to
+/// Floats of the transposed key and value planes of one kv head (the query-tile
+/// path runs kv head by kv head), plus 16 to
 /// place them on a 64-byte boundary (0 when it cannot cover `p`, `n`, `dim`, or off
 /// x86-64).
 fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<usize> {
     #[cfg(target_arch = "x86_64")]
     if tile::supports(p, n, dim) {
+        let _ = kv_heads;
         return tile::plane_row(n)
             .checked_mul(dim)
-            .and_then(|x| x.checked_mul(kv_heads))
             .and_then(|x| x.checked_mul(2))
             .and_then(|x| x.checked_add(16))
             .ok_or(KernelError::Overflow {
@@ -109,7 +110,7 @@ fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<
 /// are on), `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
 /// indices; scores of a group of four heads) and, on x86-64 when the query-tile
 /// path covers the shape (causal, `W ≤ 16`, `dim` a multiple of 16 up to 128,
-/// `n ≥ 16`), transposed key and value planes (`2 · kv_heads · dim · (16 + n) + 16`,
+/// `n ≥ 16`), transposed key and value planes of one kv head (`2 · dim · (16 + n) + 16`,
 /// `n` rounded up to 16). Non-decreasing in `n`.
 pub fn sparse_scratch_len(
     p: &SparsePattern,
@@ -212,41 +213,50 @@ pub fn sparse_attention_into(
     Ok(())
 }
 
-/// Transposed key/value planes for the query-tile path, filled when the path runs
-/// on this call (AVX-512 level, tiles enabled, shape covered); `planes` holds
-/// `tile_len` floats.
-fn prepare_tiles<'a>(level: SimdLevel, ctx: &Ctx<'_>, planes: &'a mut [f32]) -> Option<Planes<'a>> {
+/// Whether the query-tile path runs on this call: AVX-512 level (and detected),
+/// tiles enabled, shape covered.
+fn tiles_on(level: SimdLevel, ctx: &Ctx<'_>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        let on = level == SimdLevel::Avx512
+        level == SimdLevel::Avx512
             && SimdLevel::detect() >= SimdLevel::Avx512
             && TILES_ON.load(Ordering::Relaxed)
-            && tile::supports(ctx.p, ctx.n, ctx.d);
-        if on && !planes.is_empty() {
-            // Rows are multiples of 16 floats: from a 64-byte boundary, the window's
-            // vectors and the log-stride loads of the tile path never split cache lines.
-            let skip = planes.as_ptr().align_offset(64).min(16);
-            let half = (planes.len() - 16) / 2;
-            let (kt, vt) = planes[skip..skip + 2 * half].split_at_mut(half);
-            // SAFETY: AVX-512F, AVX2 and FMA were detected above.
-            unsafe {
-                tile::transpose_planes(ctx.k, ctx.n, ctx.hk, ctx.d, kt);
-                tile::transpose_planes(ctx.v, ctx.n, ctx.hk, ctx.d, vt);
-            }
-            TILE_RUNS.fetch_add(1, Ordering::Relaxed);
-            return Some(Planes { kt, vt });
-        }
+            && tile::supports(ctx.p, ctx.n, ctx.d)
     }
-    let _ = (level, ctx, planes);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, ctx);
+        false
+    }
+}
+
+/// The region of `buf` (`len + 16` floats) of `len` floats from its first 64-byte
+/// boundary. Plane rows are multiples of 16 floats, so from there the tile path's
+/// window vectors and log-stride loads never split cache lines.
+fn aligned(buf: &mut [f32]) -> &mut [f32] {
+    let len = buf.len().saturating_sub(16);
+    let skip = buf.as_ptr().align_offset(64).min(16);
+    &mut buf[skip..skip + len]
+}
+
+/// Key planes for the query-tile path from the call's scratch (`tile_len` floats),
+/// when the path runs on this call (counted in [`query_tile_runs`]).
+fn prepare_tiles<'a>(level: SimdLevel, ctx: &Ctx<'_>, buf: &'a mut [f32]) -> Option<Planes<'a>> {
+    if tiles_on(level, ctx) && !buf.is_empty() {
+        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
+        return Some(Planes::One(aligned(buf)));
+    }
     None
 }
 
-/// Filled transposed key/value planes of one call (see [`prepare_tiles`]).
-#[derive(Clone, Copy)]
+/// Transposed key and value planes (`[kv head][k, v][c][16 + j]`, see the `tile` submodule).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Planes<'a> {
-    kt: &'a [f32],
-    vt: &'a [f32],
+enum Planes<'a> {
+    /// Every kv head's planes, filled (shared by the rayon path's chunks).
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+    All(&'a [f32]),
+    /// Room for one kv head's planes; the tile path fills it head by head.
+    One(&'a mut [f32]),
 }
 
 /// Runs query rows `rows` (`out` holds exactly those rows): whole 16-query tiles
@@ -281,6 +291,24 @@ fn run_rows(
     }
 }
 
+/// Transposes every kv head's key and value planes into `a` (`2 · hk · d · plane_row(n)` floats).
+#[cfg(feature = "rayon")]
+fn fill_planes(ctx: &Ctx<'_>, a: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let len = ctx.d * tile::plane_row(ctx.n);
+        for (kh, pair) in a.chunks_exact_mut(2 * len).enumerate().take(ctx.hk) {
+            let (pk, pv) = pair.split_at_mut(len);
+            // SAFETY: only called when `tiles_on` found AVX-512F, AVX2 and FMA.
+            unsafe {
+                tile::transpose_head(ctx.k, ctx.n, ctx.hk, kh, ctx.d, pk);
+                tile::transpose_head(ctx.v, ctx.n, ctx.hk, kh, ctx.d, pv);
+            }
+        }
+    }
+    let _ = (ctx, a);
+}
+
 /// The query-tile part of [`run_rows`]: whole tiles from a 16-aligned `rows.start`;
 /// returns the first row it left to the row kernel.
 #[cfg(target_arch = "x86_64")]
@@ -298,15 +326,10 @@ fn run_tiles(
     }
     let end = start + (rows.end - start) / tile::TILE * tile::TILE;
     if end > start {
-        let t = tile::Tiles {
-            ctx,
-            kt: pl.kt,
-            vt: pl.vt,
-        };
         let o = &mut out[..(end - start) * ctx.hq * ctx.d];
         // SAFETY: planes are only prepared after AVX-512F, AVX2 and FMA were detected
-        // (`prepare_tiles`).
-        unsafe { tile::run(&t, idx, scores, o, start..end) };
+        // (`tiles_on`).
+        unsafe { tile::run(ctx, pl, idx, scores, o, start..end) };
     }
     end
 }
@@ -386,8 +409,17 @@ pub fn sparse_attention_par(
     let (hq, d) = (out.heads(), out.dim());
     let e = p.max_edges_per_query(n);
     let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
-    let mut planes = vec![0.0f32; tile_len(p, n, k.heads(), d)?];
-    let tiled = prepare_tiles(level, &ctx, &mut planes);
+    // The chunks share every kv head's key and value planes, transposed once here.
+    let mut all: Vec<f32>;
+    let shared: Option<&[f32]> = if tiles_on(level, &ctx) {
+        all = vec![0.0f32; tile_len(p, n, 1, d)? * k.heads()];
+        let a = aligned(&mut all);
+        fill_planes(&ctx, a);
+        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
+        Some(a)
+    } else {
+        None
+    };
     // A multiple of the query tile, so every chunk sees the serial run's tiles.
     const ROWS: usize = 64;
     out.as_mut_slice()
@@ -398,7 +430,8 @@ pub fn sparse_attention_par(
             let mut scores = vec![0.0f32; e * HEAD_GROUP];
             let r0 = ci * ROWS;
             let r1 = (r0 + ROWS).min(n);
-            run_rows(level, ctx, tiled, &mut idx, &mut scores, chunk, r0..r1);
+            let pl = shared.map(Planes::All);
+            run_rows(level, ctx, pl, &mut idx, &mut scores, chunk, r0..r1);
         });
     Ok(out)
 }
@@ -422,8 +455,8 @@ fn as_u32(s: &mut [f32]) -> &mut [u32] {
 /// Mean of every block of `bs` rows of width `w`: `out[b][..] = Σ rows / count`.
 ///
 /// Accumulates in f32 in row order, then divides (the reference crate's order); the
-/// sums run 16 lanes at a time at `level` (an exact `1·x + y` FMA is the plain add,
-/// so every level gives the same bits). A column whose sum overflows is recomputed
+/// sums run 16 lanes at a time at `level`, held in registers (every level gives the
+/// same bits: the same adds in the same order). A column whose sum overflows is recomputed
 /// as `Σ (x / count)`, so finite keys and values give finite means.
 fn block_means(level: SimdLevel, x: &[f32], n: usize, w: usize, bs: usize, out: &mut [f32]) {
     dispatch(level, BlockMeans { x, n, w, bs, out });
@@ -444,11 +477,34 @@ impl WithIsa for BlockMeans<'_> {
     fn run<I: Isa>(self) {
         let BlockMeans { x, n, w, bs, out } = self;
         for (b, ob) in out.chunks_exact_mut(w).enumerate() {
-            ob.iter_mut().for_each(|o| *o = 0.0);
             let lo = b * bs;
             let hi = (lo + bs).min(n);
-            for row in x[lo * w..hi * w].chunks_exact(w) {
-                simd::axpy_g::<I>(1.0, row, ob, w);
+            let rows = &x[lo * w..hi * w];
+            // Columns 128 at a time, the sums held in registers over the block's rows.
+            let mut c0 = 0;
+            while c0 < w {
+                let width = (w - c0).min(8 * LANES);
+                let mut acc = [I::zero(); 8];
+                for row in rows.chunks_exact(w) {
+                    let r = &row[c0..c0 + width];
+                    for (u, a) in acc.iter_mut().enumerate().take(width.div_ceil(LANES)) {
+                        let x = if (u + 1) * LANES <= width {
+                            I::load(&r[u * LANES..])
+                        } else {
+                            I::load_partial(&r[u * LANES..])
+                        };
+                        *a = I::add(*a, x);
+                    }
+                }
+                let dst = &mut ob[c0..c0 + width];
+                for (u, a) in acc.iter().enumerate().take(width.div_ceil(LANES)) {
+                    if (u + 1) * LANES <= width {
+                        I::store(&mut dst[u * LANES..], *a);
+                    } else {
+                        I::store_partial(&mut dst[u * LANES..], *a);
+                    }
+                }
+                c0 += width;
             }
             let cnt = (hi - lo) as f32;
             ob.iter_mut().for_each(|o| *o /= cnt);

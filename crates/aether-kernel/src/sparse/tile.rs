@@ -28,7 +28,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Ctx, SparseRows};
+use super::{Ctx, Planes, SparseRows};
 use crate::pattern::SparsePattern;
 use crate::simd::{Avx512, Isa, WithIsa};
 
@@ -72,7 +72,7 @@ pub(super) struct Steps<const C: usize> {
 }
 
 impl<const C: usize> Steps<C> {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Steps {
             s: [Step::default(); C],
             len: 0,
@@ -119,6 +119,7 @@ impl<const C: usize> Steps<C> {
 }
 
 /// The steps of the tile of queries `q0 .. q0 + 16` (shared by all heads).
+#[derive(Clone, Copy)]
 pub(super) struct Plan {
     /// Window offsets `0..=W` first, then log-stride offsets.
     pub(super) diag: Steps<MAX_DIAG>,
@@ -136,8 +137,9 @@ fn lanes_from(first: usize, q0: usize) -> u16 {
     }
 }
 
-/// Builds the plan of the tile at `q0` (`q0 + 16 ≤ n`, causal `p`, `W ≤ 16`); `None`
-/// when a step list would overflow (the caller then runs those rows on the row kernel).
+/// Builds the plan of the tile at `q0` (`q0 + 16 ≤ n`, causal `p`, `W ≤ 16`) into `pl`;
+/// `false` when a step list would overflow (the caller then runs those rows on the
+/// row kernel).
 ///
 /// Query `i` attends (causal, the token rules of [`SparsePattern::for_each_token`]):
 /// window offsets `t ≤ min(i, W)`; a global `g` (first occurrence, `g < n`) outside
@@ -146,17 +148,15 @@ fn lanes_from(first: usize, q0: usize) -> u16 {
 /// from [`SparsePattern::for_each_landmark`], once per run of lanes with the same
 /// complete-block count `(i + 1) / B` (the causal landmark set depends on nothing
 /// else). A test checks every lane's sets against the pattern's enumeration.
-pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize) -> Option<Plan> {
-    let mut pl = Plan {
-        diag: Steps::new(),
-        tok: Steps::new(),
-        lm: Steps::new(),
-    };
+pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> bool {
+    pl.diag.len = 0;
+    pl.tok.len = 0;
+    pl.lm.len = 0;
     let w = p.window;
     for t in 0..=w {
         let bits = lanes_from(t, q0);
         if bits != 0 && !pl.diag.push(t, bits) {
-            return None;
+            return false;
         }
     }
     let g = &p.global_tokens[..];
@@ -166,7 +166,7 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize) -> Option<Plan> {
         }
         let bits = lanes_from(gj + w + 1, q0);
         if bits != 0 && !pl.tok.push(gj, bits) {
-            return None;
+            return false;
         }
     }
     if p.log_stride {
@@ -182,7 +182,7 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize) -> Option<Plan> {
                     }
                 }
                 if bits != 0 && !pl.diag.push(s, bits) {
-                    return None;
+                    return false;
                 }
             }
             match s.checked_mul(2) {
@@ -205,11 +205,11 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize) -> Option<Plan> {
             let mut ok = true;
             p.for_each_landmark(q0 + first, n, |b| ok &= pl.lm.add(b, bits));
             if !ok {
-                return None;
+                return false;
             }
         }
     }
-    Some(pl)
+    true
 }
 
 /// `dst[c] = column c of the 16 × 16 block whose rows are `r``.
@@ -263,41 +263,36 @@ fn store(s: &mut [f32], o: usize, v: __m512) {
     unsafe { _mm512_storeu_ps(s.as_mut_ptr(), v) }
 }
 
-/// Writes the transposed planes of `x` (`[n][hk][d]`) into `planes`:
-/// `planes[(kh·d + c)·row + PAD + j] = x[j][kh][c]`, zero in the pad and past `n`.
+/// Writes the transposed plane of kv head `kh` of `x` (`[n][hk][d]`) into `plane`:
+/// `plane[c·row + PAD + j] = x[j][kh][c]`, zero in the pad and past `n`.
 ///
-/// `d` is a multiple of 16; `planes` holds `hk · d · plane_row(n)` floats.
+/// `d` is a multiple of 16; `plane` holds at least `d · plane_row(n)` floats.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn transpose_planes(x: &[f32], n: usize, hk: usize, d: usize, planes: &mut [f32]) {
+pub(super) fn transpose_head(
+    x: &[f32],
+    n: usize,
+    hk: usize,
+    kh: usize,
+    d: usize,
+    plane: &mut [f32],
+) {
     let row = plane_row(n);
     let zero = _mm512_setzero_ps();
-    for kh in 0..hk {
-        for c in 0..d {
-            store(planes, (kh * d + c) * row, zero);
-        }
-        for j0 in (0..n).step_by(TILE) {
-            for c0 in (0..d).step_by(16) {
-                let mut r = [zero; 16];
-                for (jj, rv) in r.iter_mut().enumerate().take(n - j0) {
-                    *rv = load(x, ((j0 + jj) * hk + kh) * d + c0);
-                }
-                let t = transpose16(r);
-                for (cc, tv) in t.iter().enumerate() {
-                    store(planes, (kh * d + c0 + cc) * row + PAD + j0, *tv);
-                }
+    for c in 0..d {
+        store(plane, c * row, zero);
+    }
+    for j0 in (0..n).step_by(TILE) {
+        for c0 in (0..d).step_by(16) {
+            let mut r = [zero; 16];
+            for (jj, rv) in r.iter_mut().enumerate().take(n - j0) {
+                *rv = load(x, ((j0 + jj) * hk + kh) * d + c0);
+            }
+            let t = transpose16(r);
+            for (cc, tv) in t.iter().enumerate() {
+                store(plane, (c0 + cc) * row + PAD + j0, *tv);
             }
         }
     }
-}
-
-/// Inputs of the tile kernel shared by all tiles of one call.
-pub(super) struct Tiles<'a> {
-    /// The call's inputs (pattern, shapes, q/k/v, landmark means).
-    pub(super) ctx: Ctx<'a>,
-    /// Transposed key planes (`hk · d · plane_row(n)`).
-    pub(super) kt: &'a [f32],
-    /// Transposed value planes (same layout).
-    pub(super) vt: &'a [f32],
 }
 
 /// Per-head state of one tile: `Qᵀ`, the step scores / weights.
@@ -307,43 +302,83 @@ struct Work {
 }
 
 /// Runs the tile kernel on query rows `rows` (start and length multiples of 16;
-/// `out` holds exactly those rows). A tile whose plan does not fit runs on the
-/// row kernel (at the AVX-512 level) instead, using `idx` and `scores`.
+/// `out` holds exactly those rows), kv head by kv head (with [`Planes::One`] its
+/// key and value planes are transposed right before its tiles, so one pair is live
+/// at a time). A
+/// tile whose plan does not fit runs on the row kernel (at the AVX-512 level)
+/// instead, using `idx` and `scores`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) fn run(
-    t: &Tiles<'_>,
+    ctx: Ctx<'_>,
+    mut planes: Planes<'_>,
     idx: &mut [u32],
     scores: &mut [f32],
     out: &mut [f32],
     rows: core::ops::Range<usize>,
 ) {
-    let ctx = t.ctx;
-    let (n, hq, d) = (ctx.n, ctx.hq, ctx.d);
+    let (n, hq, hk, d) = (ctx.n, ctx.hq, ctx.hk, ctx.d);
+    let (row, group) = (plane_row(n), hq / hk);
     let zero = _mm512_setzero_ps();
     let mut w = Work {
         qt: [zero; MAX_DIM],
         s: [zero; MAX_STEPS],
     };
+    let mut pl = Plan {
+        diag: Steps::new(),
+        tok: Steps::new(),
+        lm: Steps::new(),
+    };
     let r0 = rows.start;
-    for q0 in rows.step_by(TILE) {
-        let o0 = (q0 - r0) * hq * d;
-        let tile_out = &mut out[o0..o0 + TILE * hq * d];
-        match plan(ctx.p, n, q0) {
-            Some(pl) => {
-                for h in 0..hq {
-                    head(t, &pl, q0, h, &mut w, tile_out);
+    for kh in 0..hk {
+        let len = d * row;
+        let kv: &[f32] = match &mut planes {
+            Planes::All(a) => &a[2 * kh * len..2 * (kh + 1) * len],
+            Planes::One(buf) => {
+                let (bk, bv) = buf.split_at_mut(len);
+                transpose_head(ctx.k, n, hk, kh, d, bk);
+                transpose_head(ctx.v, n, hk, kh, d, bv);
+                &buf[..2 * len]
+            }
+        };
+        let (kt, vt) = kv.split_at(len);
+        for q0 in rows.clone().step_by(TILE) {
+            let o0 = (q0 - r0) * hq * d;
+            let tile_out = &mut out[o0..o0 + TILE * hq * d];
+            match plan(ctx.p, n, q0, &mut pl) {
+                true => {
+                    for h in kh * group..(kh + 1) * group {
+                        head(&ctx, (kt, vt), &pl, q0, h, &mut w, tile_out);
+                    }
                 }
+                // All heads of these rows, once.
+                false if kh == 0 => SparseRows {
+                    ctx,
+                    idx: &mut *idx,
+                    scores: &mut *scores,
+                    out: tile_out,
+                    rows: q0..q0 + TILE,
+                }
+                .run::<Avx512>(),
+                false => {}
             }
-            None => SparseRows {
-                ctx,
-                idx: &mut *idx,
-                scores: &mut *scores,
-                out: tile_out,
-                rows: q0..q0 + TILE,
-            }
-            .run::<Avx512>(),
         }
     }
+}
+
+/// Calls `$f::<N>($args)` with the const `N = $n` (`1..=8`).
+macro_rules! with_len8 {
+    ($n:expr, $f:ident($($a:expr),*)) => {
+        match $n {
+            1 => $f::<1>($($a),*),
+            2 => $f::<2>($($a),*),
+            3 => $f::<3>($($a),*),
+            4 => $f::<4>($($a),*),
+            5 => $f::<5>($($a),*),
+            6 => $f::<6>($($a),*),
+            7 => $f::<7>($($a),*),
+            _ => $f::<8>($($a),*),
+        }
+    };
 }
 
 /// Calls `$f::<N>($args)` with the const `N = $n` (`1..=17`; larger values use 17,
@@ -375,8 +410,15 @@ macro_rules! with_len {
 /// One head `h` of the tile at `q0`; writes rows `0..16` of `tile_out` (head `h`).
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-fn head(t: &Tiles<'_>, pl: &Plan, q0: usize, h: usize, w: &mut Work, tile_out: &mut [f32]) {
-    let ctx = t.ctx;
+fn head(
+    ctx: &Ctx<'_>,
+    (kt, vt): (&[f32], &[f32]),
+    pl: &Plan,
+    q0: usize,
+    h: usize,
+    w: &mut Work,
+    tile_out: &mut [f32],
+) {
     let (n, hq, hk, d) = (ctx.n, ctx.hq, ctx.hk, ctx.d);
     let kh = h / (hq / hk);
     let row = plane_row(n);
@@ -390,9 +432,6 @@ fn head(t: &Tiles<'_>, pl: &Plan, q0: usize, h: usize, w: &mut Work, tile_out: &
         w.qt[c0..c0 + 16].copy_from_slice(&transpose16(r));
     }
     let qt = &w.qt[..d];
-    let plane = (kh * d) * row;
-    let kt = &t.kt[plane..plane + d * row];
-    let vt = &t.vt[plane..plane + d * row];
     let (nd, nt, nl) = (pl.diag.len, pl.tok.len, pl.lm.len);
     let ns = nd + nt + nl;
     // Column of lane 0 in the plane rows: PAD + q0 − o (≥ 1 since o ≤ q0 + 15).
@@ -415,7 +454,7 @@ fn head(t: &Tiles<'_>, pl: &Plan, q0: usize, h: usize, w: &mut Work, tile_out: &
     {
         let (sw, rest) = w.s[..ns].split_at_mut(nw);
         let (sd, rest) = rest.split_at_mut(nd - nw);
-        let (st, sl) = rest.split_at_mut(nt);
+        let sb = rest;
         if nw > 0 {
             with_len!(nw, win_scores(qt, kt, row, col0, sw));
             for x in sw.iter_mut() {
@@ -423,15 +462,36 @@ fn head(t: &Tiles<'_>, pl: &Plan, q0: usize, h: usize, w: &mut Work, tile_out: &
                 m = _mm512_max_ps(*x, m);
             }
         }
-        chunked(gdiag, sd, &mut m, scale, |steps, len, out| {
-            diag_scores(qt, kt, row, col0, steps, len, out)
-        });
-        chunked(tok, st, &mut m, scale, |steps, len, out| {
-            bcast_scores(qt, ctx.k, steps, len, hkd, hd, out)
-        });
-        chunked(lm, sl, &mut m, scale, |steps, len, out| {
-            bcast_scores(qt, ctx.lm_k, steps, len, hkd, hd, out)
-        });
+        for (ch, oc) in gdiag.chunks(8).zip(sd.chunks_mut(8)) {
+            let cols: [usize; 8] =
+                core::array::from_fn(|u| col0 - ch[u.min(ch.len() - 1)].key as usize);
+            let mut acc = [zero; 8];
+            with_len8!(ch.len(), diag_n(qt, kt, row, &cols, &mut acc));
+            finish_chunk(&acc, ch, oc, &mut m, scale);
+        }
+        // Token then landmark rows, one list of row starts (each `d` floats long).
+        let mut rows = [core::ptr::null::<f32>(); 2 * MAX_BC];
+        let starts = tok
+            .iter()
+            .map(|st| &ctx.k[st.key as usize * hkd + hd..][..d])
+            .chain(
+                lm.iter()
+                    .map(|st| &ctx.lm_k[st.key as usize * hkd + hd..][..d]),
+            );
+        for (r, x) in rows.iter_mut().zip(starts) {
+            *r = x.as_ptr();
+        }
+        let mut bsteps = [Step::default(); 2 * MAX_BC];
+        for (b, st) in bsteps.iter_mut().zip(tok.iter().chain(lm)) {
+            *b = *st;
+        }
+        let bsteps = &bsteps[..nt + nl];
+        for ((ch, rc), oc) in bsteps.chunks(8).zip(rows.chunks(8)).zip(sb.chunks_mut(8)) {
+            let mut acc = [zero; 8];
+            // SAFETY: every `rows` entry was just taken from a slice of `d = qt.len()` floats.
+            unsafe { with_len8!(ch.len(), bcast_n(qt, rc, &mut acc)) };
+            finish_chunk(&acc, ch, oc, &mut m, scale);
+        }
     }
     // Softmax over all steps, per lane; masked lanes hold −∞ and get weight 0.
     let mut sum = zero;
@@ -472,28 +532,21 @@ fn finish_score(a: __m512, scale: __m512, mask: u16) -> __m512 {
     _mm512_mask_blend_ps(mask, _mm512_set1_ps(f32::NEG_INFINITY), x)
 }
 
-/// Scores of `steps` in chunks of at most 8 (computed 4 or 8 at a time by `f`,
-/// extra slots repeating the chunk's first step), finished by [`finish_score`],
-/// stored to `out` and folded into the running lane max `m`.
+/// Finishes a chunk of raw scores ([`finish_score`] with each step's mask) into
+/// `out`, folding them into the running lane max `m`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-fn chunked(
+fn finish_chunk(
+    acc: &[__m512; 8],
     steps: &[Step],
     out: &mut [__m512],
     m: &mut __m512,
     scale: __m512,
-    mut f: impl FnMut(&[Step; 8], usize, &mut [__m512; 8]),
 ) {
-    for (ch, oc) in steps.chunks(8).zip(out.chunks_mut(8)) {
-        let mut st = [ch[0]; 8];
-        st[..ch.len()].copy_from_slice(ch);
-        let mut acc = [_mm512_setzero_ps(); 8];
-        f(&st, ch.len(), &mut acc);
-        for ((o, a), s) in oc.iter_mut().zip(acc).zip(ch) {
-            let x = finish_score(a, scale, s.mask);
-            *m = _mm512_max_ps(x, *m);
-            *o = x;
-        }
+    for ((o, a), st) in out.iter_mut().zip(acc).zip(steps) {
+        let x = finish_score(*a, scale, st.mask);
+        *m = _mm512_max_ps(x, *m);
+        *o = x;
     }
 }
 
@@ -584,30 +637,7 @@ fn win_values<const N: usize>(
     }
 }
 
-/// `out[u] = Σ_c Qᵀ[c] · Kᵀ[c][col0 − key(u) ..]` for the first `len` rounded up to 4 of 8 steps.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-fn diag_scores(
-    qt: &[__m512],
-    kt: &[f32],
-    row: usize,
-    col0: usize,
-    steps: &[Step; 8],
-    len: usize,
-    out: &mut [__m512; 8],
-) {
-    let cols: [usize; 8] = core::array::from_fn(|u| col0 - steps[u].key as usize);
-    // Every load reads kt[c·row + cols[u] .. + 16] with c < qt.len(): in bounds
-    // when cols[u] + 16 ≤ row and qt.len() · row ≤ kt.len().
-    assert!(cols.iter().all(|&c| c + 16 <= row) && qt.len() * row <= kt.len());
-    if len <= 4 {
-        diag_n::<4>(qt, kt, row, &cols, out)
-    } else {
-        diag_n::<8>(qt, kt, row, &cols, out)
-    }
-}
-
-/// [`diag_scores`] for the first `N` steps; the caller checked the bounds.
+/// `out[u] = Σ_c Qᵀ[c] · Kᵀ[c][cols[u] ..]` for the first `N` steps.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 fn diag_n<const N: usize>(
@@ -617,12 +647,14 @@ fn diag_n<const N: usize>(
     cols: &[usize; 8],
     out: &mut [__m512; 8],
 ) {
+    // Every load reads kt[c·row + cols[u] .. + 16] with c < qt.len().
+    assert!(cols[..N].iter().all(|&c| c + 16 <= row) && qt.len() * row <= kt.len());
     let base = kt.as_ptr();
     let mut acc = [_mm512_setzero_ps(); N];
     for (c, &qc) in qt.iter().enumerate() {
         for (a, &cu) in acc.iter_mut().zip(cols) {
-            // SAFETY: c < qt.len(), cu + 16 ≤ row and qt.len()·row ≤ kt.len() (checked
-            // by `diag_scores`), so c·row + cu + 16 ≤ kt.len().
+            // SAFETY: c < qt.len() and cu + 16 ≤ row (asserted), so
+            // c·row + cu + 16 ≤ qt.len()·row ≤ kt.len().
             let k = unsafe { _mm512_loadu_ps(base.add(c * row + cu)) };
             *a = _mm512_fmadd_ps(qc, k, *a);
         }
@@ -630,40 +662,19 @@ fn diag_n<const N: usize>(
     out[..N].copy_from_slice(&acc);
 }
 
-/// `out[u] = Σ_c Qᵀ[c] · rows[key(u)·hkd + hd + c]` (broadcast keys), for the first
-/// `len` rounded up to 4 of 8 steps.
+/// `out[u] = Σ_c Qᵀ[c] · rows[u][c]` (broadcast keys) for the first `N` steps.
+///
+/// # Safety
+/// `rows[u]` for `u < N` must be valid for reading `qt.len()` floats.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-fn bcast_scores(
-    qt: &[__m512],
-    rows: &[f32],
-    steps: &[Step; 8],
-    len: usize,
-    hkd: usize,
-    hd: usize,
-    out: &mut [__m512; 8],
-) {
-    let d = qt.len();
-    let offs: [usize; 8] = core::array::from_fn(|u| steps[u].key as usize * hkd + hd);
-    // Every read is rows[offs[u] + c] with c < d.
-    assert!(offs.iter().all(|&o| o + d <= rows.len()));
-    if len <= 4 {
-        bcast_n::<4>(qt, rows, &offs, out)
-    } else {
-        bcast_n::<8>(qt, rows, &offs, out)
-    }
-}
-
-/// [`bcast_scores`] for the first `N` steps; the caller checked the bounds.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-fn bcast_n<const N: usize>(qt: &[__m512], rows: &[f32], offs: &[usize; 8], out: &mut [__m512; 8]) {
-    let base = rows.as_ptr();
+unsafe fn bcast_n<const N: usize>(qt: &[__m512], rows: &[*const f32], out: &mut [__m512; 8]) {
+    let r: [*const f32; N] = core::array::from_fn(|u| rows[u]);
     let mut acc = [_mm512_setzero_ps(); N];
     for (c, &qc) in qt.iter().enumerate() {
-        for (a, &o) in acc.iter_mut().zip(offs) {
-            // SAFETY: o + c < o + qt.len() ≤ rows.len() (checked by `bcast_scores`).
-            let x = unsafe { *base.add(o + c) };
+        for (a, &ru) in acc.iter_mut().zip(&r) {
+            // SAFETY: c < qt.len() and `ru` is valid for qt.len() reads (the caller's contract).
+            let x = unsafe { *ru.add(c) };
             *a = _mm512_fmadd_ps(qc, _mm512_set1_ps(x), *a);
         }
     }
@@ -769,7 +780,12 @@ mod tests {
                             };
                             assert!(supports(&p, n, 32));
                             for q0 in (0..=n - TILE).step_by(TILE) {
-                                let Some(pl) = plan(&p, n, q0) else {
+                                let mut pl = Plan {
+                                    diag: Steps::new(),
+                                    tok: Steps::new(),
+                                    lm: Steps::new(),
+                                };
+                                if !plan(&p, n, q0, &mut pl) {
                                     // Only tiny blocks may overflow the landmark list.
                                     assert!(bs < 4, "n={n} q0={q0} {p:?}");
                                     continue;
@@ -820,8 +836,10 @@ mod tests {
         let x: Vec<f32> = (0..n * hk * d).map(|i| i as f32 * 0.5 - 7.0).collect();
         let row = plane_row(n);
         let mut planes = vec![f32::NAN; hk * d * row];
-        // SAFETY: AVX-512F (with AVX2 and FMA, as `SimdLevel::Avx512` requires) is available.
-        unsafe { transpose_planes(&x, n, hk, d, &mut planes) };
+        for kh in 0..hk {
+            // SAFETY: AVX-512F (with AVX2 and FMA, as `SimdLevel::Avx512` requires) is available.
+            unsafe { transpose_head(&x, n, hk, kh, d, &mut planes[kh * d * row..]) };
+        }
         for kh in 0..hk {
             for c in 0..d {
                 for col in 0..row {
