@@ -455,8 +455,9 @@ fn as_u32(s: &mut [f32]) -> &mut [u32] {
 /// Mean of every block of `bs` rows of width `w`: `out[b][..] = Σ rows / count`.
 ///
 /// Accumulates in f32 in row order, then divides (the reference crate's order); the
-/// sums run 16 lanes at a time at `level`, held in registers (every level gives the
-/// same bits: the same adds in the same order). A column whose sum overflows is recomputed
+/// sums run 16 lanes at a time at `level`, held in registers where the width allows
+/// (every level gives the same bits: the same adds in the same order; an exact
+/// `1·x + y` FMA is the plain add). A column whose sum overflows is recomputed
 /// as `Σ (x / count)`, so finite keys and values give finite means.
 fn block_means(level: SimdLevel, x: &[f32], n: usize, w: usize, bs: usize, out: &mut [f32]) {
     dispatch(level, BlockMeans { x, n, w, bs, out });
@@ -484,24 +485,21 @@ impl WithIsa for BlockMeans<'_> {
             let mut c0 = 0;
             while c0 < w {
                 let width = (w - c0).min(8 * LANES);
-                let mut acc = [I::zero(); 8];
-                for row in rows.chunks_exact(w) {
-                    let r = &row[c0..c0 + width];
-                    for (u, a) in acc.iter_mut().enumerate().take(width.div_ceil(LANES)) {
-                        let x = if (u + 1) * LANES <= width {
-                            I::load(&r[u * LANES..])
-                        } else {
-                            I::load_partial(&r[u * LANES..])
-                        };
-                        *a = I::add(*a, x);
-                    }
-                }
                 let dst = &mut ob[c0..c0 + width];
-                for (u, a) in acc.iter().enumerate().take(width.div_ceil(LANES)) {
-                    if (u + 1) * LANES <= width {
-                        I::store(&mut dst[u * LANES..], *a);
-                    } else {
-                        I::store_partial(&mut dst[u * LANES..], *a);
+                match width / LANES {
+                    8 => sum_rows::<I, 8>(rows, w, c0, dst),
+                    7 if width % LANES == 0 => sum_rows::<I, 7>(rows, w, c0, dst),
+                    6 if width % LANES == 0 => sum_rows::<I, 6>(rows, w, c0, dst),
+                    5 if width % LANES == 0 => sum_rows::<I, 5>(rows, w, c0, dst),
+                    4 if width % LANES == 0 => sum_rows::<I, 4>(rows, w, c0, dst),
+                    3 if width % LANES == 0 => sum_rows::<I, 3>(rows, w, c0, dst),
+                    2 if width % LANES == 0 => sum_rows::<I, 2>(rows, w, c0, dst),
+                    1 if width % LANES == 0 => sum_rows::<I, 1>(rows, w, c0, dst),
+                    _ => {
+                        dst.iter_mut().for_each(|o| *o = 0.0);
+                        for row in rows.chunks_exact(w) {
+                            simd::axpy_g::<I>(1.0, &row[c0..c0 + width], dst, width);
+                        }
                     }
                 }
                 c0 += width;
@@ -518,6 +516,21 @@ impl WithIsa for BlockMeans<'_> {
                 }
             }
         }
+    }
+}
+
+/// `dst[c] = Σ_rows row[c0 + c]` for `16·NV` columns, in row order, in registers.
+#[inline(always)]
+fn sum_rows<I: Isa, const NV: usize>(rows: &[f32], w: usize, c0: usize, dst: &mut [f32]) {
+    let mut acc = [I::zero(); NV];
+    for row in rows.chunks_exact(w) {
+        let r = &row[c0..c0 + NV * LANES];
+        for (u, a) in acc.iter_mut().enumerate() {
+            *a = I::add(*a, I::load(&r[u * LANES..]));
+        }
+    }
+    for (u, a) in acc.iter().enumerate() {
+        I::store(&mut dst[u * LANES..], *a);
     }
 }
 

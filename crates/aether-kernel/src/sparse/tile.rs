@@ -195,13 +195,13 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> boo
         let bs = p.block_size;
         let mut lane = 0;
         while lane < TILE {
+            // Lanes first..end share avail = (q0 + lane + 1) / B: up to the lane before
+            // q0 + lane + 1 reaches the next multiple of B.
             let avail = (q0 + lane + 1) / bs;
-            let mut bits = 0u16;
             let first = lane;
-            while lane < TILE && (q0 + lane + 1) / bs == avail {
-                bits |= 1 << lane;
-                lane += 1;
-            }
+            let end = ((avail + 1) * bs - 1 - q0).min(TILE);
+            let bits = ((0xFFFF_u32 << first) & !(0xFFFF_u32 << end)) as u16;
+            lane = end;
             let mut ok = true;
             p.for_each_landmark(q0 + first, n, |b| ok &= pl.lm.add(b, bits));
             if !ok {
