@@ -94,12 +94,13 @@ impl<const C: usize> Steps<C> {
         }
     }
 
-    /// ORs `bits` into the step with `key` (appending it); `false` when full.
-    fn add(&mut self, key: usize, bits: u16) -> bool {
+    /// ORs `bits` into the step with `key` among the steps from `from` on (appending
+    /// it); `false` when full.
+    fn add_from(&mut self, from: usize, key: usize, bits: u16) -> bool {
         let Ok(key) = u32::try_from(key) else {
             return false;
         };
-        if let Some(st) = self.s[..self.len].iter_mut().find(|st| st.key == key) {
+        if let Some(st) = self.s[from..self.len].iter_mut().find(|st| st.key == key) {
             st.mask |= bits;
             return true;
         }
@@ -123,10 +124,27 @@ impl<const C: usize> Steps<C> {
 pub(super) struct Plan {
     /// Window offsets `0..=W` first, then log-stride offsets.
     pub(super) diag: Steps<MAX_DIAG>,
-    /// Global tokens outside the window (rows of `k`, `v`).
-    pub(super) tok: Steps<MAX_BC>,
-    /// Landmark blocks (rows of the block means).
-    pub(super) lm: Steps<MAX_BC>,
+    /// Broadcast steps: global tokens outside the window (rows of `k`, `v`), then
+    /// landmark blocks (rows of the block means).
+    pub(super) bc: Steps<{ 2 * MAX_BC }>,
+    /// How many of `bc` are tokens.
+    pub(super) ntok: usize,
+}
+
+impl Plan {
+    /// An empty plan (filled by [`plan`]).
+    pub(super) fn new() -> Self {
+        Plan {
+            diag: Steps::new(),
+            bc: Steps::new(),
+            ntok: 0,
+        }
+    }
+
+    /// The token steps and the landmark steps.
+    pub(super) fn tok_lm(&self) -> (&[Step], &[Step]) {
+        self.bc.as_slice().split_at(self.ntok)
+    }
 }
 
 /// Lanes `i` of the tile at `q0` with `q0 + i ≥ first`.
@@ -150,8 +168,7 @@ fn lanes_from(first: usize, q0: usize) -> u16 {
 /// else). A test checks every lane's sets against the pattern's enumeration.
 pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> bool {
     pl.diag.len = 0;
-    pl.tok.len = 0;
-    pl.lm.len = 0;
+    pl.bc.len = 0;
     let w = p.window;
     for t in 0..=w {
         let bits = lanes_from(t, q0);
@@ -165,7 +182,7 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> boo
             continue;
         }
         let bits = lanes_from(gj + w + 1, q0);
-        if bits != 0 && !pl.tok.push(gj, bits) {
+        if bits != 0 && !pl.bc.push(gj, bits) {
             return false;
         }
     }
@@ -191,6 +208,8 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> boo
             }
         }
     }
+    let ntok = pl.bc.len;
+    pl.ntok = ntok;
     if p.landmarks {
         let bs = p.block_size;
         let mut lane = 0;
@@ -203,7 +222,7 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> boo
             let bits = ((0xFFFF_u32 << first) & !(0xFFFF_u32 << end)) as u16;
             lane = end;
             let mut ok = true;
-            p.for_each_landmark(q0 + first, n, |b| ok &= pl.lm.add(b, bits));
+            p.for_each_landmark(q0 + first, n, |b| ok &= pl.bc.add_from(ntok, b, bits));
             if !ok {
                 return false;
             }
@@ -323,11 +342,7 @@ pub(super) fn run(
         qt: [zero; MAX_DIM],
         s: [zero; MAX_STEPS],
     };
-    let mut pl = Plan {
-        diag: Steps::new(),
-        tok: Steps::new(),
-        lm: Steps::new(),
-    };
+    let mut pl = Plan::new();
     let r0 = rows.start;
     for kh in 0..hk {
         let len = d * row;
@@ -432,7 +447,8 @@ fn head(
         w.qt[c0..c0 + 16].copy_from_slice(&transpose16(r));
     }
     let qt = &w.qt[..d];
-    let (nd, nt, nl) = (pl.diag.len, pl.tok.len, pl.lm.len);
+    let (tok, lm) = pl.tok_lm();
+    let (nd, nt, nl) = (pl.diag.len, tok.len(), lm.len());
     let ns = nd + nt + nl;
     // Column of lane 0 in the plane rows: PAD + q0 − o (≥ 1 since o ≤ q0 + 15).
     let col0 = PAD + q0;
@@ -447,8 +463,6 @@ fn head(
         0
     };
     let gdiag = &diag[nw..];
-    let tok = pl.tok.as_slice();
-    let lm = pl.lm.as_slice();
     let scale = _mm512_set1_ps(ctx.scale);
     let mut m = _mm512_set1_ps(f32::NEG_INFINITY);
     {
@@ -469,27 +483,21 @@ fn head(
             with_len8!(ch.len(), diag_n(qt, kt, row, &cols, &mut acc));
             finish_chunk(&acc, ch, oc, &mut m, scale);
         }
-        // Token then landmark rows, one list of row starts (each `d` floats long).
-        let mut rows = [core::ptr::null::<f32>(); 2 * MAX_BC];
-        let starts = tok
-            .iter()
-            .map(|st| &ctx.k[st.key as usize * hkd + hd..][..d])
-            .chain(
-                lm.iter()
-                    .map(|st| &ctx.lm_k[st.key as usize * hkd + hd..][..d]),
-            );
-        for (r, x) in rows.iter_mut().zip(starts) {
-            *r = x.as_ptr();
-        }
-        let mut bsteps = [Step::default(); 2 * MAX_BC];
-        for (b, st) in bsteps.iter_mut().zip(tok.iter().chain(lm)) {
-            *b = *st;
-        }
-        let bsteps = &bsteps[..nt + nl];
-        for ((ch, rc), oc) in bsteps.chunks(8).zip(rows.chunks(8)).zip(sb.chunks_mut(8)) {
+        // Token then landmark rows in one list, 8 at a time.
+        for (ci, (ch, oc)) in pl.bc.as_slice().chunks(8).zip(sb.chunks_mut(8)).enumerate() {
+            let mut rows = [core::ptr::null::<f32>(); 8];
+            for (u, (r, st)) in rows.iter_mut().zip(ch).enumerate() {
+                let (src, key) = if ci * 8 + u < nt {
+                    (ctx.k, st.key as usize)
+                } else {
+                    (ctx.lm_k, st.key as usize)
+                };
+                *r = src[key * hkd + hd..][..d].as_ptr();
+            }
             let mut acc = [zero; 8];
-            // SAFETY: every `rows` entry was just taken from a slice of `d = qt.len()` floats.
-            unsafe { with_len8!(ch.len(), bcast_n(qt, rc, &mut acc)) };
+            // SAFETY: the first `ch.len()` entries of `rows` were just taken from slices
+            // of `d = qt.len()` floats.
+            unsafe { with_len8!(ch.len(), bcast_n(qt, &rows, &mut acc)) };
             finish_chunk(&acc, ch, oc, &mut m, scale);
         }
     }
@@ -693,17 +701,21 @@ fn diag_values(
     c0: usize,
     col0: usize,
 ) {
+    // A local copy stays in registers (a bounds-check panic could otherwise observe
+    // `acc` half-updated, which forces a store after every FMA).
+    let mut ac = *acc;
     for (&pu, st) in p.iter().zip(steps) {
         let o = c0 * row + col0 - st.key as usize;
         // Reads vt[o + cc·row .. + 16] for cc < 16.
         let v = &vt[o..o + 15 * row + 16];
         let base = v.as_ptr();
-        for (cc, a) in acc.iter_mut().enumerate() {
+        for (cc, a) in ac.iter_mut().enumerate() {
             // SAFETY: cc·row + 16 ≤ 15·row + 16 = v.len() for cc < 16.
             let x = unsafe { _mm512_loadu_ps(base.add(cc * row)) };
             *a = _mm512_mask3_fmadd_ps(pu, x, *a, st.mask);
         }
     }
+    *acc = ac;
 }
 
 /// `acc[cc] += p[u] · rows[key(u)·hkd + off + cc]` on the lanes of step `u`'s mask.
@@ -717,13 +729,15 @@ fn bcast_values(
     hkd: usize,
     off: usize,
 ) {
+    let mut ac = *acc; // in registers, as in `diag_values`
     for (&pu, st) in p.iter().zip(steps) {
         let o = st.key as usize * hkd + off;
         let r = &rows[o..o + 16];
-        for (a, &x) in acc.iter_mut().zip(r) {
+        for (a, &x) in ac.iter_mut().zip(r) {
             *a = _mm512_mask3_fmadd_ps(pu, _mm512_set1_ps(x), *a, st.mask);
         }
     }
+    *acc = ac;
 }
 
 #[cfg(test)]
@@ -741,17 +755,11 @@ mod tests {
             .iter()
             .filter(on)
             .map(|st| q0 + lane - st.key as usize)
-            .chain(
-                pl.tok
-                    .as_slice()
-                    .iter()
-                    .filter(on)
-                    .map(|st| st.key as usize),
-            )
+            .chain(pl.tok_lm().0.iter().filter(on).map(|st| st.key as usize))
             .collect();
         let mut lm: Vec<usize> = pl
-            .lm
-            .as_slice()
+            .tok_lm()
+            .1
             .iter()
             .filter(on)
             .map(|st| st.key as usize)
@@ -780,11 +788,7 @@ mod tests {
                             };
                             assert!(supports(&p, n, 32));
                             for q0 in (0..=n - TILE).step_by(TILE) {
-                                let mut pl = Plan {
-                                    diag: Steps::new(),
-                                    tok: Steps::new(),
-                                    lm: Steps::new(),
-                                };
+                                let mut pl = Plan::new();
                                 if !plan(&p, n, q0, &mut pl) {
                                     // Only tiny blocks may overflow the landmark list.
                                     assert!(bs < 4, "n={n} q0={q0} {p:?}");
