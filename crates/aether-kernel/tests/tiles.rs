@@ -241,6 +241,26 @@ fn the_tile_path_runs_on_covered_shapes_only() {
 }
 
 #[test]
+fn tiles_whose_step_list_overflows_fall_back_to_rows() {
+    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
+    // 150 distinct globals: more broadcast steps than a tile plan holds, from the
+    // tiles that see them all on; earlier tiles still fit.
+    let p = SparsePattern {
+        window: 8,
+        block_size: 4,
+        global_tokens: (0..300).step_by(2).collect(),
+        ..SparsePattern::default()
+    };
+    let (q, k, v) = qkv(400, 2, 1, 32, 13);
+    let on = sparse_attention(&p, &q, &k, &v).unwrap();
+    let off = with_tiles(false, || sparse_attention(&p, &q, &k, &v).unwrap());
+    let naive = naive_sparse_attention(&p, &q, &k, &v).unwrap();
+    assert!(max_diff(on.as_slice(), off.as_slice()) <= 2e-6);
+    assert!(max_diff(on.as_slice(), naive.as_slice()) <= 1e-5);
+    assert!(max_diff(on.as_slice(), &reference(&p, &q, &k, &v)) <= 1e-5);
+}
+
+#[test]
 fn forced_levels_agree_with_tiles_on_and_off() {
     let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     for (n, hq, hk, d, w) in [(64, 4, 4, 32, 16), (77, 4, 2, 16, 3), (250, 6, 3, 64, 0)] {

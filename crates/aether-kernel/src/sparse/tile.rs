@@ -815,6 +815,22 @@ mod tests {
     }
 
     #[test]
+    fn too_many_globals_overflow_the_plan() {
+        // 150 distinct globals: once they are all outside the window, the broadcast
+        // list (capacity 96) overflows and the tile goes to the row kernel
+        // (tests/tiles.rs checks the outputs of such a call).
+        let p = SparsePattern {
+            window: 8,
+            block_size: 4,
+            global_tokens: (0..300).step_by(2).collect(),
+            ..SparsePattern::default()
+        };
+        let mut pl = Plan::new();
+        assert!(plan(&p, 400, 0, &mut pl));
+        assert!(!plan(&p, 400, 304, &mut pl));
+    }
+
+    #[test]
     fn unsupported_shapes_are_refused() {
         let p = SparsePattern {
             window: 16,
