@@ -300,15 +300,28 @@ pub(super) fn transpose_head(
     for c in 0..d {
         store(plane, c * row, zero);
     }
+    let stride = hk * d;
     for j0 in (0..n).step_by(TILE) {
+        let rows = (n - j0).min(TILE);
         for c0 in (0..d).step_by(16) {
-            let mut r = [zero; 16];
-            for (jj, rv) in r.iter_mut().enumerate().take(n - j0) {
-                *rv = load(x, ((j0 + jj) * hk + kh) * d + c0);
-            }
+            let first = (j0 * hk + kh) * d + c0;
+            let r: [__m512; 16] = if rows == TILE {
+                // One bounds check for the 16 rows, so they stay in registers.
+                let xs = &x[first..first + 15 * stride + 16];
+                core::array::from_fn(|jj| load(xs, jj * stride))
+            } else {
+                core::array::from_fn(|jj| {
+                    if jj < rows {
+                        load(x, first + jj * stride)
+                    } else {
+                        zero
+                    }
+                })
+            };
             let t = transpose16(r);
+            let ps = &mut plane[c0 * row + PAD + j0..(c0 + 15) * row + PAD + j0 + 16];
             for (cc, tv) in t.iter().enumerate() {
-                store(plane, (c0 + cc) * row + PAD + j0, *tv);
+                store(ps, cc * row, *tv);
             }
         }
     }
