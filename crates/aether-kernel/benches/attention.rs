@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the prefill kernels: our sparse and dense attention at
 //! N = 256, 1024, 4096 (q_heads = kv_heads = 4, head_dim 32, W 16, B 32, globals [0],
-//! causal, one thread), sparse at every available SIMD level, and MQA (kv_heads 1).
+//! causal, one thread), sparse at every available SIMD level (AVX-512 with the
+//! query-tile path on and off), and MQA (kv_heads 1).
 //! The reference-crate comparison is the `bench_table` example.
 //!
 //! Run: `cargo bench -p aether-kernel --bench attention`.
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use aether_kernel::simd::SimdLevel;
 use aether_kernel::{
-    dense_attention, sparse_attention, sparse_attention_at, SparsePattern, Tensor3,
+    dense_attention, set_query_tiles, sparse_attention, sparse_attention_at, SparsePattern, Tensor3,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -68,6 +69,16 @@ fn simd_levels(c: &mut Criterion) {
         g.bench_function(level.name(), |b| {
             b.iter(|| black_box(sparse_attention_at(level, &p, &q, &k, &v).expect("valid")))
         });
+    }
+    // The AVX-512 level runs the query-tile path; the same level on the row kernel:
+    if SimdLevel::Avx512.is_available() {
+        set_query_tiles(false);
+        g.bench_function("avx512 rows (tiles off)", |b| {
+            b.iter(|| {
+                black_box(sparse_attention_at(SimdLevel::Avx512, &p, &q, &k, &v).expect("valid"))
+            })
+        });
+        set_query_tiles(true);
     }
     g.finish();
 }
