@@ -7,8 +7,10 @@
 //!
 //! - *diagonal* step, offset `o`: lane `i` attends key `q0 + i − o` (the window
 //!   offsets `0..=W` and the log-stride offsets `s > W`). With keys and values
-//!   transposed once per call into planes `Kᵀ[kv head][c][PAD + j]`, the sixteen
-//!   keys of a step are one contiguous unaligned load per dimension `c`;
+//!   transposed per kv head into 64-byte-aligned planes `Kᵀ[c][PAD + j]`, the
+//!   sixteen keys of a step are one contiguous vector per dimension `c`: for the
+//!   window built from the two aligned vectors around `q0` with one `valignd`, for
+//!   log-stride offsets (multiples of 16 when `W ≥ 15`) an aligned load;
 //! - *broadcast* step: every lane attends the same row (a global token, or a
 //!   landmark block mean), its component `c` broadcast to all lanes.
 //!
@@ -40,7 +42,7 @@ const PAD: usize = 16;
 pub(super) const MAX_DIM: usize = 128;
 /// Capacity of diagonal steps per tile (window `W + 1 ≤ 17` plus log-stride offsets).
 const MAX_DIAG: usize = 48;
-/// Capacity of broadcast token steps and of landmark steps per tile.
+/// Half the capacity of the broadcast list (global tokens, then landmarks) per tile.
 const MAX_BC: usize = 48;
 /// Most steps of one tile.
 const MAX_STEPS: usize = MAX_DIAG + 2 * MAX_BC;
@@ -336,9 +338,8 @@ struct Work {
 /// Runs the tile kernel on query rows `rows` (start and length multiples of 16;
 /// `out` holds exactly those rows), kv head by kv head (with [`Planes::One`] its
 /// key and value planes are transposed right before its tiles, so one pair is live
-/// at a time). A
-/// tile whose plan does not fit runs on the row kernel (at the AVX-512 level)
-/// instead, using `idx` and `scores`.
+/// at a time). A tile whose plan does not fit runs on the row kernel (at the
+/// AVX-512 level, all heads at once) instead, using `idx` and `scores`.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) fn run(
     ctx: Ctx<'_>,
@@ -372,22 +373,21 @@ pub(super) fn run(
         for q0 in rows.clone().step_by(TILE) {
             let o0 = (q0 - r0) * hq * d;
             let tile_out = &mut out[o0..o0 + TILE * hq * d];
-            match plan(ctx.p, n, q0, &mut pl) {
-                true => {
-                    for h in kh * group..(kh + 1) * group {
-                        head(&ctx, (kt, vt), &pl, q0, h, &mut w, tile_out);
-                    }
+            if plan(ctx.p, n, q0, &mut pl) {
+                for h in kh * group..(kh + 1) * group {
+                    head(&ctx, (kt, vt), &pl, q0, h, &mut w, tile_out);
                 }
-                // All heads of these rows, once.
-                false if kh == 0 => SparseRows {
+            } else if kh == 0 {
+                // The plan depends on q0 only: it fails for every kv head, and the
+                // row kernel computes all heads of these rows once.
+                SparseRows {
                     ctx,
                     idx: &mut *idx,
                     scores: &mut *scores,
                     out: tile_out,
                     rows: q0..q0 + TILE,
                 }
-                .run::<Avx512>(),
-                false => {}
+                .run::<Avx512>();
             }
         }
     }
@@ -500,12 +500,8 @@ fn head(
         for (ci, (ch, oc)) in pl.bc.as_slice().chunks(8).zip(sb.chunks_mut(8)).enumerate() {
             let mut rows = [core::ptr::null::<f32>(); 8];
             for (u, (r, st)) in rows.iter_mut().zip(ch).enumerate() {
-                let (src, key) = if ci * 8 + u < nt {
-                    (ctx.k, st.key as usize)
-                } else {
-                    (ctx.lm_k, st.key as usize)
-                };
-                *r = src[key * hkd + hd..][..d].as_ptr();
+                let src = if ci * 8 + u < nt { ctx.k } else { ctx.lm_k };
+                *r = src[st.key as usize * hkd + hd..][..d].as_ptr();
             }
             let mut acc = [zero; 8];
             // SAFETY: the first `ch.len()` entries of `rows` were just taken from slices
