@@ -299,6 +299,86 @@ fn kfold_and_gate_report_json() {
 }
 
 #[test]
+fn running_norm_is_recorded_and_streams_like_the_whole_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulate(dir.path(), "b", "breathing", 3, 2);
+    let model = dir.path().join("rn.rvne");
+    ok(&train(
+        &data,
+        &model,
+        &[
+            "--running-norm",
+            "--epochs",
+            "1",
+            "--d-model",
+            "16",
+            "--layers",
+            "1",
+            "--quiet",
+            "--no-plots",
+        ],
+    ));
+    let m = model.to_str().unwrap();
+    let info = ok(&aether(&["inspect", m]));
+    assert!(info.contains("running_norm=yes"), "{info}");
+    let csv = std::fs::read_dir(Path::new(&data).join("apnea"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let csv = csv.to_str().unwrap();
+    // The whole recording forwarded once and streamed frame by frame end on the same class.
+    let whole: serde_json::Value = serde_json::from_str(
+        ok(&aether(&[
+            "classify", "--model", m, "--input", csv, "--json",
+        ]))
+        .trim(),
+    )
+    .unwrap();
+    let lines = ok(&aether(&[
+        "classify", "--model", m, "--input", csv, "--stream", "--json",
+    ]));
+    let stream: serde_json::Value =
+        serde_json::from_str(lines.trim().lines().last().unwrap()).unwrap();
+    assert_eq!(
+        stream["frame"].as_u64().unwrap() + 1,
+        whole["frames"].as_u64().unwrap()
+    );
+    for (a, b) in whole["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(stream["logits"].as_array().unwrap())
+    {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+            "{whole} vs {stream}"
+        );
+    }
+    assert_eq!(whole["class"], stream["class"], "{whole} vs {stream}");
+    let v1 = dir.path().join("v1.rvne");
+    fails(
+        &train(
+            &data,
+            &v1,
+            &[
+                "--running-norm",
+                "--format",
+                "v1",
+                "--arch",
+                "bare v1",
+                "--epochs",
+                "1",
+                "--quiet",
+            ],
+        ),
+        &["v1"],
+    );
+}
+
+#[test]
 fn gate_tests_on_a_separate_dataset_over_several_seeds() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulate(dir.path(), "a", "anomaly", 4, 2);

@@ -49,6 +49,26 @@ fn centre(x: Vec<f32>, d: usize) -> Vec<f32> {
     if mode.is_empty() || mode == "0" {
         return x;
     }
+    if mode == "std" {
+        // causal running standardisation: (x_t - m_t) / max(s_t, floor), Welford over 0..=t
+        let floor: f64 = std::env::var("STD_FLOOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1e-3);
+        let (mut m, mut m2) = (vec![0.0f64; d], vec![0.0f64; d]);
+        let mut out = Vec::with_capacity(x.len());
+        for (t, f) in x.chunks_exact(d).enumerate() {
+            for (k, v) in f.iter().enumerate() {
+                let v = *v as f64;
+                let delta = v - m[k];
+                m[k] += delta / (t + 1) as f64;
+                m2[k] += delta * (v - m[k]);
+                let sd = (m2[k] / (t + 1) as f64).sqrt().max(floor);
+                out.push(((v - m[k]) / sd) as f32);
+            }
+        }
+        return out;
+    }
     let append = mode == "append";
     let mut sum = vec![0.0f64; d];
     let mut out = Vec::with_capacity(if append { 2 * x.len() } else { x.len() });

@@ -27,6 +27,7 @@ pub fn config_from_meta(meta: &ModelMeta) -> HeadConfig {
         layers: d.layers,
         classes: d.classes,
         mlp_hidden: d.mlp_hidden,
+        running_norm: a.running_norm,
         input_norm: a.input_norm,
         embed: a.embed,
         positional: match a.positional {

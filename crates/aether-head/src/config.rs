@@ -60,6 +60,8 @@ pub struct HeadConfig {
     pub classes: usize,
     /// MLP hidden width `H` (0: no MLP).
     pub mlp_hidden: usize,
+    /// Causal running standardisation of the inputs before `input_norm` (docs/model.md step 0).
+    pub running_norm: bool,
     /// Per-feature input normalisation `(u − mean) / std`.
     pub input_norm: bool,
     /// Linear embedding `F → D`.
@@ -99,6 +101,7 @@ impl HeadConfig {
             layers,
             classes,
             mlp_hidden: 0,
+            running_norm: false,
             input_norm: false,
             embed: false,
             positional: Positional::None,

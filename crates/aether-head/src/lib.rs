@@ -48,6 +48,7 @@ pub mod train;
 pub use aether_kernel::EvictionPolicy;
 pub use config::{Backend, HeadConfig, Pooling, Positional};
 pub use error::{HeadError, Result};
+pub use math::{RunningNorm, RUNNING_NORM_FLOOR};
 pub use model::{check_frames, TemporalHead, Workspace};
 pub use stream::{RollingWindow, Stream, StreamF16, StreamOf};
 pub use weights::{LayerWeights, Mlp, Norm, Param, Weights};

@@ -6,9 +6,88 @@
 //! - [`layer_norm`]: `(x − mean) / sqrt(var + 1e-5) · g + b` (population variance).
 //! - [`gelu`]: `0.5 z (1 + tanh(√(2/π)(z + 0.044715 z³)))`.
 //! - [`add_positional`]: `x[2c] += sin(t / 10000^(2c/D))`, `x[2c+1] += cos(…)`.
+//! - [`RunningNorm`]: causal running standardisation `(u_t − m_t) / max(s_t, floor)`.
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// LayerNorm epsilon (docs/model.md).
 pub const LN_EPS: f32 = 1e-5;
+
+/// Smallest running standard deviation [`RunningNorm`] divides by (docs/model.md step 0).
+pub const RUNNING_NORM_FLOOR: f64 = 1e-3;
+
+/// Causal running standardisation of input features (docs/model.md step 0): for frame
+/// `t` (0-based since the last [`RunningNorm::reset`]) and feature `c`,
+/// `u_t[c] ← (u_t[c] − m_t[c]) / max(s_t[c], RUNNING_NORM_FLOOR)` where `m_t`, `s_t` are the
+/// mean and population std of frames `0..=t`, kept with Welford's update in f64. Frame
+/// `t`'s output depends only on frames `0..=t`, so a stream and a full forward over any
+/// prefix see the same values bit for bit. `F` = 0 makes it a no-op holder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunningNorm {
+    count: u64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl RunningNorm {
+    /// A fresh state for `features` features.
+    pub fn new(features: usize) -> Self {
+        Self {
+            count: 0,
+            mean: vec![0.0; features],
+            m2: vec![0.0; features],
+        }
+    }
+
+    /// Features this state tracks.
+    pub fn features(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Frames seen since the last reset.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Forgets every frame (the next one is frame 0 again).
+    pub fn reset(&mut self) {
+        self.count = 0;
+        self.mean.iter_mut().for_each(|m| *m = 0.0);
+        self.m2.iter_mut().for_each(|m| *m = 0.0);
+    }
+
+    /// Bytes of its buffers.
+    pub fn bytes(&self) -> usize {
+        (self.mean.len() + self.m2.len()) * core::mem::size_of::<f64>()
+    }
+
+    /// Adds frame `u` (length [`RunningNorm::features`]) to the statistics and replaces it
+    /// by its standardised value.
+    pub fn apply(&mut self, u: &mut [f32]) {
+        self.count += 1;
+        let n = self.count as f64;
+        for ((x, m), m2) in u.iter_mut().zip(&mut self.mean).zip(&mut self.m2) {
+            let v = f64::from(*x);
+            let delta = v - *m;
+            *m += delta / n;
+            *m2 += delta * (v - *m);
+            let sd = libm::sqrt(*m2 / n).max(RUNNING_NORM_FLOOR);
+            *x = ((v - *m) / sd) as f32;
+        }
+    }
+
+    /// Standardises a whole sequence (`N·F` values, row-major) from a fresh state.
+    pub fn sequence(frames: &mut [f32], features: usize) {
+        if features == 0 {
+            return;
+        }
+        let mut rn = Self::new(features);
+        for row in frames.chunks_exact_mut(features) {
+            rn.apply(row);
+        }
+    }
+}
 
 /// `Σ a[i]·b[i]` over the common length, eight independent accumulators.
 #[inline]
@@ -245,6 +324,46 @@ mod tests {
         let mut y = x;
         layer_norm_in_place(&mut y, &[1.0; 4], &[0.0; 4]);
         assert_eq!(y, o);
+    }
+
+    #[test]
+    fn running_norm_matches_a_two_pass_prefix_formula() {
+        let f = 3;
+        let frames: Vec<f32> = (0..40)
+            .map(|i| ((i * 7919 % 97) as f32 * 0.37).sin() * 3.0 + (i % 3) as f32 * 100.0)
+            .collect();
+        let mut got = frames.clone();
+        RunningNorm::sequence(&mut got, f);
+        for t in 0..frames.len() / f {
+            for c in 0..f {
+                let xs: Vec<f64> = (0..=t).map(|s| f64::from(frames[s * f + c])).collect();
+                let m = xs.iter().sum::<f64>() / xs.len() as f64;
+                let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64;
+                let want = (xs[t] - m) / var.sqrt().max(RUNNING_NORM_FLOOR);
+                let g = f64::from(got[t * f + c]);
+                assert!(
+                    (g - want).abs() <= 1e-5 * want.abs().max(1.0),
+                    "t {t} c {c}: {g} vs {want}"
+                );
+            }
+        }
+        // frame 0 is always 0; a constant feature stays 0 (floor, no NaN)
+        assert!(got[..f].iter().all(|&v| v == 0.0));
+        let mut flat = vec![5.0f32; 12];
+        RunningNorm::sequence(&mut flat, 2);
+        assert!(flat.iter().all(|&v| v == 0.0));
+        // reset restarts the statistics
+        let mut rn = RunningNorm::new(f);
+        let mut a = frames[..f].to_vec();
+        rn.apply(&mut a);
+        let mut b = frames[f..2 * f].to_vec();
+        rn.apply(&mut b);
+        rn.reset();
+        assert_eq!(rn.count(), 0);
+        let mut c = frames[f..2 * f].to_vec();
+        rn.apply(&mut c);
+        assert!(c.iter().all(|&v| v == 0.0));
+        assert_eq!(rn.bytes(), 2 * f * 8);
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::config::{Backend, HeadConfig, Pooling, Positional};
 use crate::error::{HeadError, Result};
 use crate::math::{
     add_positional, gelu, layer_norm, layer_norm_in_place, normalise_input, vec_mat, vec_mat_add,
+    RunningNorm,
 };
 use crate::weights::{LayerWeights, Weights};
 
@@ -62,7 +63,7 @@ pub fn check_frames(frames: &[f32], features: usize) -> Result<usize> {
 /// All layouts give the same logits to float rounding.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    pub(crate) dims: [usize; 8],
+    pub(crate) dims: [usize; 9],
     pub(crate) max_len: usize,
     pub(crate) compact: bool,
     pub(crate) absorbed: bool,
@@ -86,9 +87,10 @@ pub struct Workspace {
     pub(crate) idx: Vec<usize>,
     pub(crate) scores: Vec<f32>,
     pub(crate) pooled: Vec<f32>,
+    pub(crate) rn: RunningNorm,
 }
 
-fn dims(cfg: &HeadConfig) -> [usize; 8] {
+fn dims(cfg: &HeadConfig) -> [usize; 9] {
     [
         cfg.features,
         cfg.d_model,
@@ -98,6 +100,7 @@ fn dims(cfg: &HeadConfig) -> [usize; 8] {
         cfg.classes,
         cfg.pattern.block_size,
         usize::from(cfg.pattern.landmarks),
+        usize::from(cfg.running_norm),
     ]
 }
 
@@ -182,6 +185,7 @@ impl Workspace {
             idx: vec![0; sl],
             scores: vec![0.0; sl],
             pooled: vec![0.0; c.d_model],
+            rn: RunningNorm::new(if c.running_norm { c.features } else { 0 }),
         })
     }
 
@@ -222,7 +226,7 @@ impl Workspace {
             + self.lh.len()
             + self.qd.len()
             + self.acc.len();
-        f * 4 + self.idx.len() * core::mem::size_of::<usize>()
+        f * 4 + self.idx.len() * core::mem::size_of::<usize>() + self.rn.bytes()
     }
 }
 
@@ -324,10 +328,22 @@ impl<'a> TemporalHead<'a> {
         Ok(Workspace::compact(self, max_len)?.bytes())
     }
 
-    /// Step 1–3 for one frame: `x = embed(norm(frame)) + pe(t)`; `u` is `F` scratch.
-    pub fn embed_row(&self, t: usize, frame: &[f32], u: &mut [f32], x: &mut [f32]) {
+    /// Step 0–3 for one frame: `x = embed(norm(running(frame))) + pe(t)`; `u` is `F`
+    /// scratch; `rn` carries the running statistics of frames `0..t` (used only with
+    /// `running_norm`; reset it at the start of a sequence).
+    pub fn embed_row(
+        &self,
+        t: usize,
+        frame: &[f32],
+        rn: &mut RunningNorm,
+        u: &mut [f32],
+        x: &mut [f32],
+    ) {
         let w = &self.weights;
         u.copy_from_slice(frame);
+        if self.cfg.running_norm {
+            rn.apply(u);
+        }
         if let (Some(m), Some(s)) = (&w.input_mean, &w.input_std) {
             normalise_input(u, m, s);
         }
@@ -701,10 +717,12 @@ impl<'a> TemporalHead<'a> {
             });
         }
         let f = self.cfg.features;
+        ws.rn.reset();
         for t in 0..n {
             self.embed_row(
                 t,
                 &frames[t * f..(t + 1) * f],
+                &mut ws.rn,
                 &mut ws.u,
                 &mut ws.x[t * d..(t + 1) * d],
             );

@@ -25,6 +25,7 @@ use aether_kernel::{EvictionPolicy, KvCacheOf, KvElem, SparsePattern};
 
 use crate::config::{Backend, HeadConfig, Pooling};
 use crate::error::{HeadError, Result};
+use crate::math::RunningNorm;
 use crate::model::{check_frames, TemporalHead, Workspace};
 
 /// A stream with f32 KV caches.
@@ -57,6 +58,7 @@ pub struct StreamOf<S: KvElem> {
     sum: Vec<f32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
+    rn: RunningNorm,
 }
 
 impl<S: KvElem> StreamOf<S> {
@@ -117,6 +119,7 @@ impl<S: KvElem> StreamOf<S> {
             sum: vec![0.0; d],
             pooled: vec![0.0; d],
             logits: vec![0.0; c.classes],
+            rn: RunningNorm::new(if c.running_norm { c.features } else { 0 }),
             cfg: c,
         })
     }
@@ -154,6 +157,7 @@ impl<S: KvElem> StreamOf<S> {
         self.sum.iter_mut().for_each(|x| *x = 0.0);
         self.pooled.iter_mut().for_each(|x| *x = 0.0);
         self.logits.iter_mut().for_each(|x| *x = 0.0);
+        self.rn.reset();
     }
 
     /// Logits after the last push (zeros before the first).
@@ -180,7 +184,7 @@ impl<S: KvElem> StreamOf<S> {
             + self.sum.len()
             + self.pooled.len()
             + self.logits.len();
-        caches + rows * 4
+        caches + rows * 4 + self.rn.bytes()
     }
 
     /// Pushes one frame (`F` values) and returns the logits of the stream so far.
@@ -212,7 +216,7 @@ impl<S: KvElem> StreamOf<S> {
             });
         }
         let i = self.pos;
-        head.embed_row(i, frame, &mut self.u, &mut self.x);
+        head.embed_row(i, frame, &mut self.rn, &mut self.u, &mut self.x);
         for (lw, cache) in head.weights().layers.iter().zip(self.caches.iter_mut()) {
             head.project_row(
                 lw,

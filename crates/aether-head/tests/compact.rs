@@ -88,15 +88,17 @@ fn arb_case() -> impl Strategy<Value = Case> {
             1usize..70,
             0usize..5,
             prop_oneof![Just(1.0f32), Just(8.0f32)],
+            any::<bool>(),
         ),
     )
         .prop_map(|(dims, opts, pat, rest)| {
             let (f, kvh, group, dh, layers, classes, dm) = dims;
             let (mlp, input_norm, embed, pos, pre_norm, biases, final_norm) = opts;
             let (window, bs, g, causal, log_stride, landmarks) = pat;
-            let (last, dense, seed, n, extra, bias_scale) = rest;
+            let (last, dense, seed, n, extra, bias_scale, running_norm) = rest;
             let mut cfg = HeadConfig::v1(f, kvh * group, kvh, dh, layers, classes);
             cfg.mlp_hidden = mlp * 5;
+            cfg.running_norm = running_norm;
             cfg.input_norm = input_norm;
             cfg.embed = embed;
             if embed {

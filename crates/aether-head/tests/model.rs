@@ -4,7 +4,7 @@
 
 use aether_head::{
     Backend, EvictionPolicy, HeadConfig, HeadError, Pooling, Positional, RollingWindow, Stream,
-    StreamF16, TemporalHead, Workspace,
+    StreamF16, TemporalHead, Workspace, RUNNING_NORM_FLOOR,
 };
 use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
 use aether_kernel::{SparsePattern, Tensor3};
@@ -76,6 +76,15 @@ fn oracle(head: &TemporalHead<'_>, frames: &[f32]) -> Vec<f64> {
                 .iter()
                 .map(|&v| v as f64)
                 .collect();
+            if c.running_norm {
+                // two-pass mean and population std over frames 0..=t
+                for (i, ui) in u.iter_mut().enumerate() {
+                    let xs: Vec<f64> = (0..=t).map(|s| frames[s * f + i] as f64).collect();
+                    let m = xs.iter().sum::<f64>() / xs.len() as f64;
+                    let var = xs.iter().map(|v| (v - m).powi(2)).sum::<f64>() / xs.len() as f64;
+                    *ui = (*ui - m) / var.sqrt().max(RUNNING_NORM_FLOOR);
+                }
+            }
             if let (Some(m), Some(s)) = (&w.input_mean, &w.input_std) {
                 for i in 0..f {
                     u[i] = (u[i] - m[i] as f64) / s[i] as f64;
@@ -214,15 +223,22 @@ fn arb_case(causal_only: bool) -> impl Strategy<Value = Case> {
             any::<bool>(),
             any::<bool>(),
         ),
-        (any::<bool>(), any::<bool>(), any::<u64>(), 1usize..70),
+        (
+            any::<bool>(),
+            any::<bool>(),
+            any::<u64>(),
+            1usize..70,
+            any::<bool>(),
+        ),
     )
         .prop_map(move |(dims, opts, pat, rest)| {
             let (f, kvh, group, dh, layers, classes) = dims;
             let (mlp, input_norm, embed, pos, pre_norm, biases, final_norm) = opts;
             let (window, bs, g, causal, log_stride, landmarks) = pat;
-            let (last, dense, seed, n) = rest;
+            let (last, dense, seed, n, running_norm) = rest;
             let mut cfg = HeadConfig::v1(f, kvh * group, kvh, dh, layers, classes);
             cfg.mlp_hidden = mlp * 5;
+            cfg.running_norm = running_norm;
             cfg.input_norm = input_norm;
             cfg.embed = embed;
             if embed {

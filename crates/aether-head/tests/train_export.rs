@@ -93,6 +93,20 @@ fn v2_export_matches_head_for_every_option() {
             },
         ),
         ("bare v1 as v2", Architecture::v1(5, 3, 2, 4, 1, 8)),
+        (
+            "running norm",
+            Architecture {
+                running_norm: true,
+                ..b.clone()
+            },
+        ),
+        (
+            "running norm, bare",
+            Architecture {
+                running_norm: true,
+                ..Architecture::v1(5, 3, 2, 4, 1, 8)
+            },
+        ),
     ]);
     let info = ExportInfo {
         class_names: vec!["a".into(), "b".into(), "c".into()],
@@ -141,6 +155,10 @@ fn v1_export_refuses_what_v1_cannot_express() {
         },
         Architecture {
             pooling: Pooling::Last,
+            ..b.clone()
+        },
+        Architecture {
+            running_norm: true,
             ..b.clone()
         },
         Architecture {

@@ -38,6 +38,7 @@ fn base() -> Architecture {
         head_dim: 3,
         classes: 3,
         mlp_hidden: 5,
+        running_norm: true,
         input_norm: true,
         embed: true,
         positional: true,

@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         final_norm: true,
         pooling: Pooling::Last,
         attention: AttentionBackend::Sparse,
+        running_norm: false,
     };
     let pattern = PatternSpec::new(8, 4, &[0, 7], true, true, false)?;
     let mut full = reference_init(&ModelMeta::new(dims, arch, pattern), 42, DType::F32)?;

@@ -234,6 +234,9 @@ pub struct Architecture {
     pub pooling: Pooling,
     /// Attention backend.
     pub attention: AttentionBackend,
+    /// Causal running standardisation of every input feature before `input_norm`
+    /// (docs/model.md step 0; no tensors).
+    pub running_norm: bool,
 }
 
 impl Architecture {
@@ -247,6 +250,7 @@ impl Architecture {
         final_norm: false,
         pooling: Pooling::Mean,
         attention: AttentionBackend::Sparse,
+        running_norm: false,
     };
 }
 
@@ -366,8 +370,10 @@ pub mod feature {
     pub const POOL_LAST: u32 = 1 << 7;
     /// `attention = dense`.
     pub const DENSE_ATTENTION: u32 = 1 << 8;
+    /// `running_norm` (causal running standardisation of the inputs).
+    pub const RUNNING_NORM: u32 = 1 << 9;
     /// Every bit this reader understands.
-    pub const KNOWN: u32 = (1 << 9) - 1;
+    pub const KNOWN: u32 = (1 << 10) - 1;
 }
 
 impl ModelMeta {
@@ -416,6 +422,7 @@ impl ModelMeta {
             a.attention == AttentionBackend::Dense,
             feature::DENSE_ATTENTION,
         );
+        set(a.running_norm, feature::RUNNING_NORM);
         b
     }
 
@@ -449,6 +456,7 @@ impl ModelMeta {
                 } else {
                     AttentionBackend::Sparse
                 },
+                running_norm: on(feature::RUNNING_NORM),
             },
             on(feature::MLP),
         ))
@@ -459,7 +467,7 @@ impl ModelMeta {
     pub fn v1_expressible(&self) -> Result<(), &'static str> {
         let d = &self.dims;
         if self.arch != Architecture::V1 {
-            return Err("v1 cannot record architecture options (input_norm, embed, positional, pre_norm, biases, final_norm, pooling last, dense attention)");
+            return Err("v1 cannot record architecture options (input_norm, embed, positional, pre_norm, biases, final_norm, pooling last, dense attention, running_norm)");
         }
         if d.mlp_hidden != 0 {
             return Err("v1 cannot record an MLP (mlp_hidden > 0)");
@@ -933,6 +941,7 @@ mod tests {
             final_norm: true,
             pooling: Pooling::Last,
             attention: AttentionBackend::Dense,
+            running_norm: true,
         };
         let m = ModelMeta::new(dims, arch, PatternSpec::default());
         assert_eq!(m.tensor_count(), 4 + 16 * 2 + 4);

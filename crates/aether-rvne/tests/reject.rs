@@ -240,10 +240,10 @@ fn v2_reserved() {
 #[test]
 fn v2_unknown_required_feature() {
     let mut r = raw();
-    r.required |= 1 << 9;
+    r.required |= 1 << 10;
     assert_eq!(
         err(&r.encode()),
-        Error::UnknownRequiredFeatures { bits: 1 << 9 }
+        Error::UnknownRequiredFeatures { bits: 1 << 10 }
     );
 }
 

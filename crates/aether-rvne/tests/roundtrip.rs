@@ -41,7 +41,7 @@ fn arb_dims() -> impl Strategy<Value = (Dims, bool)> {
 fn arb_meta() -> impl Strategy<Value = ModelMeta> {
     (
         arb_dims(),
-        proptest::collection::vec(any::<bool>(), 7),
+        proptest::collection::vec(any::<bool>(), 8),
         (
             0usize..70,
             1usize..40,
@@ -69,6 +69,7 @@ fn arb_meta() -> impl Strategy<Value = ModelMeta> {
                 } else {
                     AttentionBackend::Sparse
                 },
+                running_norm: o[7],
             };
             ModelMeta::new(
                 dims,

@@ -11,7 +11,7 @@
 //!           "layers": 2, "classes": 4, "mlp_hidden": 0},
 //!  "architecture": {"input_norm": false, "embed": false, "positional": "none",
 //!                   "pre_norm": false, "biases": false, "final_norm": false,
-//!                   "pooling": "mean", "attention": "sparse"},
+//!                   "pooling": "mean", "attention": "sparse", "running_norm": false},
 //!  "pattern": {"window": 32, "block_size": 16, "global_tokens": [0], "causal": true,
 //!              "log_stride": true, "landmarks": true},
 //!  "class_names": ["wave", "circle"], "feature_names": [], "metadata": [["key", "value"]]}
@@ -443,6 +443,7 @@ pub fn meta_to_json(model: &ModelFile) -> Value {
             "pre_norm": yes(a.pre_norm), "biases": yes(a.biases), "final_norm": yes(a.final_norm),
             "pooling": match a.pooling { Pooling::Mean => "mean", Pooling::Last => "last" },
             "attention": match a.attention { AttentionBackend::Sparse => "sparse", AttentionBackend::Dense => "dense" },
+            "running_norm": yes(a.running_norm),
         },
         "pattern": {
             "window": p.window, "block_size": p.block_size, "global_tokens": p.globals(),
@@ -587,6 +588,7 @@ pub fn apply_meta_json(model: &mut ModelFile, v: &Value) -> Result<()> {
             ],
             &mut x.attention,
         )?;
+        get_bool(a, "architecture", "running_norm", &mut x.running_norm)?;
     }
     if let Some(p) = top.get("pattern") {
         let p = obj(p, "pattern")?;

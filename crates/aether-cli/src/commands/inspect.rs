@@ -141,8 +141,8 @@ pub fn run(a: Args) -> Result<()> {
         d.mlp_hidden
     );
     w!(
-        "architecture: input_norm={} embed={} positional={} pre_norm={} biases={} final_norm={} attention={}",
-        yn(ar.input_norm), yn(ar.embed), lower(ar.positional), yn(ar.pre_norm), yn(ar.biases), yn(ar.final_norm), lower(ar.attention)
+        "architecture: running_norm={} input_norm={} embed={} positional={} pre_norm={} biases={} final_norm={} attention={}",
+        yn(ar.running_norm), yn(ar.input_norm), yn(ar.embed), lower(ar.positional), yn(ar.pre_norm), yn(ar.biases), yn(ar.final_norm), lower(ar.attention)
     );
     w!("pooling:      {}", lower(ar.pooling));
     w!(

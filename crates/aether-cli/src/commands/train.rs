@@ -111,6 +111,11 @@ pub struct TrainOpts {
     /// Layers (default 2).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Standardise every input feature causally against the stream's own running mean and
+    /// std before the head's input normalisation (docs/model.md step 0): recommended when
+    /// recordings differ in level and scale (simulated breathing: 0.24 -> 0.51 held out).
+    #[arg(long)]
+    pub running_norm: bool,
     /// Attention: sparse (the AETHER pattern) or dense.
     #[arg(long, value_parser = ["sparse", "dense"], default_value = "sparse")]
     pub attention: String,
@@ -304,6 +309,7 @@ pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<
     if opts.attention == "dense" {
         arch.attention = AttentionKind::Dense { causal: true };
     }
+    arch.running_norm |= opts.running_norm;
     arch.validate()?;
     Ok(arch)
 }
@@ -608,13 +614,14 @@ pub fn arch_label(a: &Architecture) -> String {
         AttentionKind::Dense { causal } => format!("dense(causal {causal})"),
     };
     format!(
-        "D{} L{} Hq{} Hkv{} dh{} mlp{} norm{} embed{} pos{} prenorm{} bias{} final{} pool {:?} {att}",
+        "D{} L{} Hq{} Hkv{} dh{} mlp{} run{} norm{} embed{} pos{} prenorm{} bias{} final{} pool {:?} {att}",
         a.d_model,
         a.layers,
         a.q_heads,
         a.kv_heads,
         a.head_dim,
         a.mlp_hidden,
+        a.running_norm as u8,
         a.input_norm as u8,
         a.embed as u8,
         a.positional as u8,

@@ -31,7 +31,8 @@ pub fn lcg(seed: u64, n: usize) -> Vec<f32> {
         .collect()
 }
 
-/// A "trained-like" v2 blob: every architecture option on (input norm, embedding F → D,
+/// A "trained-like" v2 blob: every architecture option on (running norm when `causal`,
+/// input norm, embedding F → D,
 /// sinusoidal positions, pre-norm, biases, MLP, final norm), `pooling`, `attention`, a
 /// small sparse pattern that the window exceeds, and every tensor perturbed away from its
 /// init (non-trivial norms, biases and input statistics), with class and feature names.
@@ -63,6 +64,8 @@ pub fn trained_v2(
         final_norm: true,
         pooling,
         attention,
+        // the causal case also standardises its inputs on the fly (model.md step 0)
+        running_norm: causal,
     };
     let pattern = PatternSpec::new(4, 3, &[0, 5], causal, true, true).unwrap();
     let meta = ModelMeta::new(dims, arch, pattern);

@@ -56,6 +56,10 @@ pub struct Architecture {
     pub classes: usize,
     /// `H`: MLP hidden width per layer; 0 disables the MLP.
     pub mlp_hidden: usize,
+    /// Causal running standardisation of every input feature before `input_norm`
+    /// (docs/model.md step 0): each frame relative to the mean and std of the
+    /// sequence's frames so far.
+    pub running_norm: bool,
     /// Normalise inputs per feature with training-set mean and std.
     pub input_norm: bool,
     /// Learned input embedding `u·embed.w + embed.b` (`F → D`).
@@ -93,6 +97,7 @@ impl Architecture {
             head_dim,
             classes,
             mlp_hidden: 0,
+            running_norm: false,
             input_norm: false,
             embed: false,
             positional: false,
@@ -116,6 +121,7 @@ impl Architecture {
             head_dim: 32,
             classes,
             mlp_hidden: 64,
+            running_norm: false,
             input_norm: true,
             embed: true,
             positional: true,
@@ -131,6 +137,7 @@ impl Architecture {
     pub fn is_v1_compatible(&self) -> bool {
         self.d_model == self.features
             && self.mlp_hidden == 0
+            && !self.running_norm
             && !self.input_norm
             && !self.embed
             && !self.positional

@@ -110,6 +110,7 @@ impl Model {
                 Pooling::Last => aether_rvne::Pooling::Last,
             },
             attention: backend,
+            running_norm: a.running_norm,
         };
         let meta = ModelMeta::new(dims, arch, pattern);
         meta.validate().map_err(rvne_err)?;
@@ -204,6 +205,7 @@ impl Model {
             head_dim: d.head_dim,
             classes: d.classes,
             mlp_hidden: d.mlp_hidden,
+            running_norm: m.arch.running_norm,
             input_norm: m.arch.input_norm,
             embed: m.arch.embed,
             positional: m.arch.positional == Positional::Sinusoidal,

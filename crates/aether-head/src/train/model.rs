@@ -20,6 +20,7 @@ use super::config::{Architecture, Pooling};
 use super::error::TrainError;
 use super::ops;
 use super::params::Layout;
+use crate::math::RunningNorm;
 
 /// One labelled window: `N × F` frames, row-major, and a class index.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +254,8 @@ impl Model {
     }
 
     /// Sets the input statistics to the mean and population std of every frame of
-    /// `windows` (f64 accumulation); a std below `1e-6·max(1, |mean|)` becomes 1 so a
+    /// `windows` (after the running standardisation when `running_norm` is on; f64
+    /// accumulation); a std below `1e-6·max(1, |mean|)` becomes 1 so a
     /// constant feature maps to 0 instead of dividing by zero.
     pub fn fit_input_norm(&mut self, windows: &[Window]) -> Result<(), TrainError> {
         let f = self.arch.features;
@@ -261,8 +263,17 @@ impl Model {
         let mut sum = vec![0.0f64; f];
         let mut sq = vec![0.0f64; f];
         let mut count = 0usize;
+        let mut buf = Vec::new();
         for w in windows {
-            for frame in w.frames.chunks_exact(f) {
+            let frames = if self.arch.running_norm {
+                buf.clear();
+                buf.extend_from_slice(w.frames);
+                RunningNorm::sequence(&mut buf, f);
+                &buf[..]
+            } else {
+                w.frames
+            };
+            for frame in frames.chunks_exact(f) {
                 for ((s, q), &x) in sum.iter_mut().zip(sq.iter_mut()).zip(frame) {
                     *s += f64::from(x);
                     *q += f64::from(x) * f64::from(x);
@@ -461,6 +472,9 @@ impl Model {
         ws.n = n;
         let u = sized(&mut ws.u, n * f);
         u.copy_from_slice(frames);
+        if a.running_norm {
+            RunningNorm::sequence(u, f);
+        }
         if a.input_norm {
             for row in u.chunks_exact_mut(f) {
                 for ((x, &m), &s) in row.iter_mut().zip(&self.input_mean).zip(&self.input_std) {

@@ -232,6 +232,7 @@ pub fn full_model() -> ModelFile {
         final_norm: true,
         pooling: Pooling::Last,
         attention: AttentionBackend::Sparse,
+        running_norm: false,
     };
     let pattern = PatternSpec::new(8, 4, &[0, 7], true, true, false).unwrap();
     let mut m = reference_init(&ModelMeta::new(dims, arch, pattern), 42, DType::F32).unwrap();
