@@ -5,9 +5,9 @@
 //! 1. read the data ([`load`]); hash it ([`data_hash`], SHA-256 over classes, feature
 //!    names and every recording's name, class and f32 bytes);
 //! 2. split by recording, stratified and seeded (`--val`, default 0.2);
-//! 3. derive the window from the training recordings ([`derive_window`]): length
-//!    `min(512, p10 of the lengths)`, stride `max(1, len/4)`, a shorter recording is one
-//!    whole (shorter) window;
+//! 3. derive the window from the training recordings ([`derive_window`]): length `p10`
+//!    of their lengths if ≤ 512 (segmented events train whole), else 256; stride
+//!    `max(1, len/4)`; a shorter recording is one whole (shorter) window;
 //! 4. derive the hyper-parameters from the window count ([`derive_config`]);
 //! 5. train with early stopping on the validation recordings ([`fit`]), progress bar on
 //!    stderr unless `--quiet`;
@@ -36,10 +36,12 @@ use sha2::{Digest, Sha256};
 
 use crate::fsutil::write_atomic;
 
-/// Longest default window, frames. Recordings up to this length train as whole windows
-/// (a gesture that fills a 3 s recording is not cut); longer ones are windowed. A node
-/// chooses its own window at `ruv_temporal_init` (256 fits the 64 KB budget).
-pub const MAX_DEFAULT_WINDOW: usize = 512;
+/// Longest recording (10th percentile of the lengths) still trained whole: such
+/// recordings are segmented events (a gesture filling a 3 s recording must not be cut).
+pub const MAX_WHOLE_WINDOW: usize = 512;
+/// Default window for longer, continuous recordings: the node's deployed N (it fits the
+/// 64 KB budget; a node chooses its own window at `ruv_temporal_init`).
+pub const DEPLOYED_WINDOW: usize = 256;
 /// Frames of training work the default epoch count aims at (about a minute on 2 cores).
 pub const FRAME_BUDGET: f64 = 3.0e6;
 
@@ -78,7 +80,7 @@ pub struct Args {
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainOpts {
-    /// Window length in frames (default: min(512, 10th percentile of the recording lengths)).
+    /// Window length in frames (default: the 10th percentile p10 of the recording lengths if ≤ 512, else 256).
     #[arg(long)]
     pub window: Option<usize>,
     /// Window stride in frames (default: window / 4).
@@ -195,7 +197,8 @@ pub fn select_groups(ds: &Dataset, groups: &[String]) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-/// The default window of `indices`: length `min(512, p10 of their lengths)` (at least 1),
+/// The default window of `indices`: the 10th percentile `p10` of their lengths when
+/// `p10 ≤ 512` (short, segmented recordings train whole), else 256 (at least 1),
 /// stride `max(1, len / 4)`; `window` / `stride` override either.
 pub fn derive_window(
     ds: &Dataset,
@@ -209,7 +212,11 @@ pub fn derive_window(
     }
     lens.sort_unstable();
     let p10 = lens[lens.len() / 10];
-    let len = window.unwrap_or_else(|| p10.clamp(1, MAX_DEFAULT_WINDOW));
+    let len = window.unwrap_or(if p10 <= MAX_WHOLE_WINDOW {
+        p10.max(1)
+    } else {
+        DEPLOYED_WINDOW
+    });
     if len == 0 {
         bail!("--window must be positive");
     }
@@ -1063,7 +1070,17 @@ mod tests {
         assert_eq!((w.len, w.stride), (100, 25));
         let d = ds(&[1000, 2000, 3000]);
         let w = derive_window(&d, &[0, 1, 2], None, None).unwrap();
-        assert_eq!((w.len, w.stride), (512, 128));
+        assert_eq!(
+            (w.len, w.stride),
+            (256, 64),
+            "continuous recordings: the deployed N"
+        );
+        let d = ds(&[512; 10]);
+        let w = derive_window(&d, &(0..10).collect::<Vec<_>>(), None, None).unwrap();
+        assert_eq!(w.len, 512);
+        let d = ds(&[513; 10]);
+        let w = derive_window(&d, &(0..10).collect::<Vec<_>>(), None, None).unwrap();
+        assert_eq!(w.len, 256);
         let d = ds(&[300; 10]);
         let w = derive_window(&d, &(0..10).collect::<Vec<_>>(), None, None).unwrap();
         assert_eq!((w.len, w.stride), (300, 75), "whole 3 s gesture recordings");
