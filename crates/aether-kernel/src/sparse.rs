@@ -18,7 +18,7 @@
 //! two accumulator sets), so the short dependent chains of different heads overlap.
 //! Cost `O(N · Hq · E · d)` with `E ≈ W + |G| + 2·log₂N + 3` edges per query.
 //!
-//! Query tiles (AVX-512 on x86-64): for causal patterns with `W ≤ 16` and `d` a
+//! Query tiles (AVX-512 on x86-64): for causal patterns with `W ≤ 32` and `d` a
 //! multiple of 16 up to 128, whole tiles of 16 consecutive queries run in the
 //! lanes of one vector instead (the `tile` submodule: keys and values transposed
 //! once per call into 64-byte-aligned planes, window and log-stride candidates as
@@ -109,8 +109,8 @@ fn tile_len(p: &SparsePattern, n: usize, kv_heads: usize, dim: usize) -> Result<
 /// Block means of keys and values (`2 · ceil(n/B) · kv_heads · dim` when landmarks
 /// are on), `1 + 4` lists of `max_edges_per_query(n)` entries (candidate
 /// indices; scores of a group of four heads) and, on x86-64 when the query-tile
-/// path covers the shape (causal, `W ≤ 16`, `dim` a multiple of 16 up to 128,
-/// `n ≥ 16`), transposed key and value planes of one kv head (`2 · dim · (16 + n) + 16`,
+/// path covers the shape (causal, `W ≤ 32`, `dim` a multiple of 16 up to 128,
+/// `n ≥ 16`), transposed key and value planes of one kv head (`2 · dim · (32 + n) + 16`,
 /// `n` rounded up to 16). Non-decreasing in `n`.
 pub fn sparse_scratch_len(
     p: &SparsePattern,

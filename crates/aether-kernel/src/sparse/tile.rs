@@ -23,7 +23,7 @@
 //! not attend, so a non-finite value reaches only the queries that attend it) and
 //! a transpose back to rows.
 //!
-//! Covered: causal patterns with `W ≤ 16`, `d` a multiple of 16 up to
+//! Covered: causal patterns with `W ≤ 32`, `d` a multiple of 16 up to
 //! [`MAX_DIM`], full tiles of 16 queries. The parent runs everything else (tails,
 //! bidirectional, wide windows, other dims or SIMD levels, and a tile whose step
 //! list would overflow the fixed capacities) on the row kernel.
@@ -36,12 +36,15 @@ use crate::simd::{Avx512, Isa, WithIsa};
 
 /// Queries per tile (lanes of one AVX-512 vector).
 pub(super) const TILE: usize = 16;
-/// Zero columns in front of every plane row (diagonal loads of the first tile start there).
-const PAD: usize = 16;
+/// Widest window the tile covers.
+const MAX_W: usize = 32;
+/// Zero columns in front of every plane row (diagonal loads of the first tiles and
+/// the window's aligned vectors reach back that far).
+const PAD: usize = MAX_W;
 /// Largest head dimension the tile covers.
 pub(super) const MAX_DIM: usize = 128;
-/// Capacity of diagonal steps per tile (window `W + 1 ≤ 17` plus log-stride offsets).
-const MAX_DIAG: usize = 48;
+/// Capacity of diagonal steps per tile (window `W + 1 ≤ 33` plus log-stride offsets).
+const MAX_DIAG: usize = 64;
 /// Half the capacity of the broadcast list (global tokens, then landmarks) per tile.
 const MAX_BC: usize = 48;
 /// Most steps of one tile.
@@ -49,7 +52,7 @@ const MAX_STEPS: usize = MAX_DIAG + 2 * MAX_BC;
 
 /// Whether the tile kernel covers pattern `p` at length `n` and head dim `d`.
 pub(super) fn supports(p: &SparsePattern, n: usize, d: usize) -> bool {
-    p.causal && p.window <= PAD && n >= TILE && d > 0 && d.is_multiple_of(16) && d <= MAX_DIM
+    p.causal && p.window <= MAX_W && n >= TILE && d > 0 && d.is_multiple_of(16) && d <= MAX_DIM
 }
 
 /// Row length of a transposed plane: `PAD` zero columns, then `n` rounded up to tiles.
@@ -157,7 +160,7 @@ fn lanes_from(first: usize, q0: usize) -> u16 {
     }
 }
 
-/// Builds the plan of the tile at `q0` (`q0 + 16 ≤ n`, causal `p`, `W ≤ 16`) into `pl`;
+/// Builds the plan of the tile at `q0` (`q0 + 16 ≤ n`, causal `p`, `W ≤ 32`) into `pl`;
 /// `false` when a step list would overflow (the caller then runs those rows on the
 /// row kernel).
 ///
@@ -300,7 +303,9 @@ pub(super) fn transpose_head(
     let row = plane_row(n);
     let zero = _mm512_setzero_ps();
     for c in 0..d {
-        store(plane, c * row, zero);
+        for z in (0..PAD).step_by(16) {
+            store(plane, c * row + z, zero);
+        }
     }
     let stride = hk * d;
     for j0 in (0..n).step_by(TILE) {
@@ -463,17 +468,24 @@ fn head(
     let (tok, lm) = pl.tok_lm();
     let (nd, nt, nl) = (pl.diag.len, tok.len(), lm.len());
     let ns = nd + nt + nl;
-    // Column of lane 0 in the plane rows: PAD + q0 − o (≥ 1 since o ≤ q0 + 15).
+    // Column of lane 0 in the plane rows: PAD + q0 − o (≥ PAD − 15 since o ≤ q0 + 15).
     let col0 = PAD + q0;
     let hd = kh * d;
     let hkd = hk * d;
     let diag = pl.diag.as_slice();
     // From q0 ≥ W on, the plan's first W + 1 diagonal steps are the window offsets
-    // 0..=W with every lane set: one contiguous run, unmasked.
+    // 0..=W with every lane set: contiguous runs, unmasked, of at most 17 offsets
+    // (0..=16, or 0..16 and 16..=W), each from the two aligned vectors before and
+    // after its first column.
     let nw = if q0 >= ctx.p.window {
         ctx.p.window + 1
     } else {
         0
+    };
+    let runs = if nw <= 17 {
+        [(0, nw), (0, 0)]
+    } else {
+        [(0, 16), (16, nw - 16)]
     };
     let gdiag = &diag[nw..];
     let scale = _mm512_set1_ps(ctx.scale);
@@ -483,7 +495,10 @@ fn head(
         let (sd, rest) = rest.split_at_mut(nd - nw);
         let sb = rest;
         if nw > 0 {
-            with_len!(nw, win_scores(qt, kt, row, col0, sw));
+            for (t0, cnt) in runs.into_iter().filter(|r| r.1 > 0) {
+                let out = &mut sw[t0..t0 + cnt];
+                with_len!(cnt, win_scores(qt, kt, row, col0 - t0, out));
+            }
             for x in sw.iter_mut() {
                 *x = finish_score(*x, scale, 0xFFFF);
                 m = _mm512_max_ps(*x, m);
@@ -526,8 +541,9 @@ fn head(
     let (pt, plm) = rest.split_at(nt);
     for c0 in (0..d).step_by(16) {
         let mut acc = [zero; 16];
-        if nw > 0 {
-            with_len!(nw, win_values(&mut acc, pw, vt, row, c0, col0));
+        for (t0, cnt) in runs.into_iter().filter(|r| r.1 > 0) {
+            let p = &pw[t0..t0 + cnt];
+            with_len!(cnt, win_values(&mut acc, p, vt, row, c0, col0 - t0));
         }
         diag_values(&mut acc, pd, gdiag, vt, row, c0, col0);
         bcast_values(&mut acc, pt, tok, ctx.v, hkd, hd + c0);
@@ -782,7 +798,7 @@ mod tests {
     fn plan_lanes_attend_exactly_the_pattern() {
         let mut plans = 0;
         for n in [16usize, 17, 31, 64, 100, 300, 1030] {
-            for w in [0usize, 1, 5, 15, 16] {
+            for w in [0usize, 1, 5, 15, 16, 17, 31, 32] {
                 for bs in [1usize, 3, 16, 32, 50] {
                     for globals in [vec![], vec![0], vec![3, 3, 0, 500, 7, 64, usize::MAX, 33]] {
                         for (log_stride, landmarks) in [(true, true), (false, true), (true, false)]
@@ -849,7 +865,7 @@ mod tests {
         assert!(!supports(&p, 15, 32));
         assert!(!supports(&p, 64, 33) && !supports(&p, 64, 144) && !supports(&p, 64, 0));
         let wide = SparsePattern {
-            window: 17,
+            window: 33,
             ..p.clone()
         };
         let bidi = SparsePattern { causal: false, ..p };
