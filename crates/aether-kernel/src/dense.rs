@@ -16,6 +16,13 @@
 //! tile is masked. Numerics as in [`crate::sparse`]: scores clamped to
 //! `±f32::MAX`, max subtraction, so finite input never yields NaN.
 //!
+//! On AVX-512 with `d` a multiple of 16 (≤ 128) a register-blocked tile kernel runs
+//! instead (`dense/tile.rs`: 8 query rows × 32 keys, keys packed as `Kᵀ` tiles,
+//! values read in place, a lazy running maximum so the common tile needs no
+//! horizontal reduction, causal masking only on the diagonal tile, whose masked keys
+//! never touch an output). [`set_dense_tiles`] switches it off (tests compare both);
+//! [`dense_tile_runs`] counts the calls it served.
+//!
 //! ```
 //! use aether_kernel::{dense_attention, Tensor3};
 //! let x = Tensor3::from_vec((0..48).map(|i| (i % 5) as f32 * 0.2).collect(), 6, 2, 4)?;
@@ -25,6 +32,7 @@
 //! ```
 
 use alloc::vec;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{KernelError, Result};
 use crate::simd::{self, dispatch, fast_exp, Isa, SimdLevel, WithIsa, LANES};
@@ -41,6 +49,38 @@ pub const DENSE_QB: usize = 32;
 /// Rows of per-block state (the block plus room for a short last tile).
 const QROWS: usize = DENSE_QB + DENSE_BQ;
 const KV: usize = DENSE_BK / LANES;
+
+#[cfg(target_arch = "x86_64")]
+mod tile;
+
+/// Whether the AVX-512 tile kernel may run.
+static TILES_ON: AtomicBool = AtomicBool::new(true);
+/// Calls served by the tile kernel.
+static TILE_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+/// Enables or disables the AVX-512 tile kernel of dense attention (tests run their
+/// batteries both ways); returns the previous setting.
+pub fn set_dense_tiles(on: bool) -> bool {
+    TILES_ON.swap(on, Ordering::Relaxed)
+}
+
+/// How many dense calls (each `*_par` call counts once) ran on the tile kernel.
+pub fn dense_tile_runs() -> usize {
+    TILE_RUNS.load(Ordering::Relaxed)
+}
+
+/// Whether the tile kernel runs at `level` for head dim `d` (and counts the call).
+#[cfg(target_arch = "x86_64")]
+fn use_tiles(level: SimdLevel, d: usize) -> bool {
+    let on = TILES_ON.load(Ordering::Relaxed)
+        && level == SimdLevel::Avx512
+        && SimdLevel::detect() >= SimdLevel::Avx512
+        && tile::supports(d);
+    if on {
+        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
+    }
+    on
+}
 
 struct Dims {
     n_pad: usize,
@@ -153,6 +193,13 @@ fn dense_run(
     }
     let dm = dims(n, hk, d)?;
     let (kt, rest) = scratch.split_at_mut(dm.kt);
+    #[cfg(target_arch = "x86_64")]
+    if use_tiles(level, d) {
+        let tc = tile_ctx(q, k, v, causal, kt);
+        // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
+        unsafe { tile::run(&tc, out.as_mut_slice(), 0..n) };
+        return Ok(());
+    }
     let (vp, rest) = rest.split_at_mut(dm.vp);
     pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, kt, vp);
     dispatch(
@@ -177,10 +224,24 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
         return Ok(out);
     }
     let dm = dims(n, hk, d)?;
+    let level = simd::select_level();
     let mut kt = vec![0.0f32; dm.kt];
+    #[cfg(target_arch = "x86_64")]
+    if use_tiles(level, d) {
+        let tc = tile_ctx(q, k, v, causal, &mut kt);
+        const ROWS: usize = DENSE_QB;
+        out.as_mut_slice()
+            .par_chunks_mut(ROWS * hq * d)
+            .enumerate()
+            .for_each(|(ci, chunk)| {
+                let r0 = ci * ROWS;
+                // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
+                unsafe { tile::run(&tc, chunk, r0..(r0 + ROWS).min(n)) };
+            });
+        return Ok(out);
+    }
     let mut vp = vec![0.0f32; dm.vp];
     pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, &mut kt, &mut vp);
-    let level = simd::select_level();
     let ctx = DenseCtx::new(q, hk, causal, &dm, &kt, &vp);
     const ROWS: usize = DENSE_QB;
     out.as_mut_slice()
@@ -200,6 +261,32 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
             );
         });
     Ok(out)
+}
+
+/// Packs the keys for the tile kernel into `kt` (`hk · d · N'` floats, `N'` a
+/// multiple of 64: room for `⌈N/32⌉` tiles of 32 keys) and returns its context.
+#[cfg(target_arch = "x86_64")]
+fn tile_ctx<'a>(
+    q: &'a Tensor3,
+    k: &Tensor3,
+    v: &'a Tensor3,
+    causal: bool,
+    kt: &'a mut [f32],
+) -> tile::Ctx<'a> {
+    let (n, hq, d) = q.shape();
+    let hk = k.shape().1;
+    tile::pack_keys(k.as_slice(), n, hk, d, kt);
+    tile::Ctx {
+        q: q.as_slice(),
+        v: v.as_slice(),
+        kt,
+        n,
+        hq,
+        hk,
+        d,
+        causal,
+        scale: 1.0 / libm::sqrtf(d as f32),
+    }
 }
 
 /// Packs keys tile-transposed, `kt[kh][j / 64][c][j % 64] = k[j][kh][c]` (one contiguous

@@ -1,0 +1,237 @@
+//! The AVX-512 dense tile kernel (`set_dense_tiles`) against the naive f64 oracle
+//! and against the generic kernel, both ways: random shapes with N 0..300 (tails of
+//! the 8-row blocks and 32-key tiles), `d` multiples of 16 up to 128 and odd dims
+//! (which fall back), GQA/MQA ratios, causal and bidirectional; huge finite inputs,
+//! non-finite values and queries. On a CPU without AVX-512 both settings run the
+//! generic kernel (the counter then stays put, which the tests check).
+
+use std::sync::{Mutex, MutexGuard};
+
+use aether_kernel::reference::naive_dense_attention;
+use aether_kernel::{dense_attention, dense_tile_runs, set_dense_tiles, SimdLevel, Tensor3};
+use proptest::prelude::*;
+
+/// The switch is global: tests that flip it hold this lock.
+static SWITCH: Mutex<()> = Mutex::new(());
+
+fn lock() -> MutexGuard<'static, ()> {
+    SWITCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tensor(n: usize, h: usize, d: usize, seed: u64, amp: f32) -> Tensor3 {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let data = (0..n * h * d)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect();
+    Tensor3::from_vec(data, n, h, d).unwrap()
+}
+
+fn max_diff(a: &Tensor3, b: &Tensor3) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    a.as_slice()
+        .iter()
+        .zip(b.as_slice())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Whether the tile kernel serves head dim `d` on this machine.
+fn tiles_expected(d: usize) -> bool {
+    SimdLevel::detect() >= SimdLevel::Avx512
+        && aether_kernel::simd::active_level() == SimdLevel::Avx512
+        && d.is_multiple_of(16)
+        && d <= 128
+}
+
+/// `dense_attention` with the tile kernel on or off; checks the counter moved exactly
+/// when the tile kernel should have run.
+fn run(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool, tiles: bool) -> Tensor3 {
+    let d = q.shape().2;
+    let prev = set_dense_tiles(tiles);
+    let before = dense_tile_runs();
+    let out = dense_attention(q, k, v, causal).unwrap();
+    let ran = dense_tile_runs() - before;
+    set_dense_tiles(prev);
+    let expect = tiles && q.shape().0 > 0 && tiles_expected(d);
+    assert_eq!(ran, usize::from(expect), "tile runs, tiles={tiles} d={d}");
+    out
+}
+
+fn shapes() -> impl Strategy<Value = (usize, usize, usize, usize, bool, u64)> {
+    let dims = prop_oneof![
+        3 => prop::sample::select(vec![16usize, 32, 48, 64, 96, 128]),
+        1 => prop::sample::select(vec![1usize, 7, 17, 31, 33, 100, 144]),
+    ];
+    (
+        0usize..300,
+        prop::sample::select(vec![1usize, 2, 3, 4, 8]),
+        1usize..=3,
+        dims,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(n, ratio, hk, d, causal, seed)| (n, hk * ratio, hk, d, causal, seed))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn both_paths_match_naive((n, hq, hk, d, causal, seed) in shapes(), amp in prop::sample::select(vec![0.5f32, 1.0, 3.0])) {
+        let _g = lock();
+        let q = tensor(n, hq, d, seed, amp);
+        let k = tensor(n, hk, d, seed + 1, amp);
+        let v = tensor(n, hk, d, seed + 2, 1.0);
+        let want = naive_dense_attention(&q, &k, &v, causal).unwrap();
+        let on = run(&q, &k, &v, causal, true);
+        let off = run(&q, &k, &v, causal, false);
+        let (e_on, e_off) = (max_diff(&on, &want), max_diff(&off, &want));
+        prop_assert!(e_on <= 1e-5, "tiles on: err {e_on} n={n} hq={hq} hk={hk} d={d} causal={causal}");
+        prop_assert!(e_off <= 1e-5, "tiles off: err {e_off} n={n} hq={hq} hk={hk} d={d} causal={causal}");
+    }
+}
+
+#[test]
+fn every_length_around_block_and_tile_edges() {
+    let _g = lock();
+    for n in (0..=70).chain([95, 96, 97, 127, 128, 129, 255, 256, 257]) {
+        for (hq, hk, d) in [(4, 4, 32), (4, 1, 16), (6, 2, 48)] {
+            let q = tensor(n, hq, d, n as u64, 1.0);
+            let k = tensor(n, hk, d, n as u64 + 1, 1.0);
+            let v = tensor(n, hk, d, n as u64 + 2, 1.0);
+            for causal in [true, false] {
+                let want = naive_dense_attention(&q, &k, &v, causal).unwrap();
+                for tiles in [true, false] {
+                    let got = run(&q, &k, &v, causal, tiles);
+                    let err = max_diff(&got, &want);
+                    assert!(
+                        err <= 1e-5,
+                        "err {err} n={n} d={d} causal={causal} tiles={tiles}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn huge_finite_inputs_give_no_nan_both_ways() {
+    let _g = lock();
+    for (n, d) in [(70, 32), (33, 16), (9, 128)] {
+        let q = tensor(n, 2, d, 5, 3e38);
+        let k = tensor(n, 1, d, 6, 3e38);
+        let v = tensor(n, 1, d, 7, 1e30);
+        for causal in [true, false] {
+            for tiles in [true, false] {
+                let out = run(&q, &k, &v, causal, tiles);
+                assert!(
+                    out.as_slice().iter().all(|x| x.is_finite()),
+                    "n={n} d={d} causal={causal} tiles={tiles}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn large_score_ranges_rescale_correctly() {
+    // Scores growing along the sequence force the running maximum to move (by far
+    // more than the lazy threshold) in every tile; scores shrinking never move it.
+    let _g = lock();
+    let (n, d) = (200, 32);
+    for sign in [1.0f32, -1.0] {
+        let q = Tensor3::from_vec(vec![1.0; n * d], n, 1, d).unwrap();
+        let kd: Vec<f32> = (0..n * d)
+            .map(|i| sign * (i / d) as f32 * 0.9 + (i % 7) as f32 * 0.01)
+            .collect();
+        let k = Tensor3::from_vec(kd, n, 1, d).unwrap();
+        let v = tensor(n, 1, d, 9, 1.0);
+        for causal in [true, false] {
+            let want = naive_dense_attention(&q, &k, &v, causal).unwrap();
+            for tiles in [true, false] {
+                let err = max_diff(&run(&q, &k, &v, causal, tiles), &want);
+                assert!(err <= 1e-5, "err {err} sign={sign} causal={causal}");
+            }
+        }
+    }
+}
+
+#[test]
+fn nan_query_row_attends_uniformly_both_ways() {
+    // A NaN score clamps to −f32::MAX like every other score of that row: the row
+    // averages its values (the existing contract), on both paths.
+    let _g = lock();
+    let (n, d) = (50, 32);
+    let mut qd = tensor(n, 1, d, 3, 1.0).as_slice().to_vec();
+    let row = 37;
+    qd[row * d] = f32::NAN;
+    let q = Tensor3::from_vec(qd, n, 1, d).unwrap();
+    let k = tensor(n, 1, d, 4, 1.0);
+    let v = tensor(n, 1, d, 5, 1.0);
+    let on = run(&q, &k, &v, true, true);
+    let off = run(&q, &k, &v, true, false);
+    for c in 0..d {
+        let mean = (0..=row).map(|j| v.as_slice()[j * d + c]).sum::<f32>() / (row + 1) as f32;
+        for out in [&on, &off] {
+            assert!((out.as_slice()[row * d + c] - mean).abs() <= 1e-5);
+        }
+    }
+    assert!(max_diff(&on, &off) <= 1e-5);
+}
+
+#[test]
+fn non_finite_value_reaches_only_the_queries_that_attend_it() {
+    // Causal: an infinite or NaN value at key j leaves every query i < j untouched.
+    let _g = lock();
+    if !tiles_expected(32) {
+        return;
+    }
+    let (n, hk, d) = (100, 2, 32);
+    let q = tensor(n, 4, d, 1, 1.0);
+    let k = tensor(n, hk, d, 2, 1.0);
+    let clean = tensor(n, hk, d, 3, 1.0);
+    let base = run(&q, &k, &clean, true, true);
+    for (j, bad) in [
+        (5usize, f32::INFINITY),
+        (40, f32::NAN),
+        (66, f32::NEG_INFINITY),
+    ] {
+        let mut vd = clean.as_slice().to_vec();
+        vd[(j * hk + 1) * d + 3] = bad;
+        let v = Tensor3::from_vec(vd, n, hk, d).unwrap();
+        let out = run(&q, &k, &v, true, true);
+        let row = 4 * d;
+        assert_eq!(
+            out.as_slice()[..j * row],
+            base.as_slice()[..j * row],
+            "j={j}"
+        );
+        // Query heads of kv head 0 never read the bad value either.
+        for i in j..n {
+            let r = &out.as_slice()[i * row..i * row + 2 * d];
+            assert_eq!(r, &base.as_slice()[i * row..i * row + 2 * d], "i={i}");
+        }
+    }
+}
+
+#[test]
+fn lower_simd_levels_never_take_the_tile_path() {
+    let _g = lock();
+    let (q, k, v) = (
+        tensor(40, 2, 32, 1, 1.0),
+        tensor(40, 1, 32, 2, 1.0),
+        tensor(40, 1, 32, 3, 1.0),
+    );
+    let want = naive_dense_attention(&q, &k, &v, true).unwrap();
+    for level in [SimdLevel::Scalar, SimdLevel::Avx2Fma] {
+        let before = dense_tile_runs();
+        let got = aether_kernel::dense_attention_at(level, &q, &k, &v, true).unwrap();
+        assert_eq!(dense_tile_runs(), before, "{level:?}");
+        assert!(max_diff(&got, &want) <= 1e-5);
+    }
+}
