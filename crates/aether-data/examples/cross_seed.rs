@@ -13,7 +13,8 @@
 //! train`); `COLS_FROM=k` keeps features `k..D` only (ablations); `CENTRE=1`
 //! subtracts each feature's causal running mean (`CENTRE=append` appends those
 //! centred features to the raw ones); `BANDS`, `LAGS` change the extractor;
-//! `D_MODEL`, `LAYERS`, `MLP` the head; `EPOCHS` and `AUG_GAIN`, `AUG_OFFSET`,
+//! `D_MODEL`, `LAYERS`, `MLP`, `WINDOW`, `BLOCK` (sparse pattern), `RUNNING_NORM=1`
+//! the head; `EPOCHS` and `AUG_GAIN`, `AUG_OFFSET`,
 //! `AUG_NOISE` (see `Augment`) the training.
 
 use std::ops::ControlFlow;
@@ -232,6 +233,15 @@ fn main() {
         if let Some(v) = env("MLP") {
             arch.mlp_hidden = v;
         }
+        if let aether_head::train::AttentionKind::Sparse(p) = &mut arch.attention {
+            if let Some(v) = env("WINDOW") {
+                p.window = v;
+            }
+            if let Some(v) = env("BLOCK") {
+                p.block_size = v;
+            }
+        }
+        arch.running_norm = std::env::var("RUNNING_NORM").is_ok_and(|v| v == "1");
         let mut tcfg = TrainConfig {
             threads: 2,
             ..TrainConfig::for_windows(trp.len())
