@@ -263,7 +263,7 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
     Ok(out)
 }
 
-/// Packs the keys for the tile kernel into `kt` (`hk · d · N'` floats, `N'` a
+/// Packs the keys for the tile kernel (after [`use_tiles`]) into `kt` (`hk · d · N'` floats, `N'` a
 /// multiple of 64: room for `⌈N/32⌉` tiles of 32 keys) and returns its context.
 #[cfg(target_arch = "x86_64")]
 fn tile_ctx<'a>(
@@ -275,7 +275,8 @@ fn tile_ctx<'a>(
 ) -> tile::Ctx<'a> {
     let (n, hq, d) = q.shape();
     let hk = k.shape().1;
-    tile::pack_keys(k.as_slice(), n, hk, d, kt);
+    // SAFETY: only called after `use_tiles` checked AVX-512F, AVX2 and FMA.
+    unsafe { tile::pack_keys(k.as_slice(), n, hk, d, kt) };
     tile::Ctx {
         q: q.as_slice(),
         v: v.as_slice(),

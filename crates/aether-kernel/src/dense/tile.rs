@@ -24,7 +24,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::simd::{fast_exp, Avx512, Isa};
+use crate::simd::{fast_exp, Avx512};
 
 /// Query rows per block.
 pub(super) const ROWS: usize = 8;
@@ -43,24 +43,75 @@ pub(super) fn supports(d: usize) -> bool {
 
 /// Packs keys `k [n][hk][d]` as transposed tiles: `kt[((kh·T + t)·d + c)·32 + l] =
 /// k[32t + l][kh][c]` (`T = ⌈n/32⌉`), zero past `n`; `kt` holds at least
-/// `hk · 32T · d` floats.
+/// `hk · 32T · d` floats. Blocks of 16 keys × 16 dims go through a register transpose.
+#[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) fn pack_keys(k: &[f32], n: usize, hk: usize, d: usize, kt: &mut [f32]) {
     let nt = n.div_ceil(KEYS);
+    let stride = hk * d;
+    let zero = _mm512_setzero_ps();
     for kh in 0..hk {
         for t in 0..nt {
             let tile = &mut kt[(kh * nt + t) * d * KEYS..][..d * KEYS];
-            let cnt = (n - t * KEYS).min(KEYS);
-            if cnt < KEYS {
-                tile.fill(0.0);
-            }
-            for l in 0..cnt {
-                let src = &k[((t * KEYS + l) * hk + kh) * d..][..d];
-                for (dst, &x) in tile[l..].iter_mut().step_by(KEYS).zip(src) {
-                    *dst = x;
+            for l0 in (0..KEYS).step_by(16) {
+                let j0 = t * KEYS + l0;
+                let rows = n.saturating_sub(j0).min(16);
+                for c0 in (0..d).step_by(16) {
+                    let first = (j0 * hk + kh) * d + c0;
+                    let r: [__m512; 16] = if rows == 16 {
+                        // One bounds check for the 16 rows, so they stay in registers.
+                        let xs = &k[first..first + 15 * stride + 16];
+                        core::array::from_fn(|jj| ld(xs, jj * stride))
+                    } else {
+                        core::array::from_fn(|jj| {
+                            if jj < rows {
+                                ld(k, first + jj * stride)
+                            } else {
+                                zero
+                            }
+                        })
+                    };
+                    let tr = transpose16(r);
+                    let ts = &mut tile[c0 * KEYS + l0..(c0 + 15) * KEYS + l0 + 16];
+                    for (cc, tv) in tr.iter().enumerate() {
+                        st(ts, cc * KEYS, *tv);
+                    }
                 }
             }
         }
     }
+}
+
+/// `dst[c]` = column `c` of the 16 × 16 block whose rows are `r`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // Per 128-bit lane q: u[4g + m] holds column 4q + m of rows 4g .. 4g + 4.
+    let mut u = [_mm512_setzero_ps(); 16];
+    for g in 0..4 {
+        let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+        u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
+        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+    }
+    for h in 0..2 {
+        for m in 0..4 {
+            let (a, b) = (u[8 * h + m], u[8 * h + 4 + m]);
+            t[8 * h + m] = _mm512_shuffle_f32x4::<0x88>(a, b);
+            t[8 * h + 4 + m] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+        }
+    }
+    let mut o = [_mm512_setzero_ps(); 16];
+    for m in 0..8 {
+        o[m] = _mm512_shuffle_f32x4::<0x88>(t[m], t[8 + m]);
+        o[8 + m] = _mm512_shuffle_f32x4::<0xDD>(t[m], t[8 + m]);
+    }
+    o
 }
 
 /// Inputs of one call.
@@ -205,8 +256,8 @@ fn block(
                 d0 = _mm512_sub_ps(s0, mv);
                 d1 = _mm512_sub_ps(s1, mv);
             }
-            let e0 = Avx512::exp(d0);
-            let e1 = Avx512::exp(d1);
+            let e0 = Avx512::exp_scalef(d0);
+            let e1 = Avx512::exp_scalef(d1);
             l[r] = _mm512_add_ps(l[r], _mm512_add_ps(e0, e1));
             st(&mut p[r], 0, e0);
             st(&mut p[r], 16, e1);
@@ -307,5 +358,47 @@ fn pv(
             }
             c0 += 16;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::{Isa, SimdLevel};
+
+    #[test]
+    fn exp_scalef_is_bit_identical_to_the_isa_exp() {
+        if SimdLevel::detect() < SimdLevel::Avx512 {
+            return;
+        }
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn check() {
+            let mut xs: Vec<f32> = (0..=200_000)
+                .map(|i| -100.0 + i as f32 * 0.000_94)
+                .collect();
+            xs.extend([
+                f32::NEG_INFINITY,
+                -87.3,
+                -87.29,
+                0.0,
+                -0.0,
+                8.0,
+                88.0,
+                -f32::MAX,
+            ]);
+            for ch in xs.chunks(16) {
+                let mut a = [0.0f32; 16];
+                a[..ch.len()].copy_from_slice(ch);
+                let v = ld(&a, 0);
+                let (mut e, mut f) = ([0.0f32; 16], [0.0f32; 16]);
+                st(&mut e, 0, Avx512::exp_scalef(v));
+                st(&mut f, 0, <Avx512 as Isa>::exp(v));
+                for ((x, y), z) in a.iter().zip(e).zip(f) {
+                    assert_eq!(y.to_bits(), z.to_bits(), "x = {x}: {y} vs {z}");
+                }
+            }
+        }
+        // SAFETY: `detect` reported AVX-512F, AVX2 and FMA above.
+        unsafe { check() }
     }
 }
