@@ -69,17 +69,31 @@ pub fn dense_tile_runs() -> usize {
     TILE_RUNS.load(Ordering::Relaxed)
 }
 
-/// Whether the tile kernel runs at `level` for head dim `d` (and counts the call).
+/// Whether the tile kernel runs at `level` for head dim `d`.
 #[cfg(target_arch = "x86_64")]
 fn use_tiles(level: SimdLevel, d: usize) -> bool {
-    let on = TILES_ON.load(Ordering::Relaxed)
+    TILES_ON.load(Ordering::Relaxed)
         && level == SimdLevel::Avx512
         && SimdLevel::detect() >= SimdLevel::Avx512
-        && tile::supports(d);
-    if on {
-        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
-    }
-    on
+        && tile::supports(d)
+}
+
+/// Runs all rows on the tile kernel (after [`use_tiles`]) with `kt` (at least
+/// `hk · d · N'` floats, `N'` = N rounded up to 64) for the packed keys; counts the call.
+#[cfg(target_arch = "x86_64")]
+fn run_tiles(
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    out: &mut Tensor3,
+    kt: &mut [f32],
+) {
+    TILE_RUNS.fetch_add(1, Ordering::Relaxed);
+    let n = q.shape().0;
+    let tc = tile_ctx(q, k, v, causal, kt);
+    // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
+    unsafe { tile::run(&tc, out.as_mut_slice(), 0..n) };
 }
 
 struct Dims {
@@ -137,8 +151,16 @@ pub fn dense_scratch_len(n: usize, kv_heads: usize, dim: usize) -> Result<usize>
 pub fn dense_attention(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let mut out = Tensor3::zeros(n, hq, d)?;
+    let level = simd::select_level();
+    #[cfg(target_arch = "x86_64")]
+    if n > 0 && use_tiles(level, d) {
+        // The tile kernel needs only the packed keys.
+        let mut kt = vec![0.0f32; dims(n, hk, d)?.kt];
+        run_tiles(q, k, v, causal, &mut out, &mut kt);
+        return Ok(out);
+    }
     let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
-    dense_attention_into(q, k, v, causal, &mut out, &mut scratch)?;
+    dense_run(level, q, k, v, causal, &mut out, &mut scratch)?;
     Ok(out)
 }
 
@@ -195,9 +217,7 @@ fn dense_run(
     let (kt, rest) = scratch.split_at_mut(dm.kt);
     #[cfg(target_arch = "x86_64")]
     if use_tiles(level, d) {
-        let tc = tile_ctx(q, k, v, causal, kt);
-        // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
-        unsafe { tile::run(&tc, out.as_mut_slice(), 0..n) };
+        run_tiles(q, k, v, causal, out, kt);
         return Ok(());
     }
     let (vp, rest) = rest.split_at_mut(dm.vp);
@@ -228,6 +248,7 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
     let mut kt = vec![0.0f32; dm.kt];
     #[cfg(target_arch = "x86_64")]
     if use_tiles(level, d) {
+        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
         let tc = tile_ctx(q, k, v, causal, &mut kt);
         const ROWS: usize = DENSE_QB;
         out.as_mut_slice()
@@ -263,8 +284,8 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
     Ok(out)
 }
 
-/// Packs the keys for the tile kernel (after [`use_tiles`]) into `kt` (`hk · d · N'` floats, `N'` a
-/// multiple of 64: room for `⌈N/32⌉` tiles of 32 keys) and returns its context.
+/// Packs the keys for the tile kernel (after [`use_tiles`]) into `kt` (`hk · d · N'`
+/// floats, `N'` a multiple of 64: room for `⌈N/32⌉` tiles of 32 keys) and returns its context.
 #[cfg(target_arch = "x86_64")]
 fn tile_ctx<'a>(
     q: &'a Tensor3,
