@@ -62,6 +62,17 @@ const SMALL: [&str; 10] = [
     "--no-plots",
 ];
 
+/// One epoch of the smallest head: for tests that check plumbing, not learning.
+const TINY: [&str; 7] = [
+    "--epochs",
+    "1",
+    "--d-model",
+    "16",
+    "--layers",
+    "1",
+    "--quiet",
+];
+
 fn train(data: &str, out: &Path, extra: &[&str]) -> Output {
     let mut a = vec!["train", "--data", data, "--out", out.to_str().unwrap()];
     a.extend_from_slice(extra);
@@ -270,21 +281,9 @@ fn kfold_and_gate_report_json() {
         .sum();
     assert_eq!(total, 8, "every recording tested once");
 
-    let g = ok(&aether(&[
-        "gate",
-        "--data",
-        &data,
-        "--epochs",
-        "1",
-        "--d-model",
-        "16",
-        "--layers",
-        "1",
-        "--quiet",
-        "--repeats",
-        "3",
-        "--json",
-    ]));
+    let mut args = vec!["gate", "--data", &data, "--repeats", "3", "--json"];
+    args.extend_from_slice(&TINY);
+    let g = ok(&aether(&args));
     let j: serde_json::Value = serde_json::from_str(g.trim()).unwrap();
     for k in [
         "accuracy_delta",
@@ -303,21 +302,9 @@ fn running_norm_is_recorded_and_streams_like_the_whole_forward() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulate(dir.path(), "b", "breathing", 3, 2);
     let model = dir.path().join("rn.rvne");
-    ok(&train(
-        &data,
-        &model,
-        &[
-            "--running-norm",
-            "--epochs",
-            "1",
-            "--d-model",
-            "16",
-            "--layers",
-            "1",
-            "--quiet",
-            "--no-plots",
-        ],
-    ));
+    let mut args = vec!["--running-norm", "--no-plots"];
+    args.extend_from_slice(&TINY);
+    ok(&train(&data, &model, &args));
     let m = model.to_str().unwrap();
     let info = ok(&aether(&["inspect", m]));
     assert!(info.contains("running_norm=yes"), "{info}");
@@ -383,17 +370,8 @@ fn gate_tests_on_a_separate_dataset_over_several_seeds() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulate(dir.path(), "a", "anomaly", 4, 2);
     let test = simulate(dir.path(), "b", "anomaly", 3, 5);
-    let small = [
-        "--epochs",
-        "1",
-        "--d-model",
-        "16",
-        "--layers",
-        "1",
-        "--quiet",
-        "--repeats",
-        "2",
-    ];
+    let mut small = TINY.to_vec();
+    small.extend_from_slice(&["--repeats", "2"]);
     let mut args = vec![
         "gate",
         "--data",
