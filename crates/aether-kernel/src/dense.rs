@@ -151,16 +151,8 @@ pub fn dense_scratch_len(n: usize, kv_heads: usize, dim: usize) -> Result<usize>
 pub fn dense_attention(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let mut out = Tensor3::zeros(n, hq, d)?;
-    let level = simd::select_level();
-    #[cfg(target_arch = "x86_64")]
-    if n > 0 && use_tiles(level, d) {
-        // The tile kernel needs only the packed keys.
-        let mut kt = vec![0.0f32; dims(n, hk, d)?.kt];
-        run_tiles(q, k, v, causal, &mut out, &mut kt);
-        return Ok(out);
-    }
     let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
-    dense_run(level, q, k, v, causal, &mut out, &mut scratch)?;
+    dense_attention_into(q, k, v, causal, &mut out, &mut scratch)?;
     Ok(out)
 }
 
