@@ -2,7 +2,7 @@
 //! and against the generic kernel, both ways: random shapes with N 0..300 (tails of
 //! the 8-row blocks and 32-key tiles), `d` multiples of 16 up to 128 and odd dims
 //! (which fall back), GQA/MQA ratios, causal and bidirectional; huge finite inputs,
-//! non-finite values and queries. On a CPU without AVX-512 both settings run the
+//! non-finite values and queries; (feature `rayon`) parallel equals serial bit for bit. On a CPU without AVX-512 both settings run the
 //! generic kernel (the counter then stays put, which the tests check).
 
 use std::sync::{Mutex, MutexGuard};
@@ -233,5 +233,40 @@ fn lower_simd_levels_never_take_the_tile_path() {
         let got = aether_kernel::dense_attention_at(level, &q, &k, &v, true).unwrap();
         assert_eq!(dense_tile_runs(), before, "{level:?}");
         assert!(max_diff(&got, &want) <= 1e-5);
+    }
+}
+
+#[cfg(feature = "rayon")]
+#[test]
+fn parallel_equals_serial_bit_for_bit_both_ways() {
+    use aether_kernel::dense_attention_par;
+    let _g = lock();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    for (n, hq, hk, d) in [
+        (1, 1, 1, 16),
+        (77, 4, 2, 32),
+        (201, 6, 3, 48),
+        (130, 2, 1, 17),
+    ] {
+        let (q, k, v) = (
+            tensor(n, hq, d, 21, 1.0),
+            tensor(n, hk, d, 22, 1.0),
+            tensor(n, hk, d, 23, 1.0),
+        );
+        for causal in [true, false] {
+            for tiles in [true, false] {
+                let serial = run(&q, &k, &v, causal, tiles);
+                let prev = set_dense_tiles(tiles);
+                let before = dense_tile_runs();
+                let par = pool.install(|| dense_attention_par(&q, &k, &v, causal).unwrap());
+                let ran = dense_tile_runs() - before;
+                set_dense_tiles(prev);
+                assert_eq!(ran, usize::from(tiles && tiles_expected(d)));
+                assert_eq!(par, serial, "n={n} d={d} causal={causal} tiles={tiles}");
+            }
+        }
     }
 }
