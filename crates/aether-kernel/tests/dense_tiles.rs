@@ -2,8 +2,9 @@
 //! and against the generic kernel, both ways: random shapes with N 0..300 (tails of
 //! the 8-row blocks and 32-key tiles), `d` multiples of 16 up to 128 and odd dims
 //! (which fall back), GQA/MQA ratios, causal and bidirectional; huge finite inputs,
-//! non-finite values and queries; (feature `rayon`) parallel equals serial bit for bit. On a CPU without AVX-512 both settings run the
-//! generic kernel (the counter then stays put, which the tests check).
+//! non-finite values and queries; (feature `rayon`) parallel equals serial bit for
+//! bit. On a CPU without AVX-512 both settings run the generic kernel (the counter
+//! then stays put, which the tests check).
 
 use std::sync::{Mutex, MutexGuard};
 
