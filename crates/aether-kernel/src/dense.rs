@@ -5,8 +5,9 @@
 //!
 //! `out_i = Σ_{j ∈ J(i)} softmax_j(q_i·k_j / √d) · v_j`, `J(i) = 0..=i` when causal, else `0..N`.
 //!
-//! The generic kernel (every SIMD level and shape): keys are packed once per call tile-transposed (`[Hkv][N'/64][d][64]`) and
-//! values row-padded (`[Hkv][N'][d']`, `d'` a multiple of 16). Queries go in
+//! The generic kernel (every SIMD level and shape): keys are packed once per call
+//! tile-transposed (`[Hkv][N'/64][d][64]`) and values row-padded (`[Hkv][N'][d']`,
+//! `d'` a multiple of 16). Queries go in
 //! tiles of [`DENSE_BQ`] against key tiles of [`DENSE_BK`]: a register-blocked
 //! microkernel computes the `4 × 64` score tile (16 vector accumulators), the
 //! online softmax rescales the running maximum, denominator and accumulator
