@@ -445,13 +445,17 @@ impl WithIsa for DenseRows<'_> {
                                 &mut ptile[r * DENSE_BK..(r + 1) * DENSE_BK],
                             );
                         }
-                        pv_tile::<I>(
-                            &mut acc[rt * d16..(rt + DENSE_BQ) * d16],
-                            ptile,
-                            vtile,
-                            kcnt,
-                            d16,
-                        );
+                        // Causal diagonal tile: row `r` may use only its first `lim[r]`
+                        // keys. A masked key has probability 0, but 0 · ∞ would still be
+                        // NaN, so masked keys are skipped rather than weighted by 0.
+                        let lim: [usize; DENSE_BQ] =
+                            core::array::from_fn(|r| limit(rt + r).saturating_sub(jt).min(kcnt));
+                        let acc_t = &mut acc[rt * d16..(rt + DENSE_BQ) * d16];
+                        if lim.iter().all(|&x| x == kcnt) {
+                            pv_tile::<I>(acc_t, ptile, vtile, kcnt, d16);
+                        } else {
+                            pv_tile_rows::<I>(acc_t, ptile, vtile, &lim, d16);
+                        }
                         rt += DENSE_BQ;
                     }
                     jt += DENSE_BK;
@@ -573,6 +577,28 @@ fn pv_tile<I: Isa>(acc: &mut [f32], ptile: &[f32], vp: &[f32], kcnt: usize, d16:
                 I::store(&mut acc[r * d16 + c0..], *ar);
             }
             c0 += LANES;
+        }
+    }
+}
+
+/// [`pv_tile`] with a key count per row: `acc[r][..] += Σ_{j < lim[r]} p[r][j] · vp[j][..]`
+/// (the causal diagonal tile, where later keys must not be touched at all).
+#[inline(always)]
+fn pv_tile_rows<I: Isa>(
+    acc: &mut [f32],
+    ptile: &[f32],
+    vp: &[f32],
+    lim: &[usize; DENSE_BQ],
+    d16: usize,
+) {
+    for (r, &kr) in lim.iter().enumerate() {
+        let ar = &mut acc[r * d16..(r + 1) * d16];
+        for (j, vr) in vp.chunks_exact(d16).take(kr).enumerate() {
+            let pb = I::splat(ptile[r * DENSE_BK + j]);
+            for (a, v) in ar.chunks_exact_mut(LANES).zip(vr.chunks_exact(LANES)) {
+                let y = I::fma(pb, I::load(v), I::load(a));
+                I::store(a, y);
+            }
         }
     }
 }

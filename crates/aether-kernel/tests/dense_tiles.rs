@@ -9,7 +9,9 @@
 use std::sync::{Mutex, MutexGuard};
 
 use aether_kernel::reference::naive_dense_attention;
-use aether_kernel::{dense_attention, dense_tile_runs, set_dense_tiles, SimdLevel, Tensor3};
+use aether_kernel::{
+    dense_attention, dense_attention_at, dense_tile_runs, set_dense_tiles, SimdLevel, Tensor3,
+};
 use proptest::prelude::*;
 
 /// The switch is global: tests that flip it hold this lock.
@@ -216,6 +218,42 @@ fn non_finite_value_reaches_only_the_queries_that_attend_it() {
         for i in j..n {
             let r = &out.as_slice()[i * row..i * row + 2 * d];
             assert_eq!(r, &base.as_slice()[i * row..i * row + 2 * d], "i={i}");
+        }
+    }
+}
+
+#[test]
+fn non_finite_future_value_stays_out_of_earlier_queries_on_every_path() {
+    // The generic kernel too (every SIMD level, tiles off, odd dims): a masked key's
+    // probability is 0, and 0 · ∞ must not reach the earlier queries of a diagonal tile.
+    let _g = lock();
+    for d in [32usize, 7] {
+        let (n, hk) = (150, 2);
+        let q = tensor(n, 4, d, 1, 1.0);
+        let k = tensor(n, hk, d, 2, 1.0);
+        let clean = tensor(n, hk, d, 3, 1.0);
+        for tiles in [true, false] {
+            let prev = set_dense_tiles(tiles);
+            for level in SimdLevel::ALL {
+                let base = dense_attention_at(level, &q, &k, &clean, true).unwrap();
+                for (j, bad) in [
+                    (3usize, f32::INFINITY),
+                    (70, f32::NAN),
+                    (129, f32::NEG_INFINITY),
+                ] {
+                    let mut vd = clean.as_slice().to_vec();
+                    vd[(j * hk + 1) * d + d / 2] = bad;
+                    let v = Tensor3::from_vec(vd, n, hk, d).unwrap();
+                    let out = dense_attention_at(level, &q, &k, &v, true).unwrap();
+                    let row = 4 * d;
+                    assert_eq!(
+                        out.as_slice()[..j * row],
+                        base.as_slice()[..j * row],
+                        "d {d} tiles {tiles} {level:?} j {j}"
+                    );
+                }
+            }
+            set_dense_tiles(prev);
         }
     }
 }
