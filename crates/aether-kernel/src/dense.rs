@@ -13,8 +13,9 @@
 //! online softmax rescales the running maximum, denominator and accumulator
 //! (`m' = max(m, rowmax S)`, `l' = l·e^{m−m'} + Σ e^{S−m'}`), and the `4 × d`
 //! accumulator takes `P·V`. No `N × N` score matrix exists; memory is
-//! `O(N·Hkv·d)`. Causal key tiles past the query tile are skipped, the diagonal
-//! tile is masked. Numerics as in [`crate::sparse`]: scores clamped to
+//! `O(N·Hkv·d)`. Causal key tiles past the query tile are skipped; on the diagonal
+//! tile each row takes only its own keys (masked scores are `-∞`, and masked values
+//! are skipped, not weighted by 0, so a non-finite future value cannot reach it). Numerics as in [`crate::sparse`]: scores clamped to
 //! `±f32::MAX`, max subtraction, so finite input never yields NaN.
 //!
 //! On AVX-512 with `d` a multiple of 16 (≤ 128) a register-blocked tile kernel runs
