@@ -347,7 +347,7 @@ impl Isa for Scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) use x86::Avx512;
+pub(crate) use x86::{transpose16, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -533,6 +533,41 @@ mod x86 {
                 _mm512_maskz_scalef_ps(keep, y, fx)
             }
         }
+    }
+
+    /// Transposes a 16 × 16 block held as 16 rows: `out[c]` = column `c` of the rows `r`
+    /// (unpack, in-lane shuffles, then 128-bit lane shuffles). Used by the sparse and
+    /// dense tile kernels.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    pub(crate) fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for k in 0..8 {
+            t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        // Per 128-bit lane q: u[4g + m] holds column 4q + m of rows 4g .. 4g + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+            u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
+            u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
+            u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, d);
+            u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
+        }
+        for h in 0..2 {
+            for m in 0..4 {
+                let (a, b) = (u[8 * h + m], u[8 * h + 4 + m]);
+                t[8 * h + m] = _mm512_shuffle_f32x4::<0x88>(a, b);
+                t[8 * h + 4 + m] = _mm512_shuffle_f32x4::<0xDD>(a, b);
+            }
+        }
+        let mut o = [_mm512_setzero_ps(); 16];
+        for m in 0..8 {
+            o[m] = _mm512_shuffle_f32x4::<0x88>(t[m], t[8 + m]);
+            o[8 + m] = _mm512_shuffle_f32x4::<0xDD>(t[m], t[8 + m]);
+        }
+        o
     }
 
     impl Avx2 {

@@ -32,7 +32,7 @@ use core::arch::x86_64::*;
 
 use super::{Ctx, Planes, SparseRows};
 use crate::pattern::SparsePattern;
-use crate::simd::{Avx512, Isa, WithIsa};
+use crate::simd::{transpose16, Avx512, Isa, WithIsa};
 
 /// Queries per tile (lanes of one AVX-512 vector).
 pub(super) const TILE: usize = 16;
@@ -234,39 +234,6 @@ pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> boo
         }
     }
     true
-}
-
-/// `dst[c] = column c of the 16 × 16 block whose rows are `r``.
-#[target_feature(enable = "avx512f,avx2,fma")]
-#[inline]
-fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-    let mut t = [_mm512_setzero_ps(); 16];
-    for k in 0..8 {
-        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    // Per 128-bit lane q: u[4g + m] holds column 4q + m of rows 4g .. 4g + 4.
-    let mut u = [_mm512_setzero_ps(); 16];
-    for g in 0..4 {
-        let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
-        u[4 * g] = _mm512_shuffle_ps::<0x44>(a, c);
-        u[4 * g + 1] = _mm512_shuffle_ps::<0xEE>(a, c);
-        u[4 * g + 2] = _mm512_shuffle_ps::<0x44>(b, d);
-        u[4 * g + 3] = _mm512_shuffle_ps::<0xEE>(b, d);
-    }
-    for h in 0..2 {
-        for m in 0..4 {
-            let (a, b) = (u[8 * h + m], u[8 * h + 4 + m]);
-            t[8 * h + m] = _mm512_shuffle_f32x4::<0x88>(a, b);
-            t[8 * h + 4 + m] = _mm512_shuffle_f32x4::<0xDD>(a, b);
-        }
-    }
-    let mut o = [_mm512_setzero_ps(); 16];
-    for m in 0..8 {
-        o[m] = _mm512_shuffle_f32x4::<0x88>(t[m], t[8 + m]);
-        o[8 + m] = _mm512_shuffle_f32x4::<0xDD>(t[m], t[8 + m]);
-    }
-    o
 }
 
 /// Loads 16 floats at `s[o..o + 16]` (bounds-checked).
