@@ -118,7 +118,7 @@ impl Task {
     /// Default recordings per class (sized to train in about a minute on 2 cores).
     pub fn default_recordings(self) -> usize {
         match self {
-            Task::Gesture => 100,
+            Task::Gesture => 500,
             Task::Fall => 200,
             Task::Breathing => 60,
             Task::Anomaly => 250,
