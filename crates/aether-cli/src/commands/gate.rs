@@ -268,8 +268,10 @@ pub fn run(args: Args) -> Result<()> {
     let speedup = lat_d / lat_s.max(1e-12);
     let n_probe = probe.len() / ds.dim();
     let pass = [
-        ("loss within 1 % of dense", loss_rel <= 0.01),
-        ("accuracy within 1 pp", acc_delta >= -0.01),
+        // A tolerance of 1e-9 so a mean landing exactly on the bound (e.g. −1.00 pp
+        // from three runs) is not failed by float rounding.
+        ("loss within 1 % of dense", loss_rel <= 0.01 + 1e-9),
+        ("accuracy within 1 pp", acc_delta >= -0.01 - 1e-9),
         ("Spearman >= 0.95", rho.is_some_and(|r| r >= 0.95)),
         ("latency >= 5x better", speedup >= 5.0),
     ];
