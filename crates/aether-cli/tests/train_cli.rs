@@ -253,21 +253,9 @@ fn kfold_and_gate_report_json() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulate(dir.path(), "a", "anomaly", 4, 2);
     let rep = dir.path().join("cv.json");
-    let out = ok(&train(
-        &data,
-        &rep,
-        &[
-            "--kfold",
-            "2",
-            "--epochs",
-            "1",
-            "--d-model",
-            "16",
-            "--layers",
-            "1",
-            "--quiet",
-        ],
-    ));
+    let mut args = vec!["--kfold", "2"];
+    args.extend_from_slice(&TINY);
+    let out = ok(&train(&data, &rep, &args));
     assert!(out.contains("2-fold by recording"), "{out}");
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&rep).unwrap()).unwrap();

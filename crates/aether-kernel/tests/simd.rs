@@ -14,9 +14,11 @@ use aether_kernel::simd::{
 };
 use aether_kernel::{
     dense_attention, dense_attention_at, sparse_attention, sparse_attention_at, SparsePattern,
-    Tensor3,
 };
 use proptest::prelude::*;
+
+mod common;
+use common::{max_diff, tensor};
 
 /// Forcing a level is process-wide: tests that force run one at a time.
 static FORCE: Mutex<()> = Mutex::new(());
@@ -126,27 +128,6 @@ fn fast_exp_bound_holds_on_every_level() {
     }
 }
 
-fn tensor(n: usize, h: usize, d: usize, seed: u64) -> Tensor3 {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data = (0..n * h * d)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect();
-    Tensor3::from_vec(data, n, h, d).unwrap()
-}
-
-fn max_diff(a: &Tensor3, b: &Tensor3) -> f32 {
-    a.as_slice()
-        .iter()
-        .zip(b.as_slice())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn every_available_path_runs_the_kernels_when_forced() {
     let _g = FORCE.lock().unwrap_or_else(|e| e.into_inner());
@@ -161,9 +142,9 @@ fn every_available_path_runs_the_kernels_when_forced() {
     let mut checked = 0;
     for (n, hq, hk, d) in [(77, 4, 2, 32), (40, 3, 1, 19), (129, 2, 2, 70)] {
         let (q, k, v) = (
-            tensor(n, hq, d, 1),
-            tensor(n, hk, d, 2),
-            tensor(n, hk, d, 3),
+            tensor(n, hq, d, 1, 1.0),
+            tensor(n, hk, d, 2, 1.0),
+            tensor(n, hk, d, 3, 1.0),
         );
         let s_ref = sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap();
         let d_ref = dense_attention_at(SimdLevel::Scalar, &q, &k, &v, false).unwrap();
