@@ -483,18 +483,7 @@ mod x86 {
             unsafe {
                 let lo = _mm512_set1_ps(EXP_LO);
                 let xc = _mm512_min_ps(_mm512_max_ps(x, lo), _mm512_set1_ps(EXP_HI));
-                let t = _mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5));
-                let fx = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
-                let r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(LN2_HI), xc);
-                let r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(LN2_LO), r);
-                let mut y = _mm512_set1_ps(P0);
-                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P1));
-                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P2));
-                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P3));
-                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P4));
-                y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P5));
-                let r2 = _mm512_mul_ps(r, r);
-                y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                let (y, fx) = Avx512::exp_poly(xc);
                 let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
                     _mm512_cvttps_epi32(fx),
                     _mm512_set1_epi32(127),
@@ -507,16 +496,13 @@ mod x86 {
     }
 
     impl Avx512 {
-        /// [`Isa::exp`] for `x ≤ 88` (`x < −87.3`, `−∞` and NaN give 0): the same
-        /// reduction and polynomial, the power of two applied by `vscalefps` (four
-        /// instructions fewer); bit-identical to [`Isa::exp`] on `[−87.3, 88]`.
-        /// Used by the dense tile kernel, whose inputs are `≤ 8`.
+        /// The shared core of [`Isa::exp`] and [`Avx512::exp_scalef`] for a clamped `xc`:
+        /// `fx = ⌊xc·log₂e + ½⌋`, `r = xc − fx·ln 2` (two-part constant) and the degree-7
+        /// polynomial `y ≈ e^r`, so `e^xc ≈ y · 2^fx`.
         #[inline(always)]
-        pub(crate) fn exp_scalef(x: __m512) -> __m512 {
-            // SAFETY: as in `zero` (only called where AVX-512F is enabled).
+        fn exp_poly(xc: __m512) -> (__m512, __m512) {
+            // SAFETY: as in `zero` (only reached where AVX-512F is enabled).
             unsafe {
-                let lo = _mm512_set1_ps(EXP_LO);
-                let xc = _mm512_max_ps(x, lo);
                 let t = _mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5));
                 let fx = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(t);
                 let r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(LN2_HI), xc);
@@ -529,6 +515,20 @@ mod x86 {
                 y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(P5));
                 let r2 = _mm512_mul_ps(r, r);
                 y = _mm512_fmadd_ps(y, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+                (y, fx)
+            }
+        }
+
+        /// [`Isa::exp`] for `x ≤ 88` (`x < −87.3`, `−∞` and NaN give 0): the same
+        /// reduction and polynomial, the power of two applied by `vscalefps` (four
+        /// instructions fewer); bit-identical to [`Isa::exp`] on `[−87.3, 88]`.
+        /// Used by the dense tile kernel, whose inputs are `≤ 8`.
+        #[inline(always)]
+        pub(crate) fn exp_scalef(x: __m512) -> __m512 {
+            // SAFETY: as in `zero` (only called where AVX-512F is enabled).
+            unsafe {
+                let lo = _mm512_set1_ps(EXP_LO);
+                let (y, fx) = Avx512::exp_poly(_mm512_max_ps(x, lo));
                 let keep = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, lo);
                 _mm512_maskz_scalef_ps(keep, y, fx)
             }

@@ -1,42 +1,10 @@
 //! A counting global allocator proves that `push` + `decode` allocate nothing after warm-up,
 //! for f32 and f16 storage and every eviction policy (including eviction steps).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use aether_kernel::{EvictionPolicy, KvCache, KvCacheF16, KvCacheOf, KvElem, SparsePattern};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts calls on the
-// current thread (a const-initialised thread-local `Cell` never allocates).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|a| a.get())
-}
+mod counting;
+use counting::allocs;
 
 fn run<S: KvElem>(mut cache: KvCacheOf<S>, p: &SparsePattern, q_heads: usize, steps: usize) {
     let (hk, d) = (cache.kv_heads(), cache.dim());

@@ -7,8 +7,6 @@
 //!
 //! Toggling the path is process-wide, so every test here holds one lock.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Mutex;
 
 use aether_kernel::reference::naive_sparse_attention;
@@ -23,37 +21,8 @@ use ruvllm_sparse_attention::AttentionBackend;
 
 static TOGGLE: Mutex<()> = Mutex::new(());
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts calls on the
-// current thread (a const-initialised thread-local `Cell` never allocates).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(|a| a.get())
-}
+mod counting;
+use counting::allocs;
 
 /// Whether the tile path can run here (it needs AVX-512 on x86-64).
 fn tiles_possible() -> bool {
