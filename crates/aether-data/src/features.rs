@@ -1,43 +1,26 @@
 //! Raw CSI → per-frame feature vector: the one extractor used for real
-//! captures, for CSV rows of amplitudes and for the simulator.
+//! captures, for CSV rows of amplitudes, for the simulator and for live nodes.
 //!
-//! For each antenna `a` of a frame with complex CSI `H[a,k] = I + jQ`:
+//! For each antenna of a frame with complex CSI `H[k] = I + jQ`:
 //!
-//! 1. amplitude `A[k] = |H[a,k]| = sqrt(I² + Q²)`;
-//! 2. only *active* subcarriers are kept: the capture-level mask of subcarriers
-//!    that are non-zero in at least half of the frames ([`active_mask`]) — this
-//!    drops guard bands and DC, whose values are zero on every ESP32 chip,
-//!    whatever order the chip reports them in;
-//! 3. per-frame gain normalisation: `g = mean_k A[k]` over active subcarriers
-//!    (removes AGC steps and chip-to-chip gain differences);
-//! 4. the active subcarriers, in index order, are grouped into `B` contiguous
-//!    bands of near-equal size (band `b` holds active indices
-//!    `⌊b·K/B⌋ .. ⌊(b+1)·K/B⌋`);
-//! 5. band feature `ln((mean_{k∈b} A[k] + ε) / (g + ε))`, `ε = 1e-3`;
-//! 6. gain term (on by default) `ln(g + ε)`: the common-mode level;
-//! 7. motion terms (`M = 5` by default): for lag `L_i = 2^i` frames,
+//! 1. amplitude `A[k] = |H[k]|`;
+//! 2. *active* subcarriers: non-zero in at least half of the last
+//!    [`MASK_WINDOW`] frames up to and including this one (drops guard bands and
+//!    DC, zero on every ESP32 chip, whatever order a chip reports them in; causal,
+//!    so a live stream and a file agree);
+//! 3. gain `g = mean A[k]` over the active subcarriers;
+//! 4. the active subcarriers, in index order, form `B` contiguous bands
+//!    (`⌊b·K/B⌋ .. ⌊(b+1)·K/B⌋`);
+//! 5. band feature `ln((mean_{k∈b} A[k] + ε) / (g + ε))`, `ε = 10⁻³`;
+//! 6. gain term (on by default) `ln(g + ε)`;
+//! 7. `M` motion terms (default 5): for lag `L_i = 2^i` frames,
 //!    `m_i(t) = ln(ε_m + sqrt(mean_{j<B} (x_t[j] − x_{t−L_i}[j])²))` over the
-//!    antenna's band features, `ε_m = 10⁻³`, with `x_{t−L}` replaced by the
-//!    first frame while `t < L` (so `m_i(0) = ln ε_m`).
+//!    band features, `ε_m = 10⁻³`, the first frame standing in for `x_{t−L}`
+//!    while `t < L`.
 //!
-//! Output per frame, antenna-major: `B` band features, the gain term, the `M`
-//! motion terms, so `D = n_antennas · (B + 1 + M)` finite f32 (default
-//! `B = 10`, `M = 5`: D = 16 on one antenna).
-//!
-//! Why the motion terms: a reflector moving by `Δ` changes its path by up to
-//! `2Δ` and turns the interference fringe of every subcarrier by
-//! `2π·Δpath/λ` (λ ≈ 12.4 cm at 2.4 GHz). *Where* the fringes sit depends on
-//! centimetres of room geometry, so the band values of one gesture differ from
-//! room to room; how much they change over a lag does not. For a fringe of
-//! frequency `f` the change over lag `L` is `∝ |sin(π f L / rate)|`, so the
-//! profile across lags 1, 2, 4, 8, 16 frames is a Doppler-speed signature,
-//! and the log turns the unknown reflection strength (distance, cross-section)
-//! into an additive offset that input normalisation removes. Band features
-//! are gain invariant, so AGC steps do not count as motion. All terms are
-//! causal: a node keeps the last `2^(M−1)` band vectors. Phase is not used:
-//! ESP32 phase carries a random per-frame offset and slope, the CSV sources
-//! have none, and amplitude-only features keep simulator, raw captures and
-//! amplitude CSVs in one feature space (see docs/features.md).
+//! Output per frame, antenna-major: `D = n_ant · (B + gain + M)` finite f32 (16 on
+//! one antenna by default). [`FeatureStream`] is the state machine; the offline
+//! extractors feed it a whole sequence. Why these terms: docs/features.md.
 
 use crate::wire::{parse_capture, CaptureReport, RawCsiFrame};
 
@@ -82,6 +65,22 @@ pub enum FeatureError {
         got_ant: usize,
         /// Subcarriers found.
         got_sub: usize,
+    },
+    /// More motion terms than [`MAX_MOTION_LAGS`].
+    #[error("{got} motion terms requested, at most {max} are supported")]
+    TooManyMotionLags {
+        /// Terms requested.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A frame pushed into a [`FeatureStream`] has the wrong number of values.
+    #[error("frame has {got} values, the stream takes {expected}")]
+    FrameLength {
+        /// Values expected.
+        expected: usize,
+        /// Values given.
+        got: usize,
     },
     /// A row of amplitudes has a negative or non-finite value.
     #[error("amplitude {value} at row {row}, column {col} is negative or not finite")]
@@ -140,92 +139,291 @@ pub fn feature_names(n_antennas: usize, cfg: FeatureConfig) -> Vec<String> {
         .collect()
 }
 
-/// Subcarriers non-zero in at least half of the rows. `rows` yields one
-/// amplitude row per frame, each of length `n`.
-pub fn active_mask<'a, I: IntoIterator<Item = &'a [f32]>>(rows: I, n: usize) -> Vec<bool> {
-    let mut count = vec![0usize; n];
-    let mut total = 0usize;
-    for r in rows {
-        total += 1;
-        for (c, &v) in count.iter_mut().zip(r) {
-            if v != 0.0 {
-                *c += 1;
-            }
+/// Frames the causal active-subcarrier mask looks back over (docs/features.md step 2):
+/// a subcarrier is active at frame `t` when it is non-zero in at least half of the
+/// frames `max(0, t − 63) ..= t`.
+pub const MASK_WINDOW: usize = 64;
+
+/// Largest number of motion terms per antenna (longest lag `2^(M−1)` = 2048 frames).
+pub const MAX_MOTION_LAGS: usize = 12;
+
+/// Causal, allocation-free feature extraction of one stream of frames of one shape
+/// (antennas × subcarriers): push a frame, get its feature vector (formula in the
+/// module docs). The offline extractors ([`extract_frames`], [`extract_amplitude_rows`])
+/// run this same state machine over a whole sequence, so a stream and a file agree bit
+/// for bit on every frame.
+///
+/// State: the last [`MASK_WINDOW`] frames' non-zero flags (the active mask), the last
+/// `2^(M−1)` frames' band features (the motion terms), a frame counter. The output at
+/// frame `t` depends only on frames `t − (MASK_WINDOW − 1) − 2^(M−1) ..= t`
+/// ([`FeatureStream::horizon`]) once `t` is past that many frames.
+#[derive(Debug, Clone)]
+pub struct FeatureStream {
+    cfg: FeatureConfig,
+    n_ant: usize,
+    n_sub: usize,
+    /// Frames pushed (positions since construction or reset; may start above 0, see
+    /// [`FeatureStream::resume_at`]).
+    t: u64,
+    /// Frames pushed since construction, reset or resume.
+    since: u64,
+    /// Ring of per-frame non-zero flags, `MASK_WINDOW × n_ant·n_sub`.
+    nz: Vec<bool>,
+    /// Non-zero count per (antenna, subcarrier) over the ring's frames.
+    counts: Vec<u16>,
+    /// Frames currently in the flag ring (≤ MASK_WINDOW).
+    in_ring: usize,
+    /// Ring of band features, `lags × n_ant × B` (slot `t mod lags`).
+    hist: Vec<f32>,
+    /// Band features of the first frame since construction/reset (stands in for
+    /// `x[t − L]` while `t < L`).
+    first: Vec<f32>,
+    amps: Vec<f32>,
+    active: Vec<f64>,
+    out: Vec<f32>,
+}
+
+impl FeatureStream {
+    /// A fresh extractor for frames of `n_ant` antennas × `n_sub` subcarriers.
+    ///
+    /// Refuses zero bands, more than [`MAX_MOTION_LAGS`] motion terms, zero antennas
+    /// and fewer subcarriers than bands.
+    pub fn new(cfg: FeatureConfig, n_ant: usize, n_sub: usize) -> Result<Self, FeatureError> {
+        if cfg.bands == 0 {
+            return Err(FeatureError::ZeroBands);
         }
+        if cfg.motion > MAX_MOTION_LAGS {
+            return Err(FeatureError::TooManyMotionLags {
+                got: cfg.motion,
+                max: MAX_MOTION_LAGS,
+            });
+        }
+        if n_ant == 0 || n_sub == 0 {
+            return Err(FeatureError::NoFrames);
+        }
+        if n_sub < cfg.bands {
+            return Err(FeatureError::TooFewSubcarriers {
+                active: n_sub,
+                bands: cfg.bands,
+            });
+        }
+        let cells = n_ant * n_sub;
+        let lags = Self::lags_of(cfg);
+        Ok(Self {
+            cfg,
+            n_ant,
+            n_sub,
+            t: 0,
+            since: 0,
+            nz: vec![false; MASK_WINDOW * cells],
+            counts: vec![0; cells],
+            in_ring: 0,
+            hist: vec![0.0; lags * n_ant * cfg.bands],
+            first: vec![0.0; n_ant * cfg.bands],
+            amps: vec![0.0; cells],
+            active: Vec::with_capacity(n_sub),
+            out: vec![0.0; n_ant * cfg.per_antenna()],
+        })
     }
-    count.iter().map(|&c| total > 0 && 2 * c >= total).collect()
-}
 
-/// Amplitudes `|I + jQ|` of one antenna's subcarriers from interleaved I/Q.
-pub fn amplitudes(iq: &[i8], out: &mut Vec<f32>) {
-    out.clear();
-    out.extend(iq.chunks_exact(2).map(|p| {
-        let (i, q) = (p[0] as f32, p[1] as f32);
-        (i * i + q * q).sqrt()
-    }));
-}
+    /// Like [`FeatureStream::new`], counting frames from `t0` instead of 0, for a
+    /// state rebuilt from a replay of recent frames: after [`FeatureStream::horizon`]
+    /// pushes its outputs equal those of a stream that saw every frame from 0.
+    pub fn resume_at(
+        cfg: FeatureConfig,
+        n_ant: usize,
+        n_sub: usize,
+        t0: u64,
+    ) -> Result<Self, FeatureError> {
+        let mut s = Self::new(cfg, n_ant, n_sub)?;
+        s.t = t0;
+        Ok(s)
+    }
 
-/// Features of one antenna's amplitude row under `mask` (formula in the
-/// module docs), appended to `out`; the motion terms, which need earlier
-/// frames, are appended as 0 and filled by the sequence extractors. `amps.len() == mask.len()`; the mask must
-/// hold at least `cfg.bands` active subcarriers (checked by the callers).
-pub fn extract_amplitude_row(amps: &[f32], mask: &[bool], cfg: FeatureConfig, out: &mut Vec<f32>) {
-    let active: Vec<f64> = amps
-        .iter()
-        .zip(mask)
-        .filter(|(_, &m)| m)
-        .map(|(&a, _)| a as f64)
-        .collect();
-    let k = active.len();
-    let g = active.iter().sum::<f64>() / k.max(1) as f64;
-    for b in 0..cfg.bands {
-        let lo = b * k / cfg.bands;
-        let hi = ((b + 1) * k / cfg.bands).max(lo + 1).min(k);
-        let m = if hi > lo {
-            active[lo..hi].iter().sum::<f64>() / (hi - lo) as f64
+    fn lags_of(cfg: FeatureConfig) -> usize {
+        if cfg.motion == 0 {
+            0
         } else {
-            g
-        };
-        out.push(((m + EPS) / (g + EPS)).ln() as f32);
+            1usize << (cfg.motion - 1)
+        }
     }
-    if cfg.gain {
-        out.push((g + EPS).ln() as f32);
-    }
-    // filled by `fill_motion` once the earlier frames are known
-    out.extend(std::iter::repeat_n(0.0, cfg.motion));
-}
 
-/// Fills the motion terms of every antenna in `x` (`T × n_ant·per_antenna`,
-/// row-major): term `i` of frame `t` is
-/// `ln(ε_m + sqrt(mean_{j<B} (x[t,j] − x[max(t − 2^i, 0), j])²))` over that
-/// antenna's `B` band features, `ε_m = 10⁻³` (so `ln ε_m` on the first frame).
-fn fill_motion(x: &mut [f32], n_ant: usize, cfg: FeatureConfig) {
-    if cfg.motion == 0 {
-        return;
+    /// The extractor configuration.
+    pub fn config(&self) -> FeatureConfig {
+        self.cfg
     }
-    let per = cfg.per_antenna();
-    let row = n_ant * per;
-    let t = x.len() / row.max(1);
-    let first = cfg.bands + usize::from(cfg.gain);
-    for n in (0..t).rev() {
-        for a in 0..n_ant {
-            for i in 0..cfg.motion {
-                let m = n.saturating_sub(1usize << i.min(30));
-                let ss: f64 = (0..cfg.bands)
-                    .map(|j| {
-                        let (u, v) = (x[m * row + a * per + j], x[n * row + a * per + j]);
-                        ((v - u) as f64).powi(2)
-                    })
-                    .sum();
-                let rms = (ss / cfg.bands.max(1) as f64).sqrt();
-                x[n * row + a * per + first + i] = (MOTION_EPS + rms).ln() as f32;
+
+    /// `(antennas, subcarriers)` of the frames this stream takes.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.n_ant, self.n_sub)
+    }
+
+    /// Features per frame, `n_ant · (B + gain + M)`.
+    pub fn dim(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Position of the next frame (frames pushed, plus the resume offset).
+    pub fn position(&self) -> u64 {
+        self.t
+    }
+
+    /// Frames of history the output depends on: `MASK_WINDOW + 2^(M−1)`.
+    pub fn horizon(&self) -> usize {
+        MASK_WINDOW + Self::lags_of(self.cfg)
+    }
+
+    /// Bytes of the state's buffers.
+    pub fn bytes(&self) -> usize {
+        self.nz.len()
+            + self.counts.len() * 2
+            + (self.hist.len() + self.first.len() + self.amps.len() + self.out.len()) * 4
+            + self.active.capacity() * 8
+    }
+
+    /// Forgets every frame: the next push is frame 0 again.
+    pub fn reset(&mut self) {
+        self.t = 0;
+        self.since = 0;
+        self.in_ring = 0;
+        self.nz.iter_mut().for_each(|v| *v = false);
+        self.counts.iter_mut().for_each(|v| *v = 0);
+    }
+
+    /// Amplitudes `|I + jQ|` of the last pushed frame, antenna-major (`n_ant · n_sub`).
+    pub fn amplitudes(&self) -> &[f32] {
+        &self.amps
+    }
+
+    /// Features of the last pushed frame.
+    pub fn features(&self) -> &[f32] {
+        &self.out
+    }
+
+    /// Pushes one frame of interleaved `(I, Q)` int8 pairs, antenna-major
+    /// (`2 · n_ant · n_sub` values) and returns its features.
+    pub fn push_iq(&mut self, iq: &[i8]) -> Result<&[f32], FeatureError> {
+        let cells = self.n_ant * self.n_sub;
+        if iq.len() != 2 * cells {
+            return Err(FeatureError::FrameLength {
+                expected: 2 * cells,
+                got: iq.len(),
+            });
+        }
+        for (a, p) in self.amps.iter_mut().zip(iq.chunks_exact(2)) {
+            let (i, q) = (p[0] as f32, p[1] as f32);
+            *a = (i * i + q * q).sqrt();
+        }
+        self.step();
+        Ok(&self.out)
+    }
+
+    /// Pushes one frame of amplitudes (antenna-major, `n_ant · n_sub` finite,
+    /// non-negative values) and returns its features; a bad value is refused with its
+    /// column and leaves the state unchanged.
+    pub fn push_amplitudes(&mut self, amps: &[f32]) -> Result<&[f32], FeatureError> {
+        let cells = self.n_ant * self.n_sub;
+        if amps.len() != cells {
+            return Err(FeatureError::FrameLength {
+                expected: cells,
+                got: amps.len(),
+            });
+        }
+        if let Some(col) = amps.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            return Err(FeatureError::BadAmplitude {
+                row: self.t as usize,
+                col,
+                value: amps[col],
+            });
+        }
+        self.amps.copy_from_slice(amps);
+        self.step();
+        Ok(&self.out)
+    }
+
+    /// Updates the mask ring with `self.amps` and computes `self.out`.
+    fn step(&mut self) {
+        let cells = self.n_ant * self.n_sub;
+        let slot = (self.t % MASK_WINDOW as u64) as usize;
+        let ring = &mut self.nz[slot * cells..(slot + 1) * cells];
+        if self.in_ring == MASK_WINDOW {
+            for (c, old) in self.counts.iter_mut().zip(ring.iter()) {
+                *c -= u16::from(*old);
+            }
+        } else {
+            self.in_ring += 1;
+        }
+        for ((c, r), &a) in self.counts.iter_mut().zip(ring.iter_mut()).zip(&self.amps) {
+            *r = a != 0.0;
+            *c += u16::from(*r);
+        }
+        let n = self.in_ring;
+        let (b_n, per) = (self.cfg.bands, self.cfg.per_antenna());
+        let lags = Self::lags_of(self.cfg);
+        let since_reset = self.since;
+        for a in 0..self.n_ant {
+            // step 2-6: active subcarriers, gain, bands (f64, index order)
+            self.active.clear();
+            let amps = &self.amps[a * self.n_sub..(a + 1) * self.n_sub];
+            let counts = &self.counts[a * self.n_sub..(a + 1) * self.n_sub];
+            self.active.extend(
+                amps.iter()
+                    .zip(counts)
+                    .filter(|(_, &c)| 2 * c as usize >= n)
+                    .map(|(&v, _)| v as f64),
+            );
+            let k = self.active.len();
+            let g = self.active.iter().sum::<f64>() / k.max(1) as f64;
+            let out = &mut self.out[a * per..(a + 1) * per];
+            for (b, o) in out[..b_n].iter_mut().enumerate() {
+                let lo = b * k / b_n;
+                let hi = ((b + 1) * k / b_n).max(lo + 1).min(k);
+                let m = if hi > lo {
+                    self.active[lo..hi].iter().sum::<f64>() / (hi - lo) as f64
+                } else {
+                    g
+                };
+                *o = ((m + EPS) / (g + EPS)).ln() as f32;
+            }
+            if self.cfg.gain {
+                out[b_n] = (g + EPS).ln() as f32;
+            }
+            // step 7: motion terms over the band features of earlier frames
+            if lags > 0 {
+                let (x, rest) = out.split_at_mut(b_n);
+                if since_reset == 0 {
+                    self.first[a * b_n..(a + 1) * b_n].copy_from_slice(x);
+                }
+                let m0 = usize::from(self.cfg.gain);
+                for i in 0..self.cfg.motion {
+                    let lag = 1u64 << i;
+                    let prev = if since_reset >= lag {
+                        let s = ((self.t - lag) % lags as u64) as usize;
+                        &self.hist[(s * self.n_ant + a) * b_n..(s * self.n_ant + a + 1) * b_n]
+                    } else {
+                        &self.first[a * b_n..(a + 1) * b_n]
+                    };
+                    let ss: f64 = prev
+                        .iter()
+                        .zip(x.iter())
+                        .map(|(&u, &v)| ((v - u) as f64).powi(2))
+                        .sum();
+                    let rms = (ss / b_n as f64).sqrt();
+                    rest[m0 + i] = (MOTION_EPS + rms).ln() as f32;
+                }
+                let s = (self.t % lags as u64) as usize;
+                self.hist[(s * self.n_ant + a) * b_n..(s * self.n_ant + a + 1) * b_n]
+                    .copy_from_slice(x);
             }
         }
+        self.since += 1;
+        self.t += 1;
     }
 }
 
 /// Features of amplitude rows (e.g. a CSV of per-subcarrier amplitudes, one
-/// row per frame, single antenna): `T×n` row-major in, `T×(B+gain+M)` row-major out.
+/// row per frame, single antenna): `T×n` row-major in, `T×(B+gain+M)` row-major out,
+/// the output of a [`FeatureStream`] fed row by row.
 pub fn extract_amplitude_rows(
     rows: &[f32],
     n: usize,
@@ -237,34 +435,24 @@ pub fn extract_amplitude_rows(
     if n == 0 || rows.is_empty() {
         return Err(FeatureError::NoFrames);
     }
-    for (i, &v) in rows.iter().enumerate() {
-        if !v.is_finite() || v < 0.0 {
-            return Err(FeatureError::BadAmplitude {
-                row: i / n,
-                col: i % n,
-                value: v,
-            });
-        }
-    }
-    let mask = active_mask(rows.chunks_exact(n), n);
-    let active = mask.iter().filter(|&&m| m).count();
-    if active < cfg.bands {
-        return Err(FeatureError::TooFewSubcarriers {
-            active,
-            bands: cfg.bands,
+    if let Some(i) = rows.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        return Err(FeatureError::BadAmplitude {
+            row: i / n,
+            col: i % n,
+            value: rows[i],
         });
     }
-    let mut out = Vec::with_capacity(rows.len() / n * cfg.per_antenna());
+    let mut s = FeatureStream::new(cfg, 1, n)?;
+    let mut out = Vec::with_capacity(rows.len() / n * s.dim());
     for r in rows.chunks_exact(n) {
-        extract_amplitude_row(r, &mask, cfg, &mut out);
+        out.extend_from_slice(s.push_amplitudes(r)?);
     }
-    fill_motion(&mut out, 1, cfg);
     Ok(out)
 }
 
 /// Features of a sequence of raw CSI frames of one shape: `T × (n_ant·(B+gain+M))`
-/// row-major, plus the number of antennas. The active mask is computed per
-/// antenna over all frames.
+/// row-major, plus the number of antennas; the output of a [`FeatureStream`] fed
+/// frame by frame.
 pub fn extract_frames(
     frames: &[RawCsiFrame],
     cfg: FeatureConfig,
@@ -286,38 +474,11 @@ pub fn extract_frames(
             });
         }
     }
-    // amps[t][a·sub + k]
-    let mut amps = Vec::with_capacity(frames.len() * ant * sub);
-    let mut buf = Vec::new();
+    let mut s = FeatureStream::new(cfg, ant, sub)?;
+    let mut out = Vec::with_capacity(frames.len() * s.dim());
     for f in frames {
-        amplitudes(&f.iq, &mut buf);
-        amps.extend_from_slice(&buf);
+        out.extend_from_slice(s.push_iq(&f.iq)?);
     }
-    let masks: Vec<Vec<bool>> = (0..ant)
-        .map(|a| {
-            active_mask(
-                amps.chunks_exact(ant * sub)
-                    .map(|r| &r[a * sub..(a + 1) * sub]),
-                sub,
-            )
-        })
-        .collect();
-    for m in &masks {
-        let active = m.iter().filter(|&&x| x).count();
-        if active < cfg.bands {
-            return Err(FeatureError::TooFewSubcarriers {
-                active,
-                bands: cfg.bands,
-            });
-        }
-    }
-    let mut out = Vec::with_capacity(frames.len() * ant * cfg.per_antenna());
-    for r in amps.chunks_exact(ant * sub) {
-        for (a, m) in masks.iter().enumerate() {
-            extract_amplitude_row(&r[a * sub..(a + 1) * sub], m, cfg, &mut out);
-        }
-    }
-    fill_motion(&mut out, ant, cfg);
     Ok((out, ant))
 }
 
@@ -638,6 +799,162 @@ mod tests {
             capture_features(b"garbage", cfg),
             Err(FeatureError::NoFrames)
         );
+    }
+
+    /// The formula of the module docs written directly, frame by frame, from the
+    /// whole amplitude matrix (`T × n_ant·n_sub`): the oracle for [`FeatureStream`].
+    fn naive_features(amps: &[f32], n_ant: usize, n_sub: usize, cfg: FeatureConfig) -> Vec<f32> {
+        let cells = n_ant * n_sub;
+        let t_len = amps.len() / cells;
+        let per = cfg.per_antenna();
+        let mut x = vec![0.0f32; t_len * n_ant * per];
+        for t in 0..t_len {
+            let lo_t = t.saturating_sub(MASK_WINDOW - 1);
+            for a in 0..n_ant {
+                let row = |u: usize| &amps[u * cells + a * n_sub..u * cells + (a + 1) * n_sub];
+                let active: Vec<f64> = (0..n_sub)
+                    .filter(|&k| {
+                        let c = (lo_t..=t).filter(|&u| row(u)[k] != 0.0).count();
+                        2 * c >= t + 1 - lo_t
+                    })
+                    .map(|k| row(t)[k] as f64)
+                    .collect();
+                let k = active.len();
+                let g = active.iter().sum::<f64>() / k.max(1) as f64;
+                let o = (t * n_ant + a) * per;
+                for b in 0..cfg.bands {
+                    let lo = b * k / cfg.bands;
+                    let hi = ((b + 1) * k / cfg.bands).max(lo + 1).min(k);
+                    let m = if hi > lo {
+                        active[lo..hi].iter().sum::<f64>() / (hi - lo) as f64
+                    } else {
+                        g
+                    };
+                    x[o + b] = ((m + EPS) / (g + EPS)).ln() as f32;
+                }
+                if cfg.gain {
+                    x[o + cfg.bands] = (g + EPS).ln() as f32;
+                }
+                for i in 0..cfg.motion {
+                    let m = t.saturating_sub(1 << i);
+                    let p = (m * n_ant + a) * per;
+                    let ss: f64 = (0..cfg.bands)
+                        .map(|j| ((x[o + j] - x[p + j]) as f64).powi(2))
+                        .sum();
+                    let rms = (ss / cfg.bands as f64).sqrt();
+                    x[o + cfg.bands + usize::from(cfg.gain) + i] = (MOTION_EPS + rms).ln() as f32;
+                }
+            }
+        }
+        x
+    }
+
+    /// Amplitudes with whole runs of zeros (guard bands, fades, dropouts) so the
+    /// causal mask changes over time.
+    fn zeroy_amps(seed: u64, t: usize, cells: usize, p_zero: u64) -> Vec<f32> {
+        let mut r = crate::rng::SplitMix64::new(seed);
+        let guard: Vec<bool> = (0..cells).map(|_| r.next_u64().is_multiple_of(5)).collect();
+        (0..t * cells)
+            .map(|i| {
+                let z = guard[i % cells] || r.next_u64() % 100 < p_zero;
+                if z {
+                    0.0
+                } else {
+                    (r.next_u64() % 12_800) as f32 / 100.0
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_state_is_bounded_and_resets() {
+        let cfg = FeatureConfig::default();
+        let amps = zeroy_amps(7, 300, 64, 10);
+        let mut s = FeatureStream::new(cfg, 1, 64).unwrap();
+        let first: Vec<f32> = amps
+            .chunks(64)
+            .flat_map(|r| s.push_amplitudes(r).unwrap().to_vec())
+            .collect();
+        let bytes = s.bytes();
+        assert!(bytes < 8 * 1024, "{bytes}");
+        assert_eq!(s.horizon(), MASK_WINDOW + 16);
+        s.reset();
+        let again: Vec<f32> = amps
+            .chunks(64)
+            .flat_map(|r| s.push_amplitudes(r).unwrap().to_vec())
+            .collect();
+        assert_eq!(first, again);
+        assert_eq!(
+            FeatureStream::new(FeatureConfig { motion: 13, ..cfg }, 1, 64).err(),
+            Some(FeatureError::TooManyMotionLags { got: 13, max: 12 })
+        );
+        assert!(matches!(
+            s.push_amplitudes(&[1.0; 63]),
+            Err(FeatureError::FrameLength {
+                expected: 64,
+                got: 63
+            })
+        ));
+        let mut bad = vec![1.0; 64];
+        bad[5] = f32::NAN;
+        let before = s.clone();
+        assert!(matches!(
+            s.push_amplitudes(&bad),
+            Err(FeatureError::BadAmplitude { col: 5, .. })
+        ));
+        assert_eq!(s.position(), before.position());
+        assert_eq!(s.features(), before.features());
+    }
+
+    proptest! {
+        /// The stream equals the formula written directly, bit for bit, on inputs whose
+        /// active mask changes over time, for every shape and option.
+        #[test]
+        fn stream_equals_naive_formula(seed in any::<u64>(), t in 1usize..150, ant in 1usize..3,
+                                       sub in 1usize..40, bands in 1usize..8, gain in any::<bool>(),
+                                       motion in 0usize..7, p_zero in 0u64..60) {
+            prop_assume!(sub >= bands);
+            let cfg = FeatureConfig { bands, gain, motion };
+            let amps = zeroy_amps(seed, t, ant * sub, p_zero);
+            let mut s = FeatureStream::new(cfg, ant, sub).unwrap();
+            let got: Vec<f32> = amps
+                .chunks(ant * sub)
+                .flat_map(|r| s.push_amplitudes(r).unwrap().to_vec())
+                .collect();
+            let want = naive_features(&amps, ant, sub, cfg);
+            prop_assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert!(g.to_bits() == w.to_bits(), "value {}: {} vs {}", i, g, w);
+            }
+        }
+
+        /// A stream rebuilt with `resume_at` from the last `horizon` frames before `t0`
+        /// agrees bit for bit with the stream that saw everything, from `t0` on.
+        #[test]
+        fn resumed_stream_is_exact_after_its_horizon(seed in any::<u64>(), t0 in 0usize..200,
+                                                     motion in 0usize..6, p_zero in 0u64..40) {
+            let cfg = FeatureConfig { bands: 4, gain: true, motion };
+            let (ant, sub) = (1, 16);
+            let amps = zeroy_amps(seed, t0 + 40, ant * sub, p_zero);
+            let mut full = FeatureStream::new(cfg, ant, sub).unwrap();
+            let all: Vec<Vec<f32>> = amps
+                .chunks(ant * sub)
+                .map(|r| full.push_amplitudes(r).unwrap().to_vec())
+                .collect();
+            let h = full.horizon();
+            let start = t0.saturating_sub(h);
+            let mut re = if start == 0 {
+                FeatureStream::new(cfg, ant, sub).unwrap()
+            } else {
+                FeatureStream::resume_at(cfg, ant, sub, start as u64).unwrap()
+            };
+            for (t, r) in amps.chunks(ant * sub).enumerate().skip(start) {
+                let f = re.push_amplitudes(r).unwrap();
+                if t >= t0 {
+                    prop_assert_eq!(f, &all[t][..], "frame {}", t);
+                }
+            }
+        }
     }
 
     proptest! {

@@ -66,6 +66,14 @@ pub enum WireError {
     /// A classification packet with a version other than 1.
     #[error("unsupported classification packet version {0}")]
     UnsupportedVersion(u16),
+    /// A datagram holds more bytes than its one packet.
+    #[error("datagram has {got} bytes, its packet is {expected}")]
+    TrailingBytes {
+        /// Bytes the packet takes.
+        expected: usize,
+        /// Bytes in the datagram.
+        got: usize,
+    },
     /// The I/Q payload length does not match `n_antennas × n_subcarriers`.
     #[error("I/Q payload has {got} values, header needs {expected}")]
     PayloadLength {
@@ -174,6 +182,66 @@ impl RawCsiFrame {
                 .collect(),
         };
         Ok((frame, len))
+    }
+}
+
+/// A raw CSI frame borrowed from a datagram: the header fields and the `(I, Q)`
+/// payload, no copy (the live service decodes every packet this way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawCsiRef<'a> {
+    /// Node identifier.
+    pub node_id: u8,
+    /// Number of receive antennas (≥ 1).
+    pub n_antennas: u8,
+    /// Subcarriers per antenna (1..=512).
+    pub n_subcarriers: u16,
+    /// Channel centre frequency in MHz.
+    pub freq_mhz: u32,
+    /// Sequence number.
+    pub seq: u32,
+    /// RSSI in dBm (0 = unknown).
+    pub rssi: i8,
+    /// Noise floor in dBm (0 = unknown).
+    pub noise_floor: i8,
+    /// Interleaved `(I, Q)` pairs as bytes (reinterpret each as `i8`), antenna-major.
+    pub iq: &'a [u8],
+}
+
+impl<'a> RawCsiRef<'a> {
+    /// Decodes a datagram that must hold exactly one frame: header checks as
+    /// [`RawCsiFrame::decode`], then the length must equal `20 + 2·n_ant·n_sub`
+    /// (shorter: [`WireError::Truncated`]; longer: [`WireError::TrailingBytes`]).
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, WireError> {
+        let (n_ant, n_sub) = decode_raw_header(bytes)?;
+        let len = RawCsiFrame::encoded_len(n_ant, n_sub);
+        if bytes.len() < len {
+            return Err(WireError::Truncated {
+                needed: len,
+                got: bytes.len(),
+            });
+        }
+        if bytes.len() > len {
+            return Err(WireError::TrailingBytes {
+                expected: len,
+                got: bytes.len(),
+            });
+        }
+        Ok(Self {
+            node_id: bytes[4],
+            n_antennas: n_ant,
+            n_subcarriers: n_sub,
+            freq_mhz: u32_at(bytes, 8),
+            seq: u32_at(bytes, 12),
+            rssi: bytes[16] as i8,
+            noise_floor: bytes[17] as i8,
+            iq: &bytes[RAW_CSI_HEADER_LEN..len],
+        })
+    }
+
+    /// The payload as `i8` values, appended to `out` (cleared first).
+    pub fn iq_into(&self, out: &mut Vec<i8>) {
+        out.clear();
+        out.extend(self.iq.iter().map(|&b| b as i8));
     }
 }
 
@@ -345,6 +413,20 @@ fn check_head(bytes: &[u8], len: usize, magic: u32) -> Result<(), WireError> {
     Ok(())
 }
 
+/// Names of the nine values of a feature-state packet, in packet order: a model whose
+/// feature names are exactly these takes feature-state packets as its frames.
+pub const FEATURE_STATE_NAMES: [&str; 9] = [
+    "motion_score",
+    "presence_score",
+    "respiration_bpm",
+    "respiration_conf",
+    "heartbeat_bpm",
+    "heartbeat_conf",
+    "anomaly_score",
+    "env_shift_score",
+    "node_coherence",
+];
+
 /// Feature-state packet (`0xC5110006`, 60 bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FeatureState {
@@ -379,15 +461,9 @@ pub struct FeatureState {
 }
 
 impl FeatureState {
-    /// Encodes to the 60-byte packet with its CRC.
-    pub fn encode(&self) -> [u8; FEATURE_STATE_LEN] {
-        let mut b = [0u8; FEATURE_STATE_LEN];
-        b[0..4].copy_from_slice(&FEATURE_STATE_MAGIC.to_le_bytes());
-        b[4] = self.node_id;
-        b[5] = self.mode;
-        b[6..8].copy_from_slice(&self.seq.to_le_bytes());
-        b[8..16].copy_from_slice(&self.ts_us.to_le_bytes());
-        let fs = [
+    /// The nine values in the order of [`FEATURE_STATE_NAMES`].
+    pub fn values(&self) -> [f32; 9] {
+        [
             self.motion_score,
             self.presence_score,
             self.respiration_bpm,
@@ -397,7 +473,18 @@ impl FeatureState {
             self.anomaly_score,
             self.env_shift_score,
             self.node_coherence,
-        ];
+        ]
+    }
+
+    /// Encodes to the 60-byte packet with its CRC.
+    pub fn encode(&self) -> [u8; FEATURE_STATE_LEN] {
+        let mut b = [0u8; FEATURE_STATE_LEN];
+        b[0..4].copy_from_slice(&FEATURE_STATE_MAGIC.to_le_bytes());
+        b[4] = self.node_id;
+        b[5] = self.mode;
+        b[6..8].copy_from_slice(&self.seq.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ts_us.to_le_bytes());
+        let fs = self.values();
         for (i, v) in fs.iter().enumerate() {
             b[16 + 4 * i..20 + 4 * i].copy_from_slice(&v.to_le_bytes());
         }
@@ -529,6 +616,40 @@ mod tests {
             ]
         );
         assert_eq!(RawCsiFrame::decode(&b).unwrap(), (f, 24));
+    }
+
+    #[test]
+    fn borrowed_view_equals_owned_decode_and_wants_exact_length() {
+        let f = frame(77, 2, 5);
+        let mut b = f.encode().unwrap();
+        let v = RawCsiRef::parse(&b).unwrap();
+        let mut iq = Vec::new();
+        v.iq_into(&mut iq);
+        assert_eq!(
+            (v.node_id, v.n_antennas, v.n_subcarriers, v.seq, v.freq_mhz),
+            (f.node_id, f.n_antennas, f.n_subcarriers, f.seq, f.freq_mhz)
+        );
+        assert_eq!(
+            (v.rssi, v.noise_floor, iq),
+            (f.rssi, f.noise_floor, f.iq.clone())
+        );
+        assert_eq!(
+            RawCsiRef::parse(&b[..b.len() - 1]),
+            Err(WireError::Truncated {
+                needed: b.len(),
+                got: b.len() - 1
+            })
+        );
+        b.push(0);
+        assert_eq!(
+            RawCsiRef::parse(&b),
+            Err(WireError::TrailingBytes {
+                expected: b.len() - 1,
+                got: b.len()
+            })
+        );
+        b[5] = 0;
+        assert_eq!(RawCsiRef::parse(&b), Err(WireError::ZeroAntennas));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`Stream`] / [`StreamF16`]: exact token-by-token streaming through per-layer kernel KV caches,
 //!   `O(L·(W + log T)·d)` per frame, no allocation after construction.
 //! - [`RollingWindow`]: classify the last `N` frames on demand (firmware style).
+//! - [`LiveStream`]: a stream over a bounded horizon with [`StreamSettings`], what
+//!   `aether classify --stream` and `aether serve` run.
 //!
 //! ```
 //! use aether_head::{EvictionPolicy, HeadConfig, Stream, TemporalHead};
@@ -37,6 +39,7 @@ mod attention;
 pub mod blob;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod math;
 pub mod model;
 pub mod stream;
@@ -48,6 +51,7 @@ pub mod train;
 pub use aether_kernel::EvictionPolicy;
 pub use config::{Backend, HeadConfig, Pooling, Positional};
 pub use error::{HeadError, Result};
+pub use live::{KvPrecision, LiveStream, StreamSettings};
 pub use math::{RunningNorm, RUNNING_NORM_FLOOR};
 pub use model::{check_frames, TemporalHead, Workspace};
 pub use stream::{RollingWindow, Stream, StreamF16, StreamOf};

@@ -1,0 +1,383 @@
+//! # aether-serve
+//!
+//! The live sensing service behind `aether serve` (docs/serve.md): CSI nodes send UDP
+//! packets; each node gets its own exact stream through the temporal head; results go
+//! out over an HTTP/JSON API, a WebSocket, Prometheus metrics and a live dashboard.
+//!
+//! ```text
+//! UDP ─► ingest thread(s): recvmmsg, peek node, rate limit ─► shard queues (bounded)
+//!     ─► shard threads (one per core, own their nodes): decode → features → head
+//!     ─► node state ─► HTTP API (queries over control channels) / WebSocket hub / metrics
+//! ```
+//!
+//! [`Service::start`] binds, spawns and returns at once; [`Service::shutdown`] stops
+//! ingest, lets every shard finish its queued frames, tells WebSocket clients, and
+//! closes the HTTP server. [`replay`] is the fleet simulator that feeds it.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod ingest;
+pub mod metrics;
+pub mod model;
+pub mod node;
+pub mod replay;
+pub mod seq;
+pub mod shard;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{oneshot, watch};
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::ServeConfig;
+pub use error::ServeError;
+pub use metrics::{Metrics, Reject};
+pub use model::{LoadedModel, ModelInput};
+pub use node::NodeKey;
+
+use crate::http::AppState;
+use crate::hub::Hub;
+use crate::ingest::Ingest;
+use crate::shard::{Control, Shard, ShardCtx};
+
+/// A running service.
+pub struct Service {
+    udp: SocketAddr,
+    http: SocketAddr,
+    udp_buffer: usize,
+    model: Arc<LoadedModel>,
+    metrics: Arc<Metrics>,
+    running: Arc<AtomicBool>,
+    ready: Arc<AtomicBool>,
+    ingest: Vec<JoinHandle<()>>,
+    shards: Vec<JoinHandle<()>>,
+    ctrl: Vec<crossbeam_channel::Sender<Control>>,
+    shutdown_tx: watch::Sender<bool>,
+    http_stop: Option<oneshot::Sender<()>>,
+    http_thread: Option<JoinHandle<()>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Service {
+    /// Validates the model and settings, binds the sockets and starts every thread.
+    pub fn start(model_bytes: &[u8], cfg: ServeConfig) -> Result<Self, ServeError> {
+        cfg.validate()?;
+        let model = Arc::new(LoadedModel::from_bytes(
+            model_bytes,
+            cfg.features,
+            cfg.stream,
+        )?);
+        Self::start_with(model, cfg)
+    }
+
+    /// Starts with an already loaded model.
+    pub fn start_with(model: Arc<LoadedModel>, cfg: ServeConfig) -> Result<Self, ServeError> {
+        cfg.validate()?;
+        let n_shards = cfg.shard_count();
+        let metrics = Metrics::new(n_shards, &model.sha256);
+        metrics.queue_capacity.set(cfg.queue_packets as i64);
+        let hub = Arc::new(Hub::new(cfg.ws_buffer));
+        let running = Arc::new(AtomicBool::new(true));
+        let ready = Arc::new(AtomicBool::new(false));
+
+        // Sockets first: nothing starts if an address is taken.
+        let (first, udp_buffer) =
+            ingest::bind(cfg.udp, cfg.udp_recv_buffer, cfg.ingest_threads > 1)?;
+        let udp = first.local_addr().map_err(|source| ServeError::Io {
+            context: "reading the UDP address",
+            source,
+        })?;
+        let mut sockets = vec![first];
+        for _ in 1..cfg.ingest_threads {
+            sockets.push(ingest::bind(udp, cfg.udp_recv_buffer, true)?.0);
+        }
+        let listener =
+            std::net::TcpListener::bind(cfg.http).map_err(|source| ServeError::Bind {
+                what: "HTTP",
+                addr: cfg.http,
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServeError::Io {
+                context: "configuring the HTTP socket",
+                source,
+            })?;
+        let http = listener.local_addr().map_err(|source| ServeError::Io {
+            context: "reading the HTTP address",
+            source,
+        })?;
+        let reply: Option<UdpSocket> = if cfg.reply {
+            Some(sockets[0].try_clone().map_err(|source| ServeError::Io {
+                context: "cloning the UDP socket for replies",
+                source,
+            })?)
+        } else {
+            None
+        };
+
+        // Shards.
+        let node_count = Arc::new(AtomicUsize::new(0));
+        let publish_every_ms = (1000.0 / cfg.publish_hz).round() as u64;
+        let mut data_tx = Vec::new();
+        let mut ctrl = Vec::new();
+        let mut queued = Vec::new();
+        let mut shards = Vec::new();
+        for index in 0..n_shards {
+            let (dtx, drx) = crossbeam_channel::bounded(4096);
+            let (ctx_tx, ctx_rx) = crossbeam_channel::unbounded();
+            let q = Arc::new(AtomicUsize::new(0));
+            let ctx = ShardCtx {
+                index,
+                model: Arc::clone(&model),
+                metrics: Arc::clone(&metrics),
+                hub: Arc::clone(&hub),
+                clock: Arc::clone(&cfg.clock),
+                queued: Arc::clone(&q),
+                reply: match &reply {
+                    Some(s) => Some(s.try_clone().map_err(|source| ServeError::Io {
+                        context: "cloning the reply socket",
+                        source,
+                    })?),
+                    None => None,
+                },
+                stale_ms: cfg.stale.as_millis() as u64,
+                expire_ms: cfg.expire.as_millis() as u64,
+                max_gap: cfg.max_gap,
+                publish_every_ms,
+                history: cfg.history,
+                node_count: Arc::clone(&node_count),
+                max_nodes: cfg.max_nodes,
+                running: Arc::clone(&running),
+            };
+            let shard = Shard::new(ctx);
+            shards.push(
+                std::thread::Builder::new()
+                    .name(format!("aether-shard-{index}"))
+                    .spawn(move || shard.run(drx, ctx_rx))
+                    .map_err(|source| ServeError::Io {
+                        context: "starting a shard thread",
+                        source,
+                    })?,
+            );
+            data_tx.push(dtx);
+            ctrl.push(ctx_tx);
+            queued.push(q);
+        }
+
+        // Ingest.
+        let mut ingest_threads = Vec::new();
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let ing = Ingest {
+                socket,
+                shards: data_tx.clone(),
+                queued: queued.clone(),
+                queue_packets: cfg.queue_packets,
+                max_node_rate: cfg.max_node_rate,
+                metrics: Arc::clone(&metrics),
+                running: Arc::clone(&running),
+            };
+            ingest_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("aether-ingest-{i}"))
+                    .spawn(move || ing.run())
+                    .map_err(|source| ServeError::Io {
+                        context: "starting an ingest thread",
+                        source,
+                    })?,
+            );
+        }
+        drop(data_tx);
+
+        // HTTP.
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("aether-http")
+                .enable_all()
+                .build()
+                .map_err(|source| ServeError::Io {
+                    context: "starting the HTTP runtime",
+                    source,
+                })?,
+        );
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(AppState {
+            model: Arc::clone(&model),
+            metrics: Arc::clone(&metrics),
+            hub: Arc::clone(&hub),
+            shards: ctrl.clone(),
+            token: cfg.token.clone(),
+            max_body: cfg.max_request_bytes,
+            history: cfg.history,
+            publish_hz: cfg.publish_hz,
+            stale_ms: cfg.stale.as_millis() as u64,
+            udp: udp.to_string(),
+            ready: Arc::clone(&ready),
+            shutdown: shutdown_rx,
+        });
+        let app = http::router(state);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let rt = Arc::clone(&runtime);
+        let listener = {
+            let _g = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(|source| ServeError::Io {
+                context: "registering the HTTP socket",
+                source,
+            })?
+        };
+        let http_thread = std::thread::Builder::new()
+            .name("aether-http-serve".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stop_rx.await;
+                        })
+                        .await;
+                });
+            })
+            .map_err(|source| ServeError::Io {
+                context: "starting the HTTP thread",
+                source,
+            })?;
+        ready.store(true, Ordering::SeqCst);
+        tracing::info!(%udp, %http, shards = n_shards, udp_buffer, "aether serve started");
+        Ok(Self {
+            udp,
+            http,
+            udp_buffer,
+            model,
+            metrics,
+            running,
+            ready,
+            ingest: ingest_threads,
+            shards,
+            ctrl,
+            shutdown_tx,
+            http_stop: Some(stop_tx),
+            http_thread: Some(http_thread),
+            runtime,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Receive buffer the kernel granted the UDP socket, bytes.
+    pub fn udp_buffer(&self) -> usize {
+        self.udp_buffer
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Runs the stale/expire sweep on every shard now and waits for it.
+    pub fn sweep_now(&self) {
+        let mut waits = Vec::new();
+        for c in &self.ctrl {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Control::Sweep(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        for w in waits {
+            let _ = w.blocking_recv();
+        }
+    }
+
+    /// Every node's view (what `GET /api/v1/nodes` lists), unsorted.
+    pub fn nodes(&self) -> Vec<Value> {
+        let mut waits = Vec::new();
+        for c in &self.ctrl {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Control::List(tx)).is_ok() {
+                waits.push(rx);
+            }
+        }
+        waits
+            .into_iter()
+            .filter_map(|w| w.blocking_recv().ok())
+            .flatten()
+            .collect()
+    }
+
+    /// Frames that reached node streams so far.
+    pub fn frames(&self) -> u64 {
+        self.metrics.frames.get()
+    }
+
+    /// Blocks until SIGINT or SIGTERM.
+    pub fn wait_for_signal(&self) {
+        self.runtime.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match &mut term {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        });
+    }
+
+    /// Stops cleanly: not ready, ingest stops, every queued frame is processed, WebSocket
+    /// clients get a `shutdown` message and a close frame, the HTTP server closes.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.running.store(false, Ordering::SeqCst);
+        for h in self.ingest.drain(..) {
+            let _ = h.join();
+        }
+        for h in self.shards.drain(..) {
+            let _ = h.join();
+        }
+        let _ = self.shutdown_tx.send(true);
+        // Give WebSocket tasks a moment to send their close frames.
+        std::thread::sleep(Duration::from_millis(50));
+        if let Some(s) = self.http_stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.http_thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.http_thread.is_some() || !self.ingest.is_empty() {
+            self.stop();
+        }
+    }
+}

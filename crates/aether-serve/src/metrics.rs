@@ -1,0 +1,428 @@
+//! Prometheus metrics from real counters (prometheus-client, one registry per service,
+//! no global state). Naming follows one scheme per stage: `aether_<thing>_total`
+//! counters, `aether_<stage>_seconds` histograms, gauges for levels.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Why a packet was dropped (label `reason` of `aether_packets_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Shorter than its packet kind needs.
+    Truncated,
+    /// Longer than the receive buffer (the datagram was cut).
+    Oversized,
+    /// Unknown magic.
+    BadMagic,
+    /// More bytes than its one packet.
+    TrailingBytes,
+    /// Zero antennas declared.
+    ZeroAntennas,
+    /// Zero or more than 512 subcarriers declared.
+    BadSubcarriers,
+    /// Fewer subcarriers than the extractor's bands.
+    TooFewSubcarriers,
+    /// CRC mismatch.
+    Crc,
+    /// Unsupported packet version.
+    Version,
+    /// NaN or infinite values.
+    NonFinite,
+    /// The node's frame shape changed mid-stream.
+    ShapeChange,
+    /// The model does not take this packet kind or width.
+    ModelInput,
+    /// The node limit is reached.
+    TooManyNodes,
+    /// The node sends faster than the per-node limit.
+    RateLimited,
+    /// The shard's queue is full.
+    QueueFull,
+    /// Sequence number seen before.
+    Duplicate,
+    /// Sequence number behind the newest (arrived late).
+    Reordered,
+    /// The stream refused the frame (numeric range).
+    Stream,
+}
+
+impl Reject {
+    /// Every reason, for pre-registering the label values.
+    pub const ALL: [Reject; 18] = [
+        Reject::Truncated,
+        Reject::Oversized,
+        Reject::BadMagic,
+        Reject::TrailingBytes,
+        Reject::ZeroAntennas,
+        Reject::BadSubcarriers,
+        Reject::TooFewSubcarriers,
+        Reject::Crc,
+        Reject::Version,
+        Reject::NonFinite,
+        Reject::ShapeChange,
+        Reject::ModelInput,
+        Reject::TooManyNodes,
+        Reject::RateLimited,
+        Reject::QueueFull,
+        Reject::Duplicate,
+        Reject::Reordered,
+        Reject::Stream,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Truncated => "truncated",
+            Reject::Oversized => "oversized",
+            Reject::BadMagic => "bad_magic",
+            Reject::TrailingBytes => "trailing_bytes",
+            Reject::ZeroAntennas => "zero_antennas",
+            Reject::BadSubcarriers => "bad_subcarriers",
+            Reject::TooFewSubcarriers => "too_few_subcarriers",
+            Reject::Crc => "crc",
+            Reject::Version => "version",
+            Reject::NonFinite => "non_finite",
+            Reject::ShapeChange => "shape_change",
+            Reject::ModelInput => "model_input",
+            Reject::TooManyNodes => "too_many_nodes",
+            Reject::RateLimited => "rate_limited",
+            Reject::QueueFull => "queue_full",
+            Reject::Duplicate => "duplicate",
+            Reject::Reordered => "reordered",
+            Reject::Stream => "stream",
+        }
+    }
+}
+
+/// Per-frame processing stages (label `stage` of `aether_stage_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Packet decoding and sequence checks.
+    Decode,
+    /// Feature extraction.
+    Features,
+    /// The head's stream push.
+    Head,
+}
+
+impl Stage {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Decode => "decode",
+            Stage::Features => "features",
+            Stage::Head => "head",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+    shard: u32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShardLabel {
+    shard: u32,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Every metric of a service.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Datagrams received.
+    pub packets: Counter,
+    rejected: Family<ReasonLabel, Counter>,
+    packets_kind: Family<KindLabel, Counter>,
+    /// Frames that reached a node's stream.
+    pub frames: Counter,
+    /// Packets missing in sequence gaps.
+    pub frames_lost: Counter,
+    resets: Family<ReasonLabel, Counter>,
+    /// Node classification packets recorded.
+    pub node_results: Counter,
+    /// Nodes dropped after `--expire`.
+    pub nodes_expired: Counter,
+    nodes: Family<StateLabel, Gauge>,
+    stage: Family<StageLabel, Histogram>,
+    latency: Family<ShardLabel, Histogram>,
+    queue: Family<ShardLabel, Gauge>,
+    /// Queue capacity per shard, packets.
+    pub queue_capacity: Gauge,
+    /// Open WebSocket clients.
+    pub ws_clients: Gauge,
+    /// WebSocket messages sent.
+    pub ws_messages: Counter,
+    /// WebSocket messages a lagging client missed.
+    pub ws_lagged: Counter,
+    /// Classification packets sent back to nodes.
+    pub replies: Counter,
+    /// Datagrams the kernel dropped because the socket buffer was full.
+    pub kernel_drops: Counter,
+    http_rejected: Family<ReasonLabel, Counter>,
+    /// HTTP requests served.
+    pub http_requests: Counter,
+    /// Per-shard node counts (live, stale), summed into `aether_nodes` on scrape.
+    pub shard_nodes: Vec<[AtomicI64; 2]>,
+}
+
+impl Metrics {
+    /// A registry with every metric for `shards` shards.
+    pub fn new(shards: usize, model_sha: &str) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let m = Self {
+            packets: Counter::default(),
+            rejected: Family::default(),
+            packets_kind: Family::default(),
+            frames: Counter::default(),
+            frames_lost: Counter::default(),
+            resets: Family::default(),
+            node_results: Counter::default(),
+            nodes_expired: Counter::default(),
+            nodes: Family::default(),
+            stage: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1e-6, 2.0, 18))
+            }),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(2.5e-5, 2.0, 16))
+            }),
+            queue: Family::default(),
+            queue_capacity: Gauge::default(),
+            ws_clients: Gauge::default(),
+            ws_messages: Counter::default(),
+            ws_lagged: Counter::default(),
+            replies: Counter::default(),
+            kernel_drops: Counter::default(),
+            http_rejected: Family::default(),
+            http_requests: Counter::default(),
+            shard_nodes: (0..shards)
+                .map(|_| [AtomicI64::new(0), AtomicI64::new(0)])
+                .collect(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "aether_packets_received",
+            "UDP datagrams received",
+            m.packets.clone(),
+        );
+        registry.register(
+            "aether_packets_by_kind",
+            "Datagrams received by packet kind (raw_csi, feature_state, classification, unknown)",
+            m.packets_kind.clone(),
+        );
+        registry.register(
+            "aether_packets_rejected",
+            "Datagrams dropped, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "aether_frames",
+            "Frames that reached a node's stream",
+            m.frames.clone(),
+        );
+        registry.register(
+            "aether_frames_lost",
+            "Packets missing in sequence-number gaps",
+            m.frames_lost.clone(),
+        );
+        registry.register(
+            "aether_stream_resets",
+            "Node streams restarted, by reason (gap, restart, shape)",
+            m.resets.clone(),
+        );
+        registry.register(
+            "aether_node_results",
+            "Classification packets from nodes that classify on-device",
+            m.node_results.clone(),
+        );
+        registry.register(
+            "aether_nodes_expired",
+            "Nodes whose state was dropped",
+            m.nodes_expired.clone(),
+        );
+        registry.register("aether_nodes", "Nodes tracked, by state", m.nodes.clone());
+        registry.register(
+            "aether_stage_seconds",
+            "Per-frame time in each processing stage",
+            m.stage.clone(),
+        );
+        registry.register(
+            "aether_frame_latency_seconds",
+            "From the datagram's receipt to its result",
+            m.latency.clone(),
+        );
+        registry.register(
+            "aether_queue_depth",
+            "Packets queued per shard",
+            m.queue.clone(),
+        );
+        registry.register(
+            "aether_queue_capacity",
+            "Packets a shard may have queued",
+            m.queue_capacity.clone(),
+        );
+        registry.register(
+            "aether_ws_clients",
+            "Open WebSocket clients",
+            m.ws_clients.clone(),
+        );
+        registry.register(
+            "aether_ws_messages",
+            "WebSocket messages sent",
+            m.ws_messages.clone(),
+        );
+        registry.register(
+            "aether_ws_lagged_messages",
+            "WebSocket messages lagging clients missed",
+            m.ws_lagged.clone(),
+        );
+        registry.register(
+            "aether_replies_sent",
+            "Classification packets sent back to nodes",
+            m.replies.clone(),
+        );
+        registry.register(
+            "aether_kernel_drops",
+            "Datagrams the kernel dropped (socket buffer full)",
+            m.kernel_drops.clone(),
+        );
+        registry.register(
+            "aether_http_rejected",
+            "HTTP requests refused, by reason",
+            m.http_rejected.clone(),
+        );
+        registry.register(
+            "aether_http_requests",
+            "HTTP requests served",
+            m.http_requests.clone(),
+        );
+        let info: Family<Vec<(String, String)>, Gauge> = Family::default();
+        info.get_or_create(&vec![
+            ("model_sha256".into(), model_sha.into()),
+            ("version".into(), env!("CARGO_PKG_VERSION").into()),
+        ])
+        .set(1);
+        registry.register("aether_info", "The running model and version", info);
+        for r in Reject::ALL {
+            let _ = m
+                .rejected
+                .get_or_create(&ReasonLabel { reason: r.as_str() });
+        }
+        for r in ["gap", "restart", "shape", "error"] {
+            let _ = m.resets.get_or_create(&ReasonLabel { reason: r });
+        }
+        for k in ["raw_csi", "feature_state", "classification", "unknown"] {
+            let _ = m.packets_kind.get_or_create(&KindLabel { kind: k });
+        }
+        for s in ["live", "stale"] {
+            let _ = m.nodes.get_or_create(&StateLabel { state: s });
+        }
+        for r in [
+            "unauthorized",
+            "not_found",
+            "too_large",
+            "uri_too_long",
+            "method",
+        ] {
+            let _ = m.http_rejected.get_or_create(&ReasonLabel { reason: r });
+        }
+        Arc::new(Self { registry, ..m })
+    }
+
+    /// The counter of rejection `r` (cheap handle to keep on a hot path).
+    pub fn rejected(&self, r: Reject) -> Counter {
+        self.rejected
+            .get_or_create(&ReasonLabel { reason: r.as_str() })
+            .clone()
+    }
+
+    /// The counter of packets of `kind`.
+    pub fn kind(&self, kind: &'static str) -> Counter {
+        self.packets_kind.get_or_create(&KindLabel { kind }).clone()
+    }
+
+    /// The counter of stream resets for `reason`.
+    pub fn resets(&self, reason: &'static str) -> Counter {
+        self.resets.get_or_create(&ReasonLabel { reason }).clone()
+    }
+
+    /// The histogram of `stage` on `shard`.
+    pub fn stage(&self, stage: Stage, shard: usize) -> Histogram {
+        self.stage
+            .get_or_create(&StageLabel {
+                stage: stage.as_str(),
+                shard: shard as u32,
+            })
+            .clone()
+    }
+
+    /// The frame-latency histogram of `shard`.
+    pub fn latency(&self, shard: usize) -> Histogram {
+        self.latency
+            .get_or_create(&ShardLabel {
+                shard: shard as u32,
+            })
+            .clone()
+    }
+
+    /// The queue-depth gauge of `shard`.
+    pub fn queue(&self, shard: usize) -> Gauge {
+        self.queue
+            .get_or_create(&ShardLabel {
+                shard: shard as u32,
+            })
+            .clone()
+    }
+
+    /// Counts an HTTP refusal.
+    pub fn http_rejected(&self, reason: &'static str) {
+        self.http_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Node counts `(live, stale)` over every shard.
+    pub fn node_counts(&self) -> (i64, i64) {
+        self.shard_nodes.iter().fold((0, 0), |(l, s), [a, b]| {
+            (l + a.load(Ordering::Relaxed), s + b.load(Ordering::Relaxed))
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let (live, stale) = self.node_counts();
+        self.nodes
+            .get_or_create(&StateLabel { state: "live" })
+            .set(live);
+        self.nodes
+            .get_or_create(&StateLabel { state: "stale" })
+            .set(stale);
+        let mut s = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}

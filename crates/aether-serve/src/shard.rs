@@ -1,0 +1,712 @@
+//! A shard: one thread that owns a subset of the nodes (by hash of the node key) and
+//! runs every packet of theirs through decode → features → head → publish. No lock
+//! on the hot path: packets arrive in batches on a bounded queue, HTTP queries arrive
+//! on a control channel and are answered between batches.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aether_data::features::FeatureStream;
+use aether_data::wire::{
+    Classification, FeatureState, RawCsiRef, WireError, CLASSIFICATION_LEN, FEATURE_STATE_LEN,
+};
+use aether_head::math::softmax;
+use aether_head::LiveStream;
+use crossbeam_channel::{Receiver, Sender};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::hub::Hub;
+use crate::metrics::{Metrics, Reject, Stage};
+use crate::model::{LoadedModel, ModelInput};
+use crate::node::{CsiState, Node, NodeKey, NodeResult};
+use crate::seq::SeqVerdict;
+
+/// Frames of a new shape in a row after which a node restarts on that shape.
+pub const SHAPE_SWITCH_FRAMES: u32 = 100;
+
+/// Packet kinds, from the magic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Raw CSI `0xC5110001`.
+    RawCsi,
+    /// Feature state `0xC5110006`.
+    FeatureState,
+    /// Classification `0xC5110007`.
+    Classification,
+}
+
+/// One datagram inside a [`Batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Item {
+    /// Sender.
+    pub src: SocketAddr,
+    /// Kind from the magic.
+    pub kind: Kind,
+    /// `node_id` byte.
+    pub node_id: u8,
+    /// Offset in [`Batch::data`].
+    pub start: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// Datagrams for one shard from one receive call.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// When the receive call returned.
+    pub recv_at: Option<Instant>,
+    /// The datagrams' bytes, back to back.
+    pub data: Vec<u8>,
+    /// The datagrams.
+    pub items: Vec<Item>,
+}
+
+/// Requests answered by a shard between batches.
+#[derive(Debug)]
+pub enum Control {
+    /// Every node's view.
+    List(oneshot::Sender<Vec<Value>>),
+    /// One node's view with its last `history` results.
+    Get(NodeKey, usize, oneshot::Sender<Option<Value>>),
+    /// Run the stale/expire sweep now (tests with a manual clock).
+    Sweep(oneshot::Sender<()>),
+}
+
+/// What a shard needs from its service.
+pub struct ShardCtx {
+    /// Shard index.
+    pub index: usize,
+    /// The model.
+    pub model: Arc<LoadedModel>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// WebSocket fan-out.
+    pub hub: Arc<Hub>,
+    /// Clock.
+    pub clock: Arc<dyn Clock>,
+    /// Packets queued for this shard (the ingest side adds, the shard subtracts).
+    pub queued: Arc<AtomicUsize>,
+    /// Socket for `--reply` packets.
+    pub reply: Option<UdpSocket>,
+    /// Settings.
+    pub stale_ms: u64,
+    /// Expiry, ms.
+    pub expire_ms: u64,
+    /// Largest gap that keeps a stream.
+    pub max_gap: u32,
+    /// Minimum ms between published updates of a node.
+    pub publish_every_ms: u64,
+    /// History length per node.
+    pub history: usize,
+    /// Node limit shared by all shards.
+    pub node_count: Arc<AtomicUsize>,
+    /// Node limit.
+    pub max_nodes: usize,
+    /// Set while the service runs.
+    pub running: Arc<AtomicBool>,
+}
+
+struct Handles {
+    rejected: HashMap<Reject, Counter>,
+    frames: Counter,
+    lost: Counter,
+    reset_gap: Counter,
+    reset_restart: Counter,
+    reset_shape: Counter,
+    reset_error: Counter,
+    node_results: Counter,
+    expired: Counter,
+    replies: Counter,
+    decode: Histogram,
+    features: Histogram,
+    head: Histogram,
+    latency: Histogram,
+    queue: Gauge,
+}
+
+impl Handles {
+    fn new(m: &Metrics, shard: usize) -> Self {
+        Self {
+            rejected: Reject::ALL.iter().map(|&r| (r, m.rejected(r))).collect(),
+            frames: m.frames.clone(),
+            lost: m.frames_lost.clone(),
+            reset_gap: m.resets("gap"),
+            reset_restart: m.resets("restart"),
+            reset_shape: m.resets("shape"),
+            reset_error: m.resets("error"),
+            node_results: m.node_results.clone(),
+            expired: m.nodes_expired.clone(),
+            replies: m.replies.clone(),
+            decode: m.stage(Stage::Decode, shard),
+            features: m.stage(Stage::Features, shard),
+            head: m.stage(Stage::Head, shard),
+            latency: m.latency(shard),
+            queue: m.queue(shard),
+        }
+    }
+    fn reject(&self, r: Reject) {
+        self.rejected[&r].inc();
+    }
+}
+
+fn wire_reject(e: &WireError) -> Reject {
+    match e {
+        WireError::Truncated { .. } => Reject::Truncated,
+        WireError::BadMagic { .. } => Reject::BadMagic,
+        WireError::ZeroAntennas => Reject::ZeroAntennas,
+        WireError::BadSubcarrierCount(_) => Reject::BadSubcarriers,
+        WireError::CrcMismatch { .. } => Reject::Crc,
+        WireError::UnsupportedVersion(_) => Reject::Version,
+        WireError::TrailingBytes { .. } => Reject::TrailingBytes,
+        WireError::PayloadLength { .. } => Reject::Truncated,
+    }
+}
+
+/// The shard's state and loop.
+pub struct Shard {
+    ctx: ShardCtx,
+    h: Handles,
+    nodes: HashMap<NodeKey, Node>,
+    iq: Vec<i8>,
+    feats: Vec<f32>,
+    last_sweep: Instant,
+}
+
+impl Shard {
+    /// A shard with no nodes.
+    pub fn new(ctx: ShardCtx) -> Self {
+        let h = Handles::new(&ctx.metrics, ctx.index);
+        Self {
+            ctx,
+            h,
+            nodes: HashMap::new(),
+            iq: Vec::new(),
+            feats: Vec::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    /// Runs until the data channel closes (every ingest thread stopped) and is drained.
+    pub fn run(mut self, data: Receiver<Batch>, ctrl: Receiver<Control>) {
+        loop {
+            crossbeam_channel::select! {
+                recv(data) -> b => match b {
+                    Ok(batch) => self.batch(batch),
+                    Err(_) => break,
+                },
+                recv(ctrl) -> c => if let Ok(c) = c { self.control(c) },
+                default(Duration::from_millis(50)) => {},
+            }
+            if self.last_sweep.elapsed() >= Duration::from_millis(250) {
+                self.sweep();
+            }
+        }
+        while let Ok(c) = ctrl.try_recv() {
+            self.control(c);
+        }
+        self.sweep();
+    }
+
+    fn control(&mut self, c: Control) {
+        let now = self.ctx.clock.now_ms();
+        let classes = &self.ctx.model.classes;
+        match c {
+            Control::List(tx) => {
+                let v = self
+                    .nodes
+                    .values()
+                    .map(|n| n.view(classes, now, self.ctx.stale_ms))
+                    .collect();
+                let _ = tx.send(v);
+            }
+            Control::Get(key, n, tx) => {
+                let v = self.nodes.get(&key).map(|node| {
+                    let mut v = node.view(classes, now, self.ctx.stale_ms);
+                    v["classes"] = Value::from(classes.clone());
+                    v["history"] = Value::from(node.history.json(n));
+                    v
+                });
+                let _ = tx.send(v);
+            }
+            Control::Sweep(tx) => {
+                self.sweep();
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Marks stale nodes, drops expired ones, updates the node gauges.
+    fn sweep(&mut self) {
+        self.last_sweep = Instant::now();
+        let now = self.ctx.clock.now_ms();
+        let (stale_ms, expire_ms) = (self.ctx.stale_ms, self.ctx.expire_ms);
+        let hub = &self.ctx.hub;
+        let mut expired = 0usize;
+        self.nodes.retain(|_, n| {
+            let age = now.saturating_sub(n.last_seen_ms);
+            if age > expire_ms {
+                expired += 1;
+                hub.publish_with(|| serde_json::json!({"type": "expired", "id": n.id}).to_string());
+                return false;
+            }
+            let stale = age > stale_ms;
+            if stale != n.stale {
+                n.stale = stale;
+                let classes = &self.ctx.model.classes;
+                hub.publish_with(|| {
+                    let mut v = n.view(classes, now, stale_ms);
+                    v["type"] = Value::from("node");
+                    v.to_string()
+                });
+            }
+            true
+        });
+        if expired > 0 {
+            self.h.expired.inc_by(expired as u64);
+            self.ctx.node_count.fetch_sub(expired, Ordering::Relaxed);
+        }
+        let stale = self.nodes.values().filter(|n| n.stale).count();
+        let c = &self.ctx.metrics.shard_nodes[self.ctx.index];
+        c[0].store((self.nodes.len() - stale) as i64, Ordering::Relaxed);
+        c[1].store(stale as i64, Ordering::Relaxed);
+    }
+
+    fn batch(&mut self, b: Batch) {
+        let n = b.items.len();
+        for it in &b.items {
+            let bytes = &b.data[it.start as usize..(it.start + it.len) as usize];
+            let t0 = Instant::now();
+            let done = match it.kind {
+                Kind::RawCsi => self.raw_csi(it, bytes, t0),
+                Kind::FeatureState => self.feature_state(it, bytes, t0),
+                Kind::Classification => self.classification(it, bytes),
+            };
+            if done {
+                if let Some(r) = b.recv_at {
+                    self.h.latency.observe(r.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let left = self.ctx.queued.fetch_sub(n, Ordering::Relaxed) - n;
+        self.h.queue.set(left as i64);
+    }
+
+    /// The node of `it`, created if new and the node limit allows.
+    fn node(&mut self, it: &Item, now: u64) -> Option<&mut Node> {
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if !self.nodes.contains_key(&key) {
+            let total = self.ctx.node_count.fetch_add(1, Ordering::Relaxed);
+            if total >= self.ctx.max_nodes {
+                self.ctx.node_count.fetch_sub(1, Ordering::Relaxed);
+                self.h.reject(Reject::TooManyNodes);
+                return None;
+            }
+            let classes = self.ctx.model.classes.len();
+            self.nodes
+                .insert(key, Node::new(key, it.src, now, classes, self.ctx.history));
+        }
+        let n = self.nodes.get_mut(&key).expect("inserted above");
+        n.src = it.src;
+        Some(n)
+    }
+
+    fn reject_node(&mut self, it: &Item, r: Reject) {
+        self.h.reject(r);
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if let Some(n) = self.nodes.get_mut(&key) {
+            n.rejected += 1;
+        }
+    }
+
+    /// Applies a sequence verdict: counts, resets; false if the frame is dropped.
+    fn apply_seq(h: &Handles, node: &mut Node, v: SeqVerdict) -> bool {
+        match v {
+            SeqVerdict::Duplicate => {
+                h.reject(Reject::Duplicate);
+                node.rejected += 1;
+                return false;
+            }
+            SeqVerdict::Late => {
+                h.reject(Reject::Reordered);
+                node.rejected += 1;
+                return false;
+            }
+            SeqVerdict::Gap { lost } => {
+                h.lost.inc_by(u64::from(lost));
+                node.lost += u64::from(lost);
+            }
+            SeqVerdict::GapReset { lost } => {
+                h.lost.inc_by(u64::from(lost));
+                node.lost += u64::from(lost);
+                h.reset_gap.inc();
+                node.resets += 1;
+                node.reset_stream();
+            }
+            SeqVerdict::Restart => {
+                h.reset_restart.inc();
+                node.resets += 1;
+                node.reset_stream();
+            }
+            SeqVerdict::First | SeqVerdict::Next => {}
+        }
+        true
+    }
+
+    fn raw_csi(&mut self, it: &Item, bytes: &[u8], t0: Instant) -> bool {
+        let v = match RawCsiRef::parse(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                self.reject_node(it, wire_reject(&e));
+                return false;
+            }
+        };
+        let ModelInput::RawCsi { features, antennas } = self.ctx.model.input else {
+            self.reject_node(it, Reject::ModelInput);
+            return false;
+        };
+        if usize::from(v.n_antennas) != antennas {
+            self.reject_node(it, Reject::ModelInput);
+            return false;
+        }
+        if usize::from(v.n_subcarriers) < features.bands {
+            self.reject_node(it, Reject::TooFewSubcarriers);
+            return false;
+        }
+        let now = self.ctx.clock.now_ms();
+        let max_gap = self.ctx.max_gap;
+        let model = Arc::clone(&self.ctx.model);
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if self.node(it, now).is_none() {
+            return false;
+        }
+        let h = &self.h;
+        let node = self.nodes.get_mut(&key).expect("created");
+        let shape = (usize::from(v.n_antennas), usize::from(v.n_subcarriers));
+        match &mut node.csi {
+            Some(c) if c.fs.shape() != shape => {
+                let count = match c.pending_shape {
+                    Some((a, s, k)) if (a, s) == (v.n_antennas, v.n_subcarriers) => k + 1,
+                    _ => 1,
+                };
+                if count < SHAPE_SWITCH_FRAMES {
+                    c.pending_shape = Some((v.n_antennas, v.n_subcarriers, count));
+                    h.reject(Reject::ShapeChange);
+                    node.rejected += 1;
+                    return false;
+                }
+                h.reset_shape.inc();
+                node.resets += 1;
+                node.csi = None;
+                if let Some(s) = &mut node.stream {
+                    s.reset();
+                }
+            }
+            Some(c) => c.pending_shape = None,
+            None => {}
+        }
+        if node.csi.is_none() {
+            match FeatureStream::new(features, shape.0, shape.1) {
+                Ok(fs) => {
+                    node.csi = Some(CsiState {
+                        fs,
+                        seq: crate::seq::SeqTracker::new(32),
+                        pending_shape: None,
+                    })
+                }
+                Err(_) => {
+                    h.reject(Reject::TooFewSubcarriers);
+                    node.rejected += 1;
+                    return false;
+                }
+            }
+        }
+        let csi = node.csi.as_mut().expect("set above");
+        let verdict = csi.seq.check(v.seq, max_gap);
+        if !Self::apply_seq(h, node, verdict) {
+            return false;
+        }
+        let t1 = Instant::now();
+        h.decode.observe((t1 - t0).as_secs_f64());
+        v.iq_into(&mut self.iq);
+        let csi = node.csi.as_mut().expect("set above");
+        let feats = match csi.fs.push_iq(&self.iq) {
+            Ok(f) => f,
+            Err(_) => {
+                h.reject(Reject::Truncated);
+                node.rejected += 1;
+                return false;
+            }
+        };
+        self.feats.clear();
+        self.feats.extend_from_slice(feats);
+        let t2 = Instant::now();
+        h.features.observe((t2 - t1).as_secs_f64());
+        Self::frame(&self.ctx, h, node, &model, &self.feats, v.seq, now, t2)
+    }
+
+    fn feature_state(&mut self, it: &Item, bytes: &[u8], t0: Instant) -> bool {
+        if bytes.len() > FEATURE_STATE_LEN {
+            self.reject_node(it, Reject::TrailingBytes);
+            return false;
+        }
+        let p = match FeatureState::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject_node(it, wire_reject(&e));
+                return false;
+            }
+        };
+        if self.ctx.model.input != ModelInput::FeatureState {
+            self.reject_node(it, Reject::ModelInput);
+            return false;
+        }
+        let values = p.values();
+        if values.iter().any(|v| !v.is_finite()) {
+            self.reject_node(it, Reject::NonFinite);
+            return false;
+        }
+        let now = self.ctx.clock.now_ms();
+        let max_gap = self.ctx.max_gap;
+        let model = Arc::clone(&self.ctx.model);
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if self.node(it, now).is_none() {
+            return false;
+        }
+        let h = &self.h;
+        let node = self.nodes.get_mut(&key).expect("created");
+        let verdict = node.fs_seq.check(u32::from(p.seq), max_gap);
+        if !Self::apply_seq(h, node, verdict) {
+            return false;
+        }
+        let t1 = Instant::now();
+        h.decode.observe((t1 - t0).as_secs_f64());
+        Self::frame(
+            &self.ctx,
+            h,
+            node,
+            &model,
+            &values,
+            u32::from(p.seq),
+            now,
+            t1,
+        )
+    }
+
+    fn classification(&mut self, it: &Item, bytes: &[u8]) -> bool {
+        if bytes.len() > CLASSIFICATION_LEN {
+            self.reject_node(it, Reject::TrailingBytes);
+            return false;
+        }
+        let p = match Classification::decode(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.reject_node(it, wire_reject(&e));
+                return false;
+            }
+        };
+        if !p.top_logit.is_finite() || !p.top1_minus_top2.is_finite() {
+            self.reject_node(it, Reject::NonFinite);
+            return false;
+        }
+        let now = self.ctx.clock.now_ms();
+        let max_gap = self.ctx.max_gap;
+        let classes = &self.ctx.model.classes;
+        let class = (usize::from(p.n_classes) == classes.len())
+            .then(|| classes.get(usize::from(p.argmax)).cloned())
+            .flatten();
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if self.node(it, now).is_none() {
+            return false;
+        }
+        let h = &self.h;
+        let node = self.nodes.get_mut(&key).expect("created");
+        match node.cls_seq.check(p.seq, max_gap) {
+            SeqVerdict::Duplicate => {
+                h.reject(Reject::Duplicate);
+                node.rejected += 1;
+                return false;
+            }
+            SeqVerdict::Late => {
+                h.reject(Reject::Reordered);
+                node.rejected += 1;
+                return false;
+            }
+            _ => {}
+        }
+        node.node_result = Some(NodeResult {
+            argmax: p.argmax,
+            class,
+            n_classes: p.n_classes,
+            top_logit: p.top_logit,
+            top1_minus_top2: p.top1_minus_top2,
+            seq: p.seq,
+            ts_us: p.ts_us,
+            at_ms: now,
+        });
+        node.last_seen_ms = now;
+        node.stale = false;
+        h.node_results.inc();
+        true
+    }
+
+    /// Pushes one frame of features into the node's stream and publishes.
+    #[allow(clippy::too_many_arguments)]
+    fn frame(
+        ctx: &ShardCtx,
+        h: &Handles,
+        node: &mut Node,
+        model: &LoadedModel,
+        feats: &[f32],
+        seq: u32,
+        now: u64,
+        t0: Instant,
+    ) -> bool {
+        if node.stream.is_none() {
+            match LiveStream::new(&model.head, model.stream) {
+                Ok(s) => node.stream = Some(s),
+                Err(_) => {
+                    h.reject(Reject::Stream);
+                    return false;
+                }
+            }
+        }
+        let stream = node.stream.as_mut().expect("set above");
+        let pos = stream.position();
+        let logits = match stream.push(&model.head, feats) {
+            Ok(l) => l,
+            Err(_) => {
+                // A refused frame may leave the stream half-updated: restart it.
+                h.reject(Reject::Stream);
+                h.reset_error.inc();
+                node.rejected += 1;
+                node.resets += 1;
+                node.reset_stream();
+                return false;
+            }
+        };
+        softmax(logits, &mut node.probs);
+        h.head.observe(t0.elapsed().as_secs_f64());
+        let class = argmax(&node.probs);
+        node.class = Some(class);
+        node.frames += 1;
+        node.last_seen_ms = now;
+        node.stale = false;
+        h.frames.inc();
+        node.history
+            .push(node.frames - 1, pos, seq, now, &node.probs);
+        let due = now.saturating_sub(node.last_publish_ms) >= ctx.publish_every_ms
+            || node.published_class != Some(class);
+        if due {
+            node.last_publish_ms = now;
+            node.published_class = Some(class);
+            ctx.hub
+                .publish_with(|| update_json(node, model, now, ctx.stale_ms));
+            if let Some(sock) = &ctx.reply {
+                let packet = reply_packet(node, model, logits_margin(&node.probs), seq);
+                if sock.send_to(&packet, node.src).is_ok() {
+                    h.replies.inc();
+                }
+            }
+        }
+        true
+    }
+}
+
+fn argmax(x: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in x.iter().enumerate() {
+        if *v > x[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// `(top probability's log-odds proxy, margin)` from probabilities: the classification
+/// packet carries logits, so send `ln p` of the top class and `ln p1 − ln p2`.
+fn logits_margin(p: &[f32]) -> (f32, f32) {
+    let mut s: Vec<f32> = p.to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let l1 = s.first().copied().unwrap_or(0.0).max(1e-30).ln();
+    let l2 = s.get(1).copied().unwrap_or(0.0).max(1e-30).ln();
+    (l1, l1 - l2)
+}
+
+fn reply_packet(node: &Node, model: &LoadedModel, (top, margin): (f32, f32), seq: u32) -> [u8; 40] {
+    Classification {
+        n_classes: model.classes.len().min(u16::MAX as usize) as u16,
+        node_id: node.key.node_id,
+        ts_us: node.last_seen_ms.saturating_mul(1000),
+        seq,
+        argmax: node.class.unwrap_or(0).min(255) as u8,
+        top_logit: top,
+        top1_minus_top2: margin,
+    }
+    .encode()
+}
+
+/// The WebSocket update of a node: its view plus the latest amplitude row (0..=255,
+/// amplitude over the frame's mean × 100) for the dashboard's heat strip.
+fn update_json(node: &Node, model: &LoadedModel, now: u64, stale_ms: u64) -> String {
+    let mut v = node.view(&model.classes, now, stale_ms);
+    v["type"] = Value::from("node");
+    if let Some(c) = &node.csi {
+        let a = c.fs.amplitudes();
+        let sub = c.fs.shape().1;
+        let row = &a[..sub.min(a.len())];
+        let mean = row.iter().sum::<f32>() / row.len().max(1) as f32;
+        let q: Vec<u8> = row
+            .iter()
+            .map(|x| {
+                if mean > 0.0 {
+                    (x / mean * 100.0).clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        v["amps"] = Value::from(q);
+    }
+    v.to_string()
+}
+
+/// Sends `batch` to a shard unless its queue would exceed `cap` packets; returns
+/// the packets dropped.
+pub fn offer(tx: &Sender<Batch>, queued: &AtomicUsize, cap: usize, batch: Batch) -> usize {
+    let n = batch.items.len();
+    let before = queued.fetch_add(n, Ordering::Relaxed);
+    if before + n > cap {
+        queued.fetch_sub(n, Ordering::Relaxed);
+        return n;
+    }
+    match tx.try_send(batch) {
+        Ok(()) => 0,
+        Err(_) => {
+            queued.fetch_sub(n, Ordering::Relaxed);
+            n
+        }
+    }
+}
