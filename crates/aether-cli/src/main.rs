@@ -3,6 +3,7 @@
 //! Every verb lives in its own module under `commands/`; this file only parses
 //! arguments and dispatches. Errors print one line and exit non-zero.
 
+mod args;
 mod commands;
 mod fsutil;
 
@@ -40,6 +41,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Run the main job end to end on embedded defaults.
     Demo(commands::demo::Args),
+    /// The live service: UDP ingest from a fleet of nodes, HTTP/WebSocket API, metrics, dashboard.
+    Serve(commands::serve::Args),
+    /// Send recordings as raw CSI from a fleet of simulated nodes to a running service.
+    Replay(commands::replay::Args),
 }
 
 /// Restores the default SIGPIPE action so `aether … | head` ends quietly instead of
@@ -71,6 +76,8 @@ fn main() {
         Command::Classify(a) => commands::classify::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Demo(a) => commands::demo::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Replay(a) => commands::replay::run(a),
     };
     if let Err(e) = result {
         eprintln!("aether: {e:#}");

@@ -126,8 +126,8 @@ fn socket_addr(s: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 impl Ingest {
-    /// Receives until `running` is cleared, then returns (dropping the shard senders
-    /// lets the shards drain and stop).
+    /// Receives until `running` is cleared, then reads what the kernel still holds
+    /// and returns (dropping the shard senders lets the shards drain and stop).
     pub fn run(self) {
         let n_shards = self.shards.len();
         let mut buf = vec![0u8; BATCH * SLOT];
@@ -150,19 +150,22 @@ impl Ingest {
         let fd = self.socket.as_raw_fd();
         let rate = self.max_node_rate;
         let mut got: Vec<(usize, bool, Option<SocketAddr>)> = Vec::with_capacity(BATCH);
-        while self.running.load(Ordering::Relaxed) {
+        loop {
+            // After shutdown, read what the kernel already holds, then stop.
+            let draining = !self.running.load(Ordering::Relaxed);
+            let flags = if draining {
+                MsgFlags::MSG_DONTWAIT
+            } else {
+                MsgFlags::MSG_WAITFORONE
+            };
             got.clear();
             let mut ovfl = None;
             {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
-                    buf.chunks_mut(SLOT).map(|c| [IoSliceMut::new(c)]).collect();
-                match recvmmsg(
-                    fd,
-                    &mut headers,
-                    iovs.iter_mut(),
-                    MsgFlags::MSG_WAITFORONE,
-                    None,
-                ) {
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = buf
+                    .chunks_mut(SLOT)
+                    .map(|c| [IoSliceMut::new(c)])
+                    .collect();
+                match recvmmsg(fd, &mut headers, iovs.iter_mut(), flags, None) {
                     Ok(res) => {
                         for r in res {
                             if let Ok(cm) = r.cmsgs() {
@@ -176,12 +179,16 @@ impl Ingest {
                             got.push((r.bytes, r.flags.contains(MsgFlags::MSG_TRUNC), addr));
                         }
                     }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) if !draining => continue,
+                    Err(_) if draining => break,
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(1));
                         continue;
                     }
                 }
+            }
+            if got.is_empty() && draining {
+                break;
             }
             if let Some(n) = ovfl {
                 if n > drops_seen {

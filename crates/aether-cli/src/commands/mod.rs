@@ -10,5 +10,7 @@ pub mod features;
 pub mod gate;
 pub mod init;
 pub mod inspect;
+pub mod replay;
+pub mod serve;
 pub mod simulate;
 pub mod train;
