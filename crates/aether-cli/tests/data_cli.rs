@@ -163,7 +163,7 @@ fn simulate_rejects_bad_input() {
             "--recordings",
             "0",
         ]),
-        "at least 1",
+        "must be a whole number from 1",
     );
     fails(
         &aether(&[
@@ -275,7 +275,7 @@ fn features_single_capture_and_amplitude_csvs() {
         "--class",
         "fall",
     ]));
-    assert!(s.contains("1 recordings written"), "{s}");
+    assert!(s.contains("1 recording written"), "{s}");
     let text = std::fs::read_to_string(out.join("fall").join("one.csv")).unwrap();
     assert_eq!(text.lines().count(), 201);
 
