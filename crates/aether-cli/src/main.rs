@@ -92,7 +92,10 @@ fn refused_value(e: &clap::Error) -> Option<String> {
     let why = match e.kind() {
         ErrorKind::ValueValidation => std::error::Error::source(e)?.to_string(),
         ErrorKind::InvalidValue => match e.get(ContextKind::ValidValue) {
-            Some(ContextValue::Strings(v)) => format!("must be one of {}", v.join(", ")),
+            Some(ContextValue::Strings(v)) if !v.is_empty() => {
+                format!("must be one of {}", v.join(", "))
+            }
+            _ if value.is_empty() => "must not be empty".into(),
             _ => "not an accepted value".into(),
         },
         _ => return None,
@@ -164,6 +167,28 @@ mod tests {
         );
         let e = anyhow::anyhow!("root cause\nsecond line").context("reading x");
         assert_eq!(one_line(&e), "reading x: root cause second line");
+    }
+
+    #[test]
+    fn refused_values_are_one_line_naming_the_argument() {
+        let msg = |args: &[&str]| {
+            let e = command().try_get_matches_from(args).unwrap_err();
+            refused_value(&e)
+        };
+        assert_eq!(
+            msg(&["aether", "init", ""]).as_deref(),
+            Some("invalid value '' for <OUTPUT>: must not be empty")
+        );
+        assert_eq!(
+            msg(&["aether", "init", "--format", "v3", "x"]).as_deref(),
+            Some("invalid value 'v3' for --format: must be one of v1, v2")
+        );
+        assert_eq!(
+            msg(&["aether", "train", "--data", "d", "--out", "m", "--batch", "-3"]).as_deref(),
+            Some("invalid value '-3' for --batch: must be a whole number from 1 to 4096")
+        );
+        // a malformed command line is clap's (exit 2), not a refused value
+        assert_eq!(msg(&["aether", "train", "--bogus"]), None);
     }
 
     #[test]

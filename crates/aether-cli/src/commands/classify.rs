@@ -96,7 +96,13 @@ impl Printer<'_> {
             obj.insert("class_index".into(), json!(c));
             writeln!(self.out, "{}", serde_json::Value::Object(obj))?;
         } else if extra.is_empty() || extra.iter().all(|(k, _)| *k == "frames") {
-            let w = self.names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
+            let w = self
+                .names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5);
             writeln!(
                 self.out,
                 "{:<w$}  {:>11}  {:>10}",
@@ -114,7 +120,13 @@ impl Printer<'_> {
                 writeln!(self.out, "({})", plural(*n, "frame"))?;
             }
         } else {
-            let w = self.names.iter().map(|n| n.len()).max().unwrap_or(5).max(8);
+            let w = self
+                .names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(8);
             if !self.header_done {
                 let keys: Vec<String> = extra.iter().map(|(k, _)| format!("{k:>7}")).collect();
                 write!(self.out, "{}  {:<w$}", keys.join(" "), "class")?;
@@ -123,7 +135,7 @@ impl Printer<'_> {
                         self.out,
                         "  {:>w$}",
                         format!("p({n})"),
-                        w = n.len().max(6) + 3
+                        w = n.chars().count().max(6) + 3
                     )?;
                 }
                 writeln!(self.out)?;
@@ -132,7 +144,7 @@ impl Printer<'_> {
             let keys: Vec<String> = extra.iter().map(|(_, v)| format!("{v:>7}")).collect();
             write!(self.out, "{}  {:<w$}", keys.join(" "), self.names[c])?;
             for (n, pi) in self.names.iter().zip(&p) {
-                write!(self.out, "  {:>w$.4}", pi, w = n.len().max(6) + 3)?;
+                write!(self.out, "  {:>w$.4}", pi, w = n.chars().count().max(6) + 3)?;
             }
             writeln!(self.out)?;
         }
