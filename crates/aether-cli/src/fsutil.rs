@@ -352,11 +352,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("directory"));
-        let e = write_atomic(Path::new("/dev/null"), b"x")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("device node"), "{e}");
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3, "no temp left");
+        // A socket stands for every special file (a device node would need root, and a
+        // regression must not be able to replace a real one such as /dev/null).
+        let sock = dir.path().join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let e = write_atomic(&sock, b"x").unwrap_err().to_string();
+        assert!(e.contains("a socket"), "{e}");
+        assert!(check_output_file(&sock).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4, "no temp left");
     }
 
     #[test]
