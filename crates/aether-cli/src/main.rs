@@ -1,13 +1,18 @@
 //! `aether`: the command-line front end of aether-temporal.
 //!
 //! Every verb lives in its own module under `commands/`; this file only parses
-//! arguments and dispatches. Errors print one line and exit non-zero.
+//! arguments and dispatches. Exit codes (crates/aether-cli/README.md): 0 success; 1 an
+//! error — a refused option value, bad input, a failed write, a failed gate — with one
+//! line `aether: …` on stderr; 2 a malformed command line (unknown option, missing
+//! argument), reported by the argument parser with its usage text.
 
 mod args;
 mod commands;
 mod fsutil;
+mod values;
 
-use clap::{Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// A learned sparse-attention temporal head for WiFi CSI sensing.
 #[derive(Parser)]
@@ -61,9 +66,78 @@ fn reset_sigpipe() {
 #[cfg(not(unix))]
 fn reset_sigpipe() {}
 
+/// The command line definition; every option that takes a value also accepts a
+/// negative number as that value, so `--batch -1` reaches the range check (exit 1)
+/// instead of being taken for an unknown flag.
+fn command() -> clap::Command {
+    fn negatives(c: clap::Command) -> clap::Command {
+        c.mut_args(|a| {
+            if a.get_action().takes_values() {
+                a.allow_negative_numbers(true)
+            } else {
+                a
+            }
+        })
+        .mut_subcommands(negatives)
+    }
+    negatives(Cli::command())
+}
+
+/// The one-line message of a refused option value (range checks of `values`, or a
+/// value outside a fixed list); `None` for other command-line errors.
+fn refused_value(e: &clap::Error) -> Option<String> {
+    let arg = match e.get(ContextKind::InvalidArg)? {
+        ContextValue::String(s) => s.split(' ').next().unwrap_or(s).to_string(),
+        _ => return None,
+    };
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let why = match e.kind() {
+        ErrorKind::ValueValidation => std::error::Error::source(e)?.to_string(),
+        ErrorKind::InvalidValue => match e.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(v)) if !v.is_empty() => {
+                format!("must be one of {}", v.join(", "))
+            }
+            _ if value.is_empty() => "must not be empty".into(),
+            _ => "not an accepted value".into(),
+        },
+        _ => return None,
+    };
+    Some(format!("invalid value '{value}' for {arg}: {why}"))
+}
+
+/// An error and its causes on one line, each cause once (a cause whose text the
+/// message already contains is not repeated).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts
+        .join(": ")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() {
     reset_sigpipe();
-    let cli = Cli::parse();
+    let matches = command().try_get_matches().unwrap_or_else(|e| {
+        if let Some(msg) = refused_value(&e) {
+            eprintln!("aether: {msg}");
+            std::process::exit(1);
+        }
+        // Help and version exit 0; malformed command lines exit 2 with clap's usage text.
+        e.exit()
+    });
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Init(a) => commands::init::run(a),
         Command::Inspect(a) => commands::inspect::run(a),
@@ -80,7 +154,52 @@ fn main() {
         Command::Replay(a) => commands::replay::run(a),
     };
     if let Err(e) = result {
-        eprintln!("aether: {e:#}");
+        eprintln!("aether: {}", one_line(&e));
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let inner = std::io::Error::other("the number of bands must be at least 1");
+        let e = anyhow::Error::new(inner)
+            .context("feature extraction: the number of bands must be at least 1");
+        assert_eq!(
+            one_line(&e),
+            "feature extraction: the number of bands must be at least 1"
+        );
+        let e = anyhow::anyhow!("root cause\nsecond line").context("reading x");
+        assert_eq!(one_line(&e), "reading x: root cause second line");
+    }
+
+    #[test]
+    fn refused_values_are_one_line_naming_the_argument() {
+        let msg = |args: &[&str]| {
+            let e = command().try_get_matches_from(args).unwrap_err();
+            refused_value(&e)
+        };
+        assert_eq!(
+            msg(&["aether", "init", ""]).as_deref(),
+            Some("invalid value '' for <OUTPUT>: must not be empty")
+        );
+        assert_eq!(
+            msg(&["aether", "init", "--format", "v3", "x"]).as_deref(),
+            Some("invalid value 'v3' for --format: must be one of v1, v2")
+        );
+        assert_eq!(
+            msg(&["aether", "train", "--data", "d", "--out", "m", "--batch", "-3"]).as_deref(),
+            Some("invalid value '-3' for --batch: must be a whole number from 1 to 4096")
+        );
+        // a malformed command line is clap's (exit 2), not a refused value
+        assert_eq!(msg(&["aether", "train", "--bogus"]), None);
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        command().debug_assert();
     }
 }

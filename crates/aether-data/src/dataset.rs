@@ -4,15 +4,23 @@
 //! Dataset folder: `DATA/<class>/<recording>.csv`, a header row naming the `D`
 //! feature columns, then one row of `D` numbers per frame. Classes are the
 //! sub-directories, sorted by name (class index = position); recordings are
-//! sorted by file name. Non-directory entries at the top, hidden entries,
-//! non-`.csv` files and nested directories are skipped and listed in the
-//! [`LoadReport`], as are recordings with a header but no rows; nothing is
-//! dropped silently. Malformed content is an error naming file, row (1-based
-//! line number) and column (1-based, with its name).
+//! sorted by file name. A top-level `README.txt` is the dataset's description
+//! (`aether simulate` writes one) and is recorded in [`LoadReport::readme`].
+//! Other non-directory entries at the top, hidden entries, non-`.csv` files
+//! (raw CSI captures among them, with their own reason) and nested directories
+//! are skipped and listed in the [`LoadReport`], as are recordings with a
+//! header but no rows; nothing is dropped silently. A class holding only raw
+//! captures, or a raw capture given where a dataset is expected, is an error
+//! that says to run `aether features` first. Malformed content is an error
+//! naming file, row (1-based line number) and column (1-based, with its name).
+//!
+//! Every CSV (dataset folders, `aether classify` input, amplitude CSVs) is read
+//! by the one [`CsvReader`], line by line.
 //!
 //! `.npy` input: `X.npy` `[n, N, D]` floats and `y.npy` `[n]` integers in one
 //! directory, optional `classes.txt` (one name per line); sample `i` becomes
-//! the recording `sample{i:05}` of class `y[i]`.
+//! the recording `sample{i:05}` of class `y[i]`. One of the two without the
+//! other is an error naming the missing file.
 //!
 //! Frames are stored row-major: `frames[t·D + d]`.
 
@@ -22,6 +30,7 @@ use std::path::Path;
 
 use crate::npy::{parse_npy, NpyData, NpyError};
 use crate::rng::SplitMix64;
+use crate::wire::RAW_CSI_MAGIC;
 
 /// Errors reading, writing, windowing or splitting a dataset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -198,6 +207,36 @@ pub enum DataError {
     /// A group (file-name prefix) with no recordings.
     #[error("no recording belongs to group `{0}`")]
     UnknownGroup(String),
+    /// A CSV file that is not UTF-8 text.
+    #[error("{file}: not UTF-8 text (a CSV must be UTF-8)")]
+    NotUtf8 {
+        /// File.
+        file: String,
+    },
+    /// A raw CSI capture where a dataset folder or a feature CSV is expected.
+    #[error("{path}: a raw CSI capture (magic 0xC5110001), not feature CSVs: turn captures into a dataset folder with `aether features --input CAPTURES --out DIR` first")]
+    RawCapture {
+        /// The capture (or the directory expected to be a dataset).
+        path: String,
+    },
+    /// A class directory holding raw CSI captures and no CSV recordings.
+    #[error("class `{class}` holds raw CSI captures ({example}, …) and no CSV recordings: turn captures into a dataset folder with `aether features --input CAPTURES --out DIR` first")]
+    OnlyRawCaptures {
+        /// Class name.
+        class: String,
+        /// One of its captures.
+        example: String,
+    },
+    /// One of `X.npy` and `y.npy` without the other.
+    #[error("{dir}: {present} is there but {missing} is missing (a .npy dataset needs X.npy [n, N, D] floats and y.npy [n] integer labels)")]
+    NpyMissing {
+        /// The directory.
+        dir: String,
+        /// The file found.
+        present: &'static str,
+        /// The file missing.
+        missing: &'static str,
+    },
 }
 
 /// One recording: `T` frames of `D` features of one class.
@@ -247,6 +286,8 @@ pub enum SkipReason {
     NestedDirectory,
     /// A CSV with a header and no rows.
     NoFrames,
+    /// A raw CSI capture (not a CSV; `aether features` converts it).
+    RawCapture,
 }
 
 impl fmt::Display for SkipReason {
@@ -257,15 +298,18 @@ impl fmt::Display for SkipReason {
             SkipReason::NotCsv => "not a .csv file",
             SkipReason::NestedDirectory => "directory inside a class directory",
             SkipReason::NoFrames => "header only, no frames",
+            SkipReason::RawCapture => "raw CSI capture, not a CSV (`aether features` converts it)",
         })
     }
 }
 
-/// What a reader skipped, each with its reason.
+/// What a reader skipped, each with its reason, and the description it recognised.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadReport {
     /// `(path, reason)` per skipped entry.
     pub skipped: Vec<(String, SkipReason)>,
+    /// Path of the top-level `README.txt` (the dataset's description), if any.
+    pub readme: Option<String>,
 }
 
 impl fmt::Display for LoadReport {
@@ -292,70 +336,162 @@ fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Parses one recording CSV: returns the header and the `T × D` frames.
-/// Blank lines are ignored; `file` names the source in errors.
-pub fn parse_csv(text: &str, file: &str) -> Result<(Vec<String>, Vec<f32>), DataError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((_, head)) = lines.next() else {
-        return Err(DataError::EmptyFile { file: file.into() });
-    };
-    let head = head.strip_prefix('\u{feff}').unwrap_or(head);
-    let header: Vec<String> = head.split(',').map(|c| unquote(c).to_string()).collect();
-    if header.iter().all(|h| h.parse::<f64>().is_ok()) {
-        return Err(DataError::MissingHeader { file: file.into() });
-    }
-    for (i, h) in header.iter().enumerate() {
-        if h.is_empty() {
-            return Err(DataError::EmptyColumnName {
-                file: file.into(),
-                col: i + 1,
-            });
+/// Whether `bytes` start like a raw CSI capture (the little-endian `0xC5110001` magic).
+pub fn is_raw_capture(bytes: &[u8]) -> bool {
+    bytes.starts_with(&RAW_CSI_MAGIC.to_le_bytes())
+}
+
+/// Whether the regular file at `path` starts like a raw CSI capture (false if
+/// unreadable or not a regular file: a FIFO is never opened).
+fn file_is_raw_capture(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && std::fs::File::open(path)
+            .and_then(|mut f| f.read_exact(&mut head))
+            .is_ok()
+        && is_raw_capture(&head)
+}
+
+/// The one CSV dialect of every verb, read line by line (so a live pipe can be
+/// classified as it arrives).
+///
+/// A UTF-8 byte-order mark at the start of line 1 is ignored, and so are blank
+/// lines. The first other line is the header naming the columns (not all numeric,
+/// no empty or repeated name); every further line is one frame of exactly as many
+/// finite `f32` numbers. Cells may be `"quoted"` and padded with spaces. Errors
+/// name the file, the row (1-based line number) and the column (1-based, with its
+/// name).
+#[derive(Debug, Clone)]
+pub struct CsvReader {
+    file: String,
+    header: Option<Vec<String>>,
+    line: usize,
+}
+
+impl CsvReader {
+    /// A reader of the CSV `file` (the name used in errors).
+    pub fn new(file: &str) -> Self {
+        Self {
+            file: file.to_string(),
+            header: None,
+            line: 0,
         }
-        if header[..i].contains(h) {
-            return Err(DataError::DuplicateColumn {
-                file: file.into(),
-                name: h.clone(),
-            });
-        }
     }
-    let d = header.len();
-    let mut frames = Vec::new();
-    for (ln, line) in lines {
-        let row = ln + 1;
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != d {
+
+    /// The file name used in errors.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The 1-based number of the last line fed (0 before the first).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// The header, once read.
+    pub fn header(&self) -> Option<&[String]> {
+        self.header.as_deref()
+    }
+
+    /// The header at the end of the input; an input without one is an error.
+    pub fn finish(&self) -> Result<&[String], DataError> {
+        self.header().ok_or_else(|| DataError::EmptyFile {
+            file: self.file.clone(),
+        })
+    }
+
+    /// Reads the next line (a trailing `\n` or `\r\n` is ignored). Returns `true` when
+    /// the line was a frame, whose values were appended to `out`; `false` for the
+    /// header or a blank line. On an error `out` is left as it was.
+    pub fn feed(&mut self, line: &str, out: &mut Vec<f32>) -> Result<bool, DataError> {
+        self.line += 1;
+        let line = line.strip_suffix('\n').unwrap_or(line);
+        let mut line = line.strip_suffix('\r').unwrap_or(line);
+        if self.line == 1 {
+            line = line.strip_prefix('\u{feff}').unwrap_or(line);
+        }
+        if line.trim().is_empty() {
+            return Ok(false);
+        }
+        let Some(header) = &self.header else {
+            self.header = Some(self.parse_header(line)?);
+            return Ok(false);
+        };
+        let file = || self.file.clone();
+        let row = self.line;
+        let d = header.len();
+        let cells = line.split(',').count();
+        if cells != d {
             return Err(DataError::RaggedRow {
-                file: file.into(),
+                file: file(),
                 row,
                 expected: d,
-                got: cells.len(),
+                got: cells,
             });
         }
-        for (c, cell) in cells.iter().enumerate() {
+        let start = out.len();
+        for (c, cell) in line.split(',').enumerate() {
             let t = unquote(cell);
-            let v: f32 = t.parse().map_err(|_| DataError::NonNumeric {
-                file: file.into(),
-                row,
-                col: c + 1,
-                column: header[c].clone(),
-                cell: t.to_string(),
-            })?;
-            if !v.is_finite() {
-                return Err(DataError::NonFinite {
-                    file: file.into(),
+            let err = match t.parse::<f32>() {
+                Ok(v) if v.is_finite() => {
+                    out.push(v);
+                    continue;
+                }
+                Ok(_) => DataError::NonFinite {
+                    file: file(),
                     row,
                     col: c + 1,
                     column: header[c].clone(),
                     cell: t.to_string(),
+                },
+                Err(_) => DataError::NonNumeric {
+                    file: file(),
+                    row,
+                    col: c + 1,
+                    column: header[c].clone(),
+                    cell: t.to_string(),
+                },
+            };
+            out.truncate(start);
+            return Err(err);
+        }
+        Ok(true)
+    }
+
+    fn parse_header(&self, line: &str) -> Result<Vec<String>, DataError> {
+        let file = || self.file.clone();
+        let header: Vec<String> = line.split(',').map(|c| unquote(c).to_string()).collect();
+        if header.iter().all(|h| h.parse::<f64>().is_ok()) {
+            return Err(DataError::MissingHeader { file: file() });
+        }
+        for (i, h) in header.iter().enumerate() {
+            if h.is_empty() {
+                return Err(DataError::EmptyColumnName {
+                    file: file(),
+                    col: i + 1,
                 });
             }
-            frames.push(v);
+            if header[..i].contains(h) {
+                return Err(DataError::DuplicateColumn {
+                    file: file(),
+                    name: h.clone(),
+                });
+            }
         }
+        Ok(header)
     }
-    Ok((header, frames))
+}
+
+/// Parses one recording CSV with [`CsvReader`]: returns the header and the `T × D`
+/// frames; `file` names the source in errors.
+pub fn parse_csv(text: &str, file: &str) -> Result<(Vec<String>, Vec<f32>), DataError> {
+    let mut r = CsvReader::new(file);
+    let mut frames = Vec::new();
+    for line in text.split_inclusive('\n') {
+        r.feed(line, &mut frames)?;
+    }
+    Ok((r.finish()?.to_vec(), frames))
 }
 
 fn header_detail(a: &[String], b: &[String]) -> String {
@@ -379,6 +515,11 @@ fn sorted_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, DataError> {
 pub fn read_dataset_dir(root: &Path) -> Result<(Dataset, LoadReport), DataError> {
     let meta = std::fs::metadata(root).map_err(|e| io_err(root, e))?;
     if !meta.is_dir() {
+        if file_is_raw_capture(root) {
+            return Err(DataError::RawCapture {
+                path: root.display().to_string(),
+            });
+        }
         return Err(DataError::NotADirectory(root.display().to_string()));
     }
     let mut report = LoadReport::default();
@@ -398,13 +539,18 @@ pub fn read_dataset_dir(root: &Path) -> Result<(Dataset, LoadReport), DataError>
             continue;
         }
         if !is_dir {
-            report
-                .skipped
-                .push((path.display().to_string(), SkipReason::TopLevelFile));
+            if name == "README.txt" {
+                report.readme = Some(path.display().to_string());
+            } else {
+                report
+                    .skipped
+                    .push((path.display().to_string(), SkipReason::TopLevelFile));
+            }
             continue;
         }
         let class = classes.len();
         let mut n_in_class = 0;
+        let mut raw_capture = None;
         for f in sorted_entries(&path)? {
             let fpath = f.path();
             let fname = f.file_name().to_string_lossy().into_owned();
@@ -420,11 +566,23 @@ pub fn read_dataset_dir(root: &Path) -> Result<(Dataset, LoadReport), DataError>
                 report.skipped.push((shown, SkipReason::NestedDirectory));
                 continue;
             }
-            let Some(stem) = fname.strip_suffix(".csv") else {
+            let csv = fname.strip_suffix(".csv");
+            if csv.is_none() && !file_is_raw_capture(&fpath) {
                 report.skipped.push((shown, SkipReason::NotCsv));
                 continue;
+            }
+            let bytes = match csv {
+                Some(_) => std::fs::read(&fpath).map_err(|e| io_err(&fpath, e))?,
+                None => Vec::new(),
             };
-            let text = std::fs::read_to_string(&fpath).map_err(|e| io_err(&fpath, e))?;
+            let Some(stem) = csv.filter(|_| !is_raw_capture(&bytes)) else {
+                raw_capture.get_or_insert_with(|| shown.clone());
+                report.skipped.push((shown, SkipReason::RawCapture));
+                continue;
+            };
+            let text = String::from_utf8(bytes).map_err(|_| DataError::NotUtf8 {
+                file: shown.clone(),
+            })?;
             let (header, frames) = parse_csv(&text, &shown)?;
             match &feature_names {
                 None => feature_names = Some((header, shown.clone())),
@@ -449,7 +607,13 @@ pub fn read_dataset_dir(root: &Path) -> Result<(Dataset, LoadReport), DataError>
             });
         }
         if n_in_class == 0 {
-            return Err(DataError::EmptyClass { class: name });
+            return Err(match raw_capture {
+                Some(example) => DataError::OnlyRawCaptures {
+                    class: name,
+                    example,
+                },
+                None => DataError::EmptyClass { class: name },
+            });
         }
         classes.push(name);
     }
@@ -590,11 +754,23 @@ pub fn read_npy_dir(dir: &Path) -> Result<Dataset, DataError> {
 /// Reads a dataset from `path`: a directory holding `X.npy` and `y.npy` is read
 /// as `.npy`, any other directory as a dataset folder.
 pub fn load_dataset(path: &Path) -> Result<(Dataset, LoadReport), DataError> {
-    if path.join("X.npy").is_file() && path.join("y.npy").is_file() {
-        Ok((read_npy_dir(path)?, LoadReport::default()))
-    } else {
-        read_dataset_dir(path)
+    let missing = |present, missing| DataError::NpyMissing {
+        dir: path.display().to_string(),
+        present,
+        missing,
+    };
+    match (path.join("X.npy").is_file(), path.join("y.npy").is_file()) {
+        (true, true) => Ok((read_npy_dir(path)?, LoadReport::default())),
+        (true, false) => Err(missing("X.npy", "y.npy")),
+        (false, true) => Err(missing("y.npy", "X.npy")),
+        (false, false) => read_dataset_dir(path),
     }
+}
+
+/// Checks that `name` can name a class directory of a dataset folder (not empty,
+/// no leading `.`, no path separator or control character).
+pub fn check_class_name(name: &str) -> Result<(), DataError> {
+    check_name("class", name)
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), DataError> {
@@ -1028,6 +1204,7 @@ mod tests {
     fn reads_folder_and_reports_skips() {
         let d = small();
         write(d.path(), "README.txt", "synthetic");
+        write(d.path(), "NOTES.md", "x");
         write(d.path(), "b/notes.txt", "x");
         write(d.path(), "b/empty.csv", "x,y\n");
         write(d.path(), "b/.hidden.csv", "x,y\n1,2\n");
@@ -1051,6 +1228,90 @@ mod tests {
             ]
         );
         assert!(rep.to_string().contains("5 entries skipped"));
+        assert!(rep.readme.as_deref().unwrap().ends_with("README.txt"));
+        assert!(!rep.to_string().contains("README.txt"));
+    }
+
+    #[test]
+    fn csv_reader_reads_line_by_line_with_line_numbers() {
+        let mut r = CsvReader::new("live");
+        let mut out = Vec::new();
+        assert!(!r.feed("\u{feff}a,\"b\"\r\n", &mut out).unwrap());
+        assert_eq!(r.header().unwrap(), ["a", "b"]);
+        assert!(!r.feed("\n", &mut out).unwrap());
+        assert!(r.feed(" 1, 2\r\n", &mut out).unwrap());
+        assert!(r.feed("3,4", &mut out).unwrap());
+        assert_eq!(out, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(r.line(), 4);
+        let e = r.feed("5,x\n", &mut out).unwrap_err();
+        assert_eq!(out.len(), 4, "a refused row leaves the output as it was");
+        assert!(
+            matches!(&e, DataError::NonNumeric { row: 5, col: 2, column, .. } if column == "b"),
+            "{e}"
+        );
+        let e = r.feed("5\n", &mut out).unwrap_err();
+        assert!(
+            matches!(e, DataError::RaggedRow { row: 6, got: 1, .. }),
+            "{e}"
+        );
+        assert!(CsvReader::new("f").finish().is_err());
+        // the byte-order mark is only skipped at the very start of the input
+        let e = parse_csv("a\n\u{feff}1\n", "f").unwrap_err();
+        assert!(matches!(e, DataError::NonNumeric { row: 2, .. }), "{e}");
+        let (h, v) = parse_csv("\u{feff}a0_b00,x\n1,2\n", "f").unwrap();
+        assert_eq!((h, v), (vec!["a0_b00".into(), "x".into()], vec![1.0, 2.0]));
+    }
+
+    #[test]
+    fn raw_captures_and_half_npy_pairs_are_named() {
+        let magic = RAW_CSI_MAGIC.to_le_bytes();
+        let d = tempfile::tempdir().unwrap();
+        for c in ["a", "b"] {
+            std::fs::create_dir_all(d.path().join(c)).unwrap();
+            std::fs::write(d.path().join(c).join("cap.bin"), magic).unwrap();
+        }
+        let e = read_dataset_dir(d.path()).unwrap_err();
+        assert!(
+            matches!(&e, DataError::OnlyRawCaptures { class, example } if class == "a" && example.ends_with("cap.bin")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("aether features"), "{e}");
+        write(d.path(), "a/r.csv", "x\n1\n");
+        write(d.path(), "b/r.csv", "x\n2\n");
+        std::fs::write(d.path().join("b").join("cap.csv"), magic).unwrap();
+        let (ds, rep) = read_dataset_dir(d.path()).unwrap();
+        assert_eq!(ds.recordings.len(), 2);
+        let reasons: Vec<SkipReason> = rep.skipped.iter().map(|s| s.1).collect();
+        assert_eq!(reasons, [SkipReason::RawCapture; 3]);
+        let e = read_dataset_dir(&d.path().join("a").join("cap.bin")).unwrap_err();
+        assert!(matches!(e, DataError::RawCapture { .. }), "{e}");
+        std::fs::write(d.path().join("b").join("z.csv"), [0xffu8, 0xfe, b'\n']).unwrap();
+        let e = read_dataset_dir(d.path()).unwrap_err();
+        assert!(matches!(e, DataError::NotUtf8 { .. }), "{e}");
+
+        let n = tempfile::tempdir().unwrap();
+        std::fs::write(n.path().join("X.npy"), b"").unwrap();
+        let e = load_dataset(n.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::NpyMissing {
+                    missing: "y.npy",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("y.npy is missing"), "{e}");
+        std::fs::rename(n.path().join("X.npy"), n.path().join("y.npy")).unwrap();
+        let e = load_dataset(n.path()).unwrap_err();
+        assert!(matches!(
+            e,
+            DataError::NpyMissing {
+                missing: "X.npy",
+                ..
+            }
+        ));
     }
 
     fn err_of(files: &[(&str, &str)]) -> DataError {

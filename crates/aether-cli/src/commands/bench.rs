@@ -32,7 +32,7 @@ pub struct Args {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// Fewer sizes and shorter timing (about 10 s in all).
+    /// Fewer sizes and shorter timing (about 2 s in all on the 2-core development machine).
     #[arg(long)]
     pub quick: bool,
 }

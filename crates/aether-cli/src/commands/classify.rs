@@ -1,21 +1,37 @@
 //! `aether classify`: run a `.rvne` model over a CSV of frames.
 //!
 //! Input: a CSV whose first row names the feature columns and whose every further row
-//! is one frame (`F` numbers), or `-` for stdin. Modes: the whole input as one
-//! sequence (default); `--window N [--stride S]`: the last `N` frames every `S` frames
-//! (a rolling window, firmware style); `--stream`: the logits of the stream so far after
-//! every frame (exact streaming through per-layer KV caches). Output: a table with
-//! class names and probabilities, or `--json` (one object; one per line per frame or
-//! window). Errors name the file, row and column.
+//! is one frame (`F` numbers), or `-` for stdin, read by the one CSV reader of every
+//! verb (`aether_data::dataset::CsvReader`: byte-order mark, quotes, blank lines).
+//! Modes: the whole input as one sequence (default); `--window N [--stride S]`: the
+//! last `N` frames every `S` frames (a rolling window, firmware style); `--stream`: the
+//! logits of the stream so far after every frame (exact streaming through per-layer KV
+//! caches, from the first frame on). Output: a table with class names and
+//! probabilities, or `--json` (one object; one per line per frame or window).
+//!
+//! The input is read line by line: with `--stream` and `--window` each result is
+//! printed and flushed as soon as its frame arrives, so a live pipe can be classified.
+//! JSON `frame`, `start` and `end` count frames from 0; errors name the file, the row
+//! (1-based line number) and the column (1-based, with its name). A raw CSI capture is
+//! refused with a pointer to `aether features`.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
 use aether_head::math::softmax;
 use aether_head::{Backend, EvictionPolicy, RollingWindow, Stream, TemporalHead};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
+
+use super::plural;
+use crate::fsutil::read_model_file;
+use crate::values;
+
+/// Positions a `--stream` starts with; the stream doubles (replaying the frames so far,
+/// which reproduces its state exactly) whenever it is full.
+pub const STREAM_START_CAPACITY: usize = 256;
 
 /// Arguments of `aether classify`.
 #[derive(clap::Args)]
@@ -26,14 +42,14 @@ pub struct Args {
     /// CSV of frames with a header row, or `-` for stdin.
     #[arg(long)]
     pub input: String,
-    /// Print the logits of the stream so far after every frame.
+    /// Print the logits of the stream so far after every frame, as each frame arrives.
     #[arg(long, conflicts_with = "window")]
     pub stream: bool,
-    /// Classify the last N frames (a rolling window) instead of the whole input.
-    #[arg(long, value_name = "N")]
+    /// Classify the last N frames (a rolling window) instead of the whole input, 1..=8192.
+    #[arg(long, value_name = "N", value_parser = values::count(1, values::MAX_WINDOW))]
     pub window: Option<usize>,
-    /// With --window: classify every S frames (default N: non-overlapping windows).
-    #[arg(long, value_name = "S", requires = "window")]
+    /// With --window: classify every S frames, 1..=1000000 (default N: non-overlapping windows).
+    #[arg(long, value_name = "S", requires = "window", value_parser = values::count(1, values::MAX_STRIDE))]
     pub stride: Option<usize>,
     /// Override the attention backend stored in the model.
     #[arg(long, value_parser = ["sparse", "dense"])]
@@ -41,73 +57,6 @@ pub struct Args {
     /// Machine-readable output: JSON (one object per line with --stream / --window).
     #[arg(long)]
     pub json: bool,
-}
-
-/// Frames parsed from a CSV: row-major values, the header names and each frame's line.
-pub struct Frames {
-    /// `n · F` values.
-    pub values: Vec<f32>,
-    /// Column names from the header row.
-    pub header: Vec<String>,
-}
-
-/// Parses CSV text (`name` is used in error messages) with exactly `width` columns.
-pub fn parse_csv(text: &str, name: &str, width: usize) -> Result<Frames> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
-        .filter(|(_, l)| !l.trim().is_empty());
-    let Some((hline, h)) = lines.next() else {
-        bail!("{name}: empty input: expected a header row naming {width} feature columns");
-    };
-    let header: Vec<String> = h
-        .split(',')
-        .map(|c| c.trim().trim_matches('"').to_string())
-        .collect();
-    if header.len() != width {
-        bail!(
-            "{name}: row {hline}: the header has {} columns, the model takes {width} features",
-            header.len()
-        );
-    }
-    if let Some((_, first)) = header.first().map(|c| (0, c)) {
-        if first.parse::<f64>().is_ok() {
-            bail!("{name}: row {hline}: expected a header row naming the features, found numbers");
-        }
-    }
-    let mut values = Vec::new();
-    for (row, line) in lines {
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != width {
-            bail!(
-                "{name}: row {row}: {} columns, expected {width}",
-                cells.len()
-            );
-        }
-        for (col, cell) in cells.iter().enumerate() {
-            let cell = cell.trim();
-            let v: f32 = cell.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{name}: row {row}, column {} ({}): not a number: {cell:?}",
-                    col + 1,
-                    header[col]
-                )
-            })?;
-            if !v.is_finite() {
-                bail!(
-                    "{name}: row {row}, column {} ({}): value must be finite, got {cell:?}",
-                    col + 1,
-                    header[col]
-                );
-            }
-            values.push(v);
-        }
-    }
-    if values.is_empty() {
-        bail!("{name}: no frames after the header row");
-    }
-    Ok(Frames { values, header })
 }
 
 fn argmax(x: &[f32]) -> usize {
@@ -147,7 +96,13 @@ impl Printer<'_> {
             obj.insert("class_index".into(), json!(c));
             writeln!(self.out, "{}", serde_json::Value::Object(obj))?;
         } else if extra.is_empty() || extra.iter().all(|(k, _)| *k == "frames") {
-            let w = self.names.iter().map(|n| n.len()).max().unwrap_or(5).max(5);
+            let w = self
+                .names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5);
             writeln!(
                 self.out,
                 "{:<w$}  {:>11}  {:>10}",
@@ -162,10 +117,16 @@ impl Printer<'_> {
                 )?;
             }
             if let Some((_, n)) = extra.first() {
-                writeln!(self.out, "({n} frames)")?;
+                writeln!(self.out, "({})", plural(*n, "frame"))?;
             }
         } else {
-            let w = self.names.iter().map(|n| n.len()).max().unwrap_or(5).max(8);
+            let w = self
+                .names
+                .iter()
+                .map(|n| n.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(8);
             if !self.header_done {
                 let keys: Vec<String> = extra.iter().map(|(k, _)| format!("{k:>7}")).collect();
                 write!(self.out, "{}  {:<w$}", keys.join(" "), "class")?;
@@ -174,7 +135,7 @@ impl Printer<'_> {
                         self.out,
                         "  {:>w$}",
                         format!("p({n})"),
-                        w = n.len().max(6) + 3
+                        w = n.chars().count().max(6) + 3
                     )?;
                 }
                 writeln!(self.out)?;
@@ -183,18 +144,34 @@ impl Printer<'_> {
             let keys: Vec<String> = extra.iter().map(|(_, v)| format!("{v:>7}")).collect();
             write!(self.out, "{}  {:<w$}", keys.join(" "), self.names[c])?;
             for (n, pi) in self.names.iter().zip(&p) {
-                write!(self.out, "  {:>w$.4}", pi, w = n.len().max(6) + 3)?;
+                write!(self.out, "  {:>w$.4}", pi, w = n.chars().count().max(6) + 3)?;
             }
             writeln!(self.out)?;
         }
+        self.out.flush()?;
         Ok(())
     }
+}
+
+/// What to do with each frame as it arrives.
+enum Mode {
+    /// Keep every frame; classify them all at the end.
+    Whole(Vec<f32>),
+    /// Push into a stream (growing by replaying `seen`) and print after every frame.
+    Stream { stream: Box<Stream>, seen: Vec<f32> },
+    /// Push into a rolling window; print every `stride` frames once it is full.
+    Window {
+        rw: Box<RollingWindow>,
+        len: usize,
+        stride: usize,
+        logits: Vec<f32>,
+    },
 }
 
 /// Runs `aether classify`.
 pub fn run(args: Args) -> Result<()> {
     let model_name = args.model.display().to_string();
-    let bytes = std::fs::read(&args.model).with_context(|| format!("reading {model_name}"))?;
+    let bytes = read_model_file(&args.model)?;
     let view =
         BlobView::parse(&bytes).with_context(|| format!("{model_name}: not a valid .rvne file"))?;
     let mut head = TemporalHead::from_view(&view)
@@ -211,113 +188,141 @@ pub fn run(args: Args) -> Result<()> {
                 .map_or_else(|| format!("class{i}"), str::to_string)
         })
         .collect();
-
-    let (text, input_name) = if args.input == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading stdin")?;
-        (s, "<stdin>".to_string())
+    let (mut input, input_name): (Box<dyn BufRead>, String) = if args.input == "-" {
+        (Box::new(std::io::stdin().lock()), "<stdin>".into())
     } else {
-        let s = std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading {}", args.input))?;
-        (s, args.input.clone())
+        let f =
+            std::fs::File::open(&args.input).with_context(|| format!("reading {}", args.input))?;
+        (Box::new(std::io::BufReader::new(f)), args.input.clone())
     };
-    let frames = parse_csv(&text, &input_name, cfg.features)?;
-    if view.has_feature_names() {
-        for (i, h) in frames.header.iter().enumerate() {
-            let want = view.feature_name(i).unwrap_or("");
-            if h != want {
-                bail!(
-                    "{input_name}: row 1, column {}: header {h:?} but the model's feature {} is {want:?}",
-                    i + 1,
-                    i + 1
-                );
-            }
-        }
-    }
     let f = cfg.features;
-    let n = frames.values.len() / f;
+    let mut mode = if args.stream {
+        Mode::Stream {
+            stream: Box::new(
+                Stream::new(&head, STREAM_START_CAPACITY, EvictionPolicy::Error)
+                    .context("building the stream")?,
+            ),
+            seen: Vec::new(),
+        }
+    } else if let Some(w) = args.window {
+        Mode::Window {
+            rw: Box::new(RollingWindow::new(&head, w).context("building the rolling window")?),
+            len: w,
+            stride: args.stride.unwrap_or(w),
+            logits: vec![0.0f32; cfg.classes],
+        }
+    } else {
+        Mode::Whole(Vec::new())
+    };
     let mut pr = Printer {
         names: &names,
         json: args.json,
         out: std::io::stdout().lock(),
         header_done: false,
     };
-    if args.stream {
-        let mut s = Stream::new(&head, n, EvictionPolicy::Error).context("building the stream")?;
-        for (i, fr) in frames.values.chunks(f).enumerate() {
-            let logits = s
-                .push(&head, fr)
-                .with_context(|| format!("{input_name}: frame {i}"))?
-                .to_vec();
-            pr.result(&logits, &[("frame", i)])?;
+    let mut csv = CsvReader::new(&input_name);
+    let (mut buf, mut frame) = (Vec::new(), Vec::with_capacity(f));
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {input_name}"))?
+            == 0
+        {
+            break;
         }
-    } else if let Some(w) = args.window {
-        if w == 0 {
-            bail!("--window must be positive");
+        if csv.line() == 0 && is_raw_capture(&buf) {
+            bail!(DataError::RawCapture { path: input_name });
         }
-        let stride = args.stride.unwrap_or(w);
-        if stride == 0 {
-            bail!("--stride must be positive");
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            bail!("{input_name}: row {}: not UTF-8 text", csv.line() + 1);
+        };
+        frame.clear();
+        let had_header = csv.header().is_some();
+        if !csv.feed(line, &mut frame)? {
+            if !had_header && csv.header().is_some() {
+                check_header(&csv, &view, f)?;
+            }
+            continue;
         }
-        if n < w {
-            bail!("{input_name}: {n} frames, fewer than --window {w}");
-        }
-        let mut rw = RollingWindow::new(&head, w).context("building the rolling window")?;
-        let mut logits = vec![0.0f32; cfg.classes];
-        for (i, fr) in frames.values.chunks(f).enumerate() {
-            rw.push(fr)?;
-            if i + 1 >= w && (i + 1 - w) % stride == 0 {
-                rw.classify(&head, &mut logits)
-                    .with_context(|| format!("{input_name}: window ending at frame {i}"))?;
-                pr.result(&logits, &[("start", i + 1 - w), ("end", i)])?;
+        let at = || format!("{input_name}: row {}", csv.line());
+        match &mut mode {
+            Mode::Whole(values) => values.extend_from_slice(&frame),
+            Mode::Stream { stream, seen } => {
+                if stream.len() == stream.capacity() {
+                    let mut bigger =
+                        Stream::new(&head, stream.capacity() * 2, EvictionPolicy::Error)
+                            .context("growing the stream")?;
+                    for fr in seen.chunks(f) {
+                        bigger.push(&head, fr).with_context(at)?;
+                    }
+                    **stream = bigger;
+                }
+                let logits = stream.push(&head, &frame).with_context(at)?.to_vec();
+                seen.extend_from_slice(&frame);
+                pr.result(&logits, &[("frame", n)])?;
+            }
+            Mode::Window {
+                rw,
+                len,
+                stride,
+                logits,
+            } => {
+                rw.push(&frame).with_context(at)?;
+                if n + 1 >= *len && (n + 1 - *len).is_multiple_of(*stride) {
+                    rw.classify(&head, logits).with_context(at)?;
+                    pr.result(logits, &[("start", n + 1 - *len), ("end", n)])?;
+                }
             }
         }
-    } else {
-        let logits = head
-            .forward(&frames.values)
-            .with_context(|| format!("{input_name}: classifying {n} frames"))?;
-        pr.result(&logits, &[("frames", n)])?;
+        n += 1;
+    }
+    csv.finish()?;
+    if n == 0 {
+        bail!("{input_name}: no frames after the header row");
+    }
+    match mode {
+        Mode::Whole(values) => {
+            let logits = head
+                .forward(&values)
+                .with_context(|| format!("{input_name}: classifying {}", plural(n, "frame")))?;
+            pr.result(&logits, &[("frames", n)])?;
+        }
+        Mode::Window { len, .. } if n < len => {
+            bail!(
+                "{input_name}: {}, fewer than --window {len}",
+                plural(n, "frame")
+            )
+        }
+        _ => {}
     }
     pr.out.flush()?;
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_errors_name_row_and_column() {
-        let e = parse_csv("a,b\n1,2\n3,x\n", "f.csv", 2)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("f.csv") && e.contains("row 3") && e.contains("column 2"),
-            "{e}"
+/// Checks a CSV header against the model: `width` columns, named as the model's
+/// features when the file names them.
+fn check_header(csv: &CsvReader, view: &BlobView<'_>, width: usize) -> Result<()> {
+    let (name, row) = (csv.file(), csv.line());
+    let header = csv.header().unwrap_or_default();
+    if header.len() != width {
+        bail!(
+            "{name}: row {row}: the header has {} columns, the model takes {width} features",
+            header.len()
         );
-        let e = parse_csv("a,b\n1,2,3\n", "f.csv", 2)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("row 2") && e.contains("3 columns"), "{e}");
-        let e = parse_csv("a,b,c\n1,2,3\n", "f.csv", 2)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("header has 3 columns"), "{e}");
-        let e = parse_csv("a,b\n1,NaN\n", "f.csv", 2)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("finite") && e.contains("column 2 (b)"), "{e}");
-        assert!(parse_csv("", "f.csv", 2).is_err());
-        assert!(parse_csv("a,b\n", "f.csv", 2).is_err());
-        assert!(parse_csv("1,2\n3,4\n", "f.csv", 2).is_err());
-        let ok = parse_csv("\"a\", b\r\n1, 2\r\n\r\n3,4\n", "f.csv", 2).unwrap();
-        assert_eq!(ok.values, vec![1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(ok.header, vec!["a", "b"]);
     }
+    if view.has_feature_names() {
+        for (i, h) in header.iter().enumerate() {
+            let want = view.feature_name(i).unwrap_or("");
+            if h != want {
+                bail!(
+                    "{name}: row {row}, column {}: header {h:?} but the model's feature {} is {want:?}",
+                    i + 1,
+                    i + 1
+                );
+            }
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,11 @@
 //!              "log_stride": true, "landmarks": true},
 //!  "class_names": ["wave", "circle"], "feature_names": [], "metadata": [["key", "value"]]}
 //! ```
+//!
+//! The output location is checked before the input is read. A model with a NaN or
+//! infinite weight (or one beyond f16 range when writing f16) is refused, and a `.rvne`
+//! output must load in the inference head exactly as `classify` and `eval` will load
+//! it, so what `convert` writes, they run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -27,7 +32,23 @@ use aether_rvne::{
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::fsutil::{read_model_file, write_atomic};
+use crate::fsutil::{check_output_file, read_model_file, write_atomic};
+use crate::values;
+
+/// A safetensors file without the `aether` model description; callers add how to supply it.
+#[derive(Debug)]
+pub struct MissingMetadata;
+
+impl std::fmt::Display for MissingMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "safetensors file has no `{SAFETENSORS_META_KEY}` metadata (the model description: dims, architecture, pattern)"
+        )
+    }
+}
+
+impl std::error::Error for MissingMetadata {}
 
 /// Key of the safetensors `__metadata__` entry holding the model JSON.
 pub const SAFETENSORS_META_KEY: &str = "aether";
@@ -95,14 +116,14 @@ pub struct Args {
     /// JSON side file with model metadata overriding the input's (see module docs).
     #[arg(long)]
     pub meta: Option<PathBuf>,
-    /// Sparse pattern: local window W.
-    #[arg(long)]
+    /// Sparse pattern: local window W, 0..=1048576.
+    #[arg(long, value_parser = values::count(0, values::MAX_PATTERN))]
     pub window: Option<usize>,
-    /// Sparse pattern: landmark block size B (> 0).
-    #[arg(long)]
+    /// Sparse pattern: landmark block size B, 1..=1048576.
+    #[arg(long, value_parser = values::count(1, values::MAX_PATTERN))]
     pub block_size: Option<usize>,
-    /// Sparse pattern: global token positions, comma-separated (empty for none).
-    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    /// Sparse pattern: global token positions (each 0..=1048576), comma-separated (empty for none).
+    #[arg(long, value_delimiter = ',', num_args = 0.., value_parser = values::count(0, values::MAX_PATTERN))]
     pub globals: Option<Vec<usize>>,
     /// Sparse pattern: causal.
     #[arg(long)]
@@ -135,9 +156,16 @@ pub struct Args {
 
 /// Runs `aether convert`.
 pub fn run(args: Args) -> Result<()> {
+    check_output_file(&args.output)?;
     let bytes = read_model_file(&args.input)?;
-    let mut model = load_any(&bytes, args.meta.is_some())
-        .with_context(|| format!("{}", args.input.display()))?;
+    let mut model = load_any(&bytes, args.meta.is_some()).map_err(|e| {
+        let hint = if e.is::<MissingMetadata>() {
+            "; pass --meta FILE.json with the model description (see `aether convert --help`)"
+        } else {
+            ""
+        };
+        anyhow!("{}: {e:#}{hint}", args.input.display())
+    })?;
     if let Some(p) = &args.meta {
         let text =
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
@@ -154,7 +182,12 @@ pub fn run(args: Args) -> Result<()> {
         }
     });
     let dtype = args.dtype.map(DType::from).unwrap_or(model.dtype);
+    check_weights(&model, dtype).with_context(|| format!("{}", args.input.display()))?;
     let out = encode(&mut model, format, dtype, args.strip_names)?;
+    if format != Format::Safetensors {
+        aether_head::TemporalHead::from_blob(&out)
+            .context("the converted model would not load in `aether classify` / `eval`")?;
+    }
     write_atomic(&args.output, &out)?;
     println!(
         "wrote {} ({} bytes, {}, {})",
@@ -167,6 +200,34 @@ pub fn run(args: Args) -> Result<()> {
         },
         dtype
     );
+    Ok(())
+}
+
+/// Refuses weights a model cannot run with: NaN or infinite values, and with `f16`
+/// storage, values beyond its range (±65504).
+pub fn check_weights(model: &ModelFile, dtype: DType) -> Result<()> {
+    for t in &model.tensors {
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "tensor {}: value {} at index {i} is not finite; a model needs finite weights",
+                t.name,
+                t.data[i]
+            );
+        }
+        if dtype == DType::F16 {
+            if let Some(i) = t
+                .data
+                .iter()
+                .position(|v| v.abs() > f32::from(half::f16::MAX))
+            {
+                bail!(
+                    "tensor {}: value {} at index {i} is beyond f16 range (±65504); keep --dtype f32",
+                    t.name,
+                    t.data[i]
+                );
+            }
+        }
+    }
     Ok(())
 }
 
@@ -300,9 +361,7 @@ fn from_safetensors(bytes: &[u8], meta_follows: bool) -> Result<ModelFile> {
     match json_meta {
         Some(v) => apply_meta_json(&mut model, &v)?,
         None if meta_follows => {}
-        None => bail!(
-            "safetensors file has no `{SAFETENSORS_META_KEY}` metadata; pass --meta FILE.json with the model description"
-        ),
+        None => return Err(MissingMetadata.into()),
     }
     Ok(model)
 }

@@ -10,8 +10,11 @@
 //!    KV caches, as a node would;
 //! 5. print a short report.
 //!
-//! Files go only under `--out` (created; must be missing or empty) or, without it, a
-//! fresh directory under the system temp dir; the demo works from any directory.
+//! Everything happens in memory: without `--keep DIR` the demo writes no file at all
+//! (nothing is left in the temp directory). `--keep DIR` (alias `--out`; created, must
+//! be missing or empty, checked before any work) keeps the model and both datasets
+//! there and says where; a failed run removes what it wrote. It works from any
+//! directory.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,74 +25,64 @@ use aether_head::math::softmax;
 use aether_head::{EvictionPolicy, Stream, TemporalHead};
 use anyhow::{Context, Result};
 
-use super::simulate::{prepare_out_dir, write_dataset};
+use super::plural;
+use super::simulate::write_dataset;
 use super::train::{data_hash, evaluate, fit, model_bytes, TrainOpts};
-use crate::fsutil::write_atomic;
+use crate::fsutil::{check_output_dir, write_atomic, OutDir};
+use crate::values;
 
 /// Arguments of `aether demo`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Directory for everything the demo writes (default: a new temp directory).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Training recordings per gesture class (400: about 35 s on 2 idle cores; more
-    /// recordings is what raises held-out accuracy most, docs/results.md).
-    #[arg(long, default_value_t = 400)]
+    /// Keep the model and both datasets in DIR (created; must be missing or empty).
+    /// Without it the demo writes nothing.
+    #[arg(long = "keep", visible_alias = "out", value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+    /// Training recordings per gesture class, 1..=20000 (400: about 35 s on 2 idle
+    /// cores; more recordings is what raises held-out accuracy most, docs/results.md).
+    #[arg(long, default_value_t = 400, value_parser = values::count(1, values::MAX_RECORDINGS))]
     pub recordings: usize,
-    /// Held-out recordings per gesture class.
-    #[arg(long, default_value_t = 50)]
+    /// Held-out recordings per gesture class, 1..=20000.
+    #[arg(long, default_value_t = 50, value_parser = values::count(1, values::MAX_RECORDINGS))]
     pub held_out: usize,
     /// Seed of the training simulation and of training; the held-out set uses seed + 1.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::seed)]
     pub seed: u64,
-    /// Maximum training epochs (default: derived from the data).
-    #[arg(long)]
+    /// Maximum training epochs, 1..=10000 (default: derived from the data).
+    #[arg(long, value_parser = values::count(1, values::MAX_EPOCHS))]
     pub epochs: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
 }
 
-fn out_dir(args: &Args) -> Result<PathBuf> {
-    let dir = match &args.out {
-        Some(d) => d.clone(),
-        None => {
-            let t = std::env::temp_dir();
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            t.join(format!("aether-demo-{}-{stamp}", std::process::id()))
-        }
-    };
-    prepare_out_dir(&dir)?;
-    Ok(dir)
-}
-
 /// Runs `aether demo`.
 pub fn run(args: Args) -> Result<()> {
     let t_all = Instant::now();
-    let dir = out_dir(&args)?;
+    if let Some(d) = &args.keep {
+        check_output_dir(d)?;
+    }
     let task = Task::Gesture;
     let cfg = FeatureConfig::default();
     println!(
-        "aether demo: {} gestures ({}), synthetic CSI from the physical simulator; files under {}",
+        "aether demo: {} gestures ({}), synthetic CSI from the physical simulator; {}",
         task.classes().len(),
         task.classes().join(", "),
-        dir.display()
+        match &args.keep {
+            Some(d) => format!("files kept under {}", d.display()),
+            None => "in memory (--keep DIR keeps the model and data)".into(),
+        }
     );
 
     let t = Instant::now();
     let train_ds = simulate(task, args.recordings, args.seed, cfg)?;
     let held_seed = args.seed.wrapping_add(1);
     let held_ds = simulate(task, args.held_out, held_seed, cfg)?;
-    write_dataset(&dir.join("train_data"), &train_ds)?;
-    write_dataset(&dir.join("heldout_data"), &held_ds)?;
     println!(
-        "1. simulated {} training recordings (seed {}) and {} held-out recordings (seed {held_seed}: other rooms and subjects), {} frames × {} features each, in {:.1} s",
-        train_ds.recordings.len(),
+        "1. simulated {} (seed {}) and {} (seed {held_seed}: other rooms and subjects), {} frames × {} features each, in {:.1} s",
+        plural(train_ds.recordings.len(), "training recording"),
         args.seed,
-        held_ds.recordings.len(),
+        plural(held_ds.recordings.len(), "held-out recording"),
         task.frames(),
         train_ds.dim(),
         t.elapsed().as_secs_f64()
@@ -109,16 +102,13 @@ pub fn run(args: Args) -> Result<()> {
     let wps = h.iter().map(|s| s.windows_per_sec).sum::<f64>() / h.len().max(1) as f64;
     let hash = data_hash(&train_ds);
     let bytes = model_bytes(&fitted, &train_ds, &hash, false, false)?;
-    let model_path = dir.join("gesture.rvne");
-    write_atomic(&model_path, &bytes)?;
     println!(
-        "2. trained the sparse head ({} parameters) for {} epochs (best {}) in {:.1} s, {:.0} windows/s -> {} ({} bytes)",
+        "2. trained the sparse head ({} parameters) for {} (best {}) in {:.1} s, {:.0} windows/s: a {}-byte .rvne v2 model",
         fitted.outcome.model.params().len(),
-        h.len(),
+        plural(h.len(), "epoch"),
         fitted.outcome.best_epoch + 1,
         fitted.seconds,
         wps,
-        model_path.display(),
         bytes.len()
     );
 
@@ -132,9 +122,9 @@ pub fn run(args: Args) -> Result<()> {
         Ok(v)
     })?;
     println!(
-        "3. held-out accuracy {:.1} % per recording ({} recordings), {:.1} % per window, macro-F1 {:.3}",
+        "3. held-out accuracy {:.1} % per recording ({}), {:.1} % per window, macro-F1 {:.3}",
         100.0 * e.recordings.accuracy,
-        e.n_recordings,
+        plural(e.n_recordings, "recording"),
         100.0 * e.windows.accuracy,
         e.recordings.macro_f1
     );
@@ -173,12 +163,27 @@ pub fn run(args: Args) -> Result<()> {
         held_ds.classes[last],
         if last == rec.class { "correct" } else { "wrong" }
     );
+    let kept = match &args.keep {
+        Some(d) => {
+            let out = OutDir::create(d)?;
+            write_dataset(&out.path().join("train_data"), &train_ds)?;
+            write_dataset(&out.path().join("heldout_data"), &held_ds)?;
+            let model_path = out.path().join("gesture.rvne");
+            write_atomic(&model_path, &bytes)?;
+            out.keep();
+            format!(
+                " Kept under {}: try aether eval --model {} --data {}",
+                d.display(),
+                model_path.display(),
+                d.join("heldout_data").display()
+            )
+        }
+        None => String::new(),
+    };
     println!(
-        "5. done in {:.1} s. Accuracy on unseen rooms and subjects: {:.1} % (target 95 %). Try: aether eval --model {} --data {}",
+        "5. done in {:.1} s. Accuracy on unseen rooms and subjects: {:.1} % (target 95 %).{kept}",
         t_all.elapsed().as_secs_f64(),
         100.0 * e.recordings.accuracy,
-        model_path.display(),
-        dir.join("heldout_data").display()
     );
     Ok(())
 }

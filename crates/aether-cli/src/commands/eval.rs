@@ -7,7 +7,9 @@
 //! recording vote with their averaged logits; window-level figures are reported beside.
 //! `--json` prints one object: `accuracy`, `macro_f1`, `confusion` (rows truth),
 //! `classes`, `per_class` (precision / recall / F1 / support), `recordings`, and
-//! `windows` (the same figures per window, with `loss` and `count`).
+//! `windows` (the same figures per window, with `loss` and `count`). Entries of the
+//! dataset folder that are not read (hidden, not `.csv`, header only, …) are listed on
+//! stderr, as `train` lists them.
 
 use std::path::PathBuf;
 
@@ -17,8 +19,10 @@ use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use super::train::{evaluate, evaluation_json, load, report_text, select_groups};
+use super::plural;
+use super::train::{evaluate, evaluation_json, load, print_skipped, report_text, select_groups};
 use crate::fsutil::read_model_file;
+use crate::values;
 
 /// Arguments of `aether eval`.
 #[derive(clap::Args)]
@@ -29,11 +33,11 @@ pub struct Args {
     /// Dataset folder or `.npy` directory with the model's classes and features.
     #[arg(long)]
     pub data: PathBuf,
-    /// Window length (default: the model's `data.window`; whole recordings without it).
-    #[arg(long)]
+    /// Window length, 1..=8192 (default: the model's `data.window`; whole recordings without it).
+    #[arg(long, value_parser = values::count(1, values::MAX_WINDOW))]
     pub window: Option<usize>,
-    /// Window stride (default: the model's `data.stride`, else the window length).
-    #[arg(long)]
+    /// Window stride, 1..=1000000 (default: the model's `data.stride`, else the window length).
+    #[arg(long, value_parser = values::count(1, values::MAX_STRIDE))]
     pub stride: Option<usize>,
     /// Evaluate only recordings of these session prefixes (name before the first `_`).
     #[arg(long, value_delimiter = ',')]
@@ -123,7 +127,8 @@ impl LoadedModel {
 /// Runs `aether eval`.
 pub fn run(args: Args) -> Result<()> {
     let m = LoadedModel::read(&args.model)?;
-    let (ds, _) = load(&args.data)?;
+    let (ds, skipped) = load(&args.data)?;
+    print_skipped(&args.data, &skipped);
     let name = args.data.display();
     if (m.named_classes && ds.classes != m.classes) || ds.classes.len() != m.classes.len() {
         bail!(
@@ -194,10 +199,10 @@ pub fn run(args: Args) -> Result<()> {
         println!("{j}");
     } else {
         println!(
-            "{}: {} recordings, {} windows",
+            "{}: {}, {}",
             args.data.display(),
-            e.n_recordings,
-            e.n_windows
+            plural(e.n_recordings, "recording"),
+            plural(e.n_windows, "window")
         );
         println!(
             "accuracy {:.4} per recording (windows vote with averaged logits), macro-F1 {:.4}",

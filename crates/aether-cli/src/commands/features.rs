@@ -6,17 +6,26 @@
 //! Both go through the one extractor of `aether_data::features`
 //! (docs/features.md). Malformed or truncated frames are skipped and counted;
 //! a file that yields no frames, or whose feature names differ from the first
-//! file's, is skipped and reported. Output: `OUT/<class>/<file stem>.csv`,
-//! written atomically; `OUT` must be missing or empty.
+//! file's, is skipped and reported (an amplitude CSV with a negative value names its
+//! row and column as every CSV error does: 1-based line number, 1-based column with
+//! its name). A top-level `README.txt` (as `aether simulate --raw` writes) is the
+//! folder's description, not an input. A single input file's class is `--class`, else
+//! the name of the directory holding it (the same for a relative and an absolute
+//! path). Output: `OUT/<class>/<file stem>.csv`, written atomically; `OUT` must be
+//! missing or empty, is checked before any work, and is removed again if the run
+//! fails; two inputs that would write the same file are refused.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aether_data::dataset::{parse_csv, Dataset, Recording};
+use aether_data::dataset::{check_class_name, CsvReader, Dataset, Recording};
 use aether_data::features::{capture_features, extract_amplitude_rows, FeatureConfig};
 use aether_data::wire::CaptureReport;
 use anyhow::{bail, Context, Result};
 
-use super::simulate::{prepare_out_dir, write_dataset, FeatureArgs};
+use super::plural;
+use super::simulate::{write_dataset, FeatureArgs};
+use crate::fsutil::{check_output_dir, OutDir};
 
 /// Arguments of `aether features`.
 #[derive(clap::Args)]
@@ -27,7 +36,7 @@ pub struct Args {
     /// Output dataset folder (created; must be empty if it exists).
     #[arg(long)]
     out: PathBuf,
-    /// Class name for a single input file (default: the name of its parent directory).
+    /// Class name for a single input file (default: the name of the directory holding it).
     #[arg(long)]
     class: Option<String>,
     #[command(flatten)]
@@ -61,6 +70,39 @@ fn hidden(p: &Path) -> bool {
 /// Feature names and `T × D` frames of one file, or why it is skipped.
 type FileOutcome = std::result::Result<(Vec<String>, Vec<f32>), String>;
 
+/// Reads an amplitude CSV (the one CSV reader of every verb) and checks every value is
+/// a non-negative amplitude; a refusal is a skip reason (without the file name, which
+/// the skip line shows).
+fn amplitude_csv(text: &str, file: &str) -> std::result::Result<(Vec<String>, Vec<f32>), String> {
+    let strip = |e: String| {
+        e.strip_prefix(&format!("{file}: "))
+            .map_or(e.clone(), str::to_string)
+    };
+    let mut csv = CsvReader::new(file);
+    let mut rows = Vec::new();
+    for line in text.split_inclusive('\n') {
+        let start = rows.len();
+        if !csv
+            .feed(line, &mut rows)
+            .map_err(|e| strip(e.to_string()))?
+        {
+            continue;
+        }
+        if let Some(c) = rows[start..].iter().position(|&v| v < 0.0) {
+            let header = csv.header().unwrap_or_default();
+            return Err(format!(
+                "row {}, column {} (`{}`): amplitude `{}` is negative",
+                csv.line(),
+                c + 1,
+                header[c],
+                rows[start + c]
+            ));
+        }
+    }
+    let header = csv.finish().map_err(|e| strip(e.to_string()))?.to_vec();
+    Ok((header, rows))
+}
+
 /// Features of one file; I/O failures are errors, bad content is a skip reason.
 fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<FileOutcome> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -69,9 +111,9 @@ fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<File
             Ok(s) => s,
             Err(_) => return Ok(Err("CSV is not UTF-8".into())),
         };
-        let (header, rows) = match parse_csv(&text, &path.display().to_string()) {
+        let (header, rows) = match amplitude_csv(&text, &path.display().to_string()) {
             Ok(x) => x,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(reason) => return Ok(Err(reason)),
         };
         return Ok(match extract_amplitude_rows(&rows, header.len(), cfg) {
             Ok(f) => {
@@ -101,26 +143,40 @@ fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<File
     }
 }
 
+/// The class of a single input file: `--class`, else the name of the directory holding
+/// it (resolved to an absolute path first, so `capture.bin` and `/abs/dir/capture.bin`
+/// agree), else `unlabelled`.
+fn single_file_class(input: &Path, class: Option<&String>) -> Result<String> {
+    if let Some(c) = class {
+        return Ok(c.clone());
+    }
+    let abs = std::path::absolute(input)
+        .with_context(|| format!("{}: cannot resolve its directory", input.display()))?;
+    Ok(abs
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "unlabelled".into()))
+}
+
 /// Runs `aether features`.
 pub fn run(args: Args) -> Result<()> {
     let cfg = args.features.config();
     if !args.input.exists() {
         bail!("{}: no such file or directory", args.input.display());
     }
+    check_output_dir(&args.out)?;
     // (class name, files)
     let mut jobs: Vec<(String, Vec<PathBuf>)> = Vec::new();
     let mut t = Totals::default();
     if args.input.is_file() {
-        let class = match &args.class {
-            Some(c) => c.clone(),
-            None => args
-                .input
-                .parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| "unlabelled".into()),
-        };
+        let class = single_file_class(&args.input, args.class.as_ref())?;
+        check_class_name(&class).with_context(|| {
+            format!(
+                "class of {} (set it with --class NAME)",
+                args.input.display()
+            )
+        })?;
         jobs.push((class, vec![args.input.clone()]));
     } else {
         if args.class.is_some() {
@@ -145,8 +201,14 @@ pub fn run(args: Args) -> Result<()> {
                         files.push(f);
                     }
                 }
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-                jobs.push((name.unwrap_or_default(), files));
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                check_class_name(&name).with_context(|| format!("{shown}: class folder"))?;
+                jobs.push((name, files));
+            } else if p.file_name().is_some_and(|n| n == "README.txt") {
+                // The folder's description (`aether simulate --raw` writes one).
             } else {
                 t.skipped_files.push((
                     shown,
@@ -171,6 +233,8 @@ pub fn run(args: Args) -> Result<()> {
     for (class, files) in jobs {
         let ci = ds.classes.len();
         let mut n = 0;
+        // Output file stem -> the input that claimed it.
+        let mut stems: BTreeMap<String, String> = BTreeMap::new();
         for f in files {
             t.files += 1;
             let shown = f.display().to_string();
@@ -199,6 +263,11 @@ pub fn run(args: Args) -> Result<()> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            if let Some(first) = stems.insert(stem.clone(), shown.clone()) {
+                bail!(
+                    "{first} and {shown} would both be written to {class}/{stem}.csv; rename one of them"
+                );
+            }
             ds.recordings.push(Recording {
                 class: ci,
                 name: stem,
@@ -223,24 +292,27 @@ pub fn run(args: Args) -> Result<()> {
             args.input.display()
         );
     }
-    prepare_out_dir(&args.out)?;
-    let written = write_dataset(&args.out, &ds)?;
+    // Everything that can be refused is refused before the output directory exists.
+    ds.to_files()?;
+    let out = OutDir::create(&args.out)?;
+    let written = write_dataset(out.path(), &ds)?;
+    out.keep();
 
     let motion = match cfg.motion {
         0 => String::new(),
         m => format!(" + {m} motion"),
     };
     println!(
-        "features: {} files, {} recordings written to {} ({} features per frame: {} bands{}{motion})",
-        t.files,
-        written,
+        "features: {}, {} written to {} ({} features per frame: {} bands{}{motion})",
+        plural(t.files, "file"),
+        plural(written, "recording"),
         args.out.display(),
         ds.dim(),
         cfg.bands,
         if cfg.gain { " + log-gain" } else { "" },
     );
     for (c, n) in &per_class {
-        println!("  class {c}: {n} recordings");
+        println!("  class {c}: {}", plural(*n, "recording"));
     }
     println!(
         "frames: {} extracted; raw frames read {}, skipped {} ({} bad header, {} truncated), {} of another shape left out, {} garbage bytes",
@@ -253,7 +325,7 @@ pub fn run(args: Args) -> Result<()> {
         t.parse.garbage_bytes
     );
     if !t.skipped_files.is_empty() {
-        println!("skipped {} entries:", t.skipped_files.len());
+        println!("skipped {}:", plural(t.skipped_files.len(), "entry"));
         for (p, r) in &t.skipped_files {
             println!("  {p}: {r}");
         }

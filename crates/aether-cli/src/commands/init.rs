@@ -1,14 +1,21 @@
 //! `aether init [OPTIONS] OUT`: a deterministic model from the reference recipe
 //! (FACTS.md). With no options it writes the reference v1 blob byte for byte
-//! (41,244 bytes, SHA-256 `7c6c074e…2d49d`).
+//! (41,244 bytes, SHA-256 `7c6c074e…2d49d`). Every dimension is range-checked while
+//! the arguments are parsed, and the model's size is checked against
+//! [`MAX_INIT_PARAMETERS`] before anything is allocated.
 
 use std::path::PathBuf;
 
 use aether_rvne::{reference_init, DType, Dims, ModelMeta, REFERENCE_SEED};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::convert::DTypeArg;
-use crate::fsutil::write_atomic;
+use crate::fsutil::{check_output_file, write_atomic};
+use crate::values;
+
+/// Most parameters `aether init` writes (1 GiB of f32; the model and its encoding are
+/// both held in memory).
+pub const MAX_INIT_PARAMETERS: usize = 1 << 28;
 
 /// `.rvne` version to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,21 +26,13 @@ pub enum Version {
     V2,
 }
 
-fn parse_seed(s: &str) -> Result<u64, String> {
-    let r = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
-        None => s.replace('_', "").parse(),
-    };
-    r.map_err(|e| format!("{s:?}: {e}"))
-}
-
 /// Arguments of `aether init`.
 #[derive(clap::Args)]
 pub struct Args {
     /// Output file (written atomically).
     pub output: PathBuf,
     /// Generator seed (decimal or 0x-hex; 0 means the reference seed).
-    #[arg(long, default_value = "0xC5110007DEADBEEF", value_parser = parse_seed)]
+    #[arg(long, default_value = "0xC5110007DEADBEEF", value_parser = values::seed)]
     pub seed: u64,
     /// File format.
     #[arg(long, value_enum, default_value = "v1")]
@@ -41,23 +40,29 @@ pub struct Args {
     /// Weight dtype.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: DTypeArg,
-    /// Input features per frame F (= model width in v1).
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.input_dim)]
+    /// Input features per frame F (= model width in v1), 1..=4096.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.input_dim,
+          value_parser = values::count(1, 4096))]
     pub input_dim: usize,
-    /// Query heads Hq.
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.q_heads)]
+    /// Query heads Hq, 1..=256.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.q_heads,
+          value_parser = values::count(1, 256))]
     pub q_heads: usize,
-    /// Key/value heads Hkv (divides Hq).
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.kv_heads)]
+    /// Key/value heads Hkv (divides Hq), 1..=256.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.kv_heads,
+          value_parser = values::count(1, 256))]
     pub kv_heads: usize,
-    /// Head dimension dh.
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.head_dim)]
+    /// Head dimension dh, 1..=1024.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.head_dim,
+          value_parser = values::count(1, 1024))]
     pub head_dim: usize,
-    /// Layers L.
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.layers)]
+    /// Layers L, 1..=256.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.layers,
+          value_parser = values::count(1, 256))]
     pub layers: usize,
-    /// Classes C (≥ 2).
-    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.classes)]
+    /// Classes C, 2..=65536.
+    #[arg(long, default_value_t = Dims::AETHER_DEFAULT.classes,
+          value_parser = values::count(2, 65_536))]
     pub classes: usize,
 }
 
@@ -73,6 +78,14 @@ pub fn run(a: Args) -> Result<()> {
     );
     let dtype = DType::from(a.dtype);
     let meta = ModelMeta::v1_defaults(dims);
+    meta.validate().context("invalid model shape")?;
+    let params = meta.parameter_count();
+    if params > MAX_INIT_PARAMETERS {
+        bail!(
+            "these dims make {params} parameters, more than the {MAX_INIT_PARAMETERS} aether init writes (1 GiB of f32); choose smaller dims"
+        );
+    }
+    check_output_file(&a.output)?;
     let model = reference_init(&meta, a.seed, dtype).context("invalid model shape")?;
     let bytes = match a.format {
         Version::V1 => model.to_v1_bytes(dtype)?,

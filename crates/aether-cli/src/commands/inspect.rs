@@ -7,10 +7,10 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use aether_rvne::{BlobView, ModelFile, MAGIC};
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use super::convert::{load_any, meta_to_json};
+use super::convert::{load_any, meta_to_json, MissingMetadata};
 use crate::fsutil::read_model_file;
 
 /// Arguments of `aether inspect`.
@@ -63,7 +63,17 @@ pub fn run(a: Args) -> Result<()> {
             v.meta().defaults_assumed,
         )
     } else {
-        let m = load_any(&bytes, false).with_context(|| a.file.display().to_string())?;
+        let m = load_any(&bytes, false).map_err(|e| {
+            let hint = if e.is::<MissingMetadata>() {
+                format!(
+                    "; inspect needs it: add one with `aether convert {} OUT.rvne --meta MODEL.json`",
+                    a.file.display()
+                )
+            } else {
+                String::new()
+            };
+            anyhow!("{}: {e:#}{hint}", a.file.display())
+        })?;
         let rows = m
             .tensors
             .iter()

@@ -1,17 +1,26 @@
 //! `aether simulate`: write a labelled synthetic dataset folder from the
 //! physical CSI simulator (`aether_data::sim`, physics in docs/simulator.md).
 //!
-//! Output: `OUT/README.txt` (marks the data synthetic, records task, seed and
-//! sizes) and `OUT/<class>/synthetic_s<seed>_<class>_<i>.csv`, every file
-//! written atomically. `OUT` must be missing or empty.
+//! Output: `OUT/<class>/synthetic_s<seed>_<class>_<i>.csv` — or, with `--raw`, the raw
+//! CSI captures `…_<i>.bin` a node would send, for `aether features` — then
+//! `OUT/README.txt` (marks the data synthetic, records task, seed and sizes), every
+//! file written atomically. Recordings are simulated and written one at a time (memory
+//! stays flat; a progress bar on stderr counts them) and the README comes last, so an
+//! interrupted run leaves a folder without README.txt rather than one that claims the
+//! full count; a failed run removes what it wrote. `OUT` must be missing or empty.
 
 use std::path::{Path, PathBuf};
 
-use aether_data::features::FeatureConfig;
-use aether_data::sim::{readme_text, simulate, Task};
-use anyhow::{bail, Context, Result};
+use aether_data::dataset::{recording_csv, Dataset};
+use aether_data::features::{extract_frames, feature_names, FeatureConfig};
+use aether_data::sim::{readme_text, recording_name, simulate_frames, Task};
+use aether_data::wire::{encode_capture, parse_capture};
+use anyhow::{anyhow, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::fsutil::write_atomic;
+use super::plural;
+use crate::fsutil::{write_atomic, OutDir};
+use crate::values;
 
 /// Arguments of `aether simulate`.
 #[derive(clap::Args)]
@@ -22,12 +31,16 @@ pub struct Args {
     /// Output dataset folder (created; must be empty if it exists).
     #[arg(long)]
     out: PathBuf,
-    /// Recordings per class (default: the task's size that trains in about a minute).
-    #[arg(long)]
+    /// Recordings per class, 1..=20000 (default: the task's size that trains in about a minute).
+    #[arg(long, value_parser = values::count(1, values::MAX_RECORDINGS))]
     recordings: Option<usize>,
     /// Seed: the same seed gives the same files; different seeds draw different rooms and subjects.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = values::seed)]
     seed: u64,
+    /// Write raw CSI captures (`.bin`, frames `0xC5110001` as a node sends them) instead of
+    /// feature CSVs; `aether features` turns them into a dataset folder.
+    #[arg(long, conflicts_with_all = ["bands", "no_gain", "no_motion", "motion_lags"])]
+    raw: bool,
     #[command(flatten)]
     features: FeatureArgs,
 }
@@ -35,8 +48,9 @@ pub struct Args {
 /// Feature-extraction flags shared by `aether simulate` and `aether features`.
 #[derive(clap::Args)]
 pub struct FeatureArgs {
-    /// Subcarrier bands per antenna in the feature extractor.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS)]
+    /// Subcarrier bands per antenna in the feature extractor, 1..=512.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS,
+          value_parser = values::count(1, values::MAX_BANDS))]
     bands: usize,
     /// Leave out the per-frame log-gain feature.
     #[arg(long)]
@@ -44,8 +58,9 @@ pub struct FeatureArgs {
     /// Leave out the per-frame motion features (same as `--motion-lags 0`).
     #[arg(long)]
     no_motion: bool,
-    /// Motion features per antenna: log RMS band change over lags 1, 2, 4, … frames.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
+    /// Motion features per antenna, 0..=16: log RMS band change over lags 1, 2, 4, … frames.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS,
+          value_parser = values::count(0, values::MAX_MOTION_LAGS))]
     motion_lags: usize,
 }
 
@@ -60,26 +75,9 @@ impl FeatureArgs {
     }
 }
 
-/// Fails unless `dir` is missing or an empty directory; then creates it.
-pub(crate) fn prepare_out_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        if !dir.is_dir() {
-            bail!("{}: exists and is not a directory", dir.display());
-        }
-        let mut entries =
-            std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "{}: directory is not empty; choose a new --out directory",
-                dir.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
-}
-
-/// Writes a dataset's files under `out` (class directories created as needed).
-pub(crate) fn write_dataset(out: &Path, ds: &aether_data::Dataset) -> Result<usize> {
+/// Writes a dataset's files under `out` (class directories created as needed); returns
+/// the number of recordings written.
+pub(crate) fn write_dataset(out: &Path, ds: &Dataset) -> Result<usize> {
     let files = ds.to_files()?;
     for f in &files {
         let dir = out.join(&f.class);
@@ -89,26 +87,86 @@ pub(crate) fn write_dataset(out: &Path, ds: &aether_data::Dataset) -> Result<usi
     Ok(files.len())
 }
 
+/// A progress bar on stderr counting `total` recordings (drawn only on a terminal).
+fn recording_bar(total: usize) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} recordings  ETA {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    pb
+}
+
+/// The README.txt of a folder of simulated raw captures.
+fn raw_readme_text(task: Task, per_class: usize, seed: u64) -> String {
+    format!(
+        "SYNTHETIC DATA — generated by `aether simulate --raw`, not recorded from any person.\n\
+         task: {}\nclasses: {}\nrecordings per class: {per_class}\nseed: {seed}\n\
+         frames per recording: {} at about {} Hz (±3 % sample-rate offset, timing jitter)\n\
+         format: one raw CSI capture per recording (0xC5110001 frames, HT20, 64 subcarriers,\n\
+         int8 I/Q, as a node sends them); `aether features --input DIR --out DATA` turns\n\
+         this folder into a dataset folder. Physics and parameters: docs/simulator.md.\n",
+        task.name(),
+        task.classes().join(", "),
+        task.frames(),
+        task.rate_hz(),
+    )
+}
+
 /// Runs `aether simulate`.
 pub fn run(args: Args) -> Result<()> {
     let task = Task::parse(&args.task)?;
     let per_class = args.recordings.unwrap_or_else(|| task.default_recordings());
     let cfg = args.features.config();
-    let ds = simulate(task, per_class, args.seed, cfg)?;
-    prepare_out_dir(&args.out)?;
-    write_atomic(
-        &args.out.join("README.txt"),
-        readme_text(task, per_class, args.seed, cfg).as_bytes(),
-    )?;
-    let n = write_dataset(&args.out, &ds)?;
+    let out = OutDir::create(&args.out)?;
+    let classes = task.classes();
+    let names = feature_names(1, cfg);
+    let pb = recording_bar(classes.len() * per_class);
+    pb.set_prefix(format!("simulating {}", task.name()));
+    for (class, class_name) in classes.iter().enumerate() {
+        let dir = out.path().join(class_name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for index in 0..per_class {
+            let name = recording_name(task, class, index, args.seed);
+            let frames = simulate_frames(task, class, index, args.seed);
+            // Through the wire format exactly as a capture file is read.
+            let capture = encode_capture(&frames)?;
+            if args.raw {
+                write_atomic(&dir.join(format!("{name}.bin")), &capture)?;
+            } else {
+                let (parsed, _) = parse_capture(&capture);
+                let (x, _) =
+                    extract_frames(&parsed, cfg).map_err(|e| anyhow!("feature extraction: {e}"))?;
+                write_atomic(
+                    &dir.join(format!("{name}.csv")),
+                    recording_csv(&names, &x).as_bytes(),
+                )?;
+            }
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    let readme = if args.raw {
+        raw_readme_text(task, per_class, args.seed)
+    } else {
+        readme_text(task, per_class, args.seed, cfg)
+    };
+    write_atomic(&out.path().join("README.txt"), readme.as_bytes())?;
+    out.keep();
+    let n = classes.len() * per_class;
+    let what = if args.raw {
+        "raw CSI captures".to_string()
+    } else {
+        format!("{} features each", names.len())
+    };
     println!(
-        "simulated {} (synthetic, seed {}): {} recordings = {} classes × {per_class}, {} frames × {} features each -> {}",
+        "simulated {} (synthetic, seed {}): {} = {} × {per_class}, {} × {what} -> {}",
         task.name(),
         args.seed,
-        n,
-        ds.classes.len(),
-        task.frames(),
-        ds.dim(),
+        plural(n, "recording"),
+        plural(classes.len(), "class"),
+        plural(task.frames(), "frame"),
         args.out.display()
     );
     Ok(())

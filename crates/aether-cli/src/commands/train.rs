@@ -29,12 +29,14 @@ use aether_head::train::{
     Monitor, TrainConfig, TrainEvent, TrainOutcome, Window,
 };
 use aether_rvne::DType;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::write_atomic;
+use super::plural;
+use crate::fsutil::{check_output_file, distinct_outputs, write_atomic};
+use crate::values::{self, Ends};
 
 /// Longest recording (10th percentile of the lengths) still trained whole: such
 /// recordings are segmented events (a gesture filling a 3 s recording must not be cut).
@@ -63,11 +65,11 @@ pub struct Args {
     /// Store weights as f16.
     #[arg(long)]
     pub f16: bool,
-    /// Cross-validate with K folds by recording (writes the report to --out, no model).
-    #[arg(long, value_name = "K")]
+    /// Cross-validate with K folds by recording, 2..=1000 (writes the report to --out, no model).
+    #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS))]
     pub kfold: Option<usize>,
-    /// JSON report path (default: OUT with extension .json).
-    #[arg(long)]
+    /// JSON report path (default: OUT with extension .json; not with --kfold).
+    #[arg(long, conflicts_with = "kfold")]
     pub report: Option<PathBuf>,
     /// Do not write the SVG curves and confusion matrix.
     #[arg(long)]
@@ -80,38 +82,38 @@ pub struct Args {
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct TrainOpts {
-    /// Window length in frames (default: the 10th percentile p10 of the recording lengths if ≤ 512, else 256).
-    #[arg(long)]
+    /// Window length in frames, 1..=8192 (default: the 10th percentile p10 of the recording lengths if ≤ 512, else 256).
+    #[arg(long, value_parser = values::count(1, values::MAX_WINDOW))]
     pub window: Option<usize>,
-    /// Window stride in frames (default: window / 4).
-    #[arg(long)]
+    /// Window stride in frames, 1..=1000000 (default: window / 4).
+    #[arg(long, value_parser = values::count(1, values::MAX_STRIDE))]
     pub stride: Option<usize>,
-    /// Maximum epochs (default: from the window count, about 3 M frames of work, 15..150).
-    #[arg(long)]
+    /// Maximum epochs, 1..=10000 (default: from the window count, about 3 M frames of work, 15..150).
+    #[arg(long, value_parser = values::count(1, values::MAX_EPOCHS))]
     pub epochs: Option<usize>,
-    /// Windows per optimiser step (default: windows / 8, clamped to 8..32).
-    #[arg(long)]
+    /// Windows per optimiser step, 1..=4096 (default: windows / 8, clamped to 8..32).
+    #[arg(long, value_parser = values::count(1, values::MAX_BATCH))]
     pub batch: Option<usize>,
-    /// Peak learning rate (default 3e-3).
-    #[arg(long)]
+    /// Peak learning rate, 0 < lr ≤ 1 (default 3e-3).
+    #[arg(long, value_parser = values::real32(0.0, 1.0, Ends::OpenMin))]
     pub lr: Option<f32>,
-    /// Early-stopping patience in epochs (default: max(10, epochs / 4)).
-    #[arg(long)]
+    /// Early-stopping patience in epochs, 1..=10000 (default: max(10, epochs / 4)).
+    #[arg(long, value_parser = values::count(1, values::MAX_PATIENCE))]
     pub patience: Option<usize>,
-    /// Seed of the split, initialisation and shuffling.
-    #[arg(long, default_value_t = 0)]
+    /// Seed of the split, initialisation and shuffling (decimal or 0x hex).
+    #[arg(long, default_value_t = 0, value_parser = values::seed)]
     pub seed: u64,
-    /// Fraction of each class's recordings held out for validation / early stopping.
-    #[arg(long, default_value_t = 0.2)]
+    /// Fraction of each class's recordings held out for validation / early stopping, 0 ≤ x < 1.
+    #[arg(long, default_value_t = 0.2, value_parser = values::real(0.0, 1.0, Ends::OpenMax))]
     pub val: f64,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads, 0..=256 (0: all cores).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, values::MAX_THREADS))]
     pub threads: usize,
-    /// Model width D (default 32).
-    #[arg(long)]
+    /// Model width D, 1..=1024 (default 32).
+    #[arg(long, value_parser = values::count(1, values::MAX_D_MODEL))]
     pub d_model: Option<usize>,
-    /// Layers (default 2).
-    #[arg(long)]
+    /// Layers, 1..=32 (default 2).
+    #[arg(long, value_parser = values::count(1, values::MAX_TRAIN_LAYERS))]
     pub layers: Option<usize>,
     /// Standardise every input feature causally against the stream's own running mean and
     /// std before the head's input normalisation (docs/model.md step 0): recommended when
@@ -128,26 +130,55 @@ pub struct TrainOpts {
     /// Train only on recordings whose session prefix (name before the first `_`) is listed.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
-    /// Augmentation: per-window log-normal gain jitter σ_g per feature (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    /// Augmentation: per-window log-normal gain jitter σ_g per feature, 0..=10 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_gain: f32,
-    /// Augmentation: per-window offset jitter per feature, in input stds (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    /// Augmentation: per-window offset jitter per feature, in input stds, 0..=10 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_offset: f32,
-    /// Augmentation: white noise per value, in input stds (0: off).
-    #[arg(long, default_value_t = 0.0)]
+    /// Augmentation: white noise per value, in input stds, 0..=10 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_noise: f32,
+}
+
+impl TrainOpts {
+    /// Checks what can be checked before reading any data: the `--arch` name.
+    pub fn check(&self) -> Result<()> {
+        let names: Vec<&str> = Architecture::default_for(1, 2)
+            .ablations()
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        if !names.contains(&self.arch.as_str()) {
+            bail!("--arch `{}` is not one of: {}", self.arch, names.join(", "));
+        }
+        Ok(())
+    }
+}
+
+/// Largest number of `f32` values the windows of one run may hold in memory (4 GiB).
+pub const MAX_WINDOW_VALUES: usize = 1 << 30;
+
+/// Prints what a dataset reader skipped (stderr), as `train`, `eval` and `gate` do.
+pub fn print_skipped(data: &Path, rep: &LoadReport) {
+    if !rep.skipped.is_empty() {
+        eprintln!("{}: {rep}", data.display());
+    }
 }
 
 /// Reads a dataset (folder or `.npy` directory) and validates it; errors name the file.
 pub fn load(path: &Path) -> Result<(Dataset, LoadReport)> {
-    if !path.is_dir() {
-        bail!("{}: not a directory", path.display());
-    }
-    let (ds, rep) = aether_data::dataset::load_dataset(path)
-        .with_context(|| format!("reading dataset {}", path.display()))?;
-    ds.validate()
-        .with_context(|| format!("dataset {}", path.display()))?;
+    let shown = path.display().to_string();
+    // Most reader errors name the file already; the others get the dataset's path.
+    let named = |e: String| {
+        if e.contains(&shown) {
+            anyhow::anyhow!(e)
+        } else {
+            anyhow::anyhow!("{shown}: {e}")
+        }
+    };
+    let (ds, rep) = aether_data::dataset::load_dataset(path).map_err(|e| named(e.to_string()))?;
+    ds.validate().map_err(|e| named(e.to_string()))?;
     Ok((ds, rep))
 }
 
@@ -247,6 +278,16 @@ impl WindowSet {
     pub fn new(ds: &Dataset, indices: &[usize], cfg: WindowConfig) -> Result<Self> {
         let sub = ds.subset(indices);
         let (wins, _) = sub.windows(cfg)?;
+        let values = wins.iter().fold(0usize, |a, w| {
+            a.saturating_add(w.len.saturating_mul(ds.dim()))
+        });
+        if values > MAX_WINDOW_VALUES {
+            bail!(
+                "{} windows of up to {} frames would hold {values} values, more than the {MAX_WINDOW_VALUES} allowed in memory: raise --stride or lower --window",
+                wins.len(),
+                cfg.len
+            );
+        }
         let mut s = WindowSet::default();
         for w in &wins {
             let mut buf = Vec::new();
@@ -564,9 +605,11 @@ pub fn evaluation_json(e: &Evaluation, classes: &[String]) -> Value {
     top
 }
 
-/// A plain-text table of a report (per-class precision / recall / F1, confusion).
+/// A plain-text table of a report (per-class precision / recall / F1, confusion), every
+/// column aligned whatever the class names and counts (widths count characters).
 pub fn report_text(r: &ClassificationReport, classes: &[String]) -> String {
-    let w = classes.iter().map(|c| c.len()).max().unwrap_or(5).max(7);
+    let chars = |s: &str| s.chars().count();
+    let w = classes.iter().map(|c| chars(c)).max().unwrap_or(5).max(7);
     let mut s = format!(
         "{:<w$}  {:>9}  {:>6}  {:>6}  {:>7}\n",
         "class", "precision", "recall", "f1", "support"
@@ -577,15 +620,32 @@ pub fn report_text(r: &ClassificationReport, classes: &[String]) -> String {
             r.precision[i], r.recall[i], r.f1[i], r.support[i]
         );
     }
-    s += &format!("confusion (rows = truth, columns = predicted):\n{:<w$}", "");
+    let rows = r.confusion.rows();
+    let labels: Vec<String> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{i} {n}"))
+        .collect();
+    let lw = labels.iter().map(|l| chars(l)).max().unwrap_or(0).max(w);
+    let cw = rows
+        .iter()
+        .flatten()
+        .map(|v| v.to_string().len())
+        .chain([6, format!("p{}", classes.len().saturating_sub(1)).len()])
+        .max()
+        .unwrap_or(6);
+    s += &format!(
+        "confusion (rows = truth, columns = predicted):\n{:<lw$}",
+        ""
+    );
     for i in 0..classes.len() {
-        s += &format!(" {:>6}", format!("p{i}"));
+        s += &format!(" {:>cw$}", format!("p{i}"));
     }
     s.push('\n');
-    for (i, row) in r.confusion.rows().iter().enumerate() {
-        s += &format!("{:<w$}", format!("{i} {}", classes[i]));
+    for (label, row) in labels.iter().zip(rows.iter()) {
+        s += &format!("{label:<lw$}");
         for v in row {
-            s += &format!(" {v:>6}");
+            s += &format!(" {v:>cw$}");
         }
         s.push('\n');
     }
@@ -712,24 +772,48 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
     out.with_file_name(format!("{stem}{suffix}"))
 }
 
-fn check_out(out: &Path) -> Result<()> {
-    if out.is_dir() {
-        bail!("{}: is a directory; --out names a file", out.display());
+/// Every file `train` will write, labelled for messages: the model (or, with
+/// `--kfold`, the report), the report, the plots.
+fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
+    if args.kfold.is_some() {
+        return vec![("--out".into(), args.out.clone())];
     }
-    if let Some(p) = out.parent() {
-        if !p.as_os_str().is_empty() && !p.is_dir() {
-            bail!("{}: directory does not exist", p.display());
-        }
+    let mut v = vec![
+        ("--out".to_string(), args.out.clone()),
+        match &args.report {
+            Some(r) => ("--report".into(), r.clone()),
+            None => (
+                "--report (default: --out with extension .json)".into(),
+                args.out.with_extension("json"),
+            ),
+        },
+    ];
+    if !args.no_plots {
+        v.push(("the curves plot".into(), sibling(&args.out, ".curves.svg")));
+        v.push((
+            "the confusion plot".into(),
+            sibling(&args.out, ".confusion.svg"),
+        ));
     }
-    Ok(())
+    v
 }
 
 /// Runs `aether train`.
 pub fn run(args: Args) -> Result<()> {
-    check_out(&args.out)?;
+    args.opts.check()?;
+    let outs = outputs(&args);
+    for (_, p) in &outs {
+        check_output_file(p)?;
+    }
+    distinct_outputs(
+        &outs
+            .iter()
+            .map(|(n, p)| (n.as_str(), p.as_path()))
+            .collect::<Vec<_>>(),
+    )?;
     let (ds, skipped) = load(&args.data)?;
-    if !skipped.skipped.is_empty() && !args.quiet {
-        eprintln!("{}: {skipped}", args.data.display());
+    if !args.quiet {
+        print_skipped(&args.data, &skipped);
     }
     let hash = data_hash(&ds);
     let pool = select_groups(&ds, &args.opts.groups)?;
@@ -799,8 +883,8 @@ pub fn run(args: Args) -> Result<()> {
     let h = &fitted.outcome.history;
     let wps = h.iter().map(|s| s.windows_per_sec).sum::<f64>() / h.len().max(1) as f64;
     println!(
-        "trained {} epochs (best {}) in {:.1} s, {:.0} windows/s; window {} stride {}",
-        h.len(),
+        "trained {} (best {}) in {:.1} s, {:.0} windows/s; window {} stride {}",
+        plural(h.len(), "epoch"),
         fitted.outcome.best_epoch + 1,
         fitted.seconds,
         wps,
@@ -809,11 +893,11 @@ pub fn run(args: Args) -> Result<()> {
     );
     if let Some(e) = &val {
         println!(
-            "validation: accuracy {:.3} per recording ({} recordings), {:.3} per window ({} windows), macro-F1 {:.3}",
+            "validation: accuracy {:.3} per recording ({}), {:.3} per window ({}), macro-F1 {:.3}",
             e.recordings.accuracy,
-            e.n_recordings,
+            plural(e.n_recordings, "recording"),
             e.windows.accuracy,
-            e.n_windows,
+            plural(e.n_windows, "window"),
             e.recordings.macro_f1
         );
     }
@@ -850,10 +934,10 @@ fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) ->
             }
         }
         println!(
-            "fold {}/{k}: accuracy {:.3} per recording ({} recordings), {:.3} per window, macro-F1 {:.3}",
+            "fold {}/{k}: accuracy {:.3} per recording ({}), {:.3} per window, macro-F1 {:.3}",
             i + 1,
             e.recordings.accuracy,
-            e.n_recordings,
+            plural(e.n_recordings, "recording"),
             e.windows.accuracy,
             e.recordings.macro_f1
         );
@@ -885,9 +969,9 @@ fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) ->
     });
     write_atomic(&args.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!(
-        "{k}-fold by recording: accuracy {:.3} (pooled over {} recordings), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
+        "{k}-fold by recording: accuracy {:.3} (pooled over {}), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
         pooled,
-        pooled_total,
+        plural(pooled_total as usize, "recording"),
         mean(&accs),
         mean(&f1s),
         mean(&waccs),
@@ -1139,6 +1223,24 @@ mod tests {
             ..TrainOpts::default()
         };
         assert!(derive_arch(&o, 16, 4).is_err());
+    }
+
+    #[test]
+    fn report_text_columns_align_for_long_names_and_counts() {
+        let truth: Vec<usize> = (0..1200).map(|i| i % 2).collect();
+        let pred: Vec<usize> = (0..1200).map(|i| (i / 7) % 2).collect();
+        let r = aether_head::train::classification_report(&pred, &truth, 2).unwrap();
+        let names = ["a_rather_long_class".to_string(), "é".to_string()];
+        let t = report_text(&r, &names);
+        let conf: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.starts_with("confusion"))
+            .skip(1)
+            .collect();
+        assert_eq!(conf.len(), 3, "{t}");
+        let width = conf[0].chars().count();
+        assert!(conf.iter().all(|l| l.chars().count() == width), "{t}");
+        assert!(conf[1].starts_with("0 a_rather_long_class"), "{t}");
     }
 
     #[test]
