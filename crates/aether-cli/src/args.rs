@@ -5,6 +5,8 @@ use aether_head::EvictionPolicy;
 use aether_rvne::BlobView;
 use anyhow::{bail, Result};
 
+use crate::values::{self, MAX_POSITIONS};
+
 /// KV cache storage of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum KvArg {
@@ -33,24 +35,23 @@ pub struct StreamArgs {
     /// output is the model over the last N/2..N frames (exact, bounded memory). Default:
     /// the model's training window (`data.window`), else 256. 0 = one stream from the
     /// first frame (see --capacity, --eviction).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = values::count(0, values::MAX_POSITIONS))]
     pub horizon: Option<usize>,
     /// With --horizon 0: KV positions per layer.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CAPACITY,
+          value_parser = values::count(1, values::MAX_POSITIONS))]
     pub capacity: usize,
     /// With --horizon 0: what a full cache does.
     #[arg(long, value_enum, default_value_t = EvictionArg::Sliding)]
     pub eviction: EvictionArg,
     /// With --eviction heavy-hitter: newest positions never evicted.
-    #[arg(long, value_name = "N", default_value_t = 64)]
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = values::count(0, values::MAX_POSITIONS))]
     pub recent: usize,
     /// KV cache storage.
     #[arg(long, value_enum, default_value_t = KvArg::F32)]
     pub kv: KvArg,
 }
-
-/// Largest horizon or capacity accepted (positions per layer).
-pub const MAX_POSITIONS: usize = 1 << 20;
 
 impl StreamArgs {
     /// The settings for the model in `view` (its training window is the default horizon).
@@ -60,10 +61,9 @@ impl StreamArgs {
             None => aether_serve::model::default_horizon(view),
         };
         if horizon == 1 || horizon > MAX_POSITIONS {
-            bail!("--horizon {horizon}: must be 0 (one continuous stream) or in 2..={MAX_POSITIONS}");
-        }
-        if self.capacity == 0 || self.capacity > MAX_POSITIONS {
-            bail!("--capacity {}: must be in 1..={MAX_POSITIONS}", self.capacity);
+            bail!(
+                "--horizon {horizon}: must be 0 (one continuous stream) or in 2..={MAX_POSITIONS}"
+            );
         }
         let eviction = match self.eviction {
             EvictionArg::Sliding => EvictionPolicy::SlidingWindow,

@@ -35,8 +35,12 @@ pub const MAX_AUG: f64 = 10.0;
 pub const MAX_RECORDINGS: usize = 20_000;
 /// Largest `--bands` (a node frame has at most 512 subcarriers).
 pub const MAX_BANDS: usize = 512;
-/// Largest `--motion-lags` (lags 1, 2, 4, … 2^15 frames).
-pub const MAX_MOTION_LAGS: usize = 16;
+/// Largest `--motion-lags` (lags 1, 2, 4, … 2^11 frames): the extractor's limit.
+pub const MAX_MOTION_LAGS: usize = aether_data::features::MAX_MOTION_LAGS;
+/// Largest stream horizon or KV capacity (`--horizon`, `--capacity`, `--recent`).
+pub const MAX_POSITIONS: usize = 1 << 20;
+/// Longest duration in seconds (`--stale`, `--expire`, `replay --duration`): a year.
+pub const MAX_SECONDS: f64 = 31_536_000.0;
 /// Largest sparse-pattern position (`convert --window`, `--block-size`, `--globals`).
 pub const MAX_PATTERN: usize = 1 << 20;
 

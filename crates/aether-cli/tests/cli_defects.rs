@@ -161,7 +161,7 @@ fn row04_classify_stream_prints_each_frame_as_it_arrives() {
 }
 
 #[test]
-fn row04_a_growing_stream_equals_one_sized_for_the_whole_input() {
+fn row04_a_continuous_stream_equals_one_sized_for_the_whole_input() {
     use aether_head::{EvictionPolicy, Stream, TemporalHead};
     let dir = tempfile::tempdir().unwrap();
     let (_, v2) = models(dir.path());
@@ -176,6 +176,10 @@ fn row04_a_growing_stream_equals_one_sized_for_the_whole_input() {
         s(&input),
         "--stream",
         "--json",
+        "--horizon",
+        "0",
+        "--capacity",
+        &n.to_string(),
     ]));
     let bytes = std::fs::read(&v2).unwrap();
     let head = TemporalHead::from_blob(&bytes).unwrap();

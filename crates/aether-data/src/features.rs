@@ -444,10 +444,51 @@ pub fn extract_amplitude_rows(
     }
     let mut s = FeatureStream::new(cfg, 1, n)?;
     let mut out = Vec::with_capacity(rows.len() / n * s.dim());
+    let mut nz = NonZero::new(n);
     for r in rows.chunks_exact(n) {
         out.extend_from_slice(s.push_amplitudes(r)?);
+        nz.add(s.amplitudes());
     }
+    nz.check(1, n, cfg.bands)?;
     Ok(out)
+}
+
+/// Per-subcarrier non-zero counts over a whole sequence: the file-level validity
+/// check of the offline extractors (a capture whose subcarriers are non-zero in at
+/// least half of its frames must number at least `B` per antenna, as before the
+/// causal mask; the features themselves do not depend on it).
+struct NonZero {
+    counts: Vec<usize>,
+    frames: usize,
+}
+
+impl NonZero {
+    fn new(cells: usize) -> Self {
+        Self {
+            counts: vec![0; cells],
+            frames: 0,
+        }
+    }
+
+    fn add(&mut self, amps: &[f32]) {
+        self.frames += 1;
+        for (c, &a) in self.counts.iter_mut().zip(amps) {
+            *c += usize::from(a != 0.0);
+        }
+    }
+
+    fn check(&self, n_ant: usize, n_sub: usize, bands: usize) -> Result<(), FeatureError> {
+        for a in 0..n_ant {
+            let active = self.counts[a * n_sub..(a + 1) * n_sub]
+                .iter()
+                .filter(|&&c| 2 * c >= self.frames)
+                .count();
+            if active < bands {
+                return Err(FeatureError::TooFewSubcarriers { active, bands });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Features of a sequence of raw CSI frames of one shape: `T × (n_ant·(B+gain+M))`
@@ -476,9 +517,12 @@ pub fn extract_frames(
     }
     let mut s = FeatureStream::new(cfg, ant, sub)?;
     let mut out = Vec::with_capacity(frames.len() * s.dim());
+    let mut nz = NonZero::new(ant * sub);
     for f in frames {
         out.extend_from_slice(s.push_iq(&f.iq)?);
+        nz.add(s.amplitudes());
     }
+    nz.check(ant, sub, cfg.bands)?;
     Ok((out, ant))
 }
 

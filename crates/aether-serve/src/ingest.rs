@@ -28,7 +28,7 @@ pub const BATCH: usize = 64;
 /// counted as `oversized` and dropped (3 antennas × 512 subcarriers fit: 3,092 bytes).
 pub const SLOT: usize = 4096;
 
-/// Binds the UDP socket: address reuse, `SO_REUSEPORT` when several threads share
+/// Binds the UDP socket: `SO_REUSEPORT` when several threads share
 /// the port, the asked receive buffer (forced when privileged), a 100 ms receive
 /// timeout so the loop sees shutdown, and `SO_RXQ_OVFL` to count kernel drops.
 /// Returns the socket and the receive buffer the kernel granted.
@@ -161,10 +161,8 @@ impl Ingest {
             got.clear();
             let mut ovfl = None;
             {
-                let mut iovs: Vec<[IoSliceMut<'_>; 1]> = buf
-                    .chunks_mut(SLOT)
-                    .map(|c| [IoSliceMut::new(c)])
-                    .collect();
+                let mut iovs: Vec<[IoSliceMut<'_>; 1]> =
+                    buf.chunks_mut(SLOT).map(|c| [IoSliceMut::new(c)]).collect();
                 match recvmmsg(fd, &mut headers, iovs.iter_mut(), flags, None) {
                     Ok(res) => {
                         for r in res {
@@ -179,7 +177,9 @@ impl Ingest {
                             got.push((r.bytes, r.flags.contains(MsgFlags::MSG_TRUNC), addr));
                         }
                     }
-                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) if !draining => continue,
+                    Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) if !draining => {
+                        continue
+                    }
                     Err(_) if draining => break,
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(1));

@@ -86,18 +86,25 @@ fn launch(bin: &str) -> Browser {
     }
 }
 
-type Cdp = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Cdp =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// One CDP call; returns its `result`.
-async fn call(ws: &mut Cdp, id: &mut u64, session: Option<&str>, method: &str, params: Value) -> Value {
+async fn call(
+    ws: &mut Cdp,
+    id: &mut u64,
+    session: Option<&str>,
+    method: &str,
+    params: Value,
+) -> Value {
     *id += 1;
     let mut msg = json!({"id": *id, "method": method, "params": params});
     if let Some(s) = session {
         msg["sessionId"] = json!(s);
     }
-    ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .unwrap();
     loop {
         let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -123,7 +130,14 @@ const TILES: &str = r#"JSON.stringify([...document.querySelectorAll('[data-node]
 })))"#;
 
 async fn tiles(ws: &mut Cdp, id: &mut u64, s: &str) -> Vec<Value> {
-    let r = call(ws, id, Some(s), "Runtime.evaluate", json!({"expression": TILES, "returnByValue": true})).await;
+    let r = call(
+        ws,
+        id,
+        Some(s),
+        "Runtime.evaluate",
+        json!({"expression": TILES, "returnByValue": true}),
+    )
+    .await;
     serde_json::from_str(r["result"]["value"].as_str().unwrap_or("[]")).unwrap()
 }
 

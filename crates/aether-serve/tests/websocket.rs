@@ -107,7 +107,9 @@ fn a_client_that_does_not_read_lags_alone() {
         assert_eq!(svc.frames(), sent);
         // Now the slow client reads: it missed messages and was told.
         let (mut slow_lag, mut slow_n) = (0u64, 0u64);
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_millis(500), slow.next()).await {
+        while let Ok(Some(Ok(msg))) =
+            tokio::time::timeout(Duration::from_millis(500), slow.next()).await
+        {
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 slow_n += 1;
@@ -123,8 +125,14 @@ fn a_client_that_does_not_read_lags_alone() {
         fast_count >= 9_000,
         "fast client got {fast_count} updates, lagged {fast_lagged}; slow lagged {slow_lagged}"
     );
-    assert!(slow_lagged > 0, "the slow client was never told it lagged ({slow_total} messages)");
-    assert!(fast_lagged < slow_lagged, "fast {fast_lagged} vs slow {slow_lagged}");
+    assert!(
+        slow_lagged > 0,
+        "the slow client was never told it lagged ({slow_total} messages)"
+    );
+    assert!(
+        fast_lagged < slow_lagged,
+        "fast {fast_lagged} vs slow {slow_lagged}"
+    );
     let m = svc.metrics().render();
     let lagged = metric(&m, "aether_ws_lagged_messages_total");
     assert!(lagged >= slow_lagged as f64, "{lagged} < {slow_lagged}");
@@ -169,5 +177,9 @@ fn shutdown_finishes_frames_and_tells_clients() {
     stopper.join().unwrap();
     assert!(saw_shutdown);
     assert_eq!(close_code, Some(1001));
-    assert_eq!(metrics.frames.get(), rec.len() as u64, "every received frame was processed");
+    assert_eq!(
+        metrics.frames.get(),
+        rec.len() as u64,
+        "every received frame was processed"
+    );
 }

@@ -5,9 +5,11 @@
 //! verb (`aether_data::dataset::CsvReader`: byte-order mark, quotes, blank lines).
 //! Modes: the whole input as one sequence (default); `--window N [--stride S]`: the
 //! last `N` frames every `S` frames (a rolling window, firmware style); `--stream`: the
-//! logits of the stream so far after every frame (exact streaming through per-layer KV
-//! caches, from the first frame on). Output: a table with class names and
-//! probabilities, or `--json` (one object; one per line per frame or window).
+//! logits after every frame of a live stream through per-layer KV caches, run with the
+//! stream settings `aether serve` uses (`--horizon`, `--capacity`, `--eviction`,
+//! `--kv`; same defaults), so the two give the same numbers on the same frames. Output:
+//! a table with class names and probabilities, or `--json` (one object; one per line
+//! per frame or window; a stream's lines also carry its `context` in frames).
 //!
 //! The input is read line by line: with `--stream` and `--window` each result is
 //! printed and flushed as soon as its frame arrives, so a live pipe can be classified.
@@ -20,18 +22,15 @@ use std::path::PathBuf;
 
 use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
 use aether_head::math::softmax;
-use aether_head::{Backend, EvictionPolicy, RollingWindow, Stream, TemporalHead};
+use aether_head::{Backend, LiveStream, RollingWindow, TemporalHead};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::plural;
+use crate::args::StreamArgs;
 use crate::fsutil::read_model_file;
 use crate::values;
-
-/// Positions a `--stream` starts with; the stream doubles (replaying the frames so far,
-/// which reproduces its state exactly) whenever it is full.
-pub const STREAM_START_CAPACITY: usize = 256;
 
 /// Arguments of `aether classify`.
 #[derive(clap::Args)]
@@ -57,6 +56,8 @@ pub struct Args {
     /// Machine-readable output: JSON (one object per line with --stream / --window).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub stream_settings: StreamArgs,
 }
 
 fn argmax(x: &[f32]) -> usize {
@@ -157,8 +158,8 @@ impl Printer<'_> {
 enum Mode {
     /// Keep every frame; classify them all at the end.
     Whole(Vec<f32>),
-    /// Push into a stream (growing by replaying `seen`) and print after every frame.
-    Stream { stream: Box<Stream>, seen: Vec<f32> },
+    /// Push into a live stream and print after every frame.
+    Stream(Box<LiveStream>),
     /// Push into a rolling window; print every `stride` frames once it is full.
     Window {
         rw: Box<RollingWindow>,
@@ -197,13 +198,10 @@ pub fn run(args: Args) -> Result<()> {
     };
     let f = cfg.features;
     let mut mode = if args.stream {
-        Mode::Stream {
-            stream: Box::new(
-                Stream::new(&head, STREAM_START_CAPACITY, EvictionPolicy::Error)
-                    .context("building the stream")?,
-            ),
-            seen: Vec::new(),
-        }
+        let settings = args.stream_settings.settings(&view)?;
+        Mode::Stream(Box::new(
+            LiveStream::new(&head, settings).context("building the stream")?,
+        ))
     } else if let Some(w) = args.window {
         Mode::Window {
             rw: Box::new(RollingWindow::new(&head, w).context("building the rolling window")?),
@@ -249,19 +247,9 @@ pub fn run(args: Args) -> Result<()> {
         let at = || format!("{input_name}: row {}", csv.line());
         match &mut mode {
             Mode::Whole(values) => values.extend_from_slice(&frame),
-            Mode::Stream { stream, seen } => {
-                if stream.len() == stream.capacity() {
-                    let mut bigger =
-                        Stream::new(&head, stream.capacity() * 2, EvictionPolicy::Error)
-                            .context("growing the stream")?;
-                    for fr in seen.chunks(f) {
-                        bigger.push(&head, fr).with_context(at)?;
-                    }
-                    **stream = bigger;
-                }
+            Mode::Stream(stream) => {
                 let logits = stream.push(&head, &frame).with_context(at)?.to_vec();
-                seen.extend_from_slice(&frame);
-                pr.result(&logits, &[("frame", n)])?;
+                pr.result(&logits, &[("frame", n), ("context", stream.context())])?;
             }
             Mode::Window {
                 rw,

@@ -12,6 +12,8 @@ use aether_data::wire::{parse_capture, RawCsiFrame};
 use aether_serve::replay::{encode_recordings, run as replay_run, ReplayConfig};
 use anyhow::{bail, Context, Result};
 
+use crate::values::{self, Ends};
+
 /// Arguments of `aether replay`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,16 +24,16 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:5005")]
     pub to: SocketAddr,
     /// Simulated nodes (node i sends recording i mod R from address 127.0.0.(2 + i/256), id i mod 256).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::count(1, 65_536))]
     pub nodes: usize,
     /// Frames per second per node.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = values::real(0.0, 10_000.0, Ends::OpenMin))]
     pub rate: f64,
     /// Start each recording again when it ends.
     #[arg(long = "loop")]
     pub looped: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", value_parser = values::real(0.0, values::MAX_SECONDS, Ends::OpenMin))]
     pub duration: Option<f64>,
     /// First loopback source address of the fleet.
     #[arg(long, default_value = "127.0.0.2")]
@@ -55,7 +57,9 @@ fn files(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .with_context(|| format!("reading {}", p.display()))?;
     entries.sort();
     for e in entries {
-        if e.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        if e.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         files(&e, out)?;
@@ -63,9 +67,12 @@ fn files(p: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// Recordings by file name.
+pub type Captures = Vec<(String, Vec<RawCsiFrame>)>;
+
 /// Loads every capture under `path`: `(name, frames)`; files without a single raw CSI
 /// frame are listed in the second vector.
-pub fn load_captures(path: &Path) -> Result<(Vec<(String, Vec<RawCsiFrame>)>, Vec<String>)> {
+pub fn load_captures(path: &Path) -> Result<(Captures, Vec<String>)> {
     let mut list = Vec::new();
     files(path, &mut list)?;
     let (mut recs, mut skipped) = (Vec::new(), Vec::new());
@@ -83,13 +90,7 @@ pub fn load_captures(path: &Path) -> Result<(Vec<(String, Vec<RawCsiFrame>)>, Ve
 
 /// Runs `aether replay`.
 pub fn run(args: Args) -> Result<()> {
-    let duration = match args.duration {
-        Some(s) if !(s.is_finite() && s > 0.0 && s <= 86_400.0 * 365.0) => {
-            bail!("--duration {s}: must be a positive number of seconds (at most a year)")
-        }
-        Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let duration = args.duration.map(Duration::from_secs_f64);
     let (recs, skipped) = load_captures(&args.data)?;
     if recs.is_empty() {
         bail!(

@@ -16,10 +16,11 @@ use aether_data::sim::{simulate, simulate_frames, Task};
 use aether_rvne::BlobView;
 use aether_serve::replay::{encode_recordings, ReplayConfig};
 use aether_serve::{ServeConfig, Service};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::args::StreamArgs;
 use crate::fsutil::read_model_file;
+use crate::values::{self, Ends};
 
 /// Arguments of `aether serve`.
 #[derive(clap::Args)]
@@ -43,68 +44,61 @@ pub struct Args {
     #[arg(long)]
     pub insecure: bool,
     /// Worker shards (0 = one per CPU).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, 1024))]
     pub shards: usize,
     /// UDP receive threads sharing the port.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = values::count(1, 64))]
     pub ingest_threads: usize,
     /// Seconds without frames before a node is shown stale.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = values::real(0.0, values::MAX_SECONDS, Ends::OpenMin))]
     pub stale: f64,
     /// Seconds without frames before a node's state is dropped.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = values::real(0.0, values::MAX_SECONDS, Ends::OpenMin))]
     pub expire: f64,
     /// Largest sequence gap (missing packets) a stream continues over; larger restarts it.
-    #[arg(long, default_value_t = 50)]
-    pub max_gap: u32,
+    #[arg(long, default_value_t = 50, value_parser = values::count(0, 1_000_000))]
+    pub max_gap: usize,
     /// WebSocket updates per node per second (class changes are sent at once).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = values::real(0.0, 1000.0, Ends::OpenMin))]
     pub publish_hz: f64,
     /// Per-frame results kept per node for GET /api/v1/nodes/{id}.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = values::count(0, 1_000_000))]
     pub history: usize,
     /// Most nodes tracked at once.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = values::count(1, 10_000_000))]
     pub max_nodes: usize,
     /// Most frames per second one node may send (0 = no limit).
-    #[arg(long, default_value_t = 1_000.0)]
+    #[arg(long, default_value_t = 1_000.0, value_parser = values::real(0.0, 1_000_000.0, Ends::Closed))]
     pub max_node_rate: f64,
     /// Packets a shard may have queued before new ones are dropped (counted).
-    #[arg(long, default_value_t = 65_536)]
+    #[arg(long, default_value_t = 65_536, value_parser = values::count(1, 16_777_216))]
     pub queue: usize,
     /// Send a classification packet (0xC5110007) back to a node with each update.
     #[arg(long)]
     pub reply: bool,
     /// Kernel receive buffer for the UDP socket, bytes.
-    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = values::count(4096, 1 << 30))]
     pub udp_buffer: usize,
     #[command(flatten)]
     pub stream: StreamArgs,
     /// With --demo: simulated nodes.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = values::count(1, 4096))]
     pub demo_nodes: usize,
     /// With --demo: frames per second per node.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 100.0, value_parser = values::real(0.0, 10_000.0, Ends::OpenMin))]
     pub demo_rate: f64,
     /// With --demo: training recordings per gesture class.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 150, value_parser = values::count(10, values::MAX_RECORDINGS))]
     pub demo_recordings: usize,
     /// Bands of the extractor for a model whose file names no features (v1).
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS)]
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS, value_parser = values::count(1, values::MAX_BANDS))]
     pub bands: usize,
     /// Motion terms of the extractor for a model whose file names no features (v1).
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS)]
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS, value_parser = values::count(0, values::MAX_MOTION_LAGS))]
     pub motion_lags: usize,
     /// Leave out the gain term for a model whose file names no features (v1).
     #[arg(long)]
     pub no_gain: bool,
-}
-
-fn secs(v: f64, flag: &str) -> Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v <= 86_400.0 * 365.0) {
-        bail!("{flag} {v}: must be a positive number of seconds (at most a year)");
-    }
-    Ok(Duration::from_secs_f64(v))
 }
 
 /// Trains the demo model: the gesture simulator, `recordings` per class, default head.
@@ -138,17 +132,12 @@ fn demo_model(recordings: usize) -> Result<Vec<u8>> {
 
 /// Runs `aether serve`.
 pub fn run(args: Args) -> Result<()> {
-    if args.demo && !(1..=4096).contains(&args.demo_nodes) {
-        bail!("--demo-nodes {}: must be in 1..=4096", args.demo_nodes);
-    }
-    if args.demo && !(10..=10_000).contains(&args.demo_recordings) {
-        bail!("--demo-recordings {}: must be in 10..=10000", args.demo_recordings);
-    }
     let (bytes, name) = match &args.model {
         Some(p) => (read_model_file(p)?, p.display().to_string()),
         None => (demo_model(args.demo_recordings)?, "demo model".to_string()),
     };
-    let view = BlobView::parse(&bytes).with_context(|| format!("{name}: not a valid .rvne file"))?;
+    let view =
+        BlobView::parse(&bytes).with_context(|| format!("{name}: not a valid .rvne file"))?;
     let stream = args.stream.settings(&view)?;
     let cfg = ServeConfig {
         udp: args.udp,
@@ -160,9 +149,9 @@ pub fn run(args: Args) -> Result<()> {
             gain: !args.no_gain,
             motion: args.motion_lags,
         },
-        stale: secs(args.stale, "--stale")?,
-        expire: secs(args.expire, "--expire")?,
-        max_gap: args.max_gap,
+        stale: Duration::from_secs_f64(args.stale),
+        expire: Duration::from_secs_f64(args.expire),
+        max_gap: args.max_gap as u32,
         publish_hz: args.publish_hz,
         history: args.history,
         max_nodes: args.max_nodes,
@@ -175,7 +164,8 @@ pub fn run(args: Args) -> Result<()> {
         ingest_threads: args.ingest_threads,
         ..ServeConfig::default()
     };
-    let svc = Service::start(&bytes, cfg).with_context(|| format!("starting the service with {name}"))?;
+    let svc =
+        Service::start(&bytes, cfg).with_context(|| format!("starting the service with {name}"))?;
     let m = svc.model();
     let host = if svc.http_addr().ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], svc.http_addr().port()))
