@@ -24,6 +24,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod node;
+pub mod packet;
 pub mod replay;
 pub mod seq;
 pub mod shard;

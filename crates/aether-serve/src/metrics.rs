@@ -204,10 +204,10 @@ impl Metrics {
             nodes_expired: Counter::default(),
             nodes: Family::default(),
             stage: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(1e-6, 2.0, 18))
+                Histogram::new(exponential_buckets(2.5e-7, 1.25, 60))
             }),
             latency: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(2.5e-5, 2.0, 16))
+                Histogram::new(exponential_buckets(1e-5, 1.25, 64))
             }),
             queue: Family::default(),
             queue_capacity: Gauge::default(),

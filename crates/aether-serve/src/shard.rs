@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aether_data::features::FeatureStream;
-use aether_data::wire::{
-    Classification, FeatureState, RawCsiRef, WireError, CLASSIFICATION_LEN, FEATURE_STATE_LEN,
-};
+use aether_data::wire::{Classification, FeatureState, RawCsiRef};
 use aether_head::math::softmax;
 use aether_head::LiveStream;
 use crossbeam_channel::{Receiver, Sender};
@@ -27,6 +25,7 @@ use crate::hub::Hub;
 use crate::metrics::{Metrics, Reject, Stage};
 use crate::model::{LoadedModel, ModelInput};
 use crate::node::{CsiState, Node, NodeKey, NodeResult};
+use crate::packet::{decode, Packet};
 use crate::seq::SeqVerdict;
 
 /// Frames of a new shape in a row after which a node restarts on that shape.
@@ -157,19 +156,6 @@ impl Handles {
     }
 }
 
-fn wire_reject(e: &WireError) -> Reject {
-    match e {
-        WireError::Truncated { .. } => Reject::Truncated,
-        WireError::BadMagic { .. } => Reject::BadMagic,
-        WireError::ZeroAntennas => Reject::ZeroAntennas,
-        WireError::BadSubcarrierCount(_) => Reject::BadSubcarriers,
-        WireError::CrcMismatch { .. } => Reject::Crc,
-        WireError::UnsupportedVersion(_) => Reject::Version,
-        WireError::TrailingBytes { .. } => Reject::TrailingBytes,
-        WireError::PayloadLength { .. } => Reject::Truncated,
-    }
-}
-
 /// The shard's state and loop.
 pub struct Shard {
     ctx: ShardCtx,
@@ -284,10 +270,14 @@ impl Shard {
         for it in &b.items {
             let bytes = &b.data[it.start as usize..(it.start + it.len) as usize];
             let t0 = Instant::now();
-            let done = match it.kind {
-                Kind::RawCsi => self.raw_csi(it, bytes, t0),
-                Kind::FeatureState => self.feature_state(it, bytes, t0),
-                Kind::Classification => self.classification(it, bytes),
+            let done = match decode(bytes) {
+                Ok(Packet::RawCsi(v)) => self.raw_csi(it, v, t0),
+                Ok(Packet::FeatureState(p)) => self.feature_state(it, p, t0),
+                Ok(Packet::Classification(p)) => self.classification(it, p),
+                Err(r) => {
+                    self.reject_node(it, r);
+                    false
+                }
             };
             if done {
                 if let Some(r) = b.recv_at {
@@ -366,14 +356,7 @@ impl Shard {
         true
     }
 
-    fn raw_csi(&mut self, it: &Item, bytes: &[u8], t0: Instant) -> bool {
-        let v = match RawCsiRef::parse(bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                self.reject_node(it, wire_reject(&e));
-                return false;
-            }
-        };
+    fn raw_csi(&mut self, it: &Item, v: RawCsiRef<'_>, t0: Instant) -> bool {
         let ModelInput::RawCsi { features, antennas } = self.ctx.model.input else {
             self.reject_node(it, Reject::ModelInput);
             return false;
@@ -461,27 +444,12 @@ impl Shard {
         Self::frame(&self.ctx, h, node, &model, &self.feats, v.seq, now, t2)
     }
 
-    fn feature_state(&mut self, it: &Item, bytes: &[u8], t0: Instant) -> bool {
-        if bytes.len() > FEATURE_STATE_LEN {
-            self.reject_node(it, Reject::TrailingBytes);
-            return false;
-        }
-        let p = match FeatureState::decode(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                self.reject_node(it, wire_reject(&e));
-                return false;
-            }
-        };
+    fn feature_state(&mut self, it: &Item, p: FeatureState, t0: Instant) -> bool {
         if self.ctx.model.input != ModelInput::FeatureState {
             self.reject_node(it, Reject::ModelInput);
             return false;
         }
         let values = p.values();
-        if values.iter().any(|v| !v.is_finite()) {
-            self.reject_node(it, Reject::NonFinite);
-            return false;
-        }
         let now = self.ctx.clock.now_ms();
         let max_gap = self.ctx.max_gap;
         let model = Arc::clone(&self.ctx.model);
@@ -512,22 +480,7 @@ impl Shard {
         )
     }
 
-    fn classification(&mut self, it: &Item, bytes: &[u8]) -> bool {
-        if bytes.len() > CLASSIFICATION_LEN {
-            self.reject_node(it, Reject::TrailingBytes);
-            return false;
-        }
-        let p = match Classification::decode(bytes) {
-            Ok(p) => p,
-            Err(e) => {
-                self.reject_node(it, wire_reject(&e));
-                return false;
-            }
-        };
-        if !p.top_logit.is_finite() || !p.top1_minus_top2.is_finite() {
-            self.reject_node(it, Reject::NonFinite);
-            return false;
-        }
+    fn classification(&mut self, it: &Item, p: Classification) -> bool {
         let now = self.ctx.clock.now_ms();
         let max_gap = self.ctx.max_gap;
         let classes = &self.ctx.model.classes;
