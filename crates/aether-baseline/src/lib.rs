@@ -135,8 +135,16 @@ impl std::fmt::Debug for Forest {
     }
 }
 
+/// `n × f` row-major `rows` as a smartcore matrix, stored column-major (the
+/// layout smartcore's own constructors produce).
 fn matrix(rows: Vec<f64>, n: usize, f: usize) -> Result<DenseMatrix<f64>, BaselineError> {
-    DenseMatrix::new(n, f, rows, false).map_err(|e| BaselineError::Forest(e.to_string()))
+    let mut cols = vec![0.0; rows.len()];
+    for (i, row) in rows.chunks_exact(f.max(1)).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            cols[j * n + i] = v;
+        }
+    }
+    DenseMatrix::new(n, f, cols, true).map_err(|e| BaselineError::Forest(e.to_string()))
 }
 
 fn check_frames(ds: &Dataset) -> Result<(), BaselineError> {
