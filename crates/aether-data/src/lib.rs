@@ -6,7 +6,7 @@
 //!   readers, the CSV writer, windowing, splits by recording, k-fold, groups;
 //! * [`wire`]: raw CSI frames, feature-state and classification packets;
 //! * [`features`]: the raw CSI → per-frame feature extractor;
-//! * [`readers`]: CSI files of other tools (Intel 5300 `.dat`, esp-csi logs, Nexmon pcap);
+//! * [`readers`]: CSI files of other tools (Intel 5300 `.dat`, esp-csi serial logs);
 //! * [`sim`]: the physical multipath CSI simulator;
 //! * [`rng`]: the seedable generator behind every seeded operation.
 //!

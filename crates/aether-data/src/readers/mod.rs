@@ -2,9 +2,9 @@
 //!
 //! * [`intel5300`]: Linux 802.11n CSI Tool `.dat` logs (Intel 5300, beamforming
 //!   records `0xBB`);
-//! * [`esp_csi`]: Espressif `esp-csi` serial console logs (`CSI_DATA,…` lines);
-//! * [`nexmon`]: Nexmon CSI pcap captures (UDP port 5500, bcm43455c0 / bcm4366c0
-//!   int16 formats).
+//! * [`esp_csi`]: Espressif `esp-csi` serial console logs (`CSI_DATA,…` lines).
+//!
+//! Nexmon CSI pcap is not read yet (docs/readers.md).
 //!
 //! Every reader turns `&[u8]` into a log of typed records, never panics, keeps
 //! the metadata the file holds (timestamps, RSSI, noise, AGC …) and counts what
