@@ -38,6 +38,8 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a model on a dataset folder.
     Eval(commands::eval::Args),
+    /// A random forest on per-recording summary statistics: the baseline for any split.
+    Baseline(commands::baseline::Args),
     /// The dense-vs-sparse validation gate.
     Gate(commands::gate::Args),
     /// Classify a CSV of frames with a model (whole, windowed or streaming).
@@ -146,6 +148,7 @@ fn main() {
         Command::Features(a) => commands::features::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Baseline(a) => commands::baseline::run(a),
         Command::Gate(a) => commands::gate::run(a),
         Command::Classify(a) => commands::classify::run(a),
         Command::Bench(a) => commands::bench::run(a),
