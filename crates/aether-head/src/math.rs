@@ -228,10 +228,23 @@ pub fn gelu(z: f32) -> f32 {
 ///
 /// Computed in f64 and rounded once, so every platform gets the same f32 values.
 pub fn add_positional(t: usize, x: &mut [f32]) {
-    let d = x.len() as f64;
-    for (i, xi) in x.iter_mut().enumerate() {
-        let c2 = (i & !1) as f64;
-        let angle = t as f64 / libm::pow(10000.0, c2 / d);
+    let den = positional_denominators(x.len());
+    add_positional_with(t, &den, x);
+}
+
+/// The divisors `10000^(2⌊i/2⌋/D)` of [`add_positional`] for width `d` (computed once
+/// per model: the power dominated a stream push when computed per frame).
+pub fn positional_denominators(d: usize) -> Vec<f64> {
+    let df = d as f64;
+    (0..d)
+        .map(|i| libm::pow(10000.0, (i & !1) as f64 / df))
+        .collect()
+}
+
+/// [`add_positional`] with precomputed [`positional_denominators`] (same bits).
+pub fn add_positional_with(t: usize, den: &[f64], x: &mut [f32]) {
+    for (i, (xi, dn)) in x.iter_mut().zip(den).enumerate() {
+        let angle = t as f64 / dn;
         let pe = if i % 2 == 0 {
             libm::sin(angle)
         } else {

@@ -21,8 +21,8 @@ use crate::attention::{attend_one, block_means, scratch_len, AttnShape, SeqKv};
 use crate::config::{Backend, HeadConfig, Pooling, Positional};
 use crate::error::{HeadError, Result};
 use crate::math::{
-    add_positional, gelu, layer_norm, layer_norm_in_place, normalise_input, vec_mat, vec_mat_add,
-    RunningNorm,
+    add_positional_with, gelu, layer_norm, layer_norm_in_place, normalise_input,
+    positional_denominators, vec_mat, vec_mat_add, RunningNorm,
 };
 use crate::weights::{LayerWeights, Weights};
 
@@ -31,6 +31,8 @@ use crate::weights::{LayerWeights, Weights};
 pub struct TemporalHead<'a> {
     cfg: HeadConfig,
     weights: Weights<'a>,
+    /// Divisors of the positional signal (empty without one).
+    pe_den: Vec<f64>,
 }
 
 /// Checks `frames` (`n·F` values, row-major) and returns `n`; refuses a partial frame
@@ -230,6 +232,14 @@ impl Workspace {
     }
 }
 
+fn pe_den(cfg: &HeadConfig) -> Vec<f64> {
+    if cfg.positional == Positional::Sinusoidal {
+        positional_denominators(cfg.d_model)
+    } else {
+        Vec::new()
+    }
+}
+
 impl<'a> TemporalHead<'a> {
     /// A head from a configuration and matching weights (every tensor's length is checked).
     pub fn new(cfg: HeadConfig, weights: Weights<'a>) -> Result<Self> {
@@ -260,7 +270,12 @@ impl<'a> TemporalHead<'a> {
                 ),
             });
         }
-        Ok(Self { cfg, weights })
+        let pe_den = pe_den(&cfg);
+        Ok(Self {
+            cfg,
+            weights,
+            pe_den,
+        })
     }
 
     /// A v1-style head from one flat buffer in the v1 weight order (borrowed).
@@ -305,6 +320,7 @@ impl<'a> TemporalHead<'a> {
         TemporalHead {
             cfg: self.cfg,
             weights: self.weights.into_owned(),
+            pe_den: self.pe_den,
         }
     }
 
@@ -352,7 +368,7 @@ impl<'a> TemporalHead<'a> {
             None => x.copy_from_slice(u),
         }
         if self.cfg.positional == Positional::Sinusoidal {
-            add_positional(t, x);
+            add_positional_with(t, &self.pe_den, x);
         }
     }
 

@@ -55,10 +55,21 @@ fn parse() -> Opts {
         let v = a.get(i + 1).cloned().unwrap_or_default();
         match a[i].as_str() {
             "--nodes" => o.nodes = vec![v.parse().expect("--nodes N")],
-            "--sweep" => o.nodes = v.split(',').map(|x| x.parse().expect("--sweep N,N,…")).collect(),
+            "--sweep" => {
+                o.nodes = v
+                    .split(',')
+                    .map(|x| x.parse().expect("--sweep N,N,…"))
+                    .collect()
+            }
             "--rate" => o.rate = v.parse().expect("--rate HZ"),
             "--duration" => o.duration = v.parse().expect("--duration S"),
-            "--kv" => o.kv = if v == "f16" { KvPrecision::F16 } else { KvPrecision::F32 },
+            "--kv" => {
+                o.kv = if v == "f16" {
+                    KvPrecision::F16
+                } else {
+                    KvPrecision::F32
+                }
+            }
             "--horizon" => o.horizon = Some(v.parse().expect("--horizon N")),
             "--shards" => o.shards = v.parse().expect("--shards N"),
             "--model" => o.model = Some(v),
@@ -84,7 +95,9 @@ fn default_model() -> Vec<u8> {
     let m = Model::new(arch, 1).unwrap();
     m.to_v2_bytes(
         &ExportInfo {
-            class_names: ["circle", "push", "swipe", "wave"].map(String::from).to_vec(),
+            class_names: ["circle", "push", "swipe", "wave"]
+                .map(String::from)
+                .to_vec(),
             feature_names: names,
             metadata: vec![("data.window".into(), "300".into())],
         },
@@ -101,11 +114,18 @@ fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
         let Some(le) = l.split("le=\"").nth(1).and_then(|r| r.split('"').next()) else {
             continue;
         };
-        let le: f64 = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap() };
+        let le: f64 = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
         let v: f64 = l.rsplit_once(' ').unwrap().1.parse().unwrap();
         *by_le.entry(le.to_bits()).or_default() += v;
     }
-    let mut v: Vec<(f64, f64)> = by_le.into_iter().map(|(k, c)| (f64::from_bits(k), c)).collect();
+    let mut v: Vec<(f64, f64)> = by_le
+        .into_iter()
+        .map(|(k, c)| (f64::from_bits(k), c))
+        .collect();
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
     v
 }
@@ -120,7 +140,11 @@ fn quantile(h: &[(f64, f64)], q: f64) -> f64 {
 
 fn sample(text: &str, name: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l.as_bytes().get(name.len()) == Some(&b' ')
+                    || l.as_bytes().get(name.len()) == Some(&b'{'))
+        })
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
 }
@@ -140,8 +164,12 @@ fn thread_cpu() -> BTreeMap<String, f64> {
         if f.len() < 13 {
             continue;
         }
-        let cpu = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
-        let name = comm.trim().trim_end_matches(|c: char| c.is_ascii_digit() || c == '-').to_string();
+        let cpu =
+            (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
+        let name = comm
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_string();
         *out.entry(name).or_default() += cpu;
     }
     out
@@ -193,7 +221,9 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
         ..ServeConfig::default()
     };
     let svc = Service::start(model, cfg).unwrap();
-    let recs: Vec<_> = (0..16).map(|i| simulate_frames(Task::Gesture, i % 4, 500 + i, 3)).collect();
+    let recs: Vec<_> = (0..16)
+        .map(|i| simulate_frames(Task::Gesture, i % 4, 500 + i, 3))
+        .collect();
     let datagrams = encode_recordings(&recs).unwrap();
     let rcfg = ReplayConfig {
         to: svc.udp_addr(),
@@ -244,13 +274,17 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
     };
     let stage_sum = |s: &str| -> f64 {
         text.lines()
-            .filter(|l| l.starts_with("aether_stage_seconds_sum") && l.contains(&format!("stage=\"{s}\"")))
+            .filter(|l| {
+                l.starts_with("aether_stage_seconds_sum") && l.contains(&format!("stage=\"{s}\""))
+            })
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
     };
     let stage_n = |s: &str| -> f64 {
         text.lines()
-            .filter(|l| l.starts_with("aether_stage_seconds_count") && l.contains(&format!("stage=\"{s}\"")))
+            .filter(|l| {
+                l.starts_with("aether_stage_seconds_count") && l.contains(&format!("stage=\"{s}\""))
+            })
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
     };
@@ -284,7 +318,12 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
         kernel_drops,
         p50_ms: 1e3 * quantile(&lat, 0.5),
         p99_ms: 1e3 * quantile(&lat, 0.99),
-        max_ms: 1e3 * lat.iter().rev().find(|(_, c)| *c < lat.last().unwrap().1).map_or(0.0, |x| x.0),
+        max_ms: 1e3
+            * lat
+                .iter()
+                .rev()
+                .find(|(_, c)| *c < lat.last().unwrap().1)
+                .map_or(0.0, |x| x.0),
         stage_us,
         cpu_us_per_frame: cpu,
         node_kib: node_bytes / 1024.0,
@@ -302,7 +341,10 @@ fn main() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_default();
     println!(
         "# aether serve load: rate {} Hz/node, {} s per point, kv {:?}, cores {}, CPU {cpu}",
@@ -329,13 +371,16 @@ fn main() {
             r.stage_us[0], r.stage_us[1], r.stage_us[2], service, replay, r.node_kib, r.rss_per_node_kib
         );
         if o.json {
-            println!("{}", serde_json::json!({
-                "nodes": r.nodes, "sent": r.sent, "processed": r.processed, "lost": r.lost,
-                "rejected": r.rejected, "kernel_drops": r.kernel_drops, "p50_ms": r.p50_ms,
-                "p99_ms": r.p99_ms, "max_bucket_ms": r.max_ms, "stage_us": r.stage_us,
-                "cpu_us_per_frame": r.cpu_us_per_frame, "node_kib": r.node_kib,
-                "rss_per_node_kib": r.rss_per_node_kib, "achieved_fps": r.achieved,
-            }));
+            println!(
+                "{}",
+                serde_json::json!({
+                    "nodes": r.nodes, "sent": r.sent, "processed": r.processed, "lost": r.lost,
+                    "rejected": r.rejected, "kernel_drops": r.kernel_drops, "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms, "max_bucket_ms": r.max_ms, "stage_us": r.stage_us,
+                    "cpu_us_per_frame": r.cpu_us_per_frame, "node_kib": r.node_kib,
+                    "rss_per_node_kib": r.rss_per_node_kib, "achieved_fps": r.achieved,
+                })
+            );
         }
         rows.push(r);
     }
@@ -370,23 +415,44 @@ fn svg(path: &str, rows: &[Row], rate: f64) {
                 py(y) + 3.0
             );
         }
-        let pts: Vec<String> = vals.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(y.min(ymax)))).collect();
-        s += &format!("<polyline fill='none' stroke='#2e7dd1' stroke-width='2' points='{}'/>", pts.join(" "));
+        let pts: Vec<String> = vals
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(y.min(ymax))))
+            .collect();
+        s += &format!(
+            "<polyline fill='none' stroke='#2e7dd1' stroke-width='2' points='{}'/>",
+            pts.join(" ")
+        );
         for (x, y) in &vals {
-            s += &format!("<circle cx='{:.1}' cy='{:.1}' r='3' fill='#2e7dd1'/>", px(*x), py(y.min(ymax)));
-            s += &format!("<text x='{:.1}' y='{}' font-size='9' text-anchor='middle'>{}</text>", px(*x), py(0.0) + 14.0, *x as usize);
+            s += &format!(
+                "<circle cx='{:.1}' cy='{:.1}' r='3' fill='#2e7dd1'/>",
+                px(*x),
+                py(y.min(ymax))
+            );
+            s += &format!(
+                "<text x='{:.1}' y='{}' font-size='9' text-anchor='middle'>{}</text>",
+                px(*x),
+                py(0.0) + 14.0,
+                *x as usize
+            );
         }
         s += &format!("<text x='{}' y='{}' font-size='11' text-anchor='middle'>nodes × {rate} frames/s</text>", x0 + pad + pw / 2.0, h - 8.0);
         s
     };
     let loss: Vec<(f64, f64)> = rows
         .iter()
-        .map(|r| (r.nodes as f64, 100.0 * r.lost.max(0) as f64 / r.sent.max(1) as f64))
+        .map(|r| {
+            (
+                r.nodes as f64,
+                100.0 * r.lost.max(0) as f64 / r.sent.max(1) as f64,
+            )
+        })
         .collect();
     let p99: Vec<(f64, f64)> = rows.iter().map(|r| (r.nodes as f64, r.p99_ms)).collect();
     let lmax = loss.iter().map(|x| x.1).fold(1.0, f64::max) * 1.2;
     let pmax = p99.iter().map(|x| x.1).fold(1.0, f64::max) * 1.2;
-    let body = panel("frames lost (%)", loss, lmax, "%", 0.0) + &panel("p99 frame-to-result latency (ms)", p99, pmax, "", w / 2.0);
+    let body = panel("frames lost (%)", loss, lmax, "%", 0.0)
+        + &panel("p99 frame-to-result latency (ms)", p99, pmax, "", w / 2.0);
     let doc = format!(
         "<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' font-family='sans-serif'><rect width='100%' height='100%' fill='white'/>{body}</svg>"
     );
