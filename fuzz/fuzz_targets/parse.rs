@@ -1,10 +1,11 @@
 //! Fuzz `BlobView::parse`: any input must be refused with an error or accepted as a blob
-//! whose every accessor works and whose canonical re-encoding parses back identically.
+//! whose every accessor works and whose canonical re-encoding parses back identically
+//! (float models through `ModelFile`, int8 models through `QuantModelFile`).
 //! Each input is tried as is and with its length field and CRC repaired, so mutations
 //! reach the checks behind the CRC.
 #![no_main]
 
-use aether_rvne::{BlobView, ModelFile};
+use aether_rvne::{BlobView, DType, ModelFile, QuantModelFile};
 use libfuzzer_sys::fuzz_target;
 
 fn exercise(bytes: &[u8]) {
@@ -24,19 +25,39 @@ fn exercise(bytes: &[u8]) {
     for t in view.tensors() {
         n += 1;
         assert_eq!(view.tensor(t.name()).map(|x| x.offset()), Some(t.offset()));
-        let mut out = vec![0.0f32; t.len()];
-        t.read_f32_into(&mut out).unwrap();
-        let _ = t.as_f32();
+        if t.dtype().is_float() {
+            let mut out = vec![0.0f32; t.len()];
+            t.read_f32_into(&mut out).unwrap();
+            let _ = t.as_f32();
+        } else {
+            let mut out = vec![0i32; t.len()];
+            t.read_i32_into(&mut out).unwrap();
+            let _ = (t.as_i8(), t.as_i32(), t.get_i32(0));
+        }
     }
     assert_eq!(n, view.tensor_count());
+    if let Some(q) = view.quant() {
+        for l in 0..q.layers() {
+            let _ = q.layer(l);
+        }
+        for i in 0..q.scale_count() {
+            assert!(q.scale(i) > 0.0);
+        }
+        let model = QuantModelFile::from_view(&view).unwrap();
+        let bytes = model.to_v2_bytes().unwrap();
+        let back = QuantModelFile::from_bytes(&bytes).unwrap();
+        assert_eq!(back.tensors.len(), model.tensors.len());
+        assert_eq!(back.to_v2_bytes().unwrap(), bytes);
+        return;
+    }
     let model = ModelFile::from_view(&view).unwrap();
-    let dtype = view.dtype().unwrap_or(aether_rvne::DType::F32);
+    let dtype = view.dtype().unwrap_or(DType::F32);
     let v2 = model.to_v2_bytes(dtype).unwrap();
     let back = ModelFile::from_bytes(&v2).unwrap();
     let key = |m: &aether_rvne::ModelMeta| (m.dims, m.arch, m.pattern);
     assert_eq!(key(&back.meta), key(&model.meta));
     assert_eq!(back.tensors.len(), model.tensors.len());
-    if dtype == aether_rvne::DType::F32 {
+    if dtype == DType::F32 {
         for (x, y) in back.tensors.iter().zip(&model.tensors) {
             assert!(x
                 .data

@@ -64,8 +64,15 @@ impl<'a> TemporalHead<'a> {
         Self::from_view(&view)
     }
 
-    /// Builds the head a parsed blob describes (see [`TemporalHead::from_blob`]).
+    /// Builds the head a parsed blob describes (see [`TemporalHead::from_blob`]). An
+    /// int8 model (docs/int8.md) is refused: the float head cannot run integer tensors.
     pub fn from_view(view: &BlobView<'a>) -> Result<Self> {
+        if view.is_int8() {
+            return Err(HeadError::Config {
+                what: "model",
+                detail: "an int8 (quantised) model runs on the integer head (aether-quant), not the float head".into(),
+            });
+        }
         let cfg = config_from_meta(view.meta());
         let weights = Weights::from_lookup(&cfg, |name| {
             let Some(t) = view.tensor(name) else {

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::meta::Shape;
+use crate::meta::{DType, Shape};
 use crate::name::Name;
 
 /// A refused `.rvne` file or write request.
@@ -338,6 +338,71 @@ pub enum Error {
         /// Its length.
         len: usize,
     },
+    /// A tensor's table dtype is not the one the model kind implies (float models store
+    /// f32 or f16; an int8 model's matrices are i8, its scales f32, its tables i32).
+    TensorDType {
+        /// Tensor name.
+        tensor: Name,
+        /// Dtype in the table.
+        got: DType,
+        /// Dtype implied (`None`: f32 or f16).
+        expected: Option<DType>,
+    },
+    /// A tensor was read as a type its dtype cannot give (an integer tensor as f32, a
+    /// float tensor as integers), or a float writer was handed an int8 model.
+    DTypeAccess {
+        /// Tensor name.
+        tensor: Name,
+        /// Its dtype.
+        dtype: DType,
+        /// What was asked for.
+        wanted: &'static str,
+    },
+    /// A metadata record that belongs to a feature bit the header does not set.
+    RecordWithoutFeature {
+        /// Which record.
+        record: &'static str,
+    },
+    /// The QUANT record names a quantisation scheme this reader does not know.
+    UnknownQuantScheme {
+        /// The scheme byte.
+        got: u8,
+    },
+    /// A QUANT record field is out of its range.
+    QuantParam {
+        /// Which field.
+        field: &'static str,
+        /// Its value.
+        got: i64,
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// A value of an int8 model's integer table is out of its column's range.
+    QuantValue {
+        /// Tensor name.
+        tensor: Name,
+        /// Element index.
+        index: usize,
+        /// Column name.
+        column: &'static str,
+        /// Its value.
+        got: i64,
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// A quantisation scale is not a finite positive f32.
+    QuantScale {
+        /// Tensor (or record) holding it.
+        what: Name,
+        /// Element index.
+        index: usize,
+        /// Its bits.
+        bits: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -393,6 +458,14 @@ impl fmt::Display for Error {
             TooManyRecords { max } => write!(f, "more than {max} metadata records"),
             TooManyNames { list, got, max } => write!(f, "{list}: {got} names, at most {max} supported"),
             StringTooLong { what, len } => write!(f, "{what} of {len} bytes is too long for its length field"),
+            TensorDType { tensor, got, expected: Some(e) } => write!(f, "tensor {tensor}: dtype {got}, an int8 model stores it as {e}"),
+            TensorDType { tensor, got, expected: None } => write!(f, "tensor {tensor}: dtype {got}, a float model stores f32 or f16"),
+            DTypeAccess { tensor, dtype, wanted } => write!(f, "tensor {tensor} is {dtype}, cannot be read as {wanted}"),
+            RecordWithoutFeature { record } => write!(f, "metadata record {record} present but its feature bit is not set"),
+            UnknownQuantScheme { got } => write!(f, "unknown quantisation scheme {got} (this reader knows 1)"),
+            QuantParam { field, got, min, max } => write!(f, "QUANT record: {field} is {got}, must be in {min}..={max}"),
+            QuantValue { tensor, index, column, got, min, max } => write!(f, "tensor {tensor}: element {index} ({column}) is {got}, must be in {min}..={max}"),
+            QuantScale { what, index, bits } => write!(f, "{what}: scale #{index} is {} (bits 0x{bits:08X}), must be finite and positive", f32::from_bits(*bits)),
         }
     }
 }

@@ -32,6 +32,7 @@ mod error;
 mod init;
 mod meta;
 mod name;
+mod quant;
 mod view;
 #[cfg(feature = "alloc")]
 mod writer;
@@ -41,13 +42,20 @@ pub use error::{Error, Result};
 pub use init::{reference_init, reference_init_v1_bytes};
 pub use init::{XorShift64Star, REFERENCE_SEED};
 pub use meta::{
-    feature, Architecture, AttentionBackend, DType, Dims, ModelMeta, PatternSpec, Pooling,
-    Positional, Shape, TensorKind, TensorSpec, TensorSpecs, MAX_GLOBALS, MAX_RANK,
+    feature, Architecture, AttentionBackend, DType, Dims, ModelMeta, Part, PatternSpec, Pooling,
+    Positional, Shape, TensorKind, TensorSpec, TensorSpecs, INPUT_Q_COLS, LN_Q_COLS, MAX_GLOBALS,
+    MAX_RANK, POS_Q_COLS, RQ_COLS,
 };
 pub use name::{Name, MAX_NAME_LEN};
+#[cfg(feature = "alloc")]
+pub use quant::QuantRecord;
+pub use quant::{
+    quant_record_len, quant_scale_count, LayerQuant, QuantView, EXP_RANGE, MAX_GELU_SHIFT,
+    MAX_LOGIT_SHIFT, QUANT_SCHEME, SHIFT_RANGE,
+};
 pub use view::{
     align_up, crc32, tag, BlobView, KeyValues, TensorView, Tensors, ALIGN, FOOTER_LEN, MAGIC,
     MAX_LIST_NAMES, MAX_RECORDS, V1_HEADER_LEN, V2_HEADER_LEN,
 };
 #[cfg(feature = "alloc")]
-pub use writer::{ModelFile, Tensor};
+pub use writer::{ModelFile, QuantModelFile, QuantTensor, Tensor, TensorData};

@@ -17,15 +17,25 @@ pub enum DType {
     F32,
     /// IEEE-754 binary16, little-endian (converted to f32 on use).
     F16,
+    /// Two's-complement 8-bit integer (quantised weights of an int8 model, docs/int8.md).
+    I8,
+    /// Two's-complement 32-bit integer, little-endian (an int8 model's integer tables).
+    I32,
 }
 
 impl DType {
     /// Bytes per element.
     pub const fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::I32 => 4,
             DType::F16 => 2,
+            DType::I8 => 1,
         }
+    }
+
+    /// True for the floating-point dtypes (f32, f16).
+    pub const fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F16)
     }
 
     /// Lower-case name (`f32` / `f16`).
@@ -33,14 +43,18 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F16 => "f16",
+            DType::I8 => "i8",
+            DType::I32 => "i32",
         }
     }
 
-    /// The v2 table code (0 = f32, 1 = f16).
+    /// The v2 table code (0 = f32, 1 = f16, 2 = i8, 3 = i32).
     pub const fn code(self) -> u8 {
         match self {
             DType::F32 => 0,
             DType::F16 => 1,
+            DType::I8 => 2,
+            DType::I32 => 3,
         }
     }
 
@@ -49,6 +63,8 @@ impl DType {
         match code {
             0 => Some(DType::F32),
             1 => Some(DType::F16),
+            2 => Some(DType::I8),
+            3 => Some(DType::I32),
             _ => None,
         }
     }
@@ -347,6 +363,9 @@ pub struct ModelMeta {
     /// True when the file did not record arch/pattern/pooling (v1) and the documented
     /// defaults were assumed.
     pub defaults_assumed: bool,
+    /// An integer (int8) model: i8 matrices with per-output-channel scales, integer
+    /// requantisation tables and a QUANT record (v2 feature bit 10, docs/int8.md).
+    pub int8: bool,
 }
 
 /// Required-feature bits of the v2 header: one per architecture option. A reader refuses
@@ -372,8 +391,10 @@ pub mod feature {
     pub const DENSE_ATTENTION: u32 = 1 << 8;
     /// `running_norm` (causal running standardisation of the inputs).
     pub const RUNNING_NORM: u32 = 1 << 9;
+    /// An integer (int8) model: quantised tensors and the QUANT record (docs/int8.md).
+    pub const INT8: u32 = 1 << 10;
     /// Every bit this reader understands.
-    pub const KNOWN: u32 = (1 << 10) - 1;
+    pub const KNOWN: u32 = (1 << 11) - 1;
 }
 
 impl ModelMeta {
@@ -385,6 +406,7 @@ impl ModelMeta {
             arch: Architecture::V1,
             pattern: PatternSpec::AETHER_DEFAULT,
             defaults_assumed: true,
+            int8: false,
         }
     }
 
@@ -395,7 +417,14 @@ impl ModelMeta {
             arch,
             pattern,
             defaults_assumed: false,
+            int8: false,
         }
+    }
+
+    /// The same description as an int8 model (`true`) or a float one (`false`).
+    pub const fn with_int8(mut self, int8: bool) -> Self {
+        self.int8 = int8;
+        self
     }
 
     /// The v2 required-feature bits of this architecture.
@@ -423,10 +452,12 @@ impl ModelMeta {
             feature::DENSE_ATTENTION,
         );
         set(a.running_norm, feature::RUNNING_NORM);
+        set(self.int8, feature::INT8);
         b
     }
 
-    /// Decodes required-feature bits into an architecture; refuses unknown bits.
+    /// Decodes required-feature bits into an architecture and the MLP bit (the INT8 bit
+    /// is read separately, `bits & feature::INT8`); refuses unknown bits.
     pub fn arch_from_bits(bits: u32) -> Result<(Architecture, bool), Error> {
         if bits & !feature::KNOWN != 0 {
             return Err(Error::UnknownRequiredFeatures {
@@ -466,6 +497,9 @@ impl ModelMeta {
     /// attention with the AETHER default pattern, `D = F`, dims within u16).
     pub fn v1_expressible(&self) -> Result<(), &'static str> {
         let d = &self.dims;
+        if self.int8 {
+            return Err("v1 cannot record an int8 (quantised) model");
+        }
         if self.arch != Architecture::V1 {
             return Err("v1 cannot record architecture options (input_norm, embed, positional, pre_norm, biases, final_norm, pooling last, dense attention, running_norm)");
         }
@@ -542,17 +576,22 @@ impl ModelMeta {
     }
 
     fn checked_parameter_count(&self) -> Option<usize> {
-        let sum = |slots: &mut dyn Iterator<Item = &TensorKind>| -> Option<usize> {
+        let sum = |slots: &[Slot]| -> Option<usize> {
             slots
-                .filter(|k| self.present(**k))
-                .try_fold(0usize, |acc, k| acc.checked_add(self.shape_of(*k).numel()?))
+                .iter()
+                .filter(|s| self.present(s.0))
+                .try_fold(0usize, |acc, s| {
+                    acc.checked_add(self.shape_of(s.0, s.1).numel()?)
+                })
         };
-        let per_layer = sum(&mut LAYER_SLOTS.iter())?;
-        let fixed = sum(&mut PRE_SLOTS.iter().chain(POST_SLOTS.iter()))?;
+        let (pre, layer, post) = self.slots();
+        let per_layer = sum(layer)?;
+        let fixed = sum(pre)?.checked_add(sum(post)?)?;
         per_layer.checked_mul(self.dims.layers)?.checked_add(fixed)
     }
 
     /// Total parameter count (saturates at `usize::MAX`; exact after [`ModelMeta::validate`]).
+    /// For an int8 model: the element count of every stored tensor (integer tables included).
     pub fn parameter_count(&self) -> usize {
         self.checked_parameter_count().unwrap_or(usize::MAX)
     }
@@ -560,15 +599,20 @@ impl ModelMeta {
     /// Number of tensors the architecture implies.
     pub fn tensor_count(&self) -> usize {
         // Saturating: `layers` is untrusted and may be huge before validation.
-        let per_layer = LAYER_SLOTS.iter().filter(|k| self.present(**k)).count();
-        let fixed = PRE_SLOTS
-            .iter()
-            .chain(POST_SLOTS.iter())
-            .filter(|k| self.present(**k))
-            .count();
-        per_layer
+        let (pre, layer, post) = self.slots();
+        let count = |slots: &[Slot]| slots.iter().filter(|s| self.present(s.0)).count();
+        count(layer)
             .saturating_mul(self.dims.layers)
-            .saturating_add(fixed)
+            .saturating_add(count(pre) + count(post))
+    }
+
+    /// The slot lists (before the layers, per layer, after) of this model kind.
+    fn slots(&self) -> (&'static [Slot], &'static [Slot], &'static [Slot]) {
+        if self.int8 {
+            (&PRE_SLOTS_INT8, &LAYER_SLOTS_INT8, &POST_SLOTS_INT8)
+        } else {
+            (&PRE_SLOTS, &LAYER_SLOTS, &POST_SLOTS)
+        }
     }
 
     /// Every tensor the architecture implies, in canonical order.
@@ -598,25 +642,27 @@ impl ModelMeta {
             }
             None => (None, name),
         };
-        let kind = match layer {
-            Some(l) if l < self.dims.layers => {
-                LAYER_SLOTS.iter().copied().find(|k| k.suffix() == rest)?
-            }
+        let (pre, per_layer, post) = self.slots();
+        let matches = |s: &&Slot| rest.strip_suffix(s.1.suffix()) == Some(s.0.suffix());
+        let slot = match layer {
+            Some(l) if l < self.dims.layers => per_layer.iter().find(matches)?,
             Some(_) => return None,
-            None => PRE_SLOTS
-                .iter()
-                .chain(POST_SLOTS.iter())
-                .copied()
-                .find(|k| k.suffix() == rest)?,
+            None => pre.iter().chain(post.iter()).find(matches)?,
         };
-        if !self.present(kind) {
+        if !self.present(slot.0) {
             return None;
         }
-        Some(TensorSpec {
+        Some(self.spec(*slot, layer.unwrap_or(0)))
+    }
+
+    fn spec(&self, (kind, part): Slot, layer: usize) -> TensorSpec {
+        TensorSpec {
             kind,
-            layer: layer.unwrap_or(0),
-            shape: self.shape_of(kind),
-        })
+            part,
+            layer,
+            shape: self.shape_of(kind, part),
+            dtype: self.dtype_of(kind, part),
+        }
     }
 
     fn present(&self, k: TensorKind) -> bool {
@@ -632,15 +678,20 @@ impl ModelMeta {
             Ln2G | Ln2B => a.pre_norm && mlp,
             MlpW1 | MlpB1 | MlpW2 | MlpB2 => mlp,
             FinalLnG | FinalLnB => a.final_norm,
+            InputQ => self.int8,
+            PosQ => self.int8 && a.positional == Positional::Sinusoidal,
+            Ln1Q => self.int8 && a.pre_norm,
+            Ln2Q => self.int8 && a.pre_norm && mlp,
+            FinalLnQ => self.int8 && a.final_norm,
         }
     }
 
-    fn shape_of(&self, k: TensorKind) -> Shape {
+    fn shape_of(&self, k: TensorKind, part: Part) -> Shape {
         let d = &self.dims;
         let qd = d.q_heads.saturating_mul(d.head_dim);
         let kvd = d.kv_heads.saturating_mul(d.head_dim);
         use TensorKind::*;
-        match k {
+        let data = match k {
             InputMean | InputStd => Shape::vector(d.input_dim),
             EmbedW => Shape::matrix(d.input_dim, d.d_model),
             EmbedB | Ln1G | Ln1B | Ln2G | Ln2B | Bo | MlpB2 | FinalLnG | FinalLnB => {
@@ -656,6 +707,59 @@ impl ModelMeta {
             MlpW2 => Shape::matrix(d.mlp_hidden, d.d_model),
             ClassifierW => Shape::matrix(d.d_model, d.classes),
             ClassifierB => Shape::vector(d.classes),
+            InputQ => Shape::matrix(d.input_dim, INPUT_Q_COLS),
+            PosQ => Shape::matrix(d.d_model, POS_Q_COLS),
+            Ln1Q | Ln2Q | FinalLnQ => Shape::matrix(d.d_model, LN_Q_COLS),
+        };
+        // A matrix's scale and requantisation table have one row per output column.
+        let outputs = data.as_slice().get(1).copied().unwrap_or(0);
+        match part {
+            Part::Data => data,
+            Part::Scale => Shape::vector(outputs),
+            Part::Rq => Shape::matrix(outputs, RQ_COLS),
+        }
+    }
+
+    fn dtype_of(&self, k: TensorKind, part: Part) -> Option<DType> {
+        if !self.int8 {
+            return None;
+        }
+        Some(match part {
+            Part::Data if k.is_matrix() => DType::I8,
+            Part::Data | Part::Rq => DType::I32,
+            Part::Scale => DType::F32,
+        })
+    }
+}
+
+/// Columns of an int8 model's `input.q` table: `exp, mult, shift, offset, floor` (docs/int8.md).
+pub const INPUT_Q_COLS: usize = 5;
+/// Columns of an int8 model's `pos.q` table: `omega, phase` (u32 bits, docs/int8.md).
+pub const POS_Q_COLS: usize = 2;
+/// Columns of an int8 model's layer-norm tables (`*.q`): `mult, shift, offset`.
+pub const LN_Q_COLS: usize = 3;
+/// Columns of an int8 model's requantisation tables (`*.rq`): `bias, mult, shift`.
+pub const RQ_COLS: usize = 3;
+
+/// Which stored part of a tensor a spec is: the values themselves, or (int8 models) a
+/// matrix's per-output-channel scales or requantisation table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// The tensor itself (`layers.0.wq`).
+    Data,
+    /// Per-output-channel weight scales of an int8 matrix (`layers.0.wq.scale`).
+    Scale,
+    /// Requantisation table of an int8 matrix (`layers.0.wq.rq`).
+    Rq,
+}
+
+impl Part {
+    /// The name suffix (`""`, `".scale"`, `".rq"`).
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Part::Data => "",
+            Part::Scale => ".scale",
+            Part::Rq => ".rq",
         }
     }
 }
@@ -711,6 +815,16 @@ pub enum TensorKind {
     ClassifierW,
     /// `classifier.b`
     ClassifierB,
+    /// `input.q` (int8 models: the input stage's integer table)
+    InputQ,
+    /// `pos.q` (int8 models: the positional signal's phase table)
+    PosQ,
+    /// `layers.l.ln1.q` (int8 models: integer layer norm)
+    Ln1Q,
+    /// `layers.l.ln2.q` (int8 models)
+    Ln2Q,
+    /// `final_ln.q` (int8 models)
+    FinalLnQ,
 }
 
 impl TensorKind {
@@ -727,6 +841,9 @@ impl TensorKind {
                 | FinalLnB
                 | ClassifierW
                 | ClassifierB
+                | InputQ
+                | PosQ
+                | FinalLnQ
         )
     }
 
@@ -758,6 +875,11 @@ impl TensorKind {
             FinalLnB => "final_ln.b",
             ClassifierW => "classifier.w",
             ClassifierB => "classifier.b",
+            InputQ => "input.q",
+            PosQ => "pos.q",
+            Ln1Q => "ln1.q",
+            Ln2Q => "ln2.q",
+            FinalLnQ => "final_ln.q",
         }
     }
 
@@ -772,35 +894,78 @@ impl TensorKind {
     }
 }
 
-const PRE_SLOTS: [TensorKind; 4] = [
-    TensorKind::InputMean,
-    TensorKind::InputStd,
-    TensorKind::EmbedW,
-    TensorKind::EmbedB,
+/// One stored tensor slot: a tensor kind and which part of it.
+type Slot = (TensorKind, Part);
+
+const fn d(k: TensorKind) -> Slot {
+    (k, Part::Data)
+}
+
+const PRE_SLOTS: [Slot; 4] = [
+    d(TensorKind::InputMean),
+    d(TensorKind::InputStd),
+    d(TensorKind::EmbedW),
+    d(TensorKind::EmbedB),
 ];
-const LAYER_SLOTS: [TensorKind; 16] = [
-    TensorKind::Ln1G,
-    TensorKind::Ln1B,
-    TensorKind::Wq,
-    TensorKind::Wk,
-    TensorKind::Wv,
-    TensorKind::Wo,
-    TensorKind::Bq,
-    TensorKind::Bk,
-    TensorKind::Bv,
-    TensorKind::Bo,
-    TensorKind::Ln2G,
-    TensorKind::Ln2B,
-    TensorKind::MlpW1,
-    TensorKind::MlpB1,
-    TensorKind::MlpW2,
-    TensorKind::MlpB2,
+const LAYER_SLOTS: [Slot; 16] = [
+    d(TensorKind::Ln1G),
+    d(TensorKind::Ln1B),
+    d(TensorKind::Wq),
+    d(TensorKind::Wk),
+    d(TensorKind::Wv),
+    d(TensorKind::Wo),
+    d(TensorKind::Bq),
+    d(TensorKind::Bk),
+    d(TensorKind::Bv),
+    d(TensorKind::Bo),
+    d(TensorKind::Ln2G),
+    d(TensorKind::Ln2B),
+    d(TensorKind::MlpW1),
+    d(TensorKind::MlpB1),
+    d(TensorKind::MlpW2),
+    d(TensorKind::MlpB2),
 ];
-const POST_SLOTS: [TensorKind; 4] = [
-    TensorKind::FinalLnG,
-    TensorKind::FinalLnB,
-    TensorKind::ClassifierW,
-    TensorKind::ClassifierB,
+const POST_SLOTS: [Slot; 4] = [
+    d(TensorKind::FinalLnG),
+    d(TensorKind::FinalLnB),
+    d(TensorKind::ClassifierW),
+    d(TensorKind::ClassifierB),
+];
+
+const PRE_SLOTS_INT8: [Slot; 5] = [
+    d(TensorKind::InputQ),
+    d(TensorKind::EmbedW),
+    (TensorKind::EmbedW, Part::Scale),
+    (TensorKind::EmbedW, Part::Rq),
+    d(TensorKind::PosQ),
+];
+const LAYER_SLOTS_INT8: [Slot; 20] = [
+    d(TensorKind::Ln1Q),
+    d(TensorKind::Wq),
+    (TensorKind::Wq, Part::Scale),
+    (TensorKind::Wq, Part::Rq),
+    d(TensorKind::Wk),
+    (TensorKind::Wk, Part::Scale),
+    (TensorKind::Wk, Part::Rq),
+    d(TensorKind::Wv),
+    (TensorKind::Wv, Part::Scale),
+    (TensorKind::Wv, Part::Rq),
+    d(TensorKind::Wo),
+    (TensorKind::Wo, Part::Scale),
+    (TensorKind::Wo, Part::Rq),
+    d(TensorKind::Ln2Q),
+    d(TensorKind::MlpW1),
+    (TensorKind::MlpW1, Part::Scale),
+    (TensorKind::MlpW1, Part::Rq),
+    d(TensorKind::MlpW2),
+    (TensorKind::MlpW2, Part::Scale),
+    (TensorKind::MlpW2, Part::Rq),
+];
+const POST_SLOTS_INT8: [Slot; 4] = [
+    d(TensorKind::FinalLnQ),
+    d(TensorKind::ClassifierW),
+    (TensorKind::ClassifierW, Part::Scale),
+    (TensorKind::ClassifierW, Part::Rq),
 ];
 
 /// One tensor the architecture implies.
@@ -808,10 +973,14 @@ const POST_SLOTS: [TensorKind; 4] = [
 pub struct TensorSpec {
     /// Which tensor.
     pub kind: TensorKind,
+    /// Which part of it (always [`Part::Data`] in a float model).
+    pub part: Part,
     /// Layer index (0 for non-layer tensors).
     pub layer: usize,
     /// Expected shape.
     pub shape: Shape,
+    /// The dtype an int8 model must store it as; `None` in a float model (f32 or f16).
+    pub dtype: Option<DType>,
 }
 
 impl TensorSpec {
@@ -823,12 +992,13 @@ impl TensorSpec {
         } else {
             let _ = n.write_str(self.kind.suffix());
         }
+        let _ = n.write_str(self.part.suffix());
         n
     }
 
     /// True when `s` is this tensor's name (no formatting into a buffer needed).
     pub fn name_is(&self, s: &str) -> bool {
-        if !self.kind.is_layer() {
+        if !self.kind.is_layer() && self.part == Part::Data {
             return s == self.kind.suffix();
         }
         self.name() == s
@@ -853,15 +1023,16 @@ impl Iterator for TensorSpecs {
     type Item = TensorSpec;
 
     fn next(&mut self) -> Option<TensorSpec> {
+        let (pre, per_layer, post) = self.meta.slots();
         loop {
-            let (kind, layer) = match self.stage {
+            let (slot, layer) = match self.stage {
                 0 => {
-                    if self.slot >= PRE_SLOTS.len() {
+                    if self.slot >= pre.len() {
                         self.stage = 1;
                         self.slot = 0;
                         continue;
                     }
-                    (PRE_SLOTS[self.slot], 0)
+                    (pre[self.slot], 0)
                 }
                 1 => {
                     if self.layer >= self.meta.dims.layers {
@@ -869,29 +1040,25 @@ impl Iterator for TensorSpecs {
                         self.slot = 0;
                         continue;
                     }
-                    if self.slot >= LAYER_SLOTS.len() {
+                    if self.slot >= per_layer.len() {
                         self.slot = 0;
                         self.layer += 1;
                         continue;
                     }
-                    (LAYER_SLOTS[self.slot], self.layer)
+                    (per_layer[self.slot], self.layer)
                 }
                 2 => {
-                    if self.slot >= POST_SLOTS.len() {
+                    if self.slot >= post.len() {
                         self.stage = 3;
                         continue;
                     }
-                    (POST_SLOTS[self.slot], 0)
+                    (post[self.slot], 0)
                 }
                 _ => return None,
             };
             self.slot += 1;
-            if self.meta.present(kind) {
-                return Some(TensorSpec {
-                    kind,
-                    layer,
-                    shape: self.meta.shape_of(kind),
-                });
+            if self.meta.present(slot.0) {
+                return Some(self.meta.spec(slot, layer));
             }
         }
     }
@@ -950,5 +1117,103 @@ mod tests {
         let (a, mlp) = ModelMeta::arch_from_bits(m.feature_bits()).unwrap();
         assert_eq!(a, arch);
         assert!(mlp);
+    }
+
+    #[test]
+    fn int8_catalogue_order_names_dtypes() {
+        let m = ModelMeta::v1_defaults(Dims::AETHER_DEFAULT).with_int8(true);
+        let names: [&str; 1 + 2 * 12 + 3] = [
+            "input.q",
+            "layers.0.wq",
+            "layers.0.wq.scale",
+            "layers.0.wq.rq",
+            "layers.0.wk",
+            "layers.0.wk.scale",
+            "layers.0.wk.rq",
+            "layers.0.wv",
+            "layers.0.wv.scale",
+            "layers.0.wv.rq",
+            "layers.0.wo",
+            "layers.0.wo.scale",
+            "layers.0.wo.rq",
+            "layers.1.wq",
+            "layers.1.wq.scale",
+            "layers.1.wq.rq",
+            "layers.1.wk",
+            "layers.1.wk.scale",
+            "layers.1.wk.rq",
+            "layers.1.wv",
+            "layers.1.wv.scale",
+            "layers.1.wv.rq",
+            "layers.1.wo",
+            "layers.1.wo.scale",
+            "layers.1.wo.rq",
+            "classifier.w",
+            "classifier.w.scale",
+            "classifier.w.rq",
+        ];
+        assert_eq!(m.tensor_count(), names.len());
+        assert_eq!(m.tensor_specs().count(), names.len());
+        for (s, n) in m.tensor_specs().zip(names) {
+            assert_eq!(s.name(), n);
+            assert!(s.name_is(n));
+            assert_eq!(m.spec_by_name(n), Some(s), "{n}");
+        }
+        let wq = m.spec_by_name("layers.0.wq").unwrap();
+        assert_eq!(
+            (wq.dtype, wq.shape),
+            (Some(DType::I8), Shape::matrix(16, 128))
+        );
+        let rq = m.spec_by_name("layers.0.wq.rq").unwrap();
+        assert_eq!(
+            (rq.dtype, rq.shape),
+            (Some(DType::I32), Shape::matrix(128, 3))
+        );
+        let sc = m.spec_by_name("classifier.w.scale").unwrap();
+        assert_eq!((sc.dtype, sc.shape), (Some(DType::F32), Shape::vector(4)));
+        assert_eq!(m.spec_by_name("layers.0.ln1.q"), None);
+        assert_eq!(m.spec_by_name("layers.0.bq"), None);
+        assert_eq!(m.spec_by_name("classifier.w.rq.rq"), None);
+        // element count: every stored value
+        let total: usize = m.tensor_specs().map(|s| s.numel().unwrap()).sum();
+        assert_eq!(m.parameter_count(), total);
+        assert_eq!(m.feature_bits(), feature::INT8);
+        // the float catalogue never carries parts or dtypes
+        let f = ModelMeta::v1_defaults(Dims::AETHER_DEFAULT);
+        assert!(f
+            .tensor_specs()
+            .all(|s| s.part == Part::Data && s.dtype.is_none()));
+        assert_eq!(f.spec_by_name("layers.0.wq.rq"), None);
+    }
+
+    #[test]
+    fn int8_full_arch_tables() {
+        let mut dims = Dims::AETHER_DEFAULT;
+        dims.d_model = 24;
+        dims.mlp_hidden = 48;
+        let arch = Architecture {
+            input_norm: true,
+            embed: true,
+            positional: Positional::Sinusoidal,
+            pre_norm: true,
+            biases: true,
+            final_norm: true,
+            pooling: Pooling::Mean,
+            attention: AttentionBackend::Sparse,
+            running_norm: true,
+        };
+        let m = ModelMeta::new(dims, arch, PatternSpec::default()).with_int8(true);
+        m.validate().unwrap();
+        // input.q, embed ×3, pos.q; per layer ln1.q, 4 × 3, ln2.q, 2 × 3; final_ln.q, classifier ×3
+        assert_eq!(m.tensor_count(), 5 + 2 * 20 + 4);
+        assert_eq!(m.tensor_specs().count(), m.tensor_count());
+        let shape = |n: &str| m.spec_by_name(n).unwrap().shape;
+        assert_eq!(shape("input.q"), Shape::matrix(16, INPUT_Q_COLS));
+        assert_eq!(shape("pos.q"), Shape::matrix(24, POS_Q_COLS));
+        assert_eq!(shape("embed.w.rq"), Shape::matrix(24, RQ_COLS));
+        assert_eq!(shape("layers.1.ln2.q"), Shape::matrix(24, LN_Q_COLS));
+        assert_eq!(shape("layers.1.mlp.w1.scale"), Shape::vector(48));
+        assert_eq!(shape("final_ln.q"), Shape::matrix(24, LN_Q_COLS));
+        assert_eq!(m.spec_by_name("input.mean"), None);
     }
 }

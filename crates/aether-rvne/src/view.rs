@@ -17,6 +17,7 @@
 use crate::error::{Error, Result};
 use crate::meta::{DType, Dims, ModelMeta, PatternSpec, Shape, TensorSpec, MAX_RANK};
 use crate::name::{Name, MAX_NAME_LEN};
+use crate::quant::{check_values, QuantView};
 
 /// Magic number of every `.rvne` file (bytes on disk `45 4E 56 52`).
 pub const MAGIC: u32 = 0x5256_4E45;
@@ -46,6 +47,8 @@ pub mod tag {
     pub const FEATURE_NAMES: u16 = 0x0004;
     /// One free key/value string pair (may repeat).
     pub const KEY_VALUE: u16 = 0x0005;
+    /// Quantisation parameters of an int8 model (required with feature bit 10).
+    pub const QUANT: u16 = 0x0006;
     /// Record flag: a reader that does not know the tag must refuse the file.
     pub const FLAG_REQUIRED: u16 = 0x0001;
 }
@@ -94,6 +97,7 @@ struct V2Sections<'a> {
     table: &'a [u8],
     class_names: Option<&'a [u8]>,
     feature_names: Option<&'a [u8]>,
+    quant: Option<QuantView<'a>>,
     optional_flags: u32,
 }
 
@@ -175,11 +179,72 @@ impl<'a> TensorView<'a> {
                 let at = i.checked_mul(2)?;
                 Some(half::f16::from_bits(rd_u16(self.bytes, at)?).to_f32())
             }
+            DType::I8 | DType::I32 => None,
         }
     }
 
+    /// Element `i` of an integer tensor (i8 widened; `None` out of range or for a float
+    /// tensor).
+    pub fn get_i32(&self, i: usize) -> Option<i32> {
+        match self.dtype {
+            DType::I8 => self.bytes.get(i).map(|&b| b as i8 as i32),
+            DType::I32 => Some(rd_u32(self.bytes, i.checked_mul(4)?)? as i32),
+            DType::F32 | DType::F16 => None,
+        }
+    }
+
+    /// The data of an i8 tensor as `&[i8]` without copying (`None` for other dtypes).
+    pub fn as_i8(&self) -> Option<&'a [i8]> {
+        if self.dtype != DType::I8 {
+            return None;
+        }
+        Some(bytemuck::cast_slice(self.bytes))
+    }
+
+    /// The data of an i32 tensor as `&[i32]` without copying: `Some` when the buffer
+    /// address is 4-aligned and the target little-endian; otherwise use
+    /// [`TensorView::read_i32_into`].
+    pub fn as_i32(&self) -> Option<&'a [i32]> {
+        if self.dtype != DType::I32 || !cfg!(target_endian = "little") {
+            return None;
+        }
+        bytemuck::try_cast_slice(self.bytes).ok()
+    }
+
+    /// Copies an integer tensor (i8 widened) into `out`, whose length must equal
+    /// [`TensorView::len`]; a float tensor is [`Error::DTypeAccess`].
+    pub fn read_i32_into(&self, out: &mut [i32]) -> Result<()> {
+        if out.len() != self.len() {
+            return Err(Error::OutputLength {
+                expected: self.len(),
+                got: out.len(),
+            });
+        }
+        match self.dtype {
+            DType::I8 => {
+                for (o, &b) in out.iter_mut().zip(self.bytes) {
+                    *o = b as i8 as i32;
+                }
+            }
+            DType::I32 => {
+                for (o, c) in out.iter_mut().zip(self.bytes.chunks_exact(4)) {
+                    *o = i32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+            }
+            DType::F32 | DType::F16 => {
+                return Err(Error::DTypeAccess {
+                    tensor: self.name,
+                    dtype: self.dtype,
+                    wanted: "integers",
+                })
+            }
+        }
+        Ok(())
+    }
+
     /// Copies (and converts from f16 if needed) the data into `out`, whose length must
-    /// equal [`TensorView::len`]. Works for any buffer alignment.
+    /// equal [`TensorView::len`]. Works for any buffer alignment. An integer tensor (int8
+    /// models) is [`Error::DTypeAccess`]: its values mean nothing without the integer path.
     pub fn read_f32_into(&self, out: &mut [f32]) -> Result<()> {
         if out.len() != self.len() {
             return Err(Error::OutputLength {
@@ -197,6 +262,13 @@ impl<'a> TensorView<'a> {
                 for (o, c) in out.iter_mut().zip(self.bytes.chunks_exact(2)) {
                     *o = half::f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32();
                 }
+            }
+            DType::I8 | DType::I32 => {
+                return Err(Error::DTypeAccess {
+                    tensor: self.name,
+                    dtype: self.dtype,
+                    wanted: "f32",
+                })
             }
         }
         Ok(())
@@ -368,8 +440,15 @@ impl<'a> BlobView<'a> {
                 mlp_hidden: dims.mlp_hidden,
             });
         }
-        let meta = ModelMeta::new(dims, arch, pattern);
+        let int8 = required & crate::meta::feature::INT8 != 0;
+        let meta = ModelMeta::new(dims, arch, pattern).with_int8(int8);
         meta.validate()?;
+        let quant = match (rec.quant, int8) {
+            (Some(p), true) => Some(QuantView::parse(p, &meta)?),
+            (None, true) => return Err(Error::MissingRecord { record: "QUANT" }),
+            (Some(_), false) => return Err(Error::RecordWithoutFeature { record: "QUANT" }),
+            (None, false) => None,
+        };
         if let Some(names) = rec.class_names {
             check_names(names, dims.classes, "class names")?;
         }
@@ -394,6 +473,9 @@ impl<'a> BlobView<'a> {
             let (entry, used) = read_entry(table, pos, index)?;
             pos += used;
             let end = check_entry(&entry, &spec, index, next_offset, footer)?;
+            if int8 {
+                check_values(&spec, &bytes[entry.offset..end], arch.running_norm)?;
+            }
             next_offset = align_up(end).ok_or(Error::Overflow { what: "tensor end" })?;
             check_zero(bytes, end, next_offset.min(footer))?;
             if index + 1 == n_tensors && end != footer {
@@ -420,6 +502,7 @@ impl<'a> BlobView<'a> {
                 table,
                 class_names: rec.class_names,
                 feature_names: rec.feature_names,
+                quant,
                 optional_flags,
             }),
         })
@@ -438,6 +521,16 @@ impl<'a> BlobView<'a> {
     /// The whole blob.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+
+    /// The quantisation parameters of an int8 model (`None` for a float model).
+    pub fn quant(&self) -> Option<QuantView<'a>> {
+        self.v2.and_then(|v| v.quant)
+    }
+
+    /// Whether this is an int8 (quantised) model (docs/int8.md).
+    pub fn is_int8(&self) -> bool {
+        self.meta.int8
     }
 
     /// The stored (and verified) CRC-32.
@@ -615,6 +708,17 @@ fn check_entry(
         tensor: name,
         code: e.dtype,
     })?;
+    let dtype_ok = match spec.dtype {
+        Some(want) => dtype == want,
+        None => dtype.is_float(),
+    };
+    if !dtype_ok {
+        return Err(Error::TensorDType {
+            tensor: name,
+            got: dtype,
+            expected: spec.dtype,
+        });
+    }
     let mut dims = [0usize; MAX_RANK];
     for (d, s) in dims.iter_mut().zip(e.shape.iter()) {
         *d = *s as usize;
@@ -670,6 +774,7 @@ struct Records<'a> {
     pattern: Option<PatternSpec>,
     class_names: Option<&'a [u8]>,
     feature_names: Option<&'a [u8]>,
+    quant: Option<&'a [u8]>,
 }
 
 /// Record: tag u16, flags u16, len u32, payload[len].
@@ -748,6 +853,12 @@ fn parse_records(meta: &[u8], base: usize) -> Result<Records<'_>> {
                     return Err(Error::DuplicateRecord { tag: t });
                 }
                 *slot = Some(p);
+            }
+            tag::QUANT => {
+                if rec.quant.is_some() {
+                    return Err(Error::DuplicateRecord { tag: t });
+                }
+                rec.quant = Some(p);
             }
             tag::KEY_VALUE => {
                 let (k, _) = split_kv(p, seen_keys)?;

@@ -240,10 +240,10 @@ fn v2_reserved() {
 #[test]
 fn v2_unknown_required_feature() {
     let mut r = raw();
-    r.required |= 1 << 10;
+    r.required |= 1 << 11;
     assert_eq!(
         err(&r.encode()),
-        Error::UnknownRequiredFeatures { bits: 1 << 10 }
+        Error::UnknownRequiredFeatures { bits: 1 << 11 }
     );
 }
 
@@ -919,4 +919,314 @@ fn writer_string_too_long() {
             ..
         })
     ));
+}
+
+// ---- int8 models (feature bit 10, QUANT record, integer tables) ----------------------
+
+fn q8() -> aether_rvne::QuantModelFile {
+    int8_full_model()
+}
+
+fn qraw() -> Raw {
+    Raw::from_quant(&q8())
+}
+
+/// Index of the QUANT record in a raw int8 model.
+fn quant_rec(r: &Raw) -> usize {
+    r.records
+        .iter()
+        .position(|x| x[0..2] == [6, 0])
+        .expect("QUANT record")
+}
+
+/// Mutates the QUANT payload at byte `at` (record header is 8 bytes).
+fn with_quant(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut r = qraw();
+    let i = quant_rec(&r);
+    let mut payload = r.records[i][8..].to_vec();
+    f(&mut payload);
+    r.records[i] = rec(6, 1, &payload);
+    r.encode()
+}
+
+fn entry(r: &mut Raw, name: &str) -> usize {
+    r.entries
+        .iter()
+        .position(|e| e.name == name.as_bytes())
+        .unwrap_or_else(|| panic!("no tensor {name}"))
+}
+
+#[test]
+fn int8_raw_encoder_agrees_with_writer_and_round_trips() {
+    let q = q8();
+    let bytes = q.to_v2_bytes().unwrap();
+    assert_eq!(qraw().encode(), bytes);
+    let view = BlobView::parse(&bytes).unwrap();
+    assert!(view.is_int8() && view.quant().is_some());
+    assert_eq!(view.dtype(), None, "i8, i32 and f32 tensors mixed");
+    assert_eq!(view.tensor("layers.1.wq").unwrap().dtype(), DType::I8);
+    assert_eq!(
+        view.tensor("layers.1.wq.rq").unwrap().shape().as_slice(),
+        &[6, 3]
+    );
+    let back = aether_rvne::QuantModelFile::from_view(&view).unwrap();
+    assert_eq!(back, q);
+    assert_eq!(back.to_v2_bytes().unwrap(), bytes);
+    // every option of docs/model.md, with and without running norm and MLP
+    for rn in [false, true] {
+        let mut m = full_model().meta;
+        m.arch.running_norm = rn;
+        m.arch.attention = aether_rvne::AttentionBackend::Dense;
+        m.dims.mlp_hidden = 0;
+        let q = int8_model_of(m);
+        let b = q.to_v2_bytes().unwrap();
+        assert_eq!(aether_rvne::QuantModelFile::from_bytes(&b).unwrap(), q);
+    }
+    let v1q = int8_model_of(ModelMeta::v1_defaults(aether_rvne::Dims::AETHER_DEFAULT));
+    BlobView::parse(&v1q.to_v2_bytes().unwrap()).unwrap();
+}
+
+#[test]
+fn int8_missing_duplicate_and_stray_quant_records() {
+    let mut r = qraw();
+    let i = quant_rec(&r);
+    r.records.remove(i);
+    assert_eq!(err(&r.encode()), Error::MissingRecord { record: "QUANT" });
+
+    let mut r = qraw();
+    let dup = r.records[quant_rec(&r)].clone();
+    r.records.push(dup);
+    assert_eq!(err(&r.encode()), Error::DuplicateRecord { tag: 6 });
+
+    // a float model carrying a QUANT record
+    let mut r = raw();
+    r.records.push(rec(6, 1, &q8().quant.to_bytes()));
+    assert_eq!(
+        err(&r.encode()),
+        Error::RecordWithoutFeature { record: "QUANT" }
+    );
+}
+
+#[test]
+fn int8_quant_record_layout() {
+    let b = with_quant(|p| p.push(0));
+    assert!(matches!(
+        err(&b),
+        Error::RecordLength {
+            record: "QUANT",
+            ..
+        }
+    ));
+    let b = with_quant(|p| p[0] = 2);
+    assert_eq!(err(&b), Error::UnknownQuantScheme { got: 2 });
+    let b = with_quant(|p| p[2] = 1);
+    assert!(matches!(
+        err(&b),
+        Error::ReservedNotZero {
+            field: "QUANT reserved bytes",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn int8_quant_record_fields_out_of_range() {
+    let field = |at: usize, v: u32| with_quant(|p| p[at..at + 4].copy_from_slice(&v.to_le_bytes()));
+    let check = |b: Vec<u8>, name: &str| match err(&b) {
+        Error::QuantParam { field, .. } => assert_eq!(field, name),
+        e => panic!("{name}: {e:?}"),
+    };
+    check(field(4, 31), "logit_shift");
+    check(
+        with_quant(|p| p[8..16].copy_from_slice(&0u64.to_le_bytes())),
+        "ln_eps",
+    );
+    check(field(16, i32::MIN as u32), "pe_mult");
+    check(field(20, 32), "pe_shift");
+    check(field(24, 3), "n_layers");
+    // layer 1: att_mult, att_shift, gelu_shift at 28 + 12
+    check(field(40, 0), "att_mult");
+    check(field(44, (-32i32) as u32), "att_shift");
+    check(field(48, 16), "gelu_shift");
+    check(field(28 + 24, 99), "n_scales");
+    // no positional signal: pe fields must be 0
+    let mut m = full_model().meta;
+    m.arch.positional = aether_rvne::Positional::None;
+    let mut q = int8_model_of(m);
+    q.quant.pe_mult = 5;
+    let mut r = Raw::from_quant(&q);
+    let i = quant_rec(&r);
+    r.records[i] = rec(6, 1, &q.quant.to_bytes());
+    assert!(matches!(
+        err(&r.encode()),
+        Error::QuantParam {
+            field: "pe_mult",
+            min: 0,
+            max: 0,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn int8_scales_must_be_finite_and_positive() {
+    for bad in [0.0f32, -1.0, f32::NAN, f32::INFINITY] {
+        let b = with_quant(|p| {
+            let at = p.len() - 4;
+            p[at..].copy_from_slice(&bad.to_bits().to_le_bytes())
+        });
+        assert!(
+            matches!(err(&b), Error::QuantScale { index: 12, .. }),
+            "{bad}"
+        );
+        let mut r = qraw();
+        let i = entry(&mut r, "layers.0.wk.scale");
+        r.entries[i].data[4..8].copy_from_slice(&bad.to_bits().to_le_bytes());
+        match err(&r.encode()) {
+            Error::QuantScale { what, index: 1, .. } => assert_eq!(what, "layers.0.wk.scale"),
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn int8_tensor_dtypes() {
+    // an int8 model's matrix stored as f32
+    let mut r = qraw();
+    let i = entry(&mut r, "layers.0.wv");
+    r.entries[i].dtype = 0;
+    let n = r.entries[i].data.len() * 4;
+    r.entries[i].data = vec![0; n];
+    match err(&r.encode()) {
+        Error::TensorDType {
+            tensor,
+            got: DType::F32,
+            expected: Some(DType::I8),
+        } => assert_eq!(tensor, "layers.0.wv"),
+        e => panic!("{e:?}"),
+    }
+    // a float model with an i8 tensor
+    let mut r = raw();
+    let i = entry(&mut r, "layers.0.wq");
+    r.entries[i].dtype = 2;
+    let n = r.entries[i].data.len() / 4;
+    r.entries[i].data.truncate(n);
+    assert!(matches!(
+        err(&r.encode()),
+        Error::TensorDType {
+            got: DType::I8,
+            expected: None,
+            ..
+        }
+    ));
+    // dtype code 4 is unknown
+    let mut r = qraw();
+    let i = entry(&mut r, "layers.0.wv");
+    r.entries[i].dtype = 4;
+    assert!(matches!(
+        err(&r.encode()),
+        Error::UnknownDType { code: 4, .. }
+    ));
+}
+
+#[test]
+fn int8_table_values_out_of_range() {
+    let set = |name: &str, index: usize, v: i32| {
+        let mut r = qraw();
+        let i = entry(&mut r, name);
+        r.entries[i].data[4 * index..4 * index + 4].copy_from_slice(&v.to_le_bytes());
+        err(&r.encode())
+    };
+    let check = |e: Error, name: &str, col: &str, idx: usize| match e {
+        Error::QuantValue {
+            tensor,
+            column,
+            index,
+            ..
+        } => {
+            assert_eq!((tensor.as_str(), column, index), (name, col, idx));
+        }
+        e => panic!("{name}.{col}: {e:?}"),
+    };
+    // rq: (bias, mult, shift) rows
+    check(set("layers.1.wo.rq", 5, 32), "layers.1.wo.rq", "shift", 5);
+    check(
+        set("layers.1.wo.rq", 4, i32::MIN),
+        "layers.1.wo.rq",
+        "mult",
+        4,
+    );
+    // a bias may be anything
+    BlobView::parse(&{
+        let mut r = qraw();
+        let i = entry(&mut r, "classifier.w.rq");
+        r.entries[i].data[..4].copy_from_slice(&i32::MIN.to_le_bytes());
+        r.encode()
+    })
+    .unwrap();
+    // input.q: (exp, mult, shift, offset, floor)
+    check(set("input.q", 5, 127), "input.q", "exp", 5);
+    check(set("input.q", 7, -40), "input.q", "shift", 7);
+    check(set("input.q", 4, 1), "input.q", "floor", 4); // no running norm: floor 0
+                                                        // layer norm: (mult, shift, offset)
+    check(set("layers.0.ln2.q", 1, -32), "layers.0.ln2.q", "shift", 1);
+    check(set("final_ln.q", 0, i32::MIN), "final_ln.q", "mult", 0);
+}
+
+#[test]
+fn int8_names_follow_the_int8_catalogue() {
+    let mut r = qraw();
+    let i = entry(&mut r, "layers.0.wq.rq");
+    r.entries[i].name = b"layers.0.wq.xx".to_vec();
+    assert!(matches!(err(&r.encode()), Error::UnexpectedTensor { .. }));
+    // the float tensors are not part of an int8 model
+    let mut r = qraw();
+    let i = entry(&mut r, "layers.0.ln1.q");
+    r.entries[i].name = b"layers.0.ln1.g".to_vec();
+    assert!(matches!(err(&r.encode()), Error::UnexpectedTensor { .. }));
+}
+
+#[test]
+fn int8_tensors_are_not_read_as_floats() {
+    let bytes = q8().to_v2_bytes().unwrap();
+    let view = BlobView::parse(&bytes).unwrap();
+    let wq = view.tensor("layers.0.wq").unwrap();
+    let mut out = vec![0.0f32; wq.len()];
+    assert!(matches!(
+        wq.read_f32_into(&mut out),
+        Err(Error::DTypeAccess {
+            dtype: DType::I8,
+            ..
+        })
+    ));
+    assert_eq!(wq.get(0), None);
+    assert_eq!(wq.get_i32(1), Some(37));
+    assert!(matches!(
+        ModelFile::from_view(&view),
+        Err(Error::DTypeAccess { .. })
+    ));
+    let float = full_model();
+    assert!(matches!(
+        float.to_v2_bytes(DType::I8),
+        Err(Error::DTypeAccess { .. })
+    ));
+    assert!(matches!(
+        aether_rvne::QuantModelFile::from_bytes(&float.to_v2_bytes(DType::F32).unwrap()),
+        Err(Error::DTypeAccess { .. })
+    ));
+    let mut ints = vec![0i32; 6];
+    let fview = float.to_v2_bytes(DType::F32).unwrap();
+    let fview = BlobView::parse(&fview).unwrap();
+    assert!(matches!(
+        fview
+            .tensor("input.mean")
+            .unwrap()
+            .read_i32_into(&mut ints[..3]),
+        Err(Error::DTypeAccess { .. })
+    ));
+    // v1 cannot hold an int8 model
+    let mut meta = ModelMeta::v1_defaults(aether_rvne::Dims::AETHER_DEFAULT).with_int8(true);
+    assert!(meta.v1_expressible().is_err());
+    meta.int8 = false;
+    assert!(meta.v1_expressible().is_ok());
 }

@@ -260,6 +260,9 @@ pub fn encode(model: &mut ModelFile, format: Format, dtype: DType, strip: bool) 
 pub fn load_any(bytes: &[u8], meta_follows: bool) -> Result<ModelFile> {
     if bytes.len() >= 4 && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == MAGIC {
         let view = BlobView::parse(bytes)?;
+        if view.is_int8() {
+            bail!("an int8 model (written by `aether quantize`) cannot be converted: convert the float model, then quantize it again");
+        }
         return Ok(ModelFile::from_view(&view)?);
     }
     from_safetensors(bytes, meta_follows)
@@ -270,6 +273,7 @@ fn to_safetensors(model: &ModelFile, dtype: DType) -> Result<Vec<u8>> {
     let st_dtype = match dtype {
         DType::F32 => safetensors::Dtype::F32,
         DType::F16 => safetensors::Dtype::F16,
+        DType::I8 | DType::I32 => bail!("safetensors output stores f32 or f16, not {dtype}"),
     };
     let data: Vec<(String, Vec<usize>, Vec<u8>)> = model
         .tensors
@@ -281,7 +285,7 @@ fn to_safetensors(model: &ModelFile, dtype: DType) -> Result<Vec<u8>> {
                     .iter()
                     .flat_map(|v| v.to_bits().to_le_bytes())
                     .collect(),
-                DType::F16 => t
+                DType::F16 | DType::I8 | DType::I32 => t
                     .data
                     .iter()
                     .flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes())
@@ -333,7 +337,7 @@ fn from_safetensors(bytes: &[u8], meta_follows: bool) -> Result<ModelFile> {
             dtype = Some(dt);
         }
         let data: Vec<f32> = match dt {
-            DType::F32 => view
+            DType::F32 | DType::I8 | DType::I32 => view
                 .data()
                 .chunks_exact(4)
                 .map(|c| f32::from_bits(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))

@@ -3,8 +3,9 @@
 #![allow(dead_code)]
 
 use aether_rvne::{
-    crc32, reference_init, Architecture, AttentionBackend, DType, Dims, ModelFile, ModelMeta,
-    PatternSpec, Pooling, Positional,
+    crc32, quant_scale_count, reference_init, Architecture, AttentionBackend, DType, Dims,
+    LayerQuant, ModelFile, ModelMeta, Part, PatternSpec, Pooling, Positional, QuantModelFile,
+    QuantRecord, QuantTensor, TensorData, TensorKind,
 };
 
 /// A metadata record: tag u16, flags u16, len u32, payload.
@@ -189,6 +190,7 @@ impl Raw {
                         .iter()
                         .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
                         .collect(),
+                    DType::I8 | DType::I32 => panic!("a float model has no integer tensors"),
                 },
                 offset_delta: 0,
                 len_override: None,
@@ -209,6 +211,125 @@ impl Raw {
             trailing: Vec::new(),
         }
     }
+}
+
+impl Raw {
+    /// The raw form of an int8 model (records as the writer emits them).
+    pub fn from_quant(m: &QuantModelFile) -> Raw {
+        let float = ModelFile {
+            meta: m.meta.with_int8(false),
+            dtype: DType::F32,
+            class_names: m.class_names.clone(),
+            feature_names: m.feature_names.clone(),
+            metadata: m.metadata.clone(),
+            tensors: Vec::new(),
+        };
+        let mut r = Raw::from_model(&float, DType::F32);
+        r.required = m.meta.feature_bits();
+        r.records.push(rec(6, 1, &m.quant.to_bytes()));
+        r.entries = m
+            .tensors
+            .iter()
+            .map(|t| RawEntry {
+                name: t.name.as_bytes().to_vec(),
+                dtype: t.data.dtype().code(),
+                shape: t.shape.iter().map(|&s| s as u32).collect(),
+                data: t.data.to_bytes(),
+                offset_delta: 0,
+                len_override: None,
+                name_len_override: None,
+            })
+            .collect();
+        r
+    }
+}
+
+/// A valid int8 model of `meta` (every value in range, not a trained model): i8
+/// matrices, scales 0.01, tables with multiplier 2^30 and shift 0.
+pub fn int8_model_of(meta: ModelMeta) -> QuantModelFile {
+    let meta = meta.with_int8(true);
+    let l = meta.dims.layers;
+    let tensors = meta
+        .tensor_specs()
+        .map(|s| {
+            let n = s.numel().unwrap();
+            let cols = s.shape.as_slice().get(1).copied().unwrap_or(1);
+            let data = match (s.part, s.kind) {
+                (Part::Scale, _) => TensorData::F32(vec![0.01; n]),
+                (Part::Data, k) if k.is_matrix() => {
+                    TensorData::I8((0..n).map(|i| ((i * 37) % 255) as i8).collect())
+                }
+                (Part::Rq, _) => TensorData::I32(
+                    (0..n)
+                        .map(|i| match i % cols {
+                            0 => (i as i32) - 3,
+                            1 => 1 << 30,
+                            _ => 0,
+                        })
+                        .collect(),
+                ),
+                (_, TensorKind::InputQ) => TensorData::I32(
+                    (0..n)
+                        .map(|i| match i % cols {
+                            0 => 16,
+                            1 => 1 << 30,
+                            3 => -5,
+                            4 if meta.arch.running_norm => 64,
+                            _ => 0,
+                        })
+                        .collect(),
+                ),
+                (_, TensorKind::PosQ) => {
+                    TensorData::I32((0..n).map(|i| (i as i32) * 99_991).collect())
+                }
+                _ => TensorData::I32(
+                    (0..n)
+                        .map(|i| match i % cols {
+                            0 => 1 << 29,
+                            2 => 7,
+                            _ => 0,
+                        })
+                        .collect(),
+                ),
+            };
+            QuantTensor {
+                name: s.name().as_str().into(),
+                shape: s.shape.as_slice().to_vec(),
+                data,
+            }
+        })
+        .collect();
+    let positional = meta.arch.positional == Positional::Sinusoidal;
+    QuantModelFile {
+        meta,
+        class_names: Vec::new(),
+        feature_names: Vec::new(),
+        metadata: vec![("quantized_by".into(), "tests".into())],
+        quant: QuantRecord {
+            logit_shift: 20,
+            ln_eps: 1 << 20,
+            pe_mult: if positional { 1 << 30 } else { 0 },
+            pe_shift: if positional { -2 } else { 0 },
+            layers: (0..l)
+                .map(|_| LayerQuant {
+                    att_mult: 1 << 30,
+                    att_shift: 3,
+                    gelu_shift: if meta.dims.mlp_hidden > 0 { 1 } else { 0 },
+                })
+                .collect(),
+            scales: (0..quant_scale_count(l)).map(|i| 0.01 + i as f32).collect(),
+        },
+        tensors,
+    }
+}
+
+/// The int8 form of [`full_model`]'s architecture (every option on, names kept).
+pub fn int8_full_model() -> QuantModelFile {
+    let f = full_model();
+    let mut q = int8_model_of(f.meta);
+    q.class_names = f.class_names;
+    q.feature_names = f.feature_names;
+    q
 }
 
 /// Every architecture option on, tiny odd dims, names and provenance.
