@@ -1214,7 +1214,7 @@ fn int8_tensors_are_not_read_as_floats() {
         aether_rvne::QuantModelFile::from_bytes(&float.to_v2_bytes(DType::F32).unwrap()),
         Err(Error::DTypeAccess { .. })
     ));
-    let mut ints = vec![0i32; 6];
+    let mut ints = [0i32; 6];
     let fview = float.to_v2_bytes(DType::F32).unwrap();
     let fview = BlobView::parse(&fview).unwrap();
     assert!(matches!(
