@@ -1,0 +1,309 @@
+//! Fixed-point primitives of the integer path (docs/int8.md). Integer arithmetic only:
+//! floats enter as their IEEE-754 bits and leave as bits assembled from integers.
+//!
+//! - [`rshift`]: arithmetic right shift rounding half up.
+//! - [`requant`]: `R(v, m, s) = rshift(clamp(v)·m, 31 + s)`, the requantisation of every
+//!   table (`m` an i32 multiplier, `s` in −31..=31).
+//! - [`f32_to_fixed`]: `round(u · 2^e)` from the bits of `u`, saturating at ±2³⁰.
+//! - [`fixed_to_f32`]: `q · 2^−shift` as an f32 (round to nearest even), from integers.
+//! - [`isqrt`], [`div_round`], [`exp2_neg_q16`], [`sin_q15`], [`gelu_q12`].
+
+use crate::lut::{EXP2_Q16, GELU_Q12, SIN_Q15};
+
+/// Saturation bound of the input stage and of i32 intermediates (`±2³⁰`).
+pub const SAT30: i64 = 1 << 30;
+
+/// `x / 2^n` rounded half up (`n` in 0..=62); `x` must satisfy `|x| < 2^62`.
+#[inline(always)]
+pub fn rshift(x: i64, n: u32) -> i64 {
+    if n == 0 {
+        x
+    } else {
+        (x + (1i64 << (n - 1))) >> n
+    }
+}
+
+/// `R(v, m, s)`: `v` clamped to `±(2³¹−1)`, times `m`, shifted right by `31 + s` with
+/// rounding (`s` in −31..=31, validated with the file). `|v·m| < 2^62`, so nothing
+/// overflows.
+#[inline(always)]
+pub fn requant(v: i64, m: i32, s: i32) -> i64 {
+    let v = v.clamp(-(i32::MAX as i64), i32::MAX as i64);
+    rshift(v * m as i64, (31 + s) as u32)
+}
+
+/// Saturates to i16.
+#[inline(always)]
+pub fn sat16(v: i64) -> i16 {
+    v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// Saturates to i8.
+#[inline(always)]
+pub fn sat8(v: i64) -> i8 {
+    v.clamp(i8::MIN as i64, i8::MAX as i64) as i8
+}
+
+/// Saturates to `±2³⁰`.
+#[inline(always)]
+pub fn sat30(v: i64) -> i32 {
+    v.clamp(-SAT30, SAT30) as i32
+}
+
+/// `round(a / b)` (half up) for `b > 0`.
+#[inline]
+pub fn div_round(a: i64, b: i64) -> i64 {
+    (2 * a + b).div_euclid(2 * b)
+}
+
+/// `⌊√n⌋`.
+pub fn isqrt(n: u64) -> u64 {
+    let mut x = n;
+    let mut r = 0u64;
+    let mut bit = 1u64 << 62;
+    while bit > n {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if x >= r + bit {
+            x -= r + bit;
+            r = (r >> 1) + bit;
+        } else {
+            r >>= 1;
+        }
+        bit >>= 2;
+    }
+    r
+}
+
+/// `√n` for a u128, to the precision of a u64 square root of its top 62 bits
+/// (`⌊√(n / 4^k)⌋ · 2^k` with the smallest `k` that makes `n / 4^k` fit).
+pub fn isqrt128(n: u128) -> u64 {
+    let bits = 128 - n.leading_zeros();
+    let k = bits.saturating_sub(62).div_ceil(2);
+    isqrt((n >> (2 * k)) as u64) << k
+}
+
+/// `round(u · 2^e)` from the bits of the f32 `u`, saturating at `±2³⁰` (rounding half
+/// away from zero). Non-finite inputs must be refused before (they saturate).
+pub fn f32_to_fixed(bits: u32, e: i32) -> i32 {
+    let neg = bits >> 31 != 0;
+    let ef = ((bits >> 23) & 0xFF) as i32;
+    let frac = bits & 0x007F_FFFF;
+    let (mant, ex) = if ef == 0 {
+        (frac as u64, -149)
+    } else {
+        ((frac | 0x0080_0000) as u64, ef - 150)
+    };
+    let k = ex + e;
+    let sat = SAT30 as u64;
+    let mag = if mant == 0 {
+        0
+    } else if k >= 0 {
+        if k >= 40 {
+            sat
+        } else {
+            (mant << k).min(sat)
+        }
+    } else {
+        let n = (-k) as u32;
+        if n >= 40 {
+            0
+        } else {
+            ((mant + (1u64 << (n - 1))) >> n).min(sat)
+        }
+    };
+    if neg {
+        -(mag as i64) as i32
+    } else {
+        mag as i32
+    }
+}
+
+/// `q · 2^−shift` as an f32, rounded to nearest even, built from integers
+/// (`shift` ≤ 30, so the result is always a normal number or zero).
+pub fn fixed_to_f32(q: i32, shift: u32) -> f32 {
+    if q == 0 {
+        return f32::from_bits(0);
+    }
+    let sign = if q < 0 { 1u32 << 31 } else { 0 };
+    let m = q.unsigned_abs();
+    let bl = 32 - m.leading_zeros();
+    let (mant, e) = if bl > 24 {
+        let s = bl - 24;
+        let mut t = m >> s;
+        let rem = m & ((1u32 << s) - 1);
+        let half = 1u32 << (s - 1);
+        if rem > half || (rem == half && t & 1 == 1) {
+            t += 1;
+        }
+        if t == 1 << 24 {
+            (t >> 1, s as i32 + 1)
+        } else {
+            (t, s as i32)
+        }
+    } else {
+        (m << (24 - bl), -((24 - bl) as i32))
+    };
+    // value = mant · 2^(e − shift), mant in [2^23, 2^24)
+    let exp = (e - shift as i32 + 23 + 127) as u32;
+    f32::from_bits(sign | (exp << 23) | (mant & 0x007F_FFFF))
+}
+
+/// `2^(−y / 65536)` in Q16 (65536 = 1) for `y ≥ 0`: table [`EXP2_Q16`] interpolated on
+/// the fraction, shifted by the integer part (0 from 2^−17 on).
+#[inline]
+pub fn exp2_neg_q16(y: i64) -> u32 {
+    if y >= 17 << 16 {
+        return 0;
+    }
+    let y = y.max(0) as u32;
+    let i = y >> 16;
+    let f = y & 0xFFFF;
+    let idx = (f >> 8) as usize;
+    let fr = f & 0xFF;
+    let a = EXP2_Q16[idx];
+    let b = EXP2_Q16[idx + 1];
+    let v = a - (((a - b) * fr + 128) >> 8);
+    if i == 0 {
+        v
+    } else {
+        (v + (1 << (i - 1))) >> i
+    }
+}
+
+/// `sin(2π · phase / 2³²)` in Q15 (32767 = 1): table [`SIN_Q15`] interpolated.
+#[inline]
+pub fn sin_q15(phase: u32) -> i32 {
+    let idx = (phase >> 24) as usize;
+    let fr = ((phase >> 8) & 0xFFFF) as i32;
+    let a = SIN_Q15[idx] as i32;
+    let b = SIN_Q15[idx + 1] as i32;
+    a + (((b - a) * fr + (1 << 15)) >> 16)
+}
+
+/// GELU of a Q12 argument, Q12 result: identity from 8 on, 0 below −8, else table
+/// [`GELU_Q12`] interpolated over steps of 1/32.
+#[inline]
+pub fn gelu_q12(z: i32) -> i32 {
+    const LO: i32 = -8 << 12;
+    if z >= 8 << 12 {
+        return z;
+    }
+    if z < LO {
+        return 0;
+    }
+    let t = z - LO;
+    let idx = (t >> 7) as usize;
+    let fr = t & 127;
+    let a = GELU_Q12[idx];
+    let b = GELU_Q12[idx + 1];
+    a + (((b - a) * fr + 64) >> 7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rshift_and_requant_round_half_up() {
+        assert_eq!(rshift(5, 1), 3);
+        assert_eq!(rshift(-5, 1), -2);
+        assert_eq!(rshift(7, 0), 7);
+        // R(v, 2^30, 0) = v / 2
+        assert_eq!(requant(10, 1 << 30, 0), 5);
+        assert_eq!(
+            requant(i64::MAX, i32::MAX, -31),
+            (i32::MAX as i64) * (i32::MAX as i64)
+        );
+        assert_eq!(requant(i64::MIN, i32::MAX, 31), -1);
+        assert_eq!(div_round(7, 2), 4);
+        assert_eq!(div_round(-7, 2), -3);
+        assert_eq!(div_round(-5, 3), -2);
+    }
+
+    #[test]
+    fn isqrt_is_the_floor_root() {
+        for n in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            15,
+            16,
+            17,
+            1 << 40,
+            u64::MAX,
+            (1 << 62) - 1,
+        ] {
+            let r = isqrt(n) as u128;
+            assert!(r * r <= n as u128 && (r + 1) * (r + 1) > n as u128, "{n}");
+        }
+        for n in [0u128, 99, 1 << 70, u128::MAX >> 6] {
+            let r = isqrt128(n) as f64;
+            let want = (n as f64).sqrt();
+            assert!((r - want).abs() <= want * 1e-9 + 1.0, "{n}: {r} vs {want}");
+        }
+    }
+
+    #[test]
+    fn f32_conversions_agree_with_float_arithmetic() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let u = f32::from_bits(x);
+            if !u.is_finite() {
+                continue;
+            }
+            for e in [-20, -3, 0, 7, 16, 40] {
+                let want = (u as f64 * (e as f64).exp2()).abs();
+                let want = if want.fract() == 0.5 {
+                    want + 0.5
+                } else {
+                    want.round()
+                }
+                .min(SAT30 as f64)
+                    * if u < 0.0 { -1.0 } else { 1.0 };
+                assert_eq!(f32_to_fixed(x, e) as f64, want, "{u} e {e}");
+            }
+            let q = x as i32;
+            for shift in [0u32, 5, 17, 30] {
+                let want = (q as f32) * (-(shift as f32)).exp2();
+                assert_eq!(
+                    fixed_to_f32(q, shift).to_bits(),
+                    want.to_bits(),
+                    "{q} {shift}"
+                );
+            }
+        }
+        assert_eq!(fixed_to_f32(0, 3).to_bits(), 0);
+        assert_eq!(fixed_to_f32(i32::MIN, 0), -2147483648.0);
+        assert_eq!(f32_to_fixed(f32::MIN_POSITIVE.to_bits(), 126), 1);
+        assert_eq!(f32_to_fixed(1.0e-45f32.to_bits(), 0), 0);
+    }
+
+    #[test]
+    fn lut_functions_track_their_formulas() {
+        for y in (0..18 << 16).step_by(977) {
+            let want = 65536.0 * (-(y as f64) / 65536.0).exp2();
+            assert!((exp2_neg_q16(y) as f64 - want).abs() <= 1.0, "exp2 {y}");
+        }
+        assert_eq!(exp2_neg_q16(0), 65536);
+        assert_eq!(exp2_neg_q16(1 << 40), 0);
+        for p in (0..u32::MAX).step_by(7_919_111) {
+            let want = 32767.0 * (2.0 * core::f64::consts::PI * p as f64 / 4294967296.0).sin();
+            assert!((sin_q15(p) as f64 - want).abs() <= 4.0, "sin {p}");
+        }
+        let gelu = |z: f64| {
+            0.5 * z
+                * (1.0 + ((2.0 / core::f64::consts::PI).sqrt() * (z + 0.044715 * z * z * z)).tanh())
+        };
+        for z in (-12 << 12..12 << 12).step_by(37) {
+            let want = 4096.0 * gelu(z as f64 / 4096.0);
+            assert!((gelu_q12(z) as f64 - want).abs() <= 2.0, "gelu {z}");
+        }
+    }
+}

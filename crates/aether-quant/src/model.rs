@@ -1,0 +1,777 @@
+//! [`QuantHead`]: an int8 `.rvne` model (docs/int8.md) and the row-level integer
+//! operations the whole-window forward ([`crate::forward`]) and the stream
+//! ([`crate::stream`]) share, so both run identical arithmetic.
+//!
+//! ```text
+//! frame f32 bits ─► input stage (pre-scale, running norm, input norm) ─► u i16
+//!   ─► embed (i8 matrix, i32 acc, requant) + pe ─► x i16 (residual)
+//!   per layer: h = LN1(x) i16; q i16, k i8, v i8; sparse/dense attention (exp2 LUT,
+//!              Q15 weights) ─► att i16; x += att·Wo; x += GELU(LN2(x)·W1)·W2
+//!   ─► final LN ─► pool (mean | last) ─► ·Wc ─► logits i32 at 2^−logit_shift
+//! ```
+
+use alloc::borrow::Cow;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use aether_kernel::SparsePattern;
+use aether_rvne::{AttentionBackend, BlobView, ModelMeta, Pooling, Positional, TensorView};
+
+use crate::error::{QuantError, Result};
+use crate::fixed::{
+    div_round, exp2_neg_q16, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, requant,
+    rshift, sat16, sat30, sat8, sin_q15, SAT30,
+};
+
+/// Largest input width of any matrix (and largest head dimension): with i16 inputs and
+/// i8 weights every product is below 2²², so 511 of them fit an i32 accumulator.
+pub const MAX_K: usize = 511;
+
+/// Longest stream (frames since a reset) with running normalisation: its integer sums
+/// are exact up to 2³¹ − 1 frames.
+pub const MAX_RUNNING_FRAMES: u32 = i32::MAX as u32;
+
+/// An int8 matrix with its requantisation table (`bias, mult, shift` per output).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QMat<'a> {
+    /// `[rows, cols]` row-major i8 weights.
+    pub w: Cow<'a, [i8]>,
+    /// `[cols, 3]` requantisation table.
+    pub rq: Cow<'a, [i32]>,
+    /// Input width.
+    pub rows: usize,
+    /// Output width.
+    pub cols: usize,
+}
+
+impl QMat<'_> {
+    /// `acc[o] = Σᵢ x[i]·w[i, o]` (i32; `x` of length `rows`, `acc` of length `cols`).
+    #[inline]
+    pub fn matvec(&self, x: &[i16], acc: &mut [i32]) {
+        matvec(x, &self.w, &mut acc[..self.cols]);
+    }
+
+    /// `R(acc + bias[o], mult[o], shift[o])`.
+    #[inline(always)]
+    pub fn out(&self, o: usize, acc: i32) -> i64 {
+        let r = &self.rq[3 * o..3 * o + 3];
+        requant(acc as i64 + r[0] as i64, r[1], r[2])
+    }
+
+    fn bytes(&self) -> usize {
+        owned_len(&self.w) + 4 * owned_len(&self.rq)
+    }
+}
+
+#[allow(clippy::ptr_arg)] // the variant (borrowed or owned) is what is asked
+fn owned_len<T: Clone>(c: &Cow<'_, [T]>) -> usize {
+    match c {
+        Cow::Borrowed(_) => 0,
+        Cow::Owned(v) => v.len(),
+    }
+}
+
+/// `acc[o] = Σᵢ x[i]·w[i·n + o]`, `n = acc.len()`: blocks of 8 output columns stay in
+/// registers over all input rows.
+#[inline]
+pub fn matvec(x: &[i16], w: &[i8], acc: &mut [i32]) {
+    let n = acc.len();
+    if n == 0 {
+        return;
+    }
+    let mut c = 0;
+    while c + 8 <= n {
+        let mut a = [0i32; 8];
+        for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
+            let xi = *xi as i32;
+            for (aj, wj) in a.iter_mut().zip(&row[c..c + 8]) {
+                *aj += xi * *wj as i32;
+            }
+        }
+        acc[c..c + 8].copy_from_slice(&a);
+        c += 8;
+    }
+    if c < n {
+        let tail = &mut acc[c..];
+        tail.iter_mut().for_each(|a| *a = 0);
+        for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
+            let xi = *xi as i32;
+            for (aj, wj) in tail.iter_mut().zip(&row[c..]) {
+                *aj += xi * *wj as i32;
+            }
+        }
+    }
+}
+
+/// One layer's tensors and constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QLayer<'a> {
+    /// `ln1.q` (`[D, 3]`: mult, shift, offset), with pre-norm.
+    pub ln1: Option<Cow<'a, [i32]>>,
+    /// Query projection (i16 output).
+    pub wq: QMat<'a>,
+    /// Key projection (i8 output).
+    pub wk: QMat<'a>,
+    /// Value projection (i8 output).
+    pub wv: QMat<'a>,
+    /// Output projection (added to the residual).
+    pub wo: QMat<'a>,
+    /// `ln2.q`, with pre-norm and an MLP.
+    pub ln2: Option<Cow<'a, [i32]>>,
+    /// MLP `(w1, w2)`.
+    pub mlp: Option<(QMat<'a>, QMat<'a>)>,
+    /// Score difference → Q16 log2 exponent multiplier.
+    pub att_mult: i32,
+    /// Its shift.
+    pub att_shift: i32,
+    /// GELU output (Q12) → `w2` input right shift.
+    pub gelu_shift: u32,
+}
+
+/// Causal running standardisation in integers (docs/model.md step 0, docs/int8.md): per
+/// feature the exact sums `Σr`, `Σr²` of the pre-scaled inputs since the last reset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntRunningNorm {
+    n: u32,
+    s1: Vec<i64>,
+    s2: Vec<u128>,
+}
+
+impl IntRunningNorm {
+    /// A fresh state for `features` features (0: a no-op holder).
+    pub fn new(features: usize) -> Self {
+        Self {
+            n: 0,
+            s1: vec![0; features],
+            s2: vec![0; features],
+        }
+    }
+
+    /// Forgets every frame.
+    pub fn reset(&mut self) {
+        self.n = 0;
+        self.s1.iter_mut().for_each(|s| *s = 0);
+        self.s2.iter_mut().for_each(|s| *s = 0);
+    }
+
+    /// Frames seen since the last reset.
+    pub fn count(&self) -> u32 {
+        self.n
+    }
+
+    /// Bytes of its buffers.
+    pub fn bytes(&self) -> usize {
+        self.s1.len() * 8 + self.s2.len() * 16
+    }
+
+    /// Adds the pre-scaled frame `r` and replaces it by `z = (n·r − Σr) / max(√(n·Σr² −
+    /// (Σr)²), n·floor)` in Q16 (saturated at ±2³⁰); `floor(c)` is feature `c`'s floor
+    /// in Q8 pre-scaled units.
+    pub fn apply(&mut self, r: &mut [i32], floor: impl Fn(usize) -> i32) -> Result<()> {
+        if self.n >= MAX_RUNNING_FRAMES {
+            return Err(QuantError::Unsupported {
+                what: "frames since the last reset with running normalisation",
+                value: self.n as usize + 1,
+                max: MAX_RUNNING_FRAMES as usize,
+            });
+        }
+        self.n += 1;
+        let n = self.n as i64;
+        for (c, ((v, s1), s2)) in r
+            .iter_mut()
+            .zip(self.s1.iter_mut())
+            .zip(self.s2.iter_mut())
+            .enumerate()
+        {
+            let x = *v as i64;
+            *s1 += x;
+            *s2 += (x * x) as u128;
+            let num = n * x - *s1;
+            let s1sq = (*s1 as i128 * *s1 as i128) as u128;
+            let var = (n as u128 * *s2).saturating_sub(s1sq);
+            let sd = isqrt128(var);
+            let fl = (n as u64 * floor(c).max(0) as u64) >> 8;
+            let den = sd.max(fl).max(1);
+            // Bring the denominator below 2^31 so num·2^16 cannot overflow (|z| ≤ √n).
+            let t = (64 - den.leading_zeros()).saturating_sub(31);
+            let den = (den >> t) as i64;
+            let num = rshift(num, t);
+            let z = div_round(num << 16, den.max(1));
+            *v = z.clamp(-SAT30, SAT30) as i32;
+        }
+        Ok(())
+    }
+}
+
+/// Where a layer's keys and values live: rows of `Hkv·dh` i8 values per position, and
+/// the landmark (block mean) rows.
+#[derive(Debug, Clone, Copy)]
+pub struct KvRows<'s> {
+    /// Keys `[n][width]`.
+    pub k: &'s [i8],
+    /// Values `[n][width]`.
+    pub v: &'s [i8],
+    /// Landmark keys `[blocks][width]`.
+    pub lk: &'s [i8],
+    /// Landmark values `[blocks][width]`.
+    pub lv: &'s [i8],
+    /// `Hkv·dh`.
+    pub width: usize,
+}
+
+impl KvRows<'_> {
+    #[inline(always)]
+    fn row(buf: &[i8], j: usize, w: usize) -> &[i8] {
+        &buf[j * w..(j + 1) * w]
+    }
+}
+
+/// Mean of rows `lo..hi` of `rows` (`width` each) into `out`, rounded half up.
+pub fn block_mean(rows: &[i8], lo: usize, hi: usize, width: usize, out: &mut [i8]) {
+    let cnt = (hi - lo) as i64;
+    for (j, o) in out.iter_mut().enumerate().take(width) {
+        let s: i64 = (lo..hi).map(|t| rows[t * width + j] as i64).sum();
+        *o = sat8(div_round(s, cnt));
+    }
+}
+
+/// An int8 temporal head: model description, constants and integer tensors (borrowed
+/// from the blob when aligned, else copied once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantHead<'a> {
+    meta: ModelMeta,
+    pattern: SparsePattern,
+    input: Cow<'a, [i32]>,
+    embed: Option<QMat<'a>>,
+    pos: Option<Cow<'a, [i32]>>,
+    layers: Vec<QLayer<'a>>,
+    final_ln: Option<Cow<'a, [i32]>>,
+    classifier: QMat<'a>,
+    logit_shift: u32,
+    ln_eps: u64,
+    pe_mult: i32,
+    pe_shift: i32,
+    scales: Vec<f32>,
+}
+
+fn i32_table<'a>(t: &TensorView<'a>) -> Result<Cow<'a, [i32]>> {
+    if let Some(s) = t.as_i32() {
+        return Ok(Cow::Borrowed(s));
+    }
+    let mut v = vec![0i32; t.len()];
+    t.read_i32_into(&mut v)?;
+    Ok(Cow::Owned(v))
+}
+
+impl<'a> QuantHead<'a> {
+    /// Parses an int8 `.rvne` blob (docs/int8.md) and builds the head, borrowing its
+    /// tensors (i32 tables when the buffer is 4-aligned).
+    pub fn from_blob(bytes: &'a [u8]) -> Result<Self> {
+        let view = BlobView::parse(bytes)?;
+        Self::from_view(&view)
+    }
+
+    /// Builds the head a parsed int8 blob describes; a float blob is [`QuantError::NotInt8`].
+    pub fn from_view(view: &BlobView<'a>) -> Result<Self> {
+        let Some(q) = view.quant() else {
+            return Err(QuantError::NotInt8);
+        };
+        let meta = *view.meta();
+        let d = &meta.dims;
+        for (what, v) in [
+            ("input width F", d.input_dim),
+            ("model width D", d.d_model),
+            ("query width Hq·dh", d.q_heads.saturating_mul(d.head_dim)),
+            ("head dimension dh", d.head_dim),
+            ("MLP width H", d.mlp_hidden),
+        ] {
+            if v > MAX_K {
+                return Err(QuantError::Unsupported {
+                    what,
+                    value: v,
+                    max: MAX_K,
+                });
+            }
+        }
+        let tensor = |name: &str| view.tensor(name).ok_or(QuantError::NotInt8);
+        let table = |name: &str| -> Result<Cow<'a, [i32]>> { i32_table(&tensor(name)?) };
+        let mat = |name: &str| -> Result<QMat<'a>> {
+            let w = tensor(name)?;
+            let shape = w.shape();
+            let s = shape.as_slice();
+            let mut rq_name = aether_rvne::Name::new(name);
+            let _ = core::fmt::Write::write_str(&mut rq_name, ".rq");
+            Ok(QMat {
+                w: Cow::Borrowed(w.as_i8().ok_or(QuantError::NotInt8)?),
+                rq: table(rq_name.as_str())?,
+                rows: s[0],
+                cols: s[1],
+            })
+        };
+        let opt_table = |on: bool, name: &str| -> Result<Option<Cow<'a, [i32]>>> {
+            if on {
+                table(name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let a = &meta.arch;
+        let mut layers = Vec::with_capacity(d.layers);
+        for l in 0..d.layers {
+            let name = |s: &str| {
+                let mut n = aether_rvne::Name::empty();
+                let _ = core::fmt::Write::write_fmt(&mut n, format_args!("layers.{l}.{s}"));
+                n
+            };
+            let lq = q.layer(l);
+            layers.push(QLayer {
+                ln1: opt_table(a.pre_norm, name("ln1.q").as_str())?,
+                wq: mat(name("wq").as_str())?,
+                wk: mat(name("wk").as_str())?,
+                wv: mat(name("wv").as_str())?,
+                wo: mat(name("wo").as_str())?,
+                ln2: opt_table(a.pre_norm && d.mlp_hidden > 0, name("ln2.q").as_str())?,
+                mlp: if d.mlp_hidden > 0 {
+                    Some((mat(name("mlp.w1").as_str())?, mat(name("mlp.w2").as_str())?))
+                } else {
+                    None
+                },
+                att_mult: lq.att_mult,
+                att_shift: lq.att_shift,
+                gelu_shift: lq.gelu_shift,
+            });
+        }
+        let p = &meta.pattern;
+        Ok(Self {
+            pattern: SparsePattern {
+                window: p.window,
+                block_size: p.block_size,
+                global_tokens: p.globals().to_vec(),
+                causal: p.causal,
+                log_stride: p.log_stride,
+                landmarks: p.landmarks,
+            },
+            input: table("input.q")?,
+            embed: if a.embed { Some(mat("embed.w")?) } else { None },
+            pos: opt_table(a.positional == Positional::Sinusoidal, "pos.q")?,
+            layers,
+            final_ln: opt_table(a.final_norm, "final_ln.q")?,
+            classifier: mat("classifier.w")?,
+            logit_shift: q.logit_shift(),
+            ln_eps: q.ln_eps(),
+            pe_mult: q.pe_mult(),
+            pe_shift: q.pe_shift(),
+            scales: (0..q.scale_count()).map(|i| q.scale(i)).collect(),
+            meta,
+        })
+    }
+
+    /// The model description (`meta.int8 == true`).
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The sparse pattern (kernel form).
+    pub fn pattern(&self) -> &SparsePattern {
+        &self.pattern
+    }
+
+    /// The layers.
+    pub fn layers(&self) -> &[QLayer<'a>] {
+        &self.layers
+    }
+
+    /// Logits are `q · 2^−logit_shift`.
+    pub fn logit_shift(&self) -> u32 {
+        self.logit_shift
+    }
+
+    /// The activation scales of the QUANT record (`s_in, s_x`, per layer `s_h1, s_q,
+    /// s_k, s_v, s_h2`, `s_f`): documentation and dequantisation, not used by the
+    /// integer path.
+    pub fn activation_scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Features per frame `F`.
+    pub fn features(&self) -> usize {
+        self.meta.dims.input_dim
+    }
+
+    /// Classes `C`.
+    pub fn classes(&self) -> usize {
+        self.meta.dims.classes
+    }
+
+    /// Bytes of tensors copied out of the blob (0 when everything is borrowed).
+    pub fn owned_bytes(&self) -> usize {
+        let t = |c: &Option<Cow<'_, [i32]>>| c.as_ref().map_or(0, |c| 4 * owned_len(c));
+        let mut b = 4 * owned_len(&self.input) + t(&self.pos) + t(&self.final_ln);
+        b += self.embed.as_ref().map_or(0, QMat::bytes) + self.classifier.bytes();
+        for l in &self.layers {
+            b += t(&l.ln1) + t(&l.ln2);
+            b += l.wq.bytes() + l.wk.bytes() + l.wv.bytes() + l.wo.bytes();
+            if let Some((w1, w2)) = &l.mlp {
+                b += w1.bytes() + w2.bytes();
+            }
+        }
+        b
+    }
+
+    /// `Hkv·dh`.
+    pub fn kv_width(&self) -> usize {
+        self.meta.dims.kv_heads * self.meta.dims.head_dim
+    }
+
+    /// `Hq·dh`.
+    pub fn q_width(&self) -> usize {
+        self.meta.dims.q_heads * self.meta.dims.head_dim
+    }
+
+    /// Widest matrix output (the accumulator scratch a row needs).
+    pub fn acc_width(&self) -> usize {
+        let d = &self.meta.dims;
+        [d.d_model, self.q_width(), d.mlp_hidden, d.classes]
+            .into_iter()
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Candidate scratch (tokens + landmarks per query) for sequences up to `max_len`.
+    pub fn scratch_len(&self, max_len: usize) -> usize {
+        match self.meta.arch.attention {
+            AttentionBackend::Sparse => self.pattern.max_edges_per_query(max_len).max(1),
+            AttentionBackend::Dense => max_len.max(1),
+        }
+    }
+
+    /// Whether layers attend landmarks (sparse backend with landmarks on).
+    pub fn uses_landmarks(&self) -> bool {
+        self.meta.arch.attention == AttentionBackend::Sparse && self.pattern.landmarks
+    }
+
+    /// The logits as f32 (`q · 2^−logit_shift`, built from integers).
+    pub fn logits_to_f32(&self, q: &[i32], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(q) {
+            *o = fixed_to_f32(v, self.logit_shift);
+        }
+    }
+
+    /// Checks a frame buffer (`n·F` values, finite) and returns `n`.
+    pub fn check_frames(&self, frames: &[f32]) -> Result<usize> {
+        let f = self.features();
+        if f == 0 || !frames.len().is_multiple_of(f) {
+            return Err(QuantError::FrameWidth {
+                expected: f,
+                got: frames.len(),
+            });
+        }
+        // Exponent all ones = NaN or infinity (checked on the bits, no float compare).
+        if let Some(i) = frames
+            .iter()
+            .position(|x| x.to_bits() & 0x7F80_0000 == 0x7F80_0000)
+        {
+            return Err(QuantError::NonFiniteInput {
+                frame: i / f,
+                feature: i % f,
+            });
+        }
+        Ok(frames.len() / f)
+    }
+
+    /// Step 0–1 for one frame: pre-scale, running norm (`rn`), input norm → `u` (i16);
+    /// `r` is `F` scratch.
+    pub fn input_row(
+        &self,
+        frame: &[f32],
+        rn: &mut IntRunningNorm,
+        r: &mut [i32],
+        u: &mut [i16],
+    ) -> Result<()> {
+        let tab = &self.input;
+        for (c, (x, rv)) in frame.iter().zip(r.iter_mut()).enumerate() {
+            *rv = f32_to_fixed(x.to_bits(), tab[5 * c]);
+        }
+        if self.meta.arch.running_norm {
+            rn.apply(r, |c| tab[5 * c + 4])?;
+        }
+        for (c, (rv, o)) in r.iter().zip(u.iter_mut()).enumerate() {
+            let t = &tab[5 * c..5 * c + 5];
+            *o = sat16(requant(*rv as i64, t[1], t[2]) + t[3] as i64);
+        }
+        Ok(())
+    }
+
+    /// Steps 0–3 for frame `t`: `x = embed(input(frame)) + pe(t)`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn embed_row(
+        &self,
+        t: usize,
+        frame: &[f32],
+        rn: &mut IntRunningNorm,
+        r: &mut [i32],
+        u: &mut [i16],
+        acc: &mut [i32],
+        x: &mut [i16],
+    ) -> Result<()> {
+        self.input_row(frame, rn, r, u)?;
+        match &self.embed {
+            Some(e) => {
+                e.matvec(u, acc);
+                for (o, xo) in x.iter_mut().enumerate() {
+                    *xo = sat16(e.out(o, acc[o]));
+                }
+            }
+            None => x.copy_from_slice(u),
+        }
+        if let Some(pos) = &self.pos {
+            let tt = t as u32;
+            for (i, xo) in x.iter_mut().enumerate() {
+                let phase = tt
+                    .wrapping_mul(pos[2 * i] as u32)
+                    .wrapping_add(pos[2 * i + 1] as u32);
+                let pe = requant(sin_q15(phase) as i64, self.pe_mult, self.pe_shift);
+                *xo = sat16(*xo as i64 + pe);
+            }
+        }
+        Ok(())
+    }
+
+    /// Integer layer norm of one row: `y = (D·x − Σx)·2^16 / √(Σc²/D + eps)` (Q16), then
+    /// `out = R(y, mult, shift) + offset` per element.
+    pub fn layer_norm(&self, table: &[i32], x: &[i16], out: &mut [i16]) {
+        let d = x.len() as i64;
+        let s: i64 = x.iter().map(|&v| v as i64).sum();
+        let ss: u64 = x
+            .iter()
+            .map(|&v| {
+                let c = d * v as i64 - s;
+                (c * c) as u64
+            })
+            .sum();
+        let var = (ss / d as u64).saturating_add(self.ln_eps);
+        let sd6 = if var < 1 << 50 {
+            isqrt(var << 12)
+        } else {
+            isqrt(var) << 6
+        };
+        let inv = ((1u64 << 52) / sd6.max(1)) as i64;
+        for (i, (&v, o)) in x.iter().zip(out.iter_mut()).enumerate() {
+            let c = d * v as i64 - s;
+            let y = rshift(c * inv, 30);
+            let t = &table[3 * i..3 * i + 3];
+            *o = sat16(requant(y, t[0], t[1]) + t[2] as i64);
+        }
+    }
+
+    /// The layer input `h = LN(x)` with a table, else `x` itself.
+    #[inline]
+    pub fn norm_or_copy<'r>(
+        &self,
+        table: Option<&[i32]>,
+        x: &'r [i16],
+        h: &'r mut [i16],
+    ) -> &'r [i16] {
+        match table {
+            Some(t) => {
+                self.layer_norm(t, x, h);
+                h
+            }
+            None => x,
+        }
+    }
+
+    /// Keys and values of one row: `k = sat8(R(h·Wk))`, `v = sat8(R(h·Wv))`.
+    pub fn project_kv(
+        &self,
+        lw: &QLayer<'_>,
+        h: &[i16],
+        acc: &mut [i32],
+        k: &mut [i8],
+        v: &mut [i8],
+    ) {
+        lw.wk.matvec(h, acc);
+        for (o, ko) in k.iter_mut().enumerate() {
+            *ko = sat8(lw.wk.out(o, acc[o]));
+        }
+        lw.wv.matvec(h, acc);
+        for (o, vo) in v.iter_mut().enumerate() {
+            *vo = sat8(lw.wv.out(o, acc[o]));
+        }
+    }
+
+    /// Query of one row: `q = sat16(R(h·Wq))`.
+    pub fn project_q(&self, lw: &QLayer<'_>, h: &[i16], acc: &mut [i32], q: &mut [i16]) {
+        lw.wq.matvec(h, acc);
+        for (o, qo) in q.iter_mut().enumerate() {
+            *qo = sat16(lw.wq.out(o, acc[o]));
+        }
+    }
+
+    /// Collects the candidates of query `i` of `n` into `idx`: the pattern's tokens, then
+    /// its landmark blocks (sparse), or every position `j ≤ i` (causal) / `j < n` (dense).
+    /// Returns `(candidates, tokens)`.
+    pub fn candidates(&self, i: usize, n: usize, idx: &mut [u32]) -> (usize, usize) {
+        let cap = idx.len();
+        let mut ne = 0usize;
+        match self.meta.arch.attention {
+            AttentionBackend::Sparse => {
+                self.pattern.for_each_token(i, n, |j| {
+                    if ne < cap {
+                        idx[ne] = j as u32;
+                        ne += 1;
+                    }
+                });
+                let ntok = ne;
+                if self.pattern.landmarks {
+                    self.pattern.for_each_landmark(i, n, |b| {
+                        if ne < cap {
+                            idx[ne] = b as u32;
+                            ne += 1;
+                        }
+                    });
+                }
+                (ne, ntok)
+            }
+            AttentionBackend::Dense => {
+                let last = if self.pattern.causal { i + 1 } else { n };
+                for (slot, j) in idx.iter_mut().zip(0..last) {
+                    *slot = j as u32;
+                    ne += 1;
+                }
+                (ne, ne)
+            }
+        }
+    }
+
+    /// Attention of query `i` of `n` (all heads, `q` is `Hq·dh`) into `att` (`Hq·dh`):
+    /// scores `q·k` (i32), `p = 2^(−R(max − s))` (Q16), weights `p·⌊2^47/Σp⌋ / 2^32`
+    /// (Q15), `att = (Σ w·v) / 2^7` (i16 at the value scale / 256).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attend(
+        &self,
+        lw: &QLayer<'_>,
+        i: usize,
+        n: usize,
+        q: &[i16],
+        src: &KvRows<'_>,
+        idx: &mut [u32],
+        scores: &mut [i32],
+        att: &mut [i16],
+    ) {
+        let cap = idx.len().min(scores.len());
+        let (ne, ntok) = self.candidates(i, n, &mut idx[..cap]);
+        let d = &self.meta.dims;
+        let dh = d.head_dim;
+        let group = d.q_heads / d.kv_heads;
+        let w = src.width;
+        for h in 0..d.q_heads {
+            let kh = h / group;
+            let (lo, hi) = (kh * dh, (kh + 1) * dh);
+            let qh = &q[h * dh..(h + 1) * dh];
+            let mut m = i32::MIN;
+            for (c, (&j, s)) in idx[..ne].iter().zip(scores.iter_mut()).enumerate() {
+                let key = if c < ntok {
+                    KvRows::row(src.k, j as usize, w)
+                } else {
+                    KvRows::row(src.lk, j as usize, w)
+                };
+                let mut acc = 0i32;
+                for (a, b) in qh.iter().zip(&key[lo..hi]) {
+                    acc += *a as i32 * *b as i32;
+                }
+                *s = acc;
+                m = m.max(acc);
+            }
+            let mut z = 0u64;
+            for s in scores[..ne].iter_mut() {
+                let diff = (m as i64 - *s as i64).min(i32::MAX as i64);
+                let p = exp2_neg_q16(requant(diff, lw.att_mult, lw.att_shift));
+                *s = p as i32;
+                z += p as u64;
+            }
+            let r = (1u64 << 47) / z.max(1);
+            let oh = &mut att[h * dh..(h + 1) * dh];
+            let mut o = [0i32; 64];
+            let mut chunk = 0;
+            while chunk < dh {
+                let len = (dh - chunk).min(64);
+                let acc = &mut o[..len];
+                acc.iter_mut().for_each(|a| *a = 0);
+                for (c, (&j, &p)) in idx[..ne].iter().zip(scores.iter()).enumerate() {
+                    let wgt = ((p as u64 * r + (1 << 31)) >> 32) as i32;
+                    let val = if c < ntok {
+                        KvRows::row(src.v, j as usize, w)
+                    } else {
+                        KvRows::row(src.lv, j as usize, w)
+                    };
+                    for (a, b) in acc.iter_mut().zip(&val[lo + chunk..lo + chunk + len]) {
+                        *a += wgt * *b as i32;
+                    }
+                }
+                for (dst, a) in oh[chunk..chunk + len].iter_mut().zip(acc.iter()) {
+                    *dst = sat16(rshift(*a as i64, 7));
+                }
+                chunk += len;
+            }
+        }
+    }
+
+    /// One row after attention: `x += R(att·Wo)`, then the MLP block when present
+    /// (`h`, `hid` scratch of `D` and `H`).
+    pub fn finish_row(
+        &self,
+        lw: &QLayer<'_>,
+        att: &[i16],
+        x: &mut [i16],
+        h: &mut [i16],
+        hid: &mut [i16],
+        acc: &mut [i32],
+    ) {
+        lw.wo.matvec(att, acc);
+        for (o, xo) in x.iter_mut().enumerate() {
+            *xo = sat16(*xo as i64 + lw.wo.out(o, acc[o]));
+        }
+        if let Some((w1, w2)) = &lw.mlp {
+            let hin = self.norm_or_copy(lw.ln2.as_deref(), x, h);
+            w1.matvec(hin, acc);
+            for (o, ho) in hid.iter_mut().enumerate() {
+                let z = sat30(w1.out(o, acc[o]));
+                *ho = sat16(rshift(gelu_q12(z) as i64, lw.gelu_shift));
+            }
+            w2.matvec(hid, acc);
+            for (o, xo) in x.iter_mut().enumerate() {
+                *xo = sat16(*xo as i64 + w2.out(o, acc[o]));
+            }
+        }
+    }
+
+    /// Step 5 for one row: `f = LN_final(x)`, or `x` without a final norm.
+    pub fn final_row(&self, x: &[i16], f: &mut [i16]) {
+        match &self.final_ln {
+            Some(t) => self.layer_norm(t, x, f),
+            None => f.copy_from_slice(x),
+        }
+    }
+
+    /// Mean pooling: `pooled = round(sum / n)`.
+    pub fn pool_mean(sum: &[i64], n: usize, pooled: &mut [i16]) {
+        for (p, s) in pooled.iter_mut().zip(sum) {
+            *p = sat16(div_round(*s, n as i64));
+        }
+    }
+
+    /// Whether the head pools the last position (else the mean).
+    pub fn pools_last(&self) -> bool {
+        self.meta.arch.pooling == Pooling::Last
+    }
+
+    /// Step 7: `logits = sat30(R(pooled·Wc))`.
+    pub fn classify_pooled(&self, pooled: &[i16], acc: &mut [i32], logits: &mut [i32]) {
+        let c = &self.classifier;
+        c.matvec(pooled, acc);
+        for (o, l) in logits.iter_mut().enumerate() {
+            *l = sat30(c.out(o, acc[o]));
+        }
+    }
+}
