@@ -38,6 +38,8 @@ enum Command {
     Train(commands::train::Args),
     /// Evaluate a model on a dataset folder.
     Eval(commands::eval::Args),
+    /// Quantise a float model to an int8 model (post-training, calibrated on a dataset folder).
+    Quantize(commands::quantize::Args),
     /// A random forest on per-recording summary statistics: the baseline for any split.
     Baseline(commands::baseline::Args),
     /// The dense-vs-sparse validation gate.
@@ -148,6 +150,7 @@ fn main() {
         Command::Features(a) => commands::features::run(a),
         Command::Train(a) => commands::train::run(a),
         Command::Eval(a) => commands::eval::run(a),
+        Command::Quantize(a) => commands::quantize::run(a),
         Command::Baseline(a) => commands::baseline::run(a),
         Command::Gate(a) => commands::gate::run(a),
         Command::Classify(a) => commands::classify::run(a),

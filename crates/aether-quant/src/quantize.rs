@@ -80,12 +80,12 @@ pub struct Ranges {
     pub residual: f32,
     /// Per layer: the attention input `h1` (LN1 output).
     pub h1: Vec<f32>,
-    /// Per layer: queries.
-    pub q: Vec<f32>,
-    /// Per layer: keys.
-    pub k: Vec<f32>,
-    /// Per layer: values.
-    pub v: Vec<f32>,
+    /// Per layer, per channel: queries.
+    pub q: Vec<Vec<f32>>,
+    /// Per layer, per channel: keys.
+    pub k: Vec<Vec<f32>>,
+    /// Per layer, per channel: values.
+    pub v: Vec<Vec<f32>>,
     /// Per layer: the MLP input `h2` (LN2 output).
     pub h2: Vec<f32>,
     /// Per layer: GELU outputs.
@@ -100,13 +100,15 @@ pub struct Ranges {
 
 impl Ranges {
     fn new(meta: &ModelMeta) -> Self {
-        let l = meta.dims.layers;
+        let d = &meta.dims;
+        let l = d.layers;
+        let (qw, kw) = (d.q_heads * d.head_dim, d.kv_heads * d.head_dim);
         Self {
             raw: vec![0.0; meta.dims.input_dim],
             h1: vec![0.0; l],
-            q: vec![0.0; l],
-            k: vec![0.0; l],
-            v: vec![0.0; l],
+            q: vec![vec![0.0; qw]; l],
+            k: vec![vec![0.0; kw]; l],
+            v: vec![vec![0.0; kw]; l],
             h2: vec![0.0; l],
             gelu: vec![0.0; l],
             ..Self::default()
@@ -119,9 +121,11 @@ impl Ranges {
         let mx = |a: &mut [f32], b: &[f32]| a.iter_mut().zip(b).for_each(|(x, y)| *x = x.max(*y));
         mx(&mut self.raw, &o.raw);
         mx(&mut self.h1, &o.h1);
-        mx(&mut self.q, &o.q);
-        mx(&mut self.k, &o.k);
-        mx(&mut self.v, &o.v);
+        for l in 0..self.q.len() {
+            mx(&mut self.q[l], &o.q[l]);
+            mx(&mut self.k[l], &o.k[l]);
+            mx(&mut self.v[l], &o.v[l]);
+        }
         mx(&mut self.h2, &o.h2);
         mx(&mut self.gelu, &o.gelu);
         self.input = self.input.max(o.input);
@@ -135,6 +139,79 @@ impl Ranges {
 fn amax(m: &mut f32, xs: &[f32]) {
     for &x in xs {
         *m = m.max(x.abs());
+    }
+}
+
+/// Per-channel maxima of rows of width `m.len()`.
+fn amax_rows(m: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(m.len().max(1)) {
+        for (a, &x) in m.iter_mut().zip(row) {
+            *a = a.max(x.abs());
+        }
+    }
+}
+
+/// `Σ xᵀx` over the rows fed to one matrix (the GPTQ Hessian, up to a factor).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gram {
+    /// Input width `K`.
+    pub k: usize,
+    /// `K × K` sums, row-major (upper triangle filled, mirrored on use).
+    pub sum: Vec<f64>,
+    /// Rows added.
+    pub rows: usize,
+}
+
+impl Gram {
+    fn add(&mut self, x: &[f32]) {
+        let k = x.len();
+        if self.k == 0 {
+            self.k = k;
+            self.sum = vec![0.0; k * k];
+        }
+        for i in 0..k {
+            let xi = x[i] as f64;
+            if xi == 0.0 {
+                continue;
+            }
+            let row = &mut self.sum[i * k..(i + 1) * k];
+            for j in i..k {
+                row[j] += xi * x[j] as f64;
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// The full symmetric matrix.
+    pub fn matrix(&self) -> Vec<f64> {
+        let k = self.k;
+        let mut m = self.sum.clone();
+        for i in 0..k {
+            for j in 0..i {
+                m[i * k + j] = m[j * k + i];
+            }
+        }
+        m
+    }
+}
+
+/// What a calibration pass records: activation ranges and, per matrix input, its Gram
+/// matrix (keys `input`, `layers.{l}.h1`, `layers.{l}.att`, `layers.{l}.h2`,
+/// `layers.{l}.gelu`, `pooled`).
+#[derive(Debug, Clone, Default)]
+pub struct Observer {
+    /// Activation ranges.
+    pub ranges: Ranges,
+    /// Gram matrices of the matrix inputs.
+    pub grams: HashMap<String, Gram>,
+}
+
+impl Observer {
+    fn rows(&mut self, key: &str, rows: &[f32], width: usize) {
+        let g = self.grams.entry(key.to_string()).or_default();
+        for r in rows.chunks_exact(width.max(1)) {
+            g.add(r);
+        }
     }
 }
 
@@ -206,9 +283,9 @@ impl FloatRef {
         self.get(&format!("layers.{l}.{s}"))
     }
 
-    /// Logits of one sequence (`n·F` values), recording ranges into `ranges` when given.
-    pub fn forward(&self, frames: &[f32], ranges: Option<&mut Ranges>) -> Vec<f32> {
-        self.run(frames, ranges, None)
+    /// Logits of one sequence (`n·F` values), recording into `obs` when given.
+    pub fn forward(&self, frames: &[f32], obs: Option<&mut Observer>) -> Vec<f32> {
+        self.run(frames, obs, None)
     }
 
     /// The residual after the embedding and after each layer, and the logits.
@@ -221,7 +298,7 @@ impl FloatRef {
     fn run(
         &self,
         frames: &[f32],
-        ranges: Option<&mut Ranges>,
+        mut obs: Option<&mut Observer>,
         mut trace: Option<&mut Vec<Vec<f32>>>,
     ) -> Vec<f32> {
         let m = &self.meta;
@@ -259,6 +336,9 @@ impl FloatRef {
                 }
             }
             amax(&mut loc.input, &u);
+            if let Some(o) = obs.as_deref_mut() {
+                o.rows("input", &u, f);
+            }
             let row = &mut x[t * dm..(t + 1) * dm];
             match self.get("embed.w") {
                 Some(w) => vec_mat(&u, w, self.get("embed.b"), row),
@@ -325,9 +405,12 @@ impl FloatRef {
                 hs[t * dm..(t + 1) * dm].copy_from_slice(&h);
             }
             amax(&mut loc.h1[l], &hs);
-            amax(&mut loc.q[l], &q);
-            amax(&mut loc.k[l], &k);
-            amax(&mut loc.v[l], &v);
+            amax_rows(&mut loc.q[l], &q);
+            amax_rows(&mut loc.k[l], &k);
+            amax_rows(&mut loc.v[l], &v);
+            if let Some(o) = obs.as_deref_mut() {
+                o.rows(&format!("layers.{l}.h1"), &hs, dm);
+            }
             let sparse = a.attention == AttentionBackend::Sparse;
             let bs = m.pattern.block_size;
             let blocks = if sparse && pat.landmarks {
@@ -391,6 +474,9 @@ impl FloatRef {
                         }
                     }
                 }
+                if let Some(o) = obs.as_deref_mut() {
+                    o.rows(&format!("layers.{l}.att"), &att, qw);
+                }
                 let row = &mut x[t * dm..(t + 1) * dm];
                 let mut upd = vec![0.0f32; dm];
                 vec_mat(&att, get("wo").unwrap_or(&[]), get("bo"), &mut upd);
@@ -405,6 +491,10 @@ impl FloatRef {
                     vec_mat(&h2, get("mlp.w1").unwrap_or(&[]), get("mlp.b1"), &mut hid);
                     hid.iter_mut().for_each(|z| *z = gelu(*z));
                     amax(&mut loc.gelu[l], &hid);
+                    if let Some(o) = obs.as_deref_mut() {
+                        o.rows(&format!("layers.{l}.h2"), &h2, dm);
+                        o.rows(&format!("layers.{l}.gelu"), &hid, d.mlp_hidden);
+                    }
                     vec_mat(&hid, get("mlp.w2").unwrap_or(&[]), get("mlp.b2"), &mut upd);
                     for (xi, ui) in row.iter_mut().zip(&upd) {
                         *xi += ui;
@@ -449,19 +539,24 @@ impl FloatRef {
             &mut logits,
         );
         amax(&mut loc.logits, &logits);
-        if let Some(r) = ranges {
-            r.merge(&loc);
+        if let Some(o) = obs {
+            o.rows("pooled", &pooled, dm);
+            o.ranges.merge(&loc);
         }
         logits
     }
 
-    /// Activation ranges over `windows` (each `n·F` values, run as its own sequence).
-    pub fn calibrate(&self, windows: &[&[f32]]) -> Ranges {
-        let mut r = Ranges::new(&self.meta);
+    /// Activation ranges and input Gram matrices over `windows` (each `n·F` values, run
+    /// as its own sequence).
+    pub fn calibrate(&self, windows: &[&[f32]]) -> Observer {
+        let mut o = Observer {
+            ranges: Ranges::new(&self.meta),
+            grams: HashMap::new(),
+        };
         for w in windows {
-            self.forward(w, Some(&mut r));
+            self.forward(w, Some(&mut o));
         }
-        r
+        o
     }
 }
 
@@ -472,6 +567,9 @@ pub struct QuantizeOptions {
     pub residual_headroom: f32,
     /// Headroom of the other int16 points.
     pub headroom: f32,
+    /// Round weights with GPTQ (error feedback through the inputs' Gram matrix) instead
+    /// of to nearest.
+    pub gptq: bool,
 }
 
 impl Default for QuantizeOptions {
@@ -479,6 +577,7 @@ impl Default for QuantizeOptions {
         Self {
             residual_headroom: 2.0,
             headroom: 1.25,
+            gptq: true,
         }
     }
 }
@@ -492,12 +591,13 @@ pub struct Scales {
     pub x: f64,
     /// Per layer: attention input (i16; the residual's without pre-norm).
     pub h1: Vec<f64>,
-    /// Per layer: queries (i16).
+    /// Per layer: the query constant `c`: a query's integer channel `d` is
+    /// `q_d · s_k,d / c`, so `q·k = c · Σ q_int·k_int` (the key scales fold into it).
     pub q: Vec<f64>,
-    /// Per layer: keys (i8).
-    pub k: Vec<f64>,
-    /// Per layer: values (i8).
-    pub v: Vec<f64>,
+    /// Per layer, per channel: keys (i8).
+    pub k: Vec<Vec<f64>>,
+    /// Per layer, per channel: values (i8).
+    pub v: Vec<Vec<f64>>,
     /// Per layer: MLP input (i16).
     pub h2: Vec<f64>,
     /// Per layer: GELU output shift (the `w2` input is Q(12 − shift)).
@@ -521,13 +621,32 @@ impl Scales {
     /// Scales from observed ranges.
     pub fn from_ranges(meta: &ModelMeta, r: &Ranges, o: &QuantizeOptions) -> Self {
         let a = &meta.arch;
+        let d = &meta.dims;
         let x = scale16(r.residual, o.residual_headroom);
-        let l = meta.dims.layers;
+        let l = d.layers;
         let per = |v: &[f32], on: bool| -> Vec<f64> {
             (0..l)
                 .map(|i| if on { scale16(v[i], o.headroom) } else { x })
                 .collect()
         };
+        let k: Vec<Vec<f64>> =
+            r.k.iter()
+                .map(|c| c.iter().map(|&m| scale8(m)).collect())
+                .collect();
+        let v: Vec<Vec<f64>> =
+            r.v.iter()
+                .map(|c| c.iter().map(|&m| scale8(m)).collect())
+                .collect();
+        let q = (0..l)
+            .map(|i| {
+                let m = r.q[i]
+                    .iter()
+                    .enumerate()
+                    .map(|(ch, &qm)| qm as f64 * k[i][kv_channel(d, ch)])
+                    .fold(0.0f64, f64::max);
+                (m * o.headroom as f64).max(1e-12) / 32767.0
+            })
+            .collect();
         let gelu_shift = (0..l)
             .map(|i| {
                 let mut s = 0u32;
@@ -536,7 +655,7 @@ impl Scales {
                 {
                     s += 1;
                 }
-                if meta.dims.mlp_hidden > 0 {
+                if d.mlp_hidden > 0 {
                     s
                 } else {
                     0
@@ -557,10 +676,10 @@ impl Scales {
             },
             x,
             h1: per(&r.h1, a.pre_norm),
-            q: (0..l).map(|i| scale16(r.q[i], o.headroom)).collect(),
-            k: (0..l).map(|i| scale8(r.k[i])).collect(),
-            v: (0..l).map(|i| scale8(r.v[i])).collect(),
-            h2: per(&r.h2, a.pre_norm && meta.dims.mlp_hidden > 0),
+            q,
+            k,
+            v,
+            h2: per(&r.h2, a.pre_norm && d.mlp_hidden > 0),
             gelu_shift,
             fin: if a.final_norm {
                 scale16(r.fin, o.headroom)
@@ -570,6 +689,13 @@ impl Scales {
             logit_shift,
         }
     }
+}
+
+/// The key/value channel a query (or attention output) channel reads.
+fn kv_channel(d: &aether_rvne::Dims, ch: usize) -> usize {
+    let dh = d.head_dim;
+    let group = d.q_heads / d.kv_heads;
+    (ch / dh / group) * dh + ch % dh
 }
 
 /// A per-layer comparison of the integer head with the float model.
@@ -582,6 +708,18 @@ pub struct Report {
     pub agreement: f64,
     /// Windows compared.
     pub windows: usize,
+}
+
+/// One matrix to quantise: its float weights as the integer path sees them (rows of the
+/// output projection scaled by the value channels), the input Gram matrix in the same
+/// units, the input scale and the per-output-column output scales.
+struct MatJob {
+    w: Vec<f64>,
+    cols: usize,
+    gram: Option<Vec<f64>>,
+    s_in: f64,
+    s_out: Vec<f64>,
+    bias: Option<Vec<f64>>,
 }
 
 /// Quantises `model` with activation ranges from `windows`; returns the int8 model and
@@ -597,14 +735,13 @@ pub fn quantize(
             detail: "no calibration windows",
         });
     }
-    let fr = FloatRef::new(model)?;
-    let ranges = fr.calibrate(windows);
     let meta = model.meta;
     let d = &meta.dims;
     for (what, v) in [
         ("input width F", d.input_dim),
         ("model width D", d.d_model),
         ("query width Hq·dh", d.q_heads * d.head_dim),
+        ("head dimension dh", d.head_dim),
         ("MLP width H", d.mlp_hidden),
     ] {
         if v > MAX_K {
@@ -615,46 +752,62 @@ pub fn quantize(
             });
         }
     }
-    let s = Scales::from_ranges(&meta, &ranges, opts);
+    let fr = FloatRef::new(model)?;
+    let obs = fr.calibrate(windows);
+    let s = Scales::from_ranges(&meta, &obs.ranges, opts);
     let qmeta = meta.with_int8(true);
-    let get = |name: &str| fr.get(name);
     let mut tensors = Vec::new();
-    for spec in qmeta.tensor_specs() {
+    let mut specs = qmeta.tensor_specs().peekable();
+    while let Some(spec) = specs.next() {
         let name = spec.name();
-        let name = name.as_str();
-        let data = match (spec.kind, spec.part) {
-            (TensorKind::InputQ, _) => TensorData::I32(input_table(&fr, &ranges, &s)),
-            (TensorKind::PosQ, _) => TensorData::I32(pos_table(d.d_model)),
-            (TensorKind::Ln1Q, _) => TensorData::I32(ln_table(
+        let name = name.as_str().to_string();
+        let shape = |sp: &aether_rvne::TensorSpec| sp.shape.as_slice().to_vec();
+        let data = match spec.kind {
+            TensorKind::InputQ => TensorData::I32(input_table(&fr, &obs.ranges, &s)),
+            TensorKind::PosQ => TensorData::I32(pos_table(d.d_model)),
+            TensorKind::Ln1Q => TensorData::I32(ln_table(
                 &fr,
                 &format!("layers.{}.ln1", spec.layer),
                 s.h1[spec.layer],
             )),
-            (TensorKind::Ln2Q, _) => TensorData::I32(ln_table(
+            TensorKind::Ln2Q => TensorData::I32(ln_table(
                 &fr,
                 &format!("layers.{}.ln2", spec.layer),
                 s.h2[spec.layer],
             )),
-            (TensorKind::FinalLnQ, _) => TensorData::I32(ln_table(&fr, "final_ln", s.fin)),
-            (k, part) => {
-                let base = name.strip_suffix(part.suffix()).unwrap_or(name).to_string();
-                let w = get(&base).ok_or(QuantError::NotInt8)?;
-                let cols = spec_cols(&qmeta, k);
-                let (wq, ws) = quantize_weights(w, cols);
-                match part {
-                    Part::Data => TensorData::I8(wq),
-                    Part::Scale => TensorData::F32(ws.iter().map(|&x| x as f32).collect()),
-                    Part::Rq => {
-                        let (s_in, s_out) = io_scales(&s, k, spec.layer);
-                        let bias = bias_of(&fr, &base);
-                        TensorData::I32(rq_table(&ws, bias, s_in, s_out))
-                    }
+            TensorKind::FinalLnQ => TensorData::I32(ln_table(&fr, "final_ln", s.fin)),
+            k => {
+                // A matrix: its data, scale and rq come next in canonical order.
+                debug_assert_eq!(spec.part, Part::Data);
+                let job = mat_job(&fr, &obs, &s, k, spec.layer, &name)?;
+                let (q, ws) = quantize_matrix(&job, opts.gptq);
+                let rq = rq_table(&ws, job.bias.as_deref(), job.s_in, &job.s_out);
+                tensors.push(QuantTensor {
+                    name: name.clone(),
+                    shape: shape(&spec),
+                    data: TensorData::I8(q),
+                });
+                for (part, data) in [
+                    (
+                        Part::Scale,
+                        TensorData::F32(ws.iter().map(|&x| x as f32).collect()),
+                    ),
+                    (Part::Rq, TensorData::I32(rq)),
+                ] {
+                    let sp = specs.next().ok_or(QuantError::NotInt8)?;
+                    debug_assert_eq!(sp.part, part);
+                    tensors.push(QuantTensor {
+                        name: sp.name().as_str().into(),
+                        shape: shape(&sp),
+                        data,
+                    });
                 }
+                continue;
             }
         };
         tensors.push(QuantTensor {
-            name: name.into(),
-            shape: spec.shape.as_slice().to_vec(),
+            name,
+            shape: shape(&spec),
             data,
         });
     }
@@ -665,6 +818,7 @@ pub fn quantize(
     } else {
         (0, 0)
     };
+    let maxf = |v: &[f64]| v.iter().cloned().fold(0.0f64, f64::max);
     let quant = QuantRecord {
         logit_shift: s.logit_shift,
         ln_eps: (LN_EPS * (d.d_model as f64).powi(2) / (s.x * s.x))
@@ -674,7 +828,7 @@ pub fn quantize(
         pe_shift,
         layers: (0..l)
             .map(|i| {
-                let real = s.q[i] * s.k[i] * log2e * 65536.0 / (d.head_dim as f64).sqrt();
+                let real = s.q[i] * log2e * 65536.0 / (d.head_dim as f64).sqrt();
                 let (mut m, mut sh) = quantize_multiplier(real);
                 if m <= 0 {
                     (m, sh) = (1, SHIFT_RANGE.1);
@@ -689,7 +843,9 @@ pub fn quantize(
         scales: {
             let mut v = vec![s.input as f32, s.x as f32];
             for i in 0..l {
-                v.extend([s.h1[i], s.q[i], s.k[i], s.v[i], s.h2[i]].map(|x| x as f32));
+                v.extend(
+                    [s.h1[i], s.q[i], maxf(&s.k[i]), maxf(&s.v[i]), s.h2[i]].map(|x| x as f32),
+                );
             }
             v.push(s.fin as f32);
             debug_assert_eq!(v.len(), quant_scale_count(l));
@@ -700,8 +856,8 @@ pub fn quantize(
     metadata.retain(|(k, _)| !k.starts_with("int8."));
     metadata.push(("int8.calibration_windows".into(), windows.len().to_string()));
     metadata.push((
-        "int8.scheme".into(),
-        "i8 weights per output channel, i16 activations, i8 KV caches (docs/int8.md)".into(),
+        "int8.rounding".into(),
+        if opts.gptq { "gptq" } else { "nearest" }.into(),
     ));
     let q = QuantModelFile {
         meta: qmeta,
@@ -715,29 +871,88 @@ pub fn quantize(
     Ok((q, s))
 }
 
-fn spec_cols(meta: &ModelMeta, k: TensorKind) -> usize {
-    let d = &meta.dims;
-    match k {
-        TensorKind::EmbedW | TensorKind::Wo | TensorKind::MlpW2 => d.d_model,
-        TensorKind::Wq => d.q_heads * d.head_dim,
-        TensorKind::Wk | TensorKind::Wv => d.kv_heads * d.head_dim,
-        TensorKind::MlpW1 => d.mlp_hidden,
-        _ => d.classes,
+/// The quantisation job of matrix `name` (kind `k`, layer `l`).
+fn mat_job(
+    fr: &FloatRef,
+    obs: &Observer,
+    s: &Scales,
+    k: TensorKind,
+    l: usize,
+    name: &str,
+) -> Result<MatJob> {
+    let d = &fr.meta().dims;
+    let w = fr.get(name).ok_or(QuantError::NotInt8)?;
+    let mut w: Vec<f64> = w.iter().map(|&x| x as f64).collect();
+    let bias = bias_of(fr, name).map(|b| b.iter().map(|&x| x as f64).collect());
+    let gram = |key: &str| obs.grams.get(key).filter(|g| g.rows > 0).map(Gram::matrix);
+    let (cols, mut g, s_in, s_out) = match k {
+        TensorKind::EmbedW => (d.d_model, gram("input"), s.input, vec![s.x; d.d_model]),
+        TensorKind::Wq => {
+            let qw = d.q_heads * d.head_dim;
+            let out = (0..qw).map(|c| s.q[l] / s.k[l][kv_channel(d, c)]).collect();
+            (qw, gram(&format!("layers.{l}.h1")), s.h1[l], out)
+        }
+        TensorKind::Wk => (
+            s.k[l].len(),
+            gram(&format!("layers.{l}.h1")),
+            s.h1[l],
+            s.k[l].clone(),
+        ),
+        TensorKind::Wv => (
+            s.v[l].len(),
+            gram(&format!("layers.{l}.h1")),
+            s.h1[l],
+            s.v[l].clone(),
+        ),
+        TensorKind::Wo => (
+            d.d_model,
+            gram(&format!("layers.{l}.att")),
+            1.0,
+            vec![s.x; d.d_model],
+        ),
+        TensorKind::MlpW1 => (
+            d.mlp_hidden,
+            gram(&format!("layers.{l}.h2")),
+            s.h2[l],
+            vec![1.0 / 4096.0; d.mlp_hidden],
+        ),
+        TensorKind::MlpW2 => (
+            d.d_model,
+            gram(&format!("layers.{l}.gelu")),
+            2f64.powi(s.gelu_shift[l] as i32 - 12),
+            vec![s.x; d.d_model],
+        ),
+        _ => (
+            d.classes,
+            gram("pooled"),
+            s.fin,
+            vec![2f64.powi(-(s.logit_shift as i32)); d.classes],
+        ),
+    };
+    if k == TensorKind::Wo {
+        // The attention output's integer channel c is att_c · 256 / s_v(c): fold the
+        // value scales into Wo's rows (and its inputs' Gram matrix).
+        let kk = w.len() / cols;
+        let dv: Vec<f64> = (0..kk).map(|c| s.v[l][kv_channel(d, c)] / 256.0).collect();
+        for (c, row) in w.chunks_exact_mut(cols).enumerate() {
+            row.iter_mut().for_each(|x| *x *= dv[c]);
+        }
+        if let Some(gm) = g.as_mut() {
+            for i in 0..kk {
+                for j in 0..kk {
+                    gm[i * kk + j] /= dv[i] * dv[j];
+                }
+            }
+        }
     }
-}
-
-/// Input and output scale of a matrix's requantisation (`s_in · s_w → s_out`).
-fn io_scales(s: &Scales, k: TensorKind, l: usize) -> (f64, f64) {
-    match k {
-        TensorKind::EmbedW => (s.input, s.x),
-        TensorKind::Wq => (s.h1[l], s.q[l]),
-        TensorKind::Wk => (s.h1[l], s.k[l]),
-        TensorKind::Wv => (s.h1[l], s.v[l]),
-        TensorKind::Wo => (s.v[l] / 256.0, s.x),
-        TensorKind::MlpW1 => (s.h2[l], 1.0 / 4096.0),
-        TensorKind::MlpW2 => (2f64.powi(s.gelu_shift[l] as i32 - 12), s.x),
-        _ => (s.fin, 2f64.powi(-(s.logit_shift as i32))),
-    }
+    Ok(MatJob {
+        w,
+        cols,
+        gram: g,
+        s_in,
+        s_out,
+        bias,
+    })
 }
 
 fn bias_of<'a>(fr: &'a FloatRef, matrix: &str) -> Option<&'a [f32]> {
@@ -761,15 +976,69 @@ fn bias_of<'a>(fr: &'a FloatRef, matrix: &str) -> Option<&'a [f32]> {
     fr.get(&name)
 }
 
-/// Per output column: `scale = max |W[:, o]| / 127` (1 for an all-zero column) and
-/// `q = round(W / scale)`.
-fn quantize_weights(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f64>) {
-    let rows = w.len() / cols.max(1);
+/// Cholesky factor `L` (lower, `A = L·Lᵀ`) of a symmetric positive definite `n × n`
+/// matrix; `None` when it is not.
+fn cholesky(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = a[i * n + j];
+            for k in 0..j {
+                sum -= l[i * n + k] * l[j * n + k];
+            }
+            if i == j {
+                if sum <= 0.0 {
+                    return None;
+                }
+                l[i * n + i] = sum.sqrt();
+            } else {
+                l[i * n + j] = sum / l[j * n + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+/// `A⁻¹` from its Cholesky factor.
+fn spd_inverse(l: &[f64], n: usize) -> Vec<f64> {
+    // L⁻¹ by forward substitution, then A⁻¹ = L⁻ᵀ L⁻¹.
+    let mut li = vec![0.0; n * n];
+    for i in 0..n {
+        li[i * n + i] = 1.0 / l[i * n + i];
+        for j in 0..i {
+            let mut sum = 0.0;
+            for k in j..i {
+                sum += l[i * n + k] * li[k * n + j];
+            }
+            li[i * n + j] = -sum / l[i * n + i];
+        }
+    }
+    let mut inv = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let mut sum = 0.0;
+            for k in i..n {
+                sum += li[k * n + i] * li[k * n + j];
+            }
+            inv[i * n + j] = sum;
+            inv[j * n + i] = sum;
+        }
+    }
+    inv
+}
+
+/// Per output column: `scale = max |W[:, o]| / 127` (1 for an all-zero column); then the
+/// int8 matrix by GPTQ (rows in order, each rounding error spread over the later rows
+/// through the upper Cholesky factor of the damped inverse Gram matrix, which minimises
+/// `‖X·W − X·Q‖` over the calibration inputs `X`) or round-to-nearest.
+fn quantize_matrix(job: &MatJob, gptq: bool) -> (Vec<i8>, Vec<f64>) {
+    let cols = job.cols.max(1);
+    let rows = job.w.len() / cols;
     let scales: Vec<f64> = (0..cols)
         .map(|o| {
             let m = (0..rows)
-                .map(|i| w[i * cols + o].abs())
-                .fold(0.0f32, f32::max) as f64;
+                .map(|i| job.w[i * cols + o].abs())
+                .fold(0.0f64, f64::max);
             if m > 0.0 {
                 m / 127.0
             } else {
@@ -777,20 +1046,72 @@ fn quantize_weights(w: &[f32], cols: usize) -> (Vec<i8>, Vec<f64>) {
             }
         })
         .collect();
-    let q = w
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| (x as f64 / scales[i % cols]).round().clamp(-127.0, 127.0) as i8)
-        .collect();
+    let round = |x: f64, s: f64| (x / s).round().clamp(-127.0, 127.0);
+    let mut w = job.w.clone();
+    let mut q = vec![0i8; w.len()];
+    let upper = match (&job.gram, gptq) {
+        (Some(g), true) if g.len() == rows * rows => {
+            let mut h = g.clone();
+            let mean_diag = (0..rows).map(|i| h[i * rows + i]).sum::<f64>() / rows as f64;
+            let damp = 0.01 * mean_diag.max(1e-12);
+            for i in 0..rows {
+                h[i * rows + i] += damp;
+            }
+            cholesky(&h, rows).and_then(|l| {
+                let inv = spd_inverse(&l, rows);
+                // upper factor U of inv (inv = Uᵀ·U) = transpose of the lower factor of
+                // the reversed matrix; computed directly row by row.
+                cholesky_upper(&inv, rows)
+            })
+        }
+        _ => None,
+    };
+    for i in 0..rows {
+        for o in 0..cols {
+            let x = w[i * cols + o];
+            let qq = round(x, scales[o]);
+            q[i * cols + o] = qq as i8;
+            if let Some(u) = &upper {
+                let err = (x - qq * scales[o]) / u[i * rows + i];
+                for j in i + 1..rows {
+                    w[j * cols + o] -= err * u[i * rows + j];
+                }
+            }
+        }
+    }
     (q, scales)
 }
 
-fn rq_table(ws: &[f64], bias: Option<&[f32]>, s_in: f64, s_out: f64) -> Vec<i32> {
+/// Upper Cholesky factor `U` (`A = Uᵀ·U`) of a symmetric positive definite matrix.
+fn cholesky_upper(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut u = vec![0.0; n * n];
+    for i in 0..n {
+        let mut d = a[i * n + i];
+        for k in 0..i {
+            d -= u[k * n + i] * u[k * n + i];
+        }
+        if d <= 0.0 {
+            return None;
+        }
+        let di = d.sqrt();
+        u[i * n + i] = di;
+        for j in i + 1..n {
+            let mut sum = a[i * n + j];
+            for k in 0..i {
+                sum -= u[k * n + i] * u[k * n + j];
+            }
+            u[i * n + j] = sum / di;
+        }
+    }
+    Some(u)
+}
+
+fn rq_table(ws: &[f64], bias: Option<&[f64]>, s_in: f64, s_out: &[f64]) -> Vec<i32> {
     let mut t = Vec::with_capacity(3 * ws.len());
     for (o, &sw) in ws.iter().enumerate() {
         let acc_scale = s_in * sw;
-        let b = bias.map_or(0.0, |b| b[o] as f64 / acc_scale);
-        let (m, s) = quantize_multiplier(acc_scale / s_out);
+        let b = bias.map_or(0.0, |b| b[o] / acc_scale);
+        let (m, s) = quantize_multiplier(acc_scale / s_out[o]);
         t.extend([
             b.round().clamp(-(i32::MAX as f64), i32::MAX as f64) as i32,
             m,

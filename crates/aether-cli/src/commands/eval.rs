@@ -1,6 +1,7 @@
 //! `aether eval --model M --data DIR [--json]`: score a `.rvne` model on a dataset.
 //!
-//! The model runs through the inference head (`TemporalHead`, the code a node runs),
+//! The model runs through the inference head (`TemporalHead`, the code a node runs; an
+//! int8 model from `aether quantize` through the integer head, `aether_quant::QuantHead`),
 //! over windows of the length and stride stored in the model (`data.window`,
 //! `data.stride`; `--window` / `--stride` override, and a model without them — v1 —
 //! classifies each recording whole). `accuracy` is per recording: the windows of a
@@ -61,6 +62,10 @@ pub struct LoadedModel {
     pub named_classes: bool,
     /// Stored window length and stride, if any.
     pub window: Option<(usize, usize)>,
+    /// Input features per frame.
+    pub feature_dim: usize,
+    /// Whether this is an int8 model (runs on the integer head).
+    pub int8: bool,
 }
 
 impl LoadedModel {
@@ -70,9 +75,15 @@ impl LoadedModel {
         let name = path.display().to_string();
         let view =
             BlobView::parse(&bytes).with_context(|| format!("{name}: not a valid .rvne file"))?;
-        let head = TemporalHead::from_view(&view)
-            .with_context(|| format!("{name}: cannot build the model"))?;
-        let c = head.config().classes;
+        if view.is_int8() {
+            aether_quant::QuantHead::from_view(&view)
+                .with_context(|| format!("{name}: cannot build the int8 model"))?;
+        } else {
+            TemporalHead::from_view(&view)
+                .with_context(|| format!("{name}: cannot build the model"))?;
+        }
+        let d = view.meta().dims;
+        let c = d.classes;
         let classes = (0..c)
             .map(|i| {
                 view.class_name(i)
@@ -80,7 +91,7 @@ impl LoadedModel {
             })
             .collect();
         let features = if view.has_feature_names() {
-            (0..head.config().features)
+            (0..d.input_dim)
                 .map(|i| view.feature_name(i).unwrap_or("").to_string())
                 .collect()
         } else {
@@ -97,6 +108,8 @@ impl LoadedModel {
         };
         Ok(Self {
             named_classes: view.has_class_names(),
+            feature_dim: d.input_dim,
+            int8: view.is_int8(),
             bytes,
             classes,
             features,
@@ -109,8 +122,15 @@ impl LoadedModel {
         Ok(TemporalHead::from_blob(&self.bytes)?)
     }
 
-    /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head.
+    /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head (the
+    /// integer head for an int8 model; its logits converted to f32 exactly).
     pub fn logits(&self, backend: Option<Backend>, windows: &[&[f32]]) -> Result<Vec<f32>> {
+        if self.int8 {
+            if backend.is_some() {
+                bail!("--backend cannot override the attention of an int8 model");
+            }
+            return super::quantize::int8_logits(&self.bytes)(windows);
+        }
         let mut head = self.head()?;
         if let Some(b) = backend {
             head.set_backend(b);
@@ -153,7 +173,7 @@ pub fn run(args: Args) -> Result<()> {
             m.features.get(i).map_or("", |s| s.as_str())
         );
     }
-    let head_features = m.head()?.config().features;
+    let head_features = m.feature_dim;
     if ds.dim() != head_features {
         bail!(
             "{name}: {} features, the model takes {head_features}",

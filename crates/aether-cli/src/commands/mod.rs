@@ -11,6 +11,7 @@ pub mod features;
 pub mod gate;
 pub mod init;
 pub mod inspect;
+pub mod quantize;
 pub mod replay;
 pub mod serve;
 pub mod simulate;

@@ -65,6 +65,11 @@ pub struct Args {
     /// Store weights as f16.
     #[arg(long)]
     pub f16: bool,
+    /// Also quantise the trained head to int8 (docs/int8.md; calibrated on its training
+    /// windows) and evaluate it beside the float head: writes OUT's sibling
+    /// `<stem>.int8.rvne`; with --kfold every fold's int8 head is tested too.
+    #[arg(long)]
+    pub int8: bool,
     /// Cross-validate with K folds by recording, 2..=1000 (writes the report to --out, no model).
     #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS))]
     pub kfold: Option<usize>,
@@ -788,6 +793,9 @@ fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
             ),
         },
     ];
+    if args.int8 {
+        v.push(("the int8 model".into(), sibling(&args.out, ".int8.rvne")));
+    }
     if !args.no_plots {
         v.push(("the curves plot".into(), sibling(&args.out, ".curves.svg")));
         v.push((
@@ -841,6 +849,25 @@ pub fn run(args: Args) -> Result<()> {
     };
     let bytes = model_bytes(&fitted, &ds, &hash, v1, args.f16)?;
     write_atomic(&args.out, &bytes)?;
+    let int8 = if args.int8 {
+        let tr = WindowSet::new(&ds, &fitted.train_recordings, fitted.window)?;
+        let q = super::quantize::quantize_bytes(&bytes, &tr.slices())?;
+        let path = sibling(&args.out, ".int8.rvne");
+        write_atomic(&path, &q)?;
+        let e = if fitted.val_recordings.is_empty() {
+            None
+        } else {
+            Some(evaluate(
+                &ds,
+                &fitted.val_recordings,
+                fitted.window,
+                super::quantize::int8_logits(&q),
+            )?)
+        };
+        Some((path, q.len(), e))
+    } else {
+        None
+    };
     let mut report = fitted_json(&fitted, &ds, val.as_ref());
     let obj = report.as_object_mut().expect("object");
     obj.insert("data".into(), json!(args.data.display().to_string()));
@@ -858,6 +885,16 @@ pub fn run(args: Args) -> Result<()> {
     obj.insert("model".into(), json!(args.out.display().to_string()));
     obj.insert("format".into(), json!(args.format));
     obj.insert("model_bytes".into(), json!(bytes.len()));
+    if let Some((path, n, e)) = &int8 {
+        obj.insert(
+            "int8".into(),
+            json!({
+                "model": path.display().to_string(),
+                "model_bytes": n,
+                "validation": e.as_ref().map(|e| evaluation_json(e, &ds.classes)),
+            }),
+        );
+    }
     let report_path = args
         .report
         .clone()
@@ -867,6 +904,15 @@ pub fn run(args: Args) -> Result<()> {
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
     let mut written = vec![args.out.clone(), report_path];
+    if let Some((path, _, e)) = &int8 {
+        if let Some(e) = e {
+            println!(
+                "validation, int8 head: accuracy {:.3} per recording, {:.3} per window, macro-F1 {:.3}",
+                e.recordings.accuracy, e.windows.accuracy, e.recordings.macro_f1
+            );
+        }
+        written.push(path.clone());
+    }
     if !args.no_plots {
         let curves = sibling(&args.out, ".curves.svg");
         write_atomic(&curves, curves_svg(&fitted.outcome.history)?.as_bytes())?;
@@ -918,6 +964,8 @@ fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) ->
     let mut fold_json = Vec::new();
     let (mut accs, mut f1s, mut waccs) = (Vec::new(), Vec::new(), Vec::new());
     let mut confusion = vec![vec![0u64; ds.classes.len()]; ds.classes.len()];
+    let mut confusion8 = confusion.clone();
+    let (mut accs8, mut f1s8, mut waccs8) = (Vec::new(), Vec::new(), Vec::new());
     for (i, fold) in folds.iter().enumerate() {
         let train_pool: Vec<usize> = fold.train.iter().map(|&j| pool[j]).collect();
         let test: Vec<usize> = fold.test.iter().map(|&j| pool[j]).collect();
@@ -948,13 +996,37 @@ fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) ->
         j.as_object_mut()
             .expect("object")
             .insert("test".into(), evaluation_json(&e, &ds.classes));
+        if args.int8 {
+            let bytes = model_bytes(&fitted, ds, hash, false, false)?;
+            let tr = WindowSet::new(ds, &fitted.train_recordings, fitted.window)?;
+            let q = super::quantize::quantize_bytes(&bytes, &tr.slices())?;
+            let e8 = evaluate(ds, &test, fitted.window, super::quantize::int8_logits(&q))?;
+            for (t, row) in e8.recordings.confusion.rows().iter().enumerate() {
+                for (p, v) in row.iter().enumerate() {
+                    confusion8[t][p] += v;
+                }
+            }
+            println!(
+                "fold {}/{k}, int8 head: accuracy {:.3} per recording, {:.3} per window, macro-F1 {:.3}",
+                i + 1,
+                e8.recordings.accuracy,
+                e8.windows.accuracy,
+                e8.recordings.macro_f1
+            );
+            accs8.push(e8.recordings.accuracy);
+            f1s8.push(e8.recordings.macro_f1);
+            waccs8.push(e8.windows.accuracy);
+            j.as_object_mut()
+                .expect("object")
+                .insert("test_int8".into(), evaluation_json(&e8, &ds.classes));
+        }
         fold_json.push(j);
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let pooled_correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
     let pooled_total: u64 = confusion.iter().flatten().sum();
     let pooled = pooled_correct as f64 / pooled_total.max(1) as f64;
-    let report = json!({
+    let mut report = json!({
         "data": args.data.display().to_string(),
         "data_sha256": hash,
         "classes": ds.classes,
@@ -967,6 +1039,28 @@ fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) ->
         "confusion": confusion,
         "per_fold": fold_json,
     });
+    if args.int8 {
+        let c8: u64 = (0..confusion8.len()).map(|i| confusion8[i][i]).sum();
+        let t8: u64 = confusion8.iter().flatten().sum();
+        let pooled8 = c8 as f64 / t8.max(1) as f64;
+        report.as_object_mut().expect("object").insert(
+            "int8".into(),
+            json!({
+                "accuracy": pooled8,
+                "mean_fold_accuracy": mean(&accs8),
+                "mean_fold_macro_f1": mean(&f1s8),
+                "mean_fold_window_accuracy": mean(&waccs8),
+                "confusion": confusion8,
+            }),
+        );
+        println!(
+            "{k}-fold by recording, int8 head: accuracy {:.3} (pooled), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}",
+            pooled8,
+            mean(&accs8),
+            mean(&f1s8),
+            mean(&waccs8)
+        );
+    }
     write_atomic(&args.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
     println!(
         "{k}-fold by recording: accuracy {:.3} (pooled over {}), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
