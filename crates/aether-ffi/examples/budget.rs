@@ -153,8 +153,12 @@ fn main() {
         let (ctx, heap) = init(aligned, window);
         // SAFETY: `ctx` is live.
         let c = unsafe { (*ctx).context() };
-        assert_eq!(c.head().owned_weight_bytes(), 0, "weights must be borrowed");
-        let absorbed = c.workspace().is_absorbed();
+        assert_eq!(
+            c.head().expect("f32 model").owned_weight_bytes(),
+            0,
+            "weights must be borrowed"
+        );
+        let absorbed = c.workspace().expect("f32 model").is_absorbed();
         let ring = window * f * 4;
         let ws = c.workspace_bytes();
         let x = window * d * 4;

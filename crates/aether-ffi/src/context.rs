@@ -4,12 +4,19 @@
 //! init:      blob ─► BlobView::parse (validate: magic, version, lengths, CRC, contents)
 //!                 ─► F == input_dim, C == n_classes
 //!                 ─► probe the allocator for every large buffer (ESP_ERR_NO_MEM, never abort)
-//!                 ─► TemporalHead::from_view (borrows the aligned f32 tensors)
-//!                 ─► ring [N·F] + Workspace::compact for N frames + logits [C]
+//!                 ─► f32 model:  TemporalHead::from_view (borrows the aligned f32 tensors)
+//!                                + Workspace::compact for N frames
+//!                    int8 model: aether_quant::QuantHead::from_view (borrows the i8 / i32
+//!                                tensors) + QWorkspace for N frames (docs/int8.md)
+//!                 ─► ring [N·F] + logits [C]
 //! push:      ring[(start + len) mod N] = frame                    O(F), no allocation
 //! classify:  rotate the ring in place so the oldest frame is row 0 (O(N·F)),
 //!            TemporalHead::forward_compact_into(ring[..len·F]) ─► logits   no allocation
+//!            (int8: QuantHead::forward_into ─► i32 logits ─► f32, exactly q·2^−shift,
+//!            assembled from integers: no float arithmetic on the node)
 //! ```
+//!
+//! The kind of model is read from the blob (v2 feature bit 10); the ABI is the same.
 //!
 //! The workspace is aether-head's compact layout (row-wise attention), the smallest the
 //! head offers, on the host too, so the host tests run the node's code path: `x [N·D]`
@@ -23,6 +30,7 @@ use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::vec::Vec;
 
 use aether_head::{HeadError, TemporalHead, Workspace};
+use aether_quant::{QWorkspace, QuantHead};
 use aether_rvne::BlobView;
 
 use crate::status::Error;
@@ -31,12 +39,27 @@ use crate::status::Error;
 /// 32-bit targets; the node's use cases need at most ~500.
 pub const MAX_WINDOW: u32 = 1 << 16;
 
+/// The head a context runs: the float head with its compact workspace, or the integer
+/// head (int8 model) with its workspace and an i32 logits row.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per context, built once at init; never moved in a loop
+enum Engine<'a> {
+    Float {
+        head: TemporalHead<'a>,
+        ws: Workspace,
+    },
+    Int8 {
+        head: QuantHead<'a>,
+        ws: QWorkspace,
+        q: Vec<i32>,
+    },
+}
+
 /// The classifier state behind one `ruv_temporal_ctx_t`: the head (borrowing the blob),
 /// a ring of the last `window` frames and all forward scratch, allocated once.
 #[derive(Debug)]
 pub struct Context<'a> {
-    head: TemporalHead<'a>,
-    ws: Workspace,
+    engine: Engine<'a>,
     ring: Vec<f32>,
     logits: Vec<f32>,
     features: usize,
@@ -120,6 +143,54 @@ fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
+/// [`probe`] for an int8 model: ring `[N·F]` f32, residual `x [N·D]` i16, keys and
+/// values `[N·Hkv·dh]` i8 each, the i32 tables that cannot be borrowed (misaligned blob).
+fn probe_int8(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
+    let d = &view.meta().dims;
+    let kv = d.kv_heads.checked_mul(d.head_dim);
+    let copied: usize = view
+        .tensors()
+        .filter(|t| t.dtype() == aether_rvne::DType::I32 && t.as_i32().is_none())
+        .map(|t| t.bytes().len())
+        .fold(0usize, usize::saturating_add);
+    let bytes = [
+        n.checked_mul(d.input_dim).and_then(|x| x.checked_mul(4)),
+        n.checked_mul(d.d_model).and_then(|x| x.checked_mul(2)),
+        kv.and_then(|w| n.checked_mul(w)),
+        kv.and_then(|w| n.checked_mul(w)),
+        Some(copied),
+    ];
+    let mut held: [(*mut u8, Layout); 5] = [(core::ptr::null_mut(), Layout::new::<u8>()); 5];
+    let mut count = 0;
+    let mut result = Ok(());
+    for b in bytes {
+        let Some(b) = b else {
+            result = Err(Error::NoMem { bytes: None });
+            break;
+        };
+        if b == 0 {
+            continue;
+        }
+        let Ok(layout) = Layout::from_size_align(b, 4) else {
+            result = Err(Error::NoMem { bytes: Some(b) });
+            break;
+        };
+        // SAFETY: `layout` has a non-zero size and a valid alignment.
+        let p = unsafe { alloc(layout) };
+        if p.is_null() {
+            result = Err(Error::NoMem { bytes: Some(b) });
+            break;
+        }
+        held[count] = (p, layout);
+        count += 1;
+    }
+    for &(p, layout) in &held[..count] {
+        // SAFETY: `p` was returned non-null by `alloc(layout)` above and is freed once.
+        unsafe { dealloc(p, layout) };
+    }
+    result
+}
+
 impl<'a> Context<'a> {
     /// Validates `blob` (`.rvne` v1 or v2), checks `input_dim` and `n_classes` against
     /// it and allocates everything: the ring of `window_len` frames and all forward
@@ -148,19 +219,32 @@ impl<'a> Context<'a> {
             });
         }
         let window = usize::try_from(window_len).map_err(|_| Error::Window { got: window_len })?;
-        probe(&view, window)?;
-        let head = TemporalHead::from_view(&view)?;
+        let engine = if view.is_int8() {
+            probe_int8(&view, window)?;
+            let head = QuantHead::from_view(&view)?;
+            let ws = QWorkspace::new(&head, window)?;
+            let mut q = Vec::new();
+            q.try_reserve_exact(dims.classes)
+                .map_err(|_| Error::NoMem {
+                    bytes: dims.classes.checked_mul(4),
+                })?;
+            q.resize(dims.classes, 0);
+            Engine::Int8 { head, ws, q }
+        } else {
+            probe(&view, window)?;
+            let head = TemporalHead::from_view(&view)?;
+            let ws = Workspace::compact(&head, window)?;
+            Engine::Float { head, ws }
+        };
         let features = dims.input_dim;
         let ring = zeroed(
             window
                 .checked_mul(features)
                 .ok_or(Error::NoMem { bytes: None })?,
         )?;
-        let ws = Workspace::compact(&head, window)?;
         let logits = zeroed(dims.classes)?;
         Ok(Self {
-            head,
-            ws,
+            engine,
             ring,
             logits,
             features,
@@ -171,9 +255,25 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// The head (configuration and weights).
-    pub fn head(&self) -> &TemporalHead<'a> {
-        &self.head
+    /// The float head (`None` for an int8 model).
+    pub fn head(&self) -> Option<&TemporalHead<'a>> {
+        match &self.engine {
+            Engine::Float { head, .. } => Some(head),
+            Engine::Int8 { .. } => None,
+        }
+    }
+
+    /// The integer head of an int8 model (`None` for a float model).
+    pub fn quant_head(&self) -> Option<&QuantHead<'a>> {
+        match &self.engine {
+            Engine::Int8 { head, .. } => Some(head),
+            Engine::Float { .. } => None,
+        }
+    }
+
+    /// Whether the blob is an int8 model (run by the integer head).
+    pub fn is_int8(&self) -> bool {
+        matches!(self.engine, Engine::Int8 { .. })
     }
 
     /// Features per frame `F`.
@@ -204,17 +304,28 @@ impl<'a> Context<'a> {
     /// Bytes of every buffer the context allocated: ring, logits, workspace and weights
     /// that could not be borrowed (bookkeeping structs excluded; README.md has totals).
     pub fn buffer_bytes(&self) -> usize {
-        (self.ring.len() + self.logits.len()) * 4 + self.ws.bytes() + self.head.owned_weight_bytes()
+        let own = match &self.engine {
+            Engine::Float { head, .. } => head.owned_weight_bytes(),
+            Engine::Int8 { head, q, .. } => head.owned_bytes() + q.len() * 4,
+        };
+        (self.ring.len() + self.logits.len()) * 4 + self.workspace_bytes() + own
     }
 
-    /// Bytes of the forward's [`Workspace`] (the largest part of the working set).
+    /// Bytes of the forward's workspace (the largest part of the working set).
     pub fn workspace_bytes(&self) -> usize {
-        self.ws.bytes()
+        match &self.engine {
+            Engine::Float { ws, .. } => ws.bytes(),
+            Engine::Int8 { ws, .. } => ws.bytes(),
+        }
     }
 
-    /// The forward's [`Workspace`] (aether-head's compact layout; see the module docs).
-    pub fn workspace(&self) -> &Workspace {
-        &self.ws
+    /// The float forward's [`Workspace`] (aether-head's compact layout; `None` for an
+    /// int8 model).
+    pub fn workspace(&self) -> Option<&Workspace> {
+        match &self.engine {
+            Engine::Float { ws, .. } => Some(ws),
+            Engine::Int8 { .. } => None,
+        }
     }
 
     /// Appends one frame (`F` values), dropping the oldest when the window is full.
@@ -243,8 +354,9 @@ impl<'a> Context<'a> {
     }
 
     /// Logits (`C`) of the last `min(pushed, N)` frames, oldest first, into `logits`:
-    /// [`TemporalHead::forward_compact_into`] on exactly those frames. No allocation. On error
-    /// `logits` is left untouched.
+    /// [`TemporalHead::forward_compact_into`] (an int8 model: [`QuantHead::forward_into`],
+    /// logits `q · 2^−shift`) on exactly those frames. No allocation. On error `logits` is
+    /// left untouched.
     pub fn classify(&mut self, logits: &mut [f32]) -> Result<(), Error> {
         if logits.len() != self.classes {
             return Err(Error::Head(HeadError::OutputLen {
@@ -263,8 +375,15 @@ impl<'a> Context<'a> {
             self.start = 0;
         }
         let frames = self.ring.get(..self.len * f).unwrap_or(&[]);
-        self.head
-            .forward_compact_into(frames, &mut self.ws, &mut self.logits)?;
+        match &mut self.engine {
+            Engine::Float { head, ws } => {
+                head.forward_compact_into(frames, ws, &mut self.logits)?
+            }
+            Engine::Int8 { head, ws, q } => {
+                head.forward_into(frames, ws, q)?;
+                head.logits_to_f32(q, &mut self.logits);
+            }
+        }
         logits.copy_from_slice(&self.logits);
         Ok(())
     }

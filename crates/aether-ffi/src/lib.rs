@@ -29,7 +29,7 @@
 //! assert_eq!(ctx.classify(&mut logits).unwrap_err().status(), ESP_ERR_INVALID_STATE);
 //! ctx.push(&[0.25; 16]).unwrap();
 //! ctx.classify(&mut logits).unwrap();
-//! assert_eq!(logits.to_vec(), ctx.head().forward(&[0.25; 16]).unwrap());
+//! assert_eq!(logits.to_vec(), ctx.head().unwrap().forward(&[0.25; 16]).unwrap());
 //! ```
 //!
 //! Without the `std` feature the crate is `no_std`: it brings its own `#[panic_handler]`

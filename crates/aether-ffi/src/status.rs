@@ -8,7 +8,7 @@
 //! | `ESP_ERR_INVALID_SIZE` 0x104 | truncated blob, a length field that disagrees with the buffer, sections or tensors out of bounds, size overflow |
 //! | `ESP_ERR_INVALID_CRC` 0x109 | the CRC-32 footer disagrees with the bytes |
 //! | `ESP_ERR_INVALID_VERSION` 0x10A | not a `.rvne` (magic) or a version other than 1 and 2 |
-//! | `ESP_ERR_NOT_SUPPORTED` 0x106 | a `.rvne` that needs a feature this build does not know (unknown v1 flag bits, v2 required features or records) |
+//! | `ESP_ERR_NOT_SUPPORTED` 0x106 | a `.rvne` that needs a feature this build does not know (unknown v1 flag bits, v2 required features or records), an int8 model beyond the integer head's limits (a width above 511) |
 //! | `ESP_ERR_NO_MEM` 0x101 | the allocator refused a buffer at init |
 //! | `ESP_FAIL` −1 | the forward overflowed f32 on finite input, or (host build) a caught panic |
 //!
@@ -18,6 +18,7 @@
 use core::fmt;
 
 use aether_head::HeadError;
+use aether_quant::QuantError;
 
 /// The firmware's status type: `int32_t`.
 #[allow(non_camel_case_types)]
@@ -83,6 +84,8 @@ pub enum Error {
     Blob(aether_rvne::Error),
     /// The head refused the model or the input.
     Head(HeadError),
+    /// The integer head refused the int8 model or the input.
+    Quant(QuantError),
     /// The allocator refused a buffer at init.
     NoMem {
         /// Bytes of the refused request (`None`: the size itself overflowed).
@@ -117,6 +120,7 @@ impl Error {
             Error::BlobTooLarge { .. } => ESP_ERR_INVALID_SIZE,
             Error::Blob(e) => status_of_blob_error(e),
             Error::Head(e) => status_of_head_error(e),
+            Error::Quant(e) => status_of_quant_error(e),
             Error::NoMem { .. } => ESP_ERR_NO_MEM,
             Error::NoFrames => ESP_ERR_INVALID_STATE,
             Error::Panicked | Error::SelfTest { .. } => ESP_FAIL,
@@ -169,6 +173,18 @@ pub fn status_of_head_error(e: &HeadError) -> esp_err_t {
     }
 }
 
+/// The `esp_err_t` code of an integer-head error (an int8 model outside the integer
+/// path's limits is `ESP_ERR_NOT_SUPPORTED`).
+pub fn status_of_quant_error(e: &QuantError) -> esp_err_t {
+    match e {
+        QuantError::Format { source } => status_of_blob_error(source),
+        QuantError::Unsupported { .. } => ESP_ERR_NOT_SUPPORTED,
+        QuantError::EmptySequence => ESP_ERR_INVALID_STATE,
+        QuantError::WorkspaceMismatch | QuantError::CapacityExceeded { .. } => ESP_FAIL,
+        _ => ESP_ERR_INVALID_ARG,
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -190,6 +206,7 @@ impl fmt::Display for Error {
             ),
             Error::Blob(e) => write!(f, "weight blob: {e}"),
             Error::Head(e) => write!(f, "{e}"),
+            Error::Quant(e) => write!(f, "{e}"),
             Error::NoMem { bytes: Some(b) } => write!(f, "out of memory allocating {b} bytes"),
             Error::NoMem { bytes: None } => write!(f, "buffer size overflows"),
             Error::NonFiniteFrame { feature } => {
@@ -209,6 +226,7 @@ impl core::error::Error for Error {
         match self {
             Error::Blob(e) => Some(e),
             Error::Head(e) => Some(e),
+            Error::Quant(e) => Some(e),
             _ => None,
         }
     }
@@ -219,6 +237,15 @@ impl From<HeadError> for Error {
         match e {
             HeadError::Format { source } => Error::Blob(*source),
             e => Error::Head(e),
+        }
+    }
+}
+
+impl From<QuantError> for Error {
+    fn from(e: QuantError) -> Self {
+        match e {
+            QuantError::Format { source } => Error::Blob(*source),
+            e => Error::Quant(e),
         }
     }
 }
@@ -282,5 +309,16 @@ mod tests {
         assert_eq!(Error::from(HeadError::NumericOverflow).status(), ESP_FAIL);
         assert_eq!(Error::NoFrames.status(), ESP_ERR_INVALID_STATE);
         assert_eq!(Error::NoMem { bytes: None }.status(), ESP_ERR_NO_MEM);
+        let u = QuantError::Unsupported {
+            what: "model width D",
+            value: 600,
+            max: 511,
+        };
+        assert_eq!(Error::from(u).status(), ESP_ERR_NOT_SUPPORTED);
+        let qcrc = QuantError::format(E::CrcMismatch {
+            stored: 1,
+            computed: 2,
+        });
+        assert_eq!(Error::from(qcrc).status(), ESP_ERR_INVALID_CRC);
     }
 }

@@ -136,7 +136,7 @@ fn aligned_blobs_are_borrowed_and_misaligned_ones_copied() {
     let aligned = common::Aligned::new(&blob);
     let ctx = Context::new(aligned.bytes(), 16, 32, 4).unwrap();
     assert!(
-        ctx.head().is_zero_copy(),
+        ctx.head().unwrap().is_zero_copy(),
         "4-aligned f32 v1 blob must be used in place"
     );
     let mut store = vec![0u8; blob.len() + 1];
@@ -144,14 +144,14 @@ fn aligned_blobs_are_borrowed_and_misaligned_ones_copied() {
     let mis = &store[1..];
     if !(mis.as_ptr() as usize).is_multiple_of(4) {
         let c2 = Context::new(mis, 16, 32, 4).unwrap();
-        assert!(!c2.head().is_zero_copy());
-        assert_eq!(c2.head().weights(), ctx.head().weights());
+        assert!(!c2.head().unwrap().is_zero_copy());
+        assert_eq!(c2.head().unwrap().weights(), ctx.head().unwrap().weights());
     }
     for (_, v2, f, c) in common::trained_cases() {
         let a = common::Aligned::new(&v2);
         let ctx = Context::new(a.bytes(), f as u32, 8, c as u32).unwrap();
         assert!(
-            ctx.head().is_zero_copy(),
+            ctx.head().unwrap().is_zero_copy(),
             "16-aligned v2 tensors must be used in place"
         );
     }
@@ -343,5 +343,51 @@ proptest! {
         }
         destroy(ctx);
         prop_assert_eq!(panics_caught(), 0);
+    }
+}
+
+/// int8 blobs (`aether quantize` output) run on the integer head: every classify equals
+/// `QuantHead::forward` over the window, bit for bit, as f32 `q · 2^−shift`; aligned
+/// blobs are used in place, misaligned ones copy their i32 tables and give the same bits.
+#[test]
+fn int8_blobs_classify_with_the_integer_head() {
+    for (name, blob, f, c) in common::int8_cases() {
+        let a = common::Aligned::new(&blob);
+        let window = 9usize;
+        let mut ctx = Context::new(a.bytes(), f as u32, window as u32, c as u32).unwrap();
+        assert!(ctx.is_int8() && ctx.head().is_none() && ctx.workspace().is_none());
+        let q = aether_quant::QuantHead::from_blob(a.bytes()).unwrap();
+        assert_eq!(q.owned_bytes(), 0, "{name}: aligned tables are borrowed");
+        let mut store = vec![0u8; blob.len() + 1];
+        store[1..].copy_from_slice(&blob);
+        let mut mis = Context::new(&store[1..], f as u32, window as u32, c as u32).unwrap();
+        let frames = common::frames(31, f, 3);
+        let mut out = vec![0.0f32; c];
+        let mut out2 = vec![0.0f32; c];
+        for (k, fr) in frames.chunks(f).enumerate() {
+            ctx.push(fr).unwrap();
+            mis.push(fr).unwrap();
+            ctx.classify(&mut out).unwrap();
+            mis.classify(&mut out2).unwrap();
+            let lo = (k + 1).saturating_sub(window);
+            let want_q = q.forward(&frames[lo * f..(k + 1) * f]).unwrap();
+            let mut want = vec![0.0f32; c];
+            q.logits_to_f32(&want_q, &mut want);
+            assert_eq!(out, want, "{name}: after push {k}");
+            assert_eq!(out2, want, "{name}: misaligned blob, push {k}");
+        }
+        assert!(
+            mis.buffer_bytes() > ctx.buffer_bytes(),
+            "{name}: misaligned copies tables"
+        );
+        // the float head refuses the int8 blob; the context takes either
+        assert!(aether_head::TemporalHead::from_blob(&blob).is_err());
+        // a wrong class count is still refused
+        assert_eq!(
+            Context::new(a.bytes(), f as u32, 4, c as u32 + 1)
+                .unwrap_err()
+                .status(),
+            ESP_ERR_INVALID_ARG
+        );
     }
 }

@@ -81,6 +81,7 @@ fn push_and_classify_allocate_nothing() {
         .chain(
             common::trained_cases()
                 .into_iter()
+                .chain(common::int8_cases())
                 .map(|(_, b, f, c)| (b, f, c)),
         )
         .collect();
@@ -146,6 +147,16 @@ fn allocator_refusal_is_no_mem() {
     assert_eq!(e, ESP_ERR_NO_MEM);
     assert!(ctx.is_null());
     assert_eq!(live(), base, "nothing leaked");
+    // An int8 blob: its ring (window·F·4) is the largest buffer.
+    for (_, q, f, c) in common::int8_cases() {
+        let q = common::Aligned::new(&q);
+        let base = live();
+        REFUSE_ABOVE.with(|r| r.set(64 * 1024));
+        let (e, ctx) = init(q.bytes(), f as u32, 8192, c as u32);
+        REFUSE_ABOVE.with(|r| r.set(usize::MAX));
+        assert_eq!((e, ctx), (ESP_ERR_NO_MEM, ptr::null_mut()));
+        assert_eq!(live(), base, "nothing leaked");
+    }
     // Refusing every allocation: still a clean NO_MEM.
     REFUSE_ABOVE.with(|r| r.set(0));
     let (e, ctx) = init(blob.bytes(), 16, 8, 4);

@@ -87,7 +87,18 @@ fn run_case(name: &str, blob: &[u8], f: usize, c: usize, window: usize, n_frames
     let exe = c_program();
     let dir = tempfile::tempdir().unwrap();
     let frames = common::frames(n_frames, f, name.len() as u64 * 7919);
-    let head = TemporalHead::from_blob(blob).unwrap();
+    // f32 blobs: the float head's forward; int8 blobs: the integer head's, exactly.
+    let logits_of = |frames: &[f32]| -> Vec<f32> {
+        match TemporalHead::from_blob(blob) {
+            Ok(head) => head.forward(frames).unwrap(),
+            Err(_) => {
+                let q = aether_quant::QuantHead::from_blob(blob).unwrap();
+                let mut out = vec![0.0f32; c];
+                q.logits_to_f32(&q.forward(frames).unwrap(), &mut out);
+                out
+            }
+        }
+    };
     // Checkpoints: before and after the ring fills, after it wrapped several times.
     let mut at: Vec<usize> = vec![
         1,
@@ -107,7 +118,7 @@ fn run_case(name: &str, blob: &[u8], f: usize, c: usize, window: usize, n_frames
     let mut expected = Vec::new();
     for &a in &at {
         let lo = a.saturating_sub(window);
-        let logits = head.forward(&frames[lo * f..a * f]).unwrap();
+        let logits = logits_of(&frames[lo * f..a * f]);
         expected.extend_from_slice(&(a as u32).to_le_bytes());
         for l in logits {
             expected.extend_from_slice(&l.to_le_bytes());
@@ -169,6 +180,13 @@ fn c_program_on_the_seeded_v1_f16_blob() {
 #[test]
 fn c_program_on_trained_like_v2_blobs() {
     for (name, blob, f, c) in common::trained_cases() {
+        run_case(name, &blob, f, c, 20, 57);
+    }
+}
+
+#[test]
+fn c_program_on_int8_blobs() {
+    for (name, blob, f, c) in common::int8_cases() {
         run_case(name, &blob, f, c, 20, 57);
     }
 }

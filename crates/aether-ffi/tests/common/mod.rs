@@ -106,6 +106,30 @@ pub fn trained_cases() -> Vec<(&'static str, Vec<u8>, usize, usize)> {
     ]
 }
 
+/// The trained-like cases quantised to int8 (calibrated on frames like the tests'):
+/// `(name, int8 blob, F, C)`.
+pub fn int8_cases() -> Vec<(&'static str, Vec<u8>, usize, usize)> {
+    let names = ["int8-last-sparse", "int8-mean-dense-bidirectional"];
+    trained_cases()
+        .into_iter()
+        .zip(names)
+        .map(|((_, blob, f, c), name)| {
+            let model = aether_rvne::ModelFile::from_bytes(&blob).unwrap();
+            let calib: Vec<Vec<f32>> = (0..8)
+                .map(|i| frames(20 + 3 * i, f, 900 + i as u64))
+                .collect();
+            let refs: Vec<&[f32]> = calib.iter().map(|v| v.as_slice()).collect();
+            let (q, _) = aether_quant::quantize::quantize(
+                &model,
+                &refs,
+                &aether_quant::quantize::QuantizeOptions::default(),
+            )
+            .unwrap();
+            (name, q.to_v2_bytes().unwrap(), f, c)
+        })
+        .collect()
+}
+
 /// `n` frames of `f` features, smooth plus noise (like CSI features).
 pub fn frames(n: usize, f: usize, seed: u64) -> Vec<f32> {
     let noise = lcg(seed, n * f);
