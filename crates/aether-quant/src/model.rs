@@ -219,10 +219,82 @@ pub struct KvRows<'s> {
     pub width: usize,
 }
 
-impl KvRows<'_> {
-    #[inline(always)]
-    fn row(buf: &[i8], j: usize, w: usize) -> &[i8] {
-        &buf[j * w..(j + 1) * w]
+/// `out[c] = q · rows[idx[c]][lo..lo + len(q)]` (i8 rows of `w` values), four rows at
+/// a time.
+#[inline]
+fn scores_of(q: &[i16], rows: &[i8], idx: &[u32], w: usize, lo: usize, out: &mut [i32]) {
+    let dh = q.len();
+    let row = |j: u32| &rows[j as usize * w + lo..j as usize * w + lo + dh];
+    let mut ic = idx.chunks_exact(4);
+    let mut oc = out.chunks_exact_mut(4);
+    for (ix, o) in (&mut ic).zip(&mut oc) {
+        let (r0, r1, r2, r3) = (row(ix[0]), row(ix[1]), row(ix[2]), row(ix[3]));
+        let mut a = [0i32; 4];
+        // Four dimensions per step: one pointer update per row per four loads.
+        let chunks = q
+            .chunks_exact(4)
+            .zip(r0.chunks_exact(4))
+            .zip(r1.chunks_exact(4))
+            .zip(r2.chunks_exact(4))
+            .zip(r3.chunks_exact(4));
+        for ((((qq, k0), k1), k2), k3) in chunks {
+            for t in 0..4 {
+                let qd = qq[t] as i32;
+                a[0] += qd * k0[t] as i32;
+                a[1] += qd * k1[t] as i32;
+                a[2] += qd * k2[t] as i32;
+                a[3] += qd * k3[t] as i32;
+            }
+        }
+        let tail = dh / 4 * 4;
+        for t in tail..dh {
+            let qd = q[t] as i32;
+            a[0] += qd * r0[t] as i32;
+            a[1] += qd * r1[t] as i32;
+            a[2] += qd * r2[t] as i32;
+            a[3] += qd * r3[t] as i32;
+        }
+        o.copy_from_slice(&a);
+    }
+    for (&j, o) in ic.remainder().iter().zip(oc.into_remainder()) {
+        let mut a = 0i32;
+        for (&qd, &k) in q.iter().zip(row(j)) {
+            a += qd as i32 * k as i32;
+        }
+        *o = a;
+    }
+}
+
+/// `acc[d] += Σ_c wts[c] · rows[idx[c]][lo + d]`, four rows at a time.
+#[inline]
+fn weighted(wts: &[i32], rows: &[i8], idx: &[u32], w: usize, lo: usize, acc: &mut [i32]) {
+    let len = acc.len();
+    let row = |j: u32| &rows[j as usize * w + lo..j as usize * w + lo + len];
+    let mut ic = idx.chunks_exact(4);
+    let mut wc = wts.chunks_exact(4);
+    for (ix, ws) in (&mut ic).zip(&mut wc) {
+        let (r0, r1, r2, r3) = (row(ix[0]), row(ix[1]), row(ix[2]), row(ix[3]));
+        let (w0, w1, w2, w3) = (ws[0], ws[1], ws[2], ws[3]);
+        let chunks = acc
+            .chunks_exact_mut(4)
+            .zip(r0.chunks_exact(4))
+            .zip(r1.chunks_exact(4))
+            .zip(r2.chunks_exact(4))
+            .zip(r3.chunks_exact(4));
+        for ((((a, v0), v1), v2), v3) in chunks {
+            for t in 0..4 {
+                a[t] +=
+                    w0 * v0[t] as i32 + w1 * v1[t] as i32 + w2 * v2[t] as i32 + w3 * v3[t] as i32;
+            }
+        }
+        for t in len / 4 * 4..len {
+            acc[t] += w0 * r0[t] as i32 + w1 * r1[t] as i32 + w2 * r2[t] as i32 + w3 * r3[t] as i32;
+        }
+    }
+    for (&j, &wt) in ic.remainder().iter().zip(wc.remainder()) {
+        for (a, &v) in acc.iter_mut().zip(row(j)) {
+            *a += wt * v as i32;
+        }
     }
 }
 
@@ -647,6 +719,10 @@ impl<'a> QuantHead<'a> {
     /// Attention of query `i` of `n` (all heads, `q` is `Hq·dh`) into `att` (`Hq·dh`):
     /// scores `q·k` (i32), `p = 2^(−R(max − s))` (Q16), weights `p·⌊2^47/Σp⌋ / 2^32`
     /// (Q15), `att = (Σ w·v) / 2^7` (i16 at the value scale / 256).
+    ///
+    /// Candidates are processed four at a time (one query load feeds four key rows, one
+    /// accumulator update takes four value rows); integer sums do not depend on the
+    /// order, so every blocking gives the same bits.
     #[allow(clippy::too_many_arguments)]
     pub fn attend(
         &self,
@@ -665,24 +741,14 @@ impl<'a> QuantHead<'a> {
         let dh = d.head_dim;
         let group = d.q_heads / d.kv_heads;
         let w = src.width;
+        let (toks, lms) = idx[..ne].split_at(ntok);
         for h in 0..d.q_heads {
-            let kh = h / group;
-            let (lo, hi) = (kh * dh, (kh + 1) * dh);
+            let lo = (h / group) * dh;
             let qh = &q[h * dh..(h + 1) * dh];
-            let mut m = i32::MIN;
-            for (c, (&j, s)) in idx[..ne].iter().zip(scores.iter_mut()).enumerate() {
-                let key = if c < ntok {
-                    KvRows::row(src.k, j as usize, w)
-                } else {
-                    KvRows::row(src.lk, j as usize, w)
-                };
-                let mut acc = 0i32;
-                for (a, b) in qh.iter().zip(&key[lo..hi]) {
-                    acc += *a as i32 * *b as i32;
-                }
-                *s = acc;
-                m = m.max(acc);
-            }
+            let (st, sl) = scores[..ne].split_at_mut(ntok);
+            scores_of(qh, src.k, toks, w, lo, st);
+            scores_of(qh, src.lk, lms, w, lo, sl);
+            let m = scores[..ne].iter().copied().max().unwrap_or(0);
             let mut z = 0u64;
             for s in scores[..ne].iter_mut() {
                 let diff = (m as i64 - *s as i64).min(i32::MAX as i64);
@@ -691,6 +757,9 @@ impl<'a> QuantHead<'a> {
                 z += p as u64;
             }
             let r = (1u64 << 47) / z.max(1);
+            for s in scores[..ne].iter_mut() {
+                *s = ((*s as u64 * r + (1 << 31)) >> 32) as i32;
+            }
             let oh = &mut att[h * dh..(h + 1) * dh];
             let mut o = [0i32; 64];
             let mut chunk = 0;
@@ -698,17 +767,9 @@ impl<'a> QuantHead<'a> {
                 let len = (dh - chunk).min(64);
                 let acc = &mut o[..len];
                 acc.iter_mut().for_each(|a| *a = 0);
-                for (c, (&j, &p)) in idx[..ne].iter().zip(scores.iter()).enumerate() {
-                    let wgt = ((p as u64 * r + (1 << 31)) >> 32) as i32;
-                    let val = if c < ntok {
-                        KvRows::row(src.v, j as usize, w)
-                    } else {
-                        KvRows::row(src.lv, j as usize, w)
-                    };
-                    for (a, b) in acc.iter_mut().zip(&val[lo + chunk..lo + chunk + len]) {
-                        *a += wgt * *b as i32;
-                    }
-                }
+                let (wt, wl) = scores[..ne].split_at(ntok);
+                weighted(wt, src.v, toks, w, lo + chunk, acc);
+                weighted(wl, src.lv, lms, w, lo + chunk, acc);
                 for (dst, a) in oh[chunk..chunk + len].iter_mut().zip(acc.iter()) {
                     *dst = sat16(rshift(*a as i64, 7));
                 }
