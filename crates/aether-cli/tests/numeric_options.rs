@@ -38,7 +38,7 @@ impl Range {
     }
 }
 
-const TRAIN_OPTS: [(&str, Range); 14] = [
+const TRAIN_OPTS: [(&str, Range); 15] = [
     ("--window", Range::Count(1, 8192)),
     ("--stride", Range::Count(1, 1_000_000)),
     ("--epochs", Range::Count(1, 10_000)),
@@ -53,6 +53,7 @@ const TRAIN_OPTS: [(&str, Range); 14] = [
     ("--aug-gain", Range::Real(0.0, 10.0, false, false)),
     ("--aug-offset", Range::Real(0.0, 10.0, false, false)),
     ("--aug-noise", Range::Real(0.0, 10.0, false, false)),
+    ("--group-field", Range::Count(0, 15)),
 ];
 
 /// Base arguments of one verb and its numeric options with their ranges.
@@ -122,9 +123,21 @@ fn verbs() -> Vec<Verb> {
             vec![
                 ("--window", Range::Count(1, 8192)),
                 ("--stride", Range::Count(1, 1_000_000)),
+                ("--group-field", Range::Count(0, 15)),
             ],
         ),
         (vec!["gate", "--data", "{D}/missing"], gate),
+        (
+            vec![
+                "train",
+                "--data",
+                "{D}/missing",
+                "--out",
+                "{D}/r.json",
+                "--kfold-groups",
+            ],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
         (
             vec![
                 "classify",

@@ -49,6 +49,7 @@ pub const FRAME_BUDGET: f64 = 3.0e6;
 
 /// Arguments of `aether train`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("evaluation").args(["kfold", "kfold_groups", "test_groups"])))]
 pub struct Args {
     /// Dataset folder (`DATA/<class>/<recording>.csv`) or a directory with X.npy and y.npy.
     #[arg(long)]
@@ -66,10 +67,26 @@ pub struct Args {
     #[arg(long)]
     pub f16: bool,
     /// Cross-validate with K folds by recording, 2..=1000 (writes the report to --out, no model).
-    #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS))]
+    #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS),
+          conflicts_with_all = ["kfold_groups", "test_groups"])]
     pub kfold: Option<usize>,
-    /// JSON report path (default: OUT with extension .json; not with --kfold).
-    #[arg(long, conflicts_with = "kfold")]
+    /// Leave one group out: train on every other group (of --groups, if given), test on
+    /// it, for every group (domain: session, room, person, chip; see --group-field).
+    /// Writes the report to --out, no model.
+    #[arg(long, conflicts_with = "test_groups")]
+    pub kfold_groups: bool,
+    /// Train on --groups (or everything else) and test on each of these groups
+    /// separately (e.g. `--groups D1 --test-groups D2,D3,D4`). Writes the report to
+    /// --out, no model.
+    #[arg(long, value_delimiter = ',')]
+    pub test_groups: Vec<String>,
+    /// With --kfold / --kfold-groups / --test-groups: repeat with this many training
+    /// seeds (--seed, --seed + 1, …; the folds stay fixed) and report mean ± sd, 1..=100.
+    #[arg(long, default_value_t = 1, value_parser = values::count(1, values::MAX_SEEDS),
+          requires = "evaluation")]
+    pub seeds: usize,
+    /// JSON report path (default: OUT with extension .json; not with the evaluation modes).
+    #[arg(long, conflicts_with_all = ["kfold", "kfold_groups", "test_groups"])]
     pub report: Option<PathBuf>,
     /// Do not write the SVG curves and confusion matrix.
     #[arg(long)]
@@ -127,9 +144,13 @@ pub struct TrainOpts {
     /// (`no input_norm`, `no embed`, …, `bare v1`).
     #[arg(long, default_value = "full")]
     pub arch: String,
-    /// Train only on recordings whose session prefix (name before the first `_`) is listed.
+    /// Train only on recordings whose group (see --group-field) is listed.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Which `_`-separated field of a recording's name is its group (domain), 0..=15:
+    /// 0 = the prefix (`D1_e01_…` → `D1`), 1 = the second (`baseline_c3_64sc_…` → `c3`).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, 15))]
+    pub group_field: usize,
     /// Augmentation: per-window log-normal gain jitter σ_g per feature, 0..=10 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_gain: f32,
@@ -207,12 +228,13 @@ pub fn data_hash(ds: &Dataset) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Recording indices whose group (name prefix before `_`) is in `groups` (all when empty).
-pub fn select_groups(ds: &Dataset, groups: &[String]) -> Result<Vec<usize>> {
+/// Recording indices whose group (field `field` of the name split at `_`; field 0 is the
+/// prefix) is in `groups` (all when empty).
+pub fn select_groups(ds: &Dataset, groups: &[String], field: usize) -> Result<Vec<usize>> {
     if groups.is_empty() {
         return Ok((0..ds.recordings.len()).collect());
     }
-    let all = ds.groups();
+    let all = ds.groups_by(field)?;
     let mut v = Vec::new();
     for g in groups {
         match all.get(g.as_str()) {
@@ -775,7 +797,7 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 /// Every file `train` will write, labelled for messages: the model (or, with
 /// `--kfold`, the report), the report, the plots.
 fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
-    if args.kfold.is_some() {
+    if args.evaluation_mode() {
         return vec![("--out".into(), args.out.clone())];
     }
     let mut v = vec![
@@ -798,6 +820,13 @@ fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
     v
 }
 
+impl Args {
+    /// Whether this run cross-validates (report to --out, no model).
+    fn evaluation_mode(&self) -> bool {
+        self.kfold.is_some() || self.kfold_groups || !self.test_groups.is_empty()
+    }
+}
+
 /// Runs `aether train`.
 pub fn run(args: Args) -> Result<()> {
     args.opts.check()?;
@@ -816,9 +845,10 @@ pub fn run(args: Args) -> Result<()> {
         print_skipped(&args.data, &skipped);
     }
     let hash = data_hash(&ds);
-    let pool = select_groups(&ds, &args.opts.groups)?;
-    if let Some(k) = args.kfold {
-        return run_kfold(&args, &ds, &pool, &hash, k);
+    let pool = select_groups(&ds, &args.opts.groups, args.opts.group_field)?;
+    if args.evaluation_mode() {
+        let plan = plan(&args, &ds, &pool)?;
+        return run_plan(&args, &ds, &hash, plan);
     }
     let v1 = args.format == "v1";
     let mut opts = args.opts.clone();
@@ -912,69 +942,300 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) -> Result<()> {
-    let sub = ds.subset(pool);
-    let folds = sub.kfold(k, args.opts.seed)?;
-    let mut fold_json = Vec::new();
-    let (mut accs, mut f1s, mut waccs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut confusion = vec![vec![0u64; ds.classes.len()]; ds.classes.len()];
-    for (i, fold) in folds.iter().enumerate() {
-        let train_pool: Vec<usize> = fold.train.iter().map(|&j| pool[j]).collect();
-        let test: Vec<usize> = fold.test.iter().map(|&j| pool[j]).collect();
-        let fitted = fit(ds, &train_pool, &args.opts, args.quiet)?;
-        let e = evaluate(
-            ds,
-            &test,
-            fitted.window,
-            model_logits(&fitted.outcome.model),
-        )?;
-        for (t, row) in e.recordings.confusion.rows().iter().enumerate() {
-            for (p, v) in row.iter().enumerate() {
-                confusion[t][p] += v;
+/// One training of an evaluation protocol and the test sets it is scored on.
+struct Run {
+    /// Training recordings (validation is split off inside, by recording).
+    train: Vec<usize>,
+    /// `(label, recordings)` scored with the trained model.
+    tests: Vec<(String, Vec<usize>)>,
+}
+
+/// An evaluation protocol: its name and its trainings.
+struct Plan {
+    protocol: &'static str,
+    runs: Vec<Run>,
+}
+
+/// The trainings of `--kfold`, `--kfold-groups` or `--test-groups` over `pool`.
+fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
+    if let Some(k) = args.kfold {
+        let sub = ds.subset(pool);
+        let folds = sub.kfold(k, args.opts.seed)?;
+        let runs = folds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Run {
+                train: f.train.iter().map(|&j| pool[j]).collect(),
+                tests: vec![(
+                    format!("fold {}", i + 1),
+                    f.test.iter().map(|&j| pool[j]).collect(),
+                )],
+            })
+            .collect();
+        return Ok(Plan {
+            protocol: "kfold",
+            runs,
+        });
+    }
+    let groups = ds.groups_by(args.opts.group_field)?;
+    let in_pool = |ix: &Vec<usize>| -> Vec<usize> {
+        ix.iter()
+            .copied()
+            .filter(|i| pool.binary_search(i).is_ok())
+            .collect()
+    };
+    if args.kfold_groups {
+        let present: Vec<(String, Vec<usize>)> = groups
+            .iter()
+            .map(|(g, ix)| (g.clone(), in_pool(ix)))
+            .filter(|(_, ix)| !ix.is_empty())
+            .collect();
+        if present.len() < 2 {
+            bail!(
+                "--kfold-groups needs at least two groups, found {} (group field {}: {})",
+                present.len(),
+                args.opts.group_field,
+                present
+                    .iter()
+                    .map(|(g, _)| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        let runs = present
+            .iter()
+            .map(|(g, test)| Run {
+                train: pool
+                    .iter()
+                    .copied()
+                    .filter(|i| test.binary_search(i).is_err())
+                    .collect(),
+                tests: vec![(g.clone(), test.clone())],
+            })
+            .collect();
+        return Ok(Plan {
+            protocol: "kfold-groups",
+            runs,
+        });
+    }
+    let mut tests = Vec::new();
+    let mut all_test = Vec::new();
+    for g in &args.test_groups {
+        let Some(ix) = groups.get(g.as_str()) else {
+            bail!(
+                "--test-groups: group `{g}` has no recording (groups present: {})",
+                groups.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        all_test.extend(ix.iter().copied());
+        tests.push((g.clone(), ix.clone()));
+    }
+    all_test.sort_unstable();
+    let train: Vec<usize> = pool
+        .iter()
+        .copied()
+        .filter(|i| all_test.binary_search(i).is_err())
+        .collect();
+    if train.is_empty() {
+        bail!("--test-groups leaves no training recording (train with --groups)");
+    }
+    Ok(Plan {
+        protocol: "test-groups",
+        runs: vec![Run { train, tests }],
+    })
+}
+
+/// Mean and population-free sample sd (n − 1; 0 for one value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn stat_json(v: &[f64]) -> Value {
+    let (m, sd) = mean_sd(v);
+    json!({"mean": m, "sd": sd, "per_seed": v})
+}
+
+/// Per test label, per seed: recording accuracy, macro-F1, window accuracy; confusion
+/// summed over seeds.
+struct Scores {
+    acc: Vec<f64>,
+    f1: Vec<f64>,
+    wacc: Vec<f64>,
+    recordings: usize,
+    confusion: Vec<Vec<u64>>,
+}
+
+fn run_plan(args: &Args, ds: &Dataset, hash: &str, plan: Plan) -> Result<()> {
+    let c = ds.classes.len();
+    let labels: Vec<String> = plan
+        .runs
+        .iter()
+        .flat_map(|r| r.tests.iter().map(|(l, _)| l.clone()))
+        .collect();
+    let mut scores: Vec<Scores> = plan
+        .runs
+        .iter()
+        .flat_map(|r| r.tests.iter())
+        .map(|(_, ix)| Scores {
+            acc: Vec::new(),
+            f1: Vec::new(),
+            wacc: Vec::new(),
+            recordings: ix.len(),
+            confusion: vec![vec![0u64; c]; c],
+        })
+        .collect();
+    // Per seed: pooled accuracy over every test recording, and the mean over tests.
+    let (mut pooled, mut mean_over_tests, mut mean_f1) = (Vec::new(), Vec::new(), Vec::new());
+    let mut per_run_json = Vec::new();
+    for s in 0..args.seeds {
+        let mut opts = args.opts.clone();
+        opts.seed = args.opts.seed.wrapping_add(s as u64);
+        let mut t = 0usize;
+        let (mut correct, mut total) = (0u64, 0u64);
+        let (mut accs, mut f1s) = (Vec::new(), Vec::new());
+        for run in &plan.runs {
+            let fitted = fit(ds, &run.train, &opts, args.quiet)?;
+            let mut tests_json = Vec::new();
+            for (label, test) in &run.tests {
+                let e = evaluate(ds, test, fitted.window, model_logits(&fitted.outcome.model))?;
+                let sc = &mut scores[t];
+                sc.acc.push(e.recordings.accuracy);
+                sc.f1.push(e.recordings.macro_f1);
+                sc.wacc.push(e.windows.accuracy);
+                for (ti, row) in e.recordings.confusion.rows().iter().enumerate() {
+                    for (pi, v) in row.iter().enumerate() {
+                        sc.confusion[ti][pi] += v;
+                        total += v;
+                        if ti == pi {
+                            correct += v;
+                        }
+                    }
+                }
+                accs.push(e.recordings.accuracy);
+                f1s.push(e.recordings.macro_f1);
+                println!(
+                    "seed {}: {label}: accuracy {:.3} per recording ({}), {:.3} per window, macro-F1 {:.3}",
+                    opts.seed,
+                    e.recordings.accuracy,
+                    plural(e.n_recordings, "recording"),
+                    e.windows.accuracy,
+                    e.recordings.macro_f1
+                );
+                tests_json.push(json!({"label": label, "test": evaluation_json(&e, &ds.classes)}));
+                t += 1;
+            }
+            let mut j = fitted_json(&fitted, ds, None);
+            let o = j.as_object_mut().expect("object");
+            o.insert("seed".into(), json!(opts.seed));
+            o.insert("tests".into(), json!(tests_json));
+            if tests_json.len() == 1 {
+                o.insert("test".into(), tests_json[0]["test"].clone());
+            }
+            per_run_json.push(j);
+        }
+        pooled.push(correct as f64 / total.max(1) as f64);
+        mean_over_tests.push(mean_sd(&accs).0);
+        mean_f1.push(mean_sd(&f1s).0);
+    }
+    let tests_json: Vec<Value> = labels
+        .iter()
+        .zip(&scores)
+        .map(|(l, sc)| {
+            json!({
+                "label": l,
+                "recordings": sc.recordings,
+                "accuracy": stat_json(&sc.acc),
+                "macro_f1": stat_json(&sc.f1),
+                "window_accuracy": stat_json(&sc.wacc),
+                "confusion": sc.confusion,
+            })
+        })
+        .collect();
+    let mut confusion = vec![vec![0u64; c]; c];
+    for sc in &scores {
+        for (ti, row) in sc.confusion.iter().enumerate() {
+            for (pi, v) in row.iter().enumerate() {
+                confusion[ti][pi] += v;
             }
         }
-        println!(
-            "fold {}/{k}: accuracy {:.3} per recording ({}), {:.3} per window, macro-F1 {:.3}",
-            i + 1,
-            e.recordings.accuracy,
-            plural(e.n_recordings, "recording"),
-            e.windows.accuracy,
-            e.recordings.macro_f1
-        );
-        accs.push(e.recordings.accuracy);
-        f1s.push(e.recordings.macro_f1);
-        waccs.push(e.windows.accuracy);
-        let mut j = fitted_json(&fitted, ds, None);
-        j.as_object_mut()
-            .expect("object")
-            .insert("test".into(), evaluation_json(&e, &ds.classes));
-        fold_json.push(j);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let pooled_correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
-    let pooled_total: u64 = confusion.iter().flatten().sum();
-    let pooled = pooled_correct as f64 / pooled_total.max(1) as f64;
-    let report = json!({
+    let seeds: Vec<u64> = (0..args.seeds as u64)
+        .map(|s| args.opts.seed.wrapping_add(s))
+        .collect();
+    let (pm, psd) = mean_sd(&pooled);
+    let (mm, msd) = mean_sd(&mean_over_tests);
+    let (fm, fsd) = mean_sd(&mean_f1);
+    let mut report = json!({
         "data": args.data.display().to_string(),
         "data_sha256": hash,
         "classes": ds.classes,
-        "folds": k,
-        "seed": args.opts.seed,
-        "accuracy": pooled,
-        "mean_fold_accuracy": mean(&accs),
-        "mean_fold_macro_f1": mean(&f1s),
-        "mean_fold_window_accuracy": mean(&waccs),
+        "protocol": plan.protocol,
+        "group_field": args.opts.group_field,
+        "seeds": seeds,
+        "accuracy": pm,
+        "accuracy_sd": psd,
+        "mean_test_accuracy": stat_json(&mean_over_tests),
+        "mean_test_macro_f1": stat_json(&mean_f1),
+        "pooled_accuracy": stat_json(&pooled),
         "confusion": confusion,
-        "per_fold": fold_json,
+        "tests": tests_json,
+        "per_run": per_run_json,
     });
+    if let Some(k) = args.kfold {
+        // The keys of single-seed k-fold reports, kept for their readers.
+        let per_run = report["per_run"].clone();
+        let o = report.as_object_mut().expect("object");
+        o.insert("folds".into(), json!(k));
+        o.insert("seed".into(), json!(args.opts.seed));
+        o.insert("mean_fold_accuracy".into(), json!(mm));
+        o.insert("mean_fold_macro_f1".into(), json!(fm));
+        let w: Vec<f64> = scores.iter().map(|s| mean_sd(&s.wacc).0).collect();
+        o.insert("mean_fold_window_accuracy".into(), json!(mean_sd(&w).0));
+        o.insert("per_fold".into(), per_run);
+    }
     write_atomic(&args.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let pm_sd = |m: f64, sd: f64| {
+        if args.seeds > 1 {
+            format!("{m:.3} ± {sd:.3}")
+        } else {
+            format!("{m:.3}")
+        }
+    };
+    if plan.protocol != "kfold" {
+        for (l, sc) in labels.iter().zip(&scores) {
+            let (a, asd) = mean_sd(&sc.acc);
+            let (f, fsd2) = mean_sd(&sc.f1);
+            println!(
+                "{l}: accuracy {} per recording ({}), macro-F1 {}",
+                pm_sd(a, asd),
+                plural(sc.recordings, "recording"),
+                pm_sd(f, fsd2)
+            );
+        }
+    }
+    let what = match plan.protocol {
+        "kfold" => format!("{}-fold by recording", plan.runs.len()),
+        "kfold-groups" => format!("leave one group out ({} groups)", plan.runs.len()),
+        _ => format!("test groups {}", args.test_groups.join(", ")),
+    };
     println!(
-        "{k}-fold by recording: accuracy {:.3} (pooled over {}), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
-        pooled,
-        plural(pooled_total as usize, "recording"),
-        mean(&accs),
-        mean(&f1s),
-        mean(&waccs),
+        "{what}{}: accuracy {} (pooled over {}), mean accuracy over tests {}, mean macro-F1 {}; report {}",
+        if args.seeds > 1 {
+            format!(", {} seeds", args.seeds)
+        } else {
+            String::new()
+        },
+        pm_sd(pm, psd),
+        plural(scores.iter().map(|s| s.recordings).sum(), "recording"),
+        pm_sd(mm, msd),
+        pm_sd(fm, fsd),
         args.out.display()
     );
     Ok(())
@@ -1203,9 +1464,11 @@ mod tests {
         d.recordings[0].name = "D1_a".into();
         d.recordings[1].name = "D2_a".into();
         d.recordings[2].name = "D1_b".into();
-        assert_eq!(select_groups(&d, &["D1".into()]).unwrap(), vec![0, 2]);
-        assert_eq!(select_groups(&d, &[]).unwrap(), vec![0, 1, 2]);
-        let e = select_groups(&d, &["D9".into()]).unwrap_err().to_string();
+        assert_eq!(select_groups(&d, &["D1".into()], 0).unwrap(), vec![0, 2]);
+        assert_eq!(select_groups(&d, &[], 0).unwrap(), vec![0, 1, 2]);
+        let e = select_groups(&d, &["D9".into()], 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("D9") && e.contains("D1, D2"), "{e}");
     }
 
