@@ -369,7 +369,7 @@ fn features_read_intel5300_and_esp_csi_logs() {
     let mut log = String::from("I (312) wifi: boot\n");
     for k in 0..30 {
         let vals: Vec<String> = (0..128)
-            .map(|i| (((i * 5 + k) % 31) as i32 - 15).to_string())
+            .map(|i| ((i * 5 + k) % 31 - 15).to_string())
             .collect();
         // id, mac, rssi, rate, sig_mode, mcs, bandwidth, smoothing, not_sounding,
         // aggregation, stbc, fec_coding, sgi, noise_floor, ampdu_cnt, channel,
