@@ -483,6 +483,9 @@ struct Segment {
     out: Option<BufWriter<File>>,
     rows: u64,
     synced: u64,
+    /// Bytes handed to the file and bytes known synced (a failed write is cut back to it).
+    bytes: u64,
+    synced_bytes: u64,
     dirty: bool,
     error: Option<WriteError>,
     header_len: usize,
@@ -610,6 +613,8 @@ impl Writer {
                 out: Some(out),
                 rows: 0,
                 synced: 0,
+                bytes: line.len() as u64,
+                synced_bytes: line.len() as u64,
                 dirty: false,
                 error: None,
                 header_len: header.len(),
@@ -641,14 +646,15 @@ impl Writer {
                 match out.write_all(s.line.as_bytes()) {
                     Ok(()) => {
                         s.rows += 1;
+                        s.bytes += s.line.len() as u64;
                         s.dirty = true;
                         self.metrics.record_rows.inc();
                     }
                     Err(e) => {
                         let err = WriteError::new("writing", &s.part, &e);
-                        s.out = None;
+                        self.failed_dropped.inc_by(1 + s.rows - s.synced);
+                        Self::cut_back(s);
                         s.error = Some(err.clone());
-                        self.failed_dropped.inc();
                         self.fail(&err);
                     }
                 }
@@ -721,8 +727,20 @@ impl Writer {
             out.flush()?;
             out.get_ref().sync_data()?;
             s.dirty = false;
+            s.synced_bytes = s.bytes;
         }
         Ok(())
+    }
+
+    /// After a failed write: the file is cut back to what was synced (a partly written
+    /// row would make the CSV invalid) and closed; the unsynced rows are lost.
+    fn cut_back(s: &mut Segment) {
+        if let Some(out) = s.out.take() {
+            let (f, _unwritten) = out.into_parts();
+            let _ = f.set_len(s.synced_bytes).and_then(|_| f.sync_all());
+        }
+        s.rows = s.synced;
+        s.bytes = s.synced_bytes;
     }
 
     fn flush_all(&mut self) {
@@ -738,10 +756,9 @@ impl Writer {
                 Err(e) => {
                     let err = WriteError::new("flushing", &s.part, &e);
                     // The buffered rows are lost; the file keeps what was synced.
-                    s.out = None;
-                    s.error = Some(err.clone());
                     self.failed_dropped.inc_by(s.rows - s.synced);
-                    s.rows = s.synced;
+                    Self::cut_back(s);
+                    s.error = Some(err.clone());
                     errors.push(err);
                 }
             }
@@ -772,9 +789,8 @@ impl Writer {
         let before = s.synced;
         if let Err(e) = Self::flush_segment(&mut s) {
             let err = WriteError::new("flushing", &s.part, &e);
-            s.out = None;
             self.failed_dropped.inc_by(s.rows - s.synced);
-            s.rows = s.synced;
+            Self::cut_back(&mut s);
             s.error = Some(err);
         } else if s.out.is_some() {
             s.synced = s.rows;

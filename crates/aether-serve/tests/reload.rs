@@ -79,13 +79,19 @@ fn a_model_swapped_mid_replay_loses_no_frame_and_serves_the_new_model() {
     let mut swapped = 0;
     for (src, node_id, rec, sent) in &rep.nodes {
         let id = format!("{src}/{node_id}");
-        let v = get_json(addr, &format!("/api/v1/nodes/{id}?history=4096&token=reload-token"));
+        let v = get_json(
+            addr,
+            &format!("/api/v1/nodes/{id}?history=4096&token=reload-token"),
+        );
         let hist = v["history"].as_array().unwrap();
         assert_eq!(hist.len() as u64, *sent, "{id}: frames lost");
         assert_eq!(v["frames"], *sent);
         let gens: Vec<u64> = hist.iter().map(|h| h["model"].as_u64().unwrap()).collect();
         let k = gens.iter().position(|&g| g == 1).unwrap_or(gens.len());
-        assert!(gens[..k].iter().all(|&g| g == 0) && gens[k..].iter().all(|&g| g == 1), "{id}");
+        assert!(
+            gens[..k].iter().all(|&g| g == 0) && gens[k..].iter().all(|&g| g == 1),
+            "{id}"
+        );
         if k < gens.len() {
             swapped += 1;
         }
@@ -93,22 +99,50 @@ fn a_model_swapped_mid_replay_loses_no_frame_and_serves_the_new_model() {
         let want_old = stream_probs(&old, &feats, 0, k);
         let want_new = stream_probs(&new, &feats, k, gens.len());
         for (t, h) in hist.iter().enumerate() {
-            let got: Vec<f32> = h["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap() as f32).collect();
-            let want = if t < k { &want_old[t] } else { &want_new[t - k] };
+            let got: Vec<f32> = h["probs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_f64().unwrap() as f32)
+                .collect();
+            let want = if t < k {
+                &want_old[t]
+            } else {
+                &want_new[t - k]
+            };
             for (a, b) in got.iter().zip(want) {
-                assert!((a - b).abs() <= 1e-6, "{id} frame {t} (swap at {k}): {got:?} vs {want:?}");
+                assert!(
+                    (a - b).abs() <= 1e-6,
+                    "{id} frame {t} (swap at {k}): {got:?} vs {want:?}"
+                );
             }
             if t >= k {
-                assert_eq!(h["position"].as_u64().unwrap() as usize, t - k, "{id}: stream restarted at the swap");
+                assert_eq!(
+                    h["position"].as_u64().unwrap() as usize,
+                    t - k,
+                    "{id}: stream restarted at the swap"
+                );
             }
         }
     }
     assert!(swapped > 0, "the swap happened after the replay ended");
     let text = svc.metrics().render();
-    assert_eq!(metric(&text, "aether_model_reloads_total{reason=\"ok\"}"), 1.0);
-    assert_eq!(metric(&text, "aether_model_reloads_total{reason=\"invalid\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "aether_model_reloads_total{reason=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "aether_model_reloads_total{reason=\"invalid\"}"),
+        1.0
+    );
     assert_eq!(metric(&text, "aether_model_generation"), 1.0);
     assert!(text.contains(&aether_serve::model::sha256_hex(&new)));
-    assert_eq!(metric(&text, "aether_packets_rejected_total{reason=\"queue_full\"}"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "aether_packets_rejected_total{reason=\"queue_full\"}"
+        ),
+        0.0
+    );
     svc.shutdown();
 }
