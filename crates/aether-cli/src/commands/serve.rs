@@ -258,8 +258,24 @@ fn merged(args: Args) -> Result<Args> {
         .position(|a| a == "serve")
         .map_or(argv.len(), |i| i + 1);
     let cli = argv.split_off(at);
+    // An option given on the command line replaces the file's (whose value is then
+    // not even checked).
+    let given: Vec<String> = cli
+        .iter()
+        .filter_map(|a| a.to_str())
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or(a).to_string())
+        .collect();
     let mut all: Vec<OsString> = vec!["serve".into()];
-    all.extend(file_args(&path)?);
+    for a in file_args(&path)? {
+        let name = a
+            .to_str()
+            .and_then(|a| a.strip_prefix("--"))
+            .map(|a| a.split('=').next().unwrap_or(a));
+        if !name.is_some_and(|n| given.iter().any(|g| g == n)) {
+            all.push(a);
+        }
+    }
     all.extend(cli);
     let m = serve_command().try_get_matches_from(all).map_err(|e| {
         let text = e.to_string();
