@@ -193,6 +193,17 @@ fn verbs() -> Vec<Verb> {
                 ("--demo-nodes", Range::Count(1, 4096)),
                 ("--demo-rate", Range::Real(0.0, 10_000.0, true, false)),
                 ("--demo-recordings", Range::Count(10, 20_000)),
+                ("--mqtt-hz", Range::Real(0.0, 100.0, true, false)),
+                ("--heartbeat", Range::Real(1.0, 31_536_000.0, false, false)),
+                ("--mqtt-queue", Range::Count(1, 1 << 20)),
+                ("--mqtt-buffer", Range::Count(1, 1 << 20)),
+                (
+                    "--mqtt-reconnect-max",
+                    Range::Real(0.1, 3600.0, false, false),
+                ),
+                ("--record-flush", Range::Real(0.0, 60.0, true, false)),
+                ("--record-queue", Range::Count(1, 16_777_216)),
+                ("--max-model-bytes", Range::Count(1024, 1 << 30)),
             ],
         ),
         (
