@@ -38,7 +38,7 @@ impl Range {
     }
 }
 
-const TRAIN_OPTS: [(&str, Range); 15] = [
+const TRAIN_OPTS: [(&str, Range); 22] = [
     ("--window", Range::Count(1, 8192)),
     ("--stride", Range::Count(1, 1_000_000)),
     ("--epochs", Range::Count(1, 10_000)),
@@ -54,6 +54,13 @@ const TRAIN_OPTS: [(&str, Range); 15] = [
     ("--aug-offset", Range::Real(0.0, 10.0, false, false)),
     ("--aug-noise", Range::Real(0.0, 10.0, false, false)),
     ("--group-field", Range::Count(0, 15)),
+    ("--aug-crop", Range::Real(0.0, 1.0, true, false)),
+    ("--aug-speed", Range::Real(0.0, 1.0, false, false)),
+    ("--aug-mask", Range::Real(0.0, 1.0, false, true)),
+    ("--weight-decay", Range::Real(0.0, 1.0, false, false)),
+    ("--ema", Range::Real(0.0, 1.0, false, true)),
+    ("--label-smoothing", Range::Real(0.0, 1.0, false, true)),
+    ("--mixup", Range::Real(0.0, 2.0, false, false)),
 ];
 
 /// Base arguments of one verb and its numeric options with their ranges.

@@ -160,6 +160,29 @@ pub struct TrainOpts {
     /// Augmentation: white noise per value, in input stds, 0..=10 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_noise: f32,
+    /// Augmentation: train on random contiguous crops of each window, at least this
+    /// fraction of it long, 0 < x ≤ 1 (1: off); a live stream's outputs see such crops.
+    #[arg(long, default_value_t = 1.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMin))]
+    pub aug_crop: f32,
+    /// Augmentation: time warp, the crop read at speed e^(σ·U[−1,1]), 0..=1 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::Closed))]
+    pub aug_speed: f32,
+    /// Augmentation: probability of masking each feature for a whole window, 0 ≤ p < 1.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub aug_mask: f32,
+    /// AdamW decoupled weight decay on weight matrices, 0..=1.
+    #[arg(long, default_value_t = 0.01, value_parser = values::real32(0.0, 1.0, Ends::Closed))]
+    pub weight_decay: f32,
+    /// Exponential moving average of the weights (decay per step, 0 ≤ d < 1; 0: off):
+    /// validation, early stopping and the model use the averaged weights.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub ema: f32,
+    /// Label smoothing ε, 0 ≤ ε < 1.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub label_smoothing: f32,
+    /// Mixup α (windows mixed with a partner of the batch, λ ~ Beta(α, α)), 0..=2 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 2.0, Ends::Closed))]
+    pub mixup: f32,
 }
 
 impl TrainOpts {
@@ -403,7 +426,14 @@ pub fn derive_config(opts: &TrainOpts, n: usize, frames: usize) -> TrainConfig {
             gain_std: opts.aug_gain,
             offset_std: opts.aug_offset,
             noise_std: opts.aug_noise,
+            crop_min: opts.aug_crop,
+            speed: opts.aug_speed,
+            mask: opts.aug_mask,
         },
+        weight_decay: opts.weight_decay,
+        ema: (opts.ema > 0.0).then_some(opts.ema),
+        label_smoothing: opts.label_smoothing,
+        mixup: opts.mixup,
         ..TrainConfig::default()
     }
 }
