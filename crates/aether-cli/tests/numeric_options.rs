@@ -192,6 +192,8 @@ fn verbs() -> Vec<Verb> {
                 ),
                 ("--queue", Range::Count(1, 16_777_216)),
                 ("--udp-buffer", Range::Count(4096, 1 << 30)),
+                ("--ws-buffer", Range::Count(1, 1 << 20)),
+                ("--max-request", Range::Count(1024, 1 << 24)),
                 ("--horizon", Range::Count(0, 1 << 20)),
                 ("--capacity", Range::Count(1, 1 << 20)),
                 ("--recent", Range::Count(0, 1 << 20)),

@@ -98,6 +98,12 @@ pub struct Args {
     /// Kernel receive buffer for the UDP socket, bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = values::count(4096, 1 << 30))]
     pub udp_buffer: usize,
+    /// WebSocket messages a client may fall behind before it loses the oldest, 1..=1048576.
+    #[arg(long, default_value_t = 4_096, value_parser = values::count(1, 1 << 20))]
+    pub ws_buffer: usize,
+    /// Largest HTTP request body accepted (the model upload has its own limit), bytes.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = values::count(1024, 1 << 24))]
+    pub max_request: usize,
     #[command(flatten)]
     pub stream: StreamArgs,
     /// With --demo: simulated nodes.
@@ -400,6 +406,8 @@ pub fn run(args: Args) -> Result<()> {
         reply: args.reply,
         udp_recv_buffer: args.udp_buffer,
         ingest_threads: args.ingest_threads,
+        ws_buffer: args.ws_buffer,
+        max_request_bytes: args.max_request,
         horizon_from_model: args.stream.horizon.is_none(),
         max_model_bytes: args.ops.max_model_bytes,
         mqtt: match &args.ops.mqtt {
