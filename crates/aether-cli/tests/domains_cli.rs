@@ -388,3 +388,55 @@ fn features_read_intel5300_and_esp_csi_logs() {
     let csv = std::fs::read_to_string(ef.join("walk").join("walk_1.csv")).unwrap();
     assert_eq!(csv.lines().count(), 31);
 }
+
+#[test]
+fn baseline_runs_the_same_group_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = grouped(dir.path());
+    let j: Value = serde_json::from_str(&ok(&aether(&[
+        "baseline",
+        "--data",
+        s(&d),
+        "--kfold-groups",
+        "--seeds",
+        "2",
+        "--trees",
+        "20",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(j["protocol"], "kfold-groups");
+    let labels: Vec<&str> = j["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["G1", "G2", "G3"]);
+    for t in j["tests"].as_array().unwrap() {
+        assert_eq!(t["accuracy"]["per_seed"].as_array().unwrap().len(), 2);
+        let conf: u64 = t["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(conf, 12, "6 recordings × 2 seeds");
+    }
+    let text = ok(&aether(&[
+        "baseline",
+        "--data",
+        s(&d),
+        "--groups",
+        "G1",
+        "--test-groups",
+        "G2,G3",
+        "--trees",
+        "20",
+    ]));
+    assert!(
+        text.contains("G2: accuracy") && text.contains("G3: accuracy"),
+        "{text}"
+    );
+}

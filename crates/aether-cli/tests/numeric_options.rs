@@ -135,6 +135,19 @@ fn verbs() -> Vec<Verb> {
         ),
         (vec!["gate", "--data", "{D}/missing"], gate),
         (
+            vec!["baseline", "--data", "{D}/missing"],
+            vec![
+                ("--kfold", Range::Count(2, 1000)),
+                ("--trees", Range::Count(1, 10_000)),
+                ("--seed", Range::Seed),
+                ("--group-field", Range::Count(0, 15)),
+            ],
+        ),
+        (
+            vec!["baseline", "--data", "{D}/missing", "--kfold-groups"],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
+        (
             vec![
                 "train",
                 "--data",
