@@ -85,6 +85,9 @@ fn predictions_json(e: &Evaluation) -> Value {
         .collect()
 }
 
+/// One test group: label, recordings, accuracy and macro-F1 per seed, summed confusion.
+type GroupRow = (String, usize, Vec<f64>, Vec<f64>, Vec<Vec<u64>>);
+
 /// `--kfold-groups` / `--test-groups`: the protocol of `aether train`, forests instead of
 /// heads, mean ± sd over seeds per test group.
 fn run_groups(a: &Args, ds: &aether_data::Dataset, config: &ForestConfig) -> Result<()> {
@@ -101,7 +104,7 @@ fn run_groups(a: &Args, ds: &aether_data::Dataset, config: &ForestConfig) -> Res
         },
     )?;
     let c = ds.classes.len();
-    let mut rows: Vec<(String, usize, Vec<f64>, Vec<f64>, Vec<Vec<u64>>)> = Vec::new();
+    let mut rows: Vec<GroupRow> = Vec::new();
     for run in &plan.runs {
         for (label, test) in &run.tests {
             rows.push((
@@ -117,7 +120,7 @@ fn run_groups(a: &Args, ds: &aether_data::Dataset, config: &ForestConfig) -> Res
     for s in 0..a.seeds {
         let cfg = ForestConfig {
             seed: a.seed.wrapping_add(s as u64),
-            ..config.clone()
+            ..*config
         };
         let mut t = 0;
         let mut accs = Vec::new();
