@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aether_baseline::{evaluate, kfold, ForestConfig, StatSet};
-use aether_data::features::{amplitudes, capture_features, FeatureConfig};
+use aether_data::features::{capture_features, FeatureConfig};
 use aether_data::readers::intel5300;
 use aether_data::wire::parse_capture;
 use aether_data::{Dataset, Recording};
@@ -69,18 +69,7 @@ fn folder_dataset(
 /// Raw amplitudes of a node capture's most common shape, `T × (ant·sub)`.
 fn capture_amplitudes(bytes: &[u8]) -> Option<Vec<f32>> {
     let (frames, _) = parse_capture(bytes);
-    let first = frames.first()?;
-    let shape = (first.n_antennas, first.n_subcarriers);
-    let mut out = Vec::new();
-    let mut buf = Vec::new();
-    for f in frames
-        .iter()
-        .filter(|f| (f.n_antennas, f.n_subcarriers) == shape)
-    {
-        amplitudes(&f.iq, &mut buf);
-        out.extend_from_slice(&buf);
-    }
-    Some(out)
+    aether_data::readers::amplitude_matrix(&frames).map(|m| m.rows)
 }
 
 /// WiBaSL anchor rows: records with Nrx = 2, tx 0 only, `|csi|` unscaled, T × 60.

@@ -38,7 +38,7 @@ impl Range {
     }
 }
 
-const TRAIN_OPTS: [(&str, Range); 14] = [
+const TRAIN_OPTS: [(&str, Range); 22] = [
     ("--window", Range::Count(1, 8192)),
     ("--stride", Range::Count(1, 1_000_000)),
     ("--epochs", Range::Count(1, 10_000)),
@@ -53,6 +53,14 @@ const TRAIN_OPTS: [(&str, Range); 14] = [
     ("--aug-gain", Range::Real(0.0, 10.0, false, false)),
     ("--aug-offset", Range::Real(0.0, 10.0, false, false)),
     ("--aug-noise", Range::Real(0.0, 10.0, false, false)),
+    ("--group-field", Range::Count(0, 15)),
+    ("--aug-crop", Range::Real(0.0, 1.0, true, false)),
+    ("--aug-speed", Range::Real(0.0, 1.0, false, false)),
+    ("--aug-mask", Range::Real(0.0, 1.0, false, true)),
+    ("--weight-decay", Range::Real(0.0, 1.0, false, false)),
+    ("--ema", Range::Real(0.0, 1.0, false, true)),
+    ("--label-smoothing", Range::Real(0.0, 1.0, false, true)),
+    ("--mixup", Range::Real(0.0, 2.0, false, false)),
 ];
 
 /// Base arguments of one verb and its numeric options with their ranges.
@@ -122,9 +130,34 @@ fn verbs() -> Vec<Verb> {
             vec![
                 ("--window", Range::Count(1, 8192)),
                 ("--stride", Range::Count(1, 1_000_000)),
+                ("--group-field", Range::Count(0, 15)),
             ],
         ),
         (vec!["gate", "--data", "{D}/missing"], gate),
+        (
+            vec!["baseline", "--data", "{D}/missing"],
+            vec![
+                ("--kfold", Range::Count(2, 1000)),
+                ("--trees", Range::Count(1, 10_000)),
+                ("--seed", Range::Seed),
+                ("--group-field", Range::Count(0, 15)),
+            ],
+        ),
+        (
+            vec!["baseline", "--data", "{D}/missing", "--kfold-groups"],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
+        (
+            vec![
+                "train",
+                "--data",
+                "{D}/missing",
+                "--out",
+                "{D}/r.json",
+                "--kfold-groups",
+            ],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
         (
             vec![
                 "classify",
@@ -172,6 +205,8 @@ fn verbs() -> Vec<Verb> {
                 ),
                 ("--queue", Range::Count(1, 16_777_216)),
                 ("--udp-buffer", Range::Count(4096, 1 << 30)),
+                ("--ws-buffer", Range::Count(1, 1 << 20)),
+                ("--max-request", Range::Count(1024, 1 << 24)),
                 ("--horizon", Range::Count(0, 1 << 20)),
                 ("--capacity", Range::Count(1, 1 << 20)),
                 ("--recent", Range::Count(0, 1 << 20)),
@@ -180,6 +215,17 @@ fn verbs() -> Vec<Verb> {
                 ("--demo-nodes", Range::Count(1, 4096)),
                 ("--demo-rate", Range::Real(0.0, 10_000.0, true, false)),
                 ("--demo-recordings", Range::Count(10, 20_000)),
+                ("--mqtt-hz", Range::Real(0.0, 100.0, true, false)),
+                ("--heartbeat", Range::Real(1.0, 31_536_000.0, false, false)),
+                ("--mqtt-queue", Range::Count(1, 1 << 20)),
+                ("--mqtt-buffer", Range::Count(1, 1 << 20)),
+                (
+                    "--mqtt-reconnect-max",
+                    Range::Real(0.1, 3600.0, false, false),
+                ),
+                ("--record-flush", Range::Real(0.0, 60.0, true, false)),
+                ("--record-queue", Range::Count(1, 16_777_216)),
+                ("--max-model-bytes", Range::Count(1024, 1 << 30)),
             ],
         ),
         (

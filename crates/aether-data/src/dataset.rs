@@ -204,6 +204,14 @@ pub enum DataError {
         /// Recordings available.
         recordings: usize,
     },
+    /// A recording name has fewer `_`-separated fields than the group field asked for.
+    #[error("recording `{recording}` has no `_`-separated field {field} (counting from 0) to take its group from")]
+    NoGroupField {
+        /// The recording's name.
+        recording: String,
+        /// The field asked for (0-based).
+        field: usize,
+    },
     /// A group (file-name prefix) with no recordings.
     #[error("no recording belongs to group `{0}`")]
     UnknownGroup(String),
@@ -1099,6 +1107,20 @@ impl Dataset {
         m
     }
 
+    /// Recording indices by [`group_field`] `field` of their names; the first recording
+    /// whose name has fewer fields is named in the error.
+    pub fn groups_by(&self, field: usize) -> Result<BTreeMap<String, Vec<usize>>, DataError> {
+        let mut m: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in self.recordings.iter().enumerate() {
+            let g = group_field(&r.name, field).ok_or_else(|| DataError::NoGroupField {
+                recording: r.name.clone(),
+                field,
+            })?;
+            m.entry(g.to_string()).or_default().push(i);
+        }
+        Ok(m)
+    }
+
     /// Train on the recordings of `train` groups, test on those of `test`
     /// groups (e.g. train `["D1"]`, test `["D2"]`); every group must exist.
     pub fn split_by_groups(&self, train: &[&str], test: &[&str]) -> Result<Split, DataError> {
@@ -1127,6 +1149,12 @@ impl Dataset {
 /// name if it has none). `D1_e06_tx_rx_s5` → `D1`.
 pub fn group_key(name: &str) -> &str {
     name.split('_').next().unwrap_or(name)
+}
+
+/// Field `field` (0-based) of a recording name split at `_`, e.g. the chip `c3` is
+/// field 1 of `baseline_c3_64sc_20260329_130303`; `None` if the name has fewer fields.
+pub fn group_field(name: &str, field: usize) -> Option<&str> {
+    name.split('_').nth(field)
 }
 
 /// Recording indices of a split.

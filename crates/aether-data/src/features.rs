@@ -453,6 +453,42 @@ pub fn extract_amplitude_rows(
     Ok(out)
 }
 
+/// Features of amplitude frames of `n_ant` antennas (links) × `n_sub` subcarriers,
+/// antenna-major within a frame (`T × n_ant·n_sub` row-major in, `T × n_ant·(B+gain+M)`
+/// out): the output of a [`FeatureStream`] fed frame by frame, with the file-level
+/// active-subcarrier check of [`extract_frames`]. Readers of other CSI formats
+/// (Intel 5300, esp-csi) use it with each receive chain as an antenna.
+pub fn extract_amplitude_frames(
+    amps: &[f32],
+    n_ant: usize,
+    n_sub: usize,
+    cfg: FeatureConfig,
+) -> Result<Vec<f32>, FeatureError> {
+    if cfg.bands == 0 {
+        return Err(FeatureError::ZeroBands);
+    }
+    let cells = n_ant * n_sub;
+    if cells == 0 || amps.is_empty() {
+        return Err(FeatureError::NoFrames);
+    }
+    if let Some(i) = amps.iter().position(|v| !v.is_finite() || *v < 0.0) {
+        return Err(FeatureError::BadAmplitude {
+            row: i / cells,
+            col: i % cells,
+            value: amps[i],
+        });
+    }
+    let mut s = FeatureStream::new(cfg, n_ant, n_sub)?;
+    let mut out = Vec::with_capacity(amps.len() / cells * s.dim());
+    let mut nz = NonZero::new(cells);
+    for r in amps.chunks_exact(cells) {
+        out.extend_from_slice(s.push_amplitudes(r)?);
+        nz.add(s.amplitudes());
+    }
+    nz.check(n_ant, n_sub, cfg.bands)?;
+    Ok(out)
+}
+
 /// Per-subcarrier non-zero counts over a whole sequence: the file-level validity
 /// check of the offline extractors (a capture whose subcarriers are non-zero in at
 /// least half of its frames must number at least `B` per antenna, as before the

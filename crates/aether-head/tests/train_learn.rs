@@ -113,7 +113,13 @@ fn deterministic_for_a_seed_regardless_of_threads() {
                 gain_std: 0.1,
                 offset_std: 0.1,
                 noise_std: 0.05,
+                crop_min: 0.5,
+                speed: 0.2,
+                mask: 0.2,
             },
+            ema: Some(0.9),
+            label_smoothing: 0.1,
+            mixup: 0.4,
             ..TrainConfig::default()
         };
         let arch = Architecture {
@@ -265,4 +271,100 @@ fn bad_input_is_refused() {
         0
     )
     .is_err());
+}
+
+/// An EMA decay of 0 averages nothing: the result equals training without EMA, bit for
+/// bit; a real decay gives other (averaged) weights that still learn.
+#[test]
+fn ema_zero_is_no_ema_and_averaging_still_learns() {
+    let data = synthetic(64, 32, 3, 21);
+    let w = windows(&data);
+    let run = |ema| {
+        let cfg = TrainConfig {
+            epochs: 5,
+            batch_size: 8,
+            learning_rate: 5e-3,
+            seed: 4,
+            ema,
+            ..TrainConfig::default()
+        };
+        train(small_arch(3), &cfg, &w, &w[..16], |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+    };
+    let plain = run(None);
+    assert_eq!(plain.model.params(), run(Some(0.0)).model.params());
+    let avg = run(Some(0.9));
+    assert_ne!(plain.model.params(), avg.model.params());
+    let frames: Vec<&[f32]> = w.iter().map(|x| x.frames).collect();
+    let labels: Vec<usize> = w.iter().map(|x| x.label).collect();
+    let rep = report_from_logits(&avg.model.logits_batch(&frames).unwrap(), &labels, 2).unwrap();
+    assert!(rep.accuracy > 0.85, "EMA model accuracy {}", rep.accuracy);
+}
+
+/// Label smoothing, mixup and crops with time warp train to a working model too, and a
+/// crop-trained model classifies crops of half the window.
+#[test]
+fn soft_targets_and_crops_learn() {
+    let data = synthetic(96, 48, 3, 31);
+    let w = windows(&data);
+    let cfg = TrainConfig {
+        epochs: 8,
+        batch_size: 8,
+        learning_rate: 5e-3,
+        seed: 6,
+        label_smoothing: 0.1,
+        mixup: 0.3,
+        augment: Augment {
+            crop_min: 0.5,
+            speed: 0.2,
+            ..Augment::default()
+        },
+        ..TrainConfig::default()
+    };
+    let out = train(small_arch(3), &cfg, &w, &[], |_| ControlFlow::Continue(())).unwrap();
+    let halves: Vec<&[f32]> = w.iter().map(|x| &x.frames[x.frames.len() / 2..]).collect();
+    let labels: Vec<usize> = w.iter().map(|x| x.label).collect();
+    let rep = report_from_logits(&out.model.logits_batch(&halves).unwrap(), &labels, 2).unwrap();
+    assert!(
+        rep.accuracy > 0.85,
+        "accuracy on half windows {}",
+        rep.accuracy
+    );
+}
+
+#[test]
+fn crop_lengths_are_bounded_multiples() {
+    let a = Augment {
+        crop_min: 0.5,
+        ..Augment::default()
+    };
+    assert_eq!(a.crop_lengths(100), vec![56, 64, 72, 80, 88, 96, 100]);
+    assert_eq!(a.crop_lengths(8), vec![8]);
+    assert_eq!(Augment::default().crop_lengths(100), vec![100]);
+    let bad = TrainConfig {
+        augment: Augment {
+            crop_min: 0.0,
+            ..Augment::default()
+        },
+        ..TrainConfig::default()
+    };
+    assert!(bad.validate().is_err());
+    for cfg in [
+        TrainConfig {
+            ema: Some(1.0),
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            label_smoothing: 1.0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            mixup: f32::NAN,
+            ..TrainConfig::default()
+        },
+    ] {
+        assert!(cfg.validate().is_err());
+    }
 }

@@ -12,6 +12,7 @@
   let classes = [];
   let staleMs = 5000;
   let lastFrames = null, lastAt = 0, lagged = 0;
+  let recording = false;
 
   function api(path) {
     return fetch(path, { headers }).then((r) => {
@@ -30,8 +31,18 @@
       '<div class="head"><span class="id"></span><span class="state badge"></span></div>' +
       '<div class="class"></div><div class="probs"></div>' +
       '<canvas class="strip" width="160" height="64"></canvas>' +
-      '<div class="meta"><span>frames <b class="frames">0</b></span><span class="context"></span></div>';
+      '<div class="meta"><span>frames <b class="frames">0</b></span><span class="context"></span></div>' +
+      '<form class="label" hidden><input class="lname" list="class-list" placeholder="label (class)" maxlength="64" required>' +
+      '<button class="rec" type="submit">● Record</button><span class="rec-state"></span></form>';
     el.querySelector(".id").textContent = id;
+    const form = el.querySelector("form.label");
+    form.hidden = !recording;
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const active = el.dataset.label;
+      const name = el.querySelector(".lname").value.trim();
+      label(id, active ? null : name);
+    });
     grid.appendChild(el);
     t = { el, probs: new Map(), canvas: el.querySelector("canvas"), col: 0 };
     tiles.set(id, t);
@@ -39,6 +50,39 @@
     for (const k of sorted) grid.appendChild(tiles.get(k).el);
     empty.style.display = "none";
     return t;
+  }
+
+  // Starts (class) or stops (null) a labelled segment of a node (POST /api/v1/label).
+  function label(id, cls) {
+    const t = tiles.get(id);
+    const st = t && t.el.querySelector(".rec-state");
+    fetch("/api/v1/label", {
+      method: "POST",
+      headers: Object.assign({ "Content-Type": "application/json" }, headers),
+      body: JSON.stringify({ node: id, class: cls }),
+    }).then((r) => r.json().then((j) => {
+      if (!r.ok) { if (st) st.textContent = "✗ " + (j.error || r.status); return; }
+      if (st) st.textContent = cls ? "" : "saved " + j.finished.file + " (" + j.finished.frames + " frames)";
+      showLabel(id, cls ? { class: cls, frames: 0 } : null);
+    })).catch((e) => { if (st) st.textContent = "✗ " + e; });
+  }
+
+  function showLabel(id, l) {
+    const t = tiles.get(id);
+    if (!t) return;
+    const btn = t.el.querySelector(".rec"), input = t.el.querySelector(".lname");
+    if (l) {
+      t.el.dataset.label = l.class;
+      t.el.classList.add("recording");
+      btn.textContent = "■ Stop " + l.class + (l.frames ? " · " + l.frames : "");
+      input.value = l.class;
+      input.disabled = true;
+    } else {
+      delete t.el.dataset.label;
+      t.el.classList.remove("recording");
+      btn.textContent = "● Record";
+      input.disabled = false;
+    }
   }
 
   function probRow(t, name) {
@@ -99,6 +143,19 @@
       r.el.classList.toggle("top", c === best);
     }
     if (Array.isArray(n.amps) && n.amps.length) strip(t, n.amps);
+    if ("label" in n) showLabel(n.id, n.label);
+  }
+
+  function setRecording(on) {
+    recording = on;
+    for (const t of tiles.values()) t.el.querySelector("form.label").hidden = !on;
+  }
+
+  function classList(names) {
+    let dl = document.getElementById("class-list");
+    if (!dl) { dl = document.createElement("datalist"); dl.id = "class-list"; document.body.appendChild(dl); }
+    dl.innerHTML = "";
+    for (const c of names) { const o = document.createElement("option"); o.value = c; dl.appendChild(o); }
   }
 
   function summary(list) {
@@ -131,7 +188,7 @@
     ws.onclose = () => { badge.textContent = "disconnected"; badge.className = "badge off"; setTimeout(connect, 2000); };
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
-      if (m.type === "hello") { classes = m.classes; staleMs = m.stale_ms; }
+      if (m.type === "hello") { classes = m.classes; staleMs = m.stale_ms; classList(classes); setRecording(!!m.recording); }
       else if (m.type === "node") update(m);
       else if (m.type === "expired") { const t = tiles.get(m.id); if (t) { t.el.remove(); tiles.delete(m.id); } }
       else if (m.type === "lagged") { lagged += m.missed; document.getElementById("lagged").textContent = lagged + " updates skipped (slow link)"; }
@@ -139,8 +196,10 @@
     };
   }
 
+  api("/api/v1/record").then((r) => setRecording(!!r.enabled)).catch(() => {});
   api("/api/v1/model").then((m) => {
     classes = m.classes;
+    classList(classes);
     document.getElementById("model").textContent =
       "model " + m.hash.slice(0, 12) + " · " + m.classes.join(", ") + " · horizon " + m.stream.horizon + " · UDP " + m.udp;
   }).catch(() => {});

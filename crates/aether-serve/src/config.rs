@@ -9,6 +9,8 @@ use aether_head::StreamSettings;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ServeError;
+use crate::mqtt::MqttConfig;
+use crate::record::RecordConfig;
 
 /// Everything a [`crate::Service`] needs besides the model bytes.
 #[derive(Debug, Clone)]
@@ -56,6 +58,15 @@ pub struct ServeConfig {
     pub ws_buffer: usize,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// On a model reload, take the horizon from the new model's training window (no
+    /// explicit `--horizon`); the other stream settings stay.
+    pub horizon_from_model: bool,
+    /// Largest model accepted by `POST /api/v1/model`, bytes.
+    pub max_model_bytes: usize,
+    /// MQTT with Home Assistant discovery.
+    pub mqtt: Option<MqttConfig>,
+    /// Recording and labelling (`--record DIR`).
+    pub record: Option<RecordConfig>,
 }
 
 impl Default for ServeConfig {
@@ -82,6 +93,10 @@ impl Default for ServeConfig {
             ingest_threads: 1,
             ws_buffer: 4_096,
             clock: Arc::new(SystemClock::default()),
+            horizon_from_model: false,
+            max_model_bytes: 64 * 1024 * 1024,
+            mqtt: None,
+            record: None,
         }
     }
 }
@@ -154,6 +169,20 @@ impl ServeConfig {
         if let Some(s) = &self.stream {
             s.validate()
                 .map_err(|e| ServeError::Config(format!("stream settings: {e}")))?;
+        }
+        if self.max_model_bytes < 1024 || self.max_model_bytes > 1 << 30 {
+            return bad(format!(
+                "--max-model-bytes {} must be in 1024..=1073741824",
+                self.max_model_bytes
+            ));
+        }
+        if let Some(m) = &self.mqtt {
+            m.validate()?;
+        }
+        if let Some(r) = &self.record {
+            if r.queue == 0 || r.flush_every.is_zero() {
+                return bad("--record-queue and --record-flush must be positive".into());
+            }
         }
         Ok(())
     }

@@ -12,6 +12,9 @@ pub enum ServeError {
     /// A setting is invalid.
     #[error("configuration: {0}")]
     Config(String),
+    /// The recording directory cannot be used.
+    #[error("recording: {0}")]
+    Record(String),
     /// A socket could not be bound.
     #[error("cannot bind {what} {addr}: {source}")]
     Bind {

@@ -2,13 +2,15 @@
 //! dashboard (axum). Handlers are thin: node data comes from the shards over their
 //! control channels, live updates from the [`Hub`].
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,7 +23,9 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::model::LoadedModel;
-use crate::node::NodeKey;
+use crate::node::{ActiveLabel, NodeKey};
+use crate::record::{check_label, Recorder, WriteError, WriteErrorKind};
+use crate::reload::{ModelSlot, Reloader};
 use crate::shard::Control;
 
 /// Longest request URI accepted, bytes.
@@ -29,8 +33,14 @@ pub const MAX_URI: usize = 2048;
 
 /// What the handlers share.
 pub struct AppState {
-    /// The model.
-    pub model: Arc<LoadedModel>,
+    /// The serving model.
+    pub models: Arc<ModelSlot>,
+    /// Hot reloads.
+    pub reloader: Arc<Reloader>,
+    /// The recorder (`--record`).
+    pub recorder: Option<Arc<Recorder>>,
+    /// Largest body of `POST /api/v1/model`, bytes.
+    pub max_model_bytes: usize,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Live updates.
@@ -53,6 +63,14 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Flips to `true` at shutdown (WebSocket clients are told and closed).
     pub shutdown: watch::Receiver<bool>,
+    /// The service's clock.
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl AppState {
+    fn clock_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 }
 
 type St = State<Arc<AppState>>;
@@ -77,7 +95,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{id}", get(node_by_id))
         .route("/api/v1/nodes/{addr}/{node_id}", get(node_by_parts))
-        .route("/api/v1/model", get(model))
+        .route("/api/v1/model", get(model).post(post_model))
+        .route("/api/v1/label", axum::routing::post(post_label))
+        .route("/api/v1/record", get(record_status))
         .route("/api/v1/stream", get(stream))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
@@ -120,11 +140,17 @@ async fn guard(State(st): St, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
-    if declared.is_some_and(|n| n > st.max_body as u64) || chunked {
+    // Only the model upload may be large.
+    let limit = if req.method() == Method::POST && req.uri().path() == "/api/v1/model" {
+        st.max_model_bytes
+    } else {
+        st.max_body
+    };
+    if declared.is_some_and(|n| n > limit as u64) || chunked {
         st.metrics.http_rejected("too_large");
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request bodies are limited to {} bytes", st.max_body),
+            format!("request bodies are limited to {limit} bytes here"),
         );
     }
     let path = req.uri().path();
@@ -315,7 +341,275 @@ pub fn model_json(m: &LoadedModel, udp: &str) -> Value {
 }
 
 async fn model(State(st): St) -> Json<Value> {
-    Json(model_json(&st.model, &st.udp))
+    let mut v = model_json(&st.models.get(), &st.udp);
+    v["generation"] = Value::from(st.models.generation());
+    Json(v)
+}
+
+/// Changes (reload, labels) need the bearer token when one is set (the guard checked
+/// it), else a loopback client: without a token, nobody on the network may swap the
+/// model or write to the disk, even with `--insecure`.
+fn may_change(st: &AppState, peer: SocketAddr) -> Result<(), Response> {
+    if st.token.is_some() || peer.ip().is_loopback() {
+        return Ok(());
+    }
+    st.metrics.http_rejected("forbidden");
+    Err(error(
+        StatusCode::FORBIDDEN,
+        "changes need --token (bearer) or a loopback client",
+    ))
+}
+
+fn refuse(st: &AppState, status: StatusCode, reason: &'static str, msg: String) -> Response {
+    st.metrics.http_rejected(reason);
+    error(status, msg)
+}
+
+/// `POST /api/v1/model` with the `.rvne` bytes: validate fully, then swap.
+async fn post_model(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    if let Err(r) = may_change(&st, peer) {
+        return r;
+    }
+    let body = match axum::body::to_bytes(req.into_body(), st.max_model_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                &st,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("models are limited to {} bytes", st.max_model_bytes),
+            )
+        }
+    };
+    if body.is_empty() {
+        return refuse(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send the .rvne file as the request body".into(),
+        );
+    }
+    let rl = Arc::clone(&st.reloader);
+    match tokio::task::spawn_blocking(move || rl.reload(&body)).await {
+        Ok(Ok(r)) => {
+            let mut v = model_json(&r.model, &st.udp);
+            v["generation"] = Value::from(r.generation);
+            v["previous"] = Value::from(r.previous);
+            v["labels_ended"] = serde_json::to_value(&r.labels_ended).unwrap_or_default();
+            Json(v).into_response()
+        }
+        Ok(Err(e)) => {
+            st.metrics.http_rejected("invalid_model");
+            let kind = match e {
+                crate::ServeError::Model(_) => "model",
+                crate::ServeError::Config(_) => "config",
+                _ => "other",
+            };
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({"error": e.to_string(), "kind": kind, "status": 422,
+                            "serving": st.models.get().sha256})),
+            )
+                .into_response()
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed"),
+    }
+}
+
+#[derive(Deserialize)]
+struct LabelBody {
+    node: String,
+    #[serde(default)]
+    class: Option<String>,
+}
+
+fn write_failed(st: &AppState, e: &WriteError, extra: Value) -> Response {
+    st.metrics.http_rejected("record_failed");
+    let status = match e.kind {
+        WriteErrorKind::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut v = json!({"error": e.message, "kind": e.kind, "status": status.as_u16()});
+    if let (Some(o), Value::Object(x)) = (v.as_object_mut(), extra) {
+        o.extend(x);
+    }
+    (status, Json(v)).into_response()
+}
+
+async fn set_label(
+    st: &AppState,
+    key: NodeKey,
+    label: Option<ActiveLabel>,
+) -> Result<Option<Option<ActiveLabel>>, Response> {
+    let mut out = None;
+    for part in ask(st, |tx| Control::Label(key, label.clone(), tx)).await? {
+        if part.is_some() {
+            out = part;
+        }
+    }
+    Ok(out)
+}
+
+/// `POST /api/v1/label {"node": "<id>", "class": "wave" | null}`: starts (or switches)
+/// or stops a labelled segment of a node.
+async fn post_label(
+    State(st): St,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = may_change(&st, peer) {
+        return r;
+    }
+    let Some(rec) = st.recorder.clone() else {
+        return refuse(
+            &st,
+            StatusCode::CONFLICT,
+            "conflict",
+            "recording is off: start the service with --record DIR".into(),
+        );
+    };
+    let b: LabelBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return refuse(
+                &st,
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                "expected {{\"node\": \"<address>/<node_id>\", \"class\": \"<name>\" | null}}: {e}"
+            ),
+            )
+        }
+    };
+    let Some(key) = NodeKey::parse(&b.node) else {
+        return refuse(
+            &st,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("{:?} is not a node id (<address>/<node_id 0-255>)", b.node),
+        );
+    };
+    if let Some(c) = &b.class {
+        if let Err(e) = check_label(c) {
+            return refuse(&st, StatusCode::BAD_REQUEST, "bad_request", e);
+        }
+    }
+    let id = key.id();
+    let unknown = |st: &AppState| {
+        refuse(
+            st,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no node {id}"),
+        )
+    };
+    match b.class {
+        Some(class) => {
+            st.metrics.label("start");
+            // The node must exist before a file is made for it.
+            match ask(&st, |tx| Control::Get(key, 0, tx)).await {
+                Ok(parts) if parts.iter().any(Option::is_some) => {}
+                Ok(_) => return unknown(&st),
+                Err(r) => return r,
+            }
+            let header = st.models.get().record_header();
+            if header.is_empty() {
+                return refuse(
+                    &st,
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "the model's inputs are not frames a node sends: nothing to record".into(),
+                );
+            }
+            let (r2, c2) = (Arc::clone(&rec), class.clone());
+            let opened = tokio::task::spawn_blocking(move || r2.open(&c2, &key, header)).await;
+            let (seg, file) = match opened {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return write_failed(&st, &e, json!({"node": id})),
+                Err(_) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the recording task failed",
+                    )
+                }
+            };
+            let label = ActiveLabel {
+                seg,
+                class: class.clone(),
+                file: file.clone(),
+                started_ms: st.clock_ms(),
+                frames: 0,
+                dropped: 0,
+            };
+            let before = match set_label(&st, key, Some(label)).await {
+                Ok(Some(before)) => before,
+                other => {
+                    let r2 = Arc::clone(&rec);
+                    let _ = tokio::task::spawn_blocking(move || r2.close(seg)).await;
+                    return match other {
+                        Err(r) => r,
+                        _ => unknown(&st),
+                    };
+                }
+            };
+            let previous = match before {
+                Some(p) => {
+                    let r2 = Arc::clone(&rec);
+                    tokio::task::spawn_blocking(move || r2.close(p.seg))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                None => None,
+            };
+            tracing::info!(node = %id, %class, %file, "labelled segment started");
+            Json(json!({"node": id, "class": class, "file": file, "previous": previous}))
+                .into_response()
+        }
+        None => {
+            st.metrics.label("stop");
+            let before = match set_label(&st, key, None).await {
+                Ok(Some(b)) => b,
+                Ok(None) => return unknown(&st),
+                Err(r) => return r,
+            };
+            let Some(l) = before else {
+                return refuse(
+                    &st,
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("no labelled segment is being recorded from {id}"),
+                );
+            };
+            let r2 = Arc::clone(&rec);
+            let seg = l.seg;
+            let report = tokio::task::spawn_blocking(move || r2.close(seg))
+                .await
+                .ok()
+                .flatten();
+            let finished = json!({
+                "file": l.file, "class": l.class, "frames": l.frames, "dropped": l.dropped,
+                "written": report.as_ref().map(|r| r.frames),
+                "synced": report.as_ref().map(|r| r.synced),
+            });
+            if let Some(e) = report.as_ref().and_then(|r| r.error.clone()) {
+                return write_failed(&st, &e, json!({"node": id, "finished": finished}));
+            }
+            tracing::info!(node = %id, file = %l.file, frames = l.frames, "labelled segment finished");
+            Json(json!({"node": id, "class": Value::Null, "finished": finished})).into_response()
+        }
+    }
+}
+
+async fn record_status(State(st): St) -> Json<Value> {
+    Json(match &st.recorder {
+        Some(r) => r.view(),
+        None => json!({"enabled": false}),
+    })
 }
 
 async fn stream(State(st): St, ws: WebSocketUpgrade) -> Response {
@@ -327,10 +621,12 @@ async fn ws_client(mut socket: WebSocket, st: Arc<AppState>) {
     st.metrics.ws_clients.inc();
     let mut rx = st.hub.subscribe();
     let mut shutdown = st.shutdown.clone();
+    let m = st.models.get();
     let hello = json!({
         "type": "hello",
-        "classes": st.model.classes,
-        "model": st.model.sha256,
+        "classes": m.classes,
+        "model": m.sha256,
+        "recording": st.recorder.is_some(),
         "publish_hz": st.publish_hz,
         "stale_ms": st.stale_ms,
     });

@@ -13,6 +13,12 @@
 //! [`Service::start`] binds, spawns and returns at once; [`Service::shutdown`] stops
 //! ingest, lets every shard finish its queued frames, tells WebSocket clients, and
 //! closes the HTTP server. [`replay`] is the fleet simulator that feeds it.
+//!
+//! Beside the hot path, never in its way (bounded queues, drops counted):
+//! [`mqtt`] publishes results to an MQTT broker with Home Assistant discovery,
+//! [`record`] writes labelled segments and raw captures on a writer thread, and
+//! [`reload`] swaps the model between two batches of every shard
+//! (docs/home-assistant.md, docs/serve-operations.md).
 #![deny(missing_docs)]
 
 pub mod clock;
@@ -21,15 +27,20 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod instance;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod node;
 pub mod packet;
+pub mod record;
+pub mod reload;
 pub mod replay;
 pub mod seq;
 pub mod shard;
 
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -48,6 +59,9 @@ pub use node::NodeKey;
 use crate::http::AppState;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
+use crate::mqtt::Mqtt;
+use crate::record::Recorder;
+use crate::reload::{ModelSlot, ReloadSettings, Reloaded, Reloader};
 use crate::shard::{Control, Shard, ShardCtx};
 
 /// A running service.
@@ -55,7 +69,10 @@ pub struct Service {
     udp: SocketAddr,
     http: SocketAddr,
     udp_buffer: usize,
-    model: Arc<LoadedModel>,
+    models: Arc<ModelSlot>,
+    reloader: Arc<Reloader>,
+    mqtt: Option<Mqtt>,
+    recorder: Option<Arc<Recorder>>,
     metrics: Arc<Metrics>,
     running: Arc<AtomicBool>,
     ready: Arc<AtomicBool>,
@@ -80,15 +97,29 @@ impl Service {
         Self::start_with(model, cfg)
     }
 
+    /// Checks everything `start` would without binding or starting anything: the
+    /// settings, the model (loaded fully), the recording directory (created and
+    /// written to), the MQTT settings (and TLS CA file). Returns the model.
+    pub fn check(model_bytes: &[u8], cfg: &ServeConfig) -> Result<LoadedModel, ServeError> {
+        cfg.validate()?;
+        let m = LoadedModel::from_bytes(model_bytes, cfg.features, cfg.stream)?;
+        if let Some(r) = &cfg.record {
+            record::check_dir(&r.dir)?;
+        }
+        Ok(m)
+    }
+
     /// Starts with an already loaded model.
     pub fn start_with(model: Arc<LoadedModel>, cfg: ServeConfig) -> Result<Self, ServeError> {
         cfg.validate()?;
+
         let n_shards = cfg.shard_count();
         let metrics = Metrics::new(n_shards, &model.sha256);
         metrics.queue_capacity.set(cfg.queue_packets as i64);
         let hub = Arc::new(Hub::new(cfg.ws_buffer));
         let running = Arc::new(AtomicBool::new(true));
         let ready = Arc::new(AtomicBool::new(false));
+        let models = Arc::new(ModelSlot::new(Arc::clone(&model)));
 
         // Sockets first: nothing starts if an address is taken.
         let (first, udp_buffer) =
@@ -126,6 +157,32 @@ impl Service {
             None
         };
 
+        // The runtime of the HTTP server and the MQTT task.
+        let runtime = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("aether-http")
+                .enable_all()
+                .build()
+                .map_err(|source| ServeError::Io {
+                    context: "starting the HTTP runtime",
+                    source,
+                })?,
+        );
+        let recorder = match &cfg.record {
+            Some(r) => Some(Recorder::start(r.clone(), Arc::clone(&metrics))?),
+            None => None,
+        };
+        let mqtt = match &cfg.mqtt {
+            Some(m) => Some(Mqtt::start(
+                &runtime,
+                m.clone(),
+                models.subscribe(),
+                Arc::clone(&metrics),
+            )?),
+            None => None,
+        };
+
         // Shards.
         let node_count = Arc::new(AtomicUsize::new(0));
         let publish_every_ms = (1000.0 / cfg.publish_hz).round() as u64;
@@ -159,6 +216,9 @@ impl Service {
                 node_count: Arc::clone(&node_count),
                 max_nodes: cfg.max_nodes,
                 running: Arc::clone(&running),
+                generation: 0,
+                mqtt: mqtt.as_ref().map(|m| m.sink.clone()),
+                record: recorder.as_ref().map(|r| r.sink()),
             };
             let shard = Shard::new(ctx);
             shards.push(
@@ -200,20 +260,24 @@ impl Service {
         drop(data_tx);
 
         // HTTP.
-        let runtime = Arc::new(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("aether-http")
-                .enable_all()
-                .build()
-                .map_err(|source| ServeError::Io {
-                    context: "starting the HTTP runtime",
-                    source,
-                })?,
-        );
+        let reloader = Arc::new(Reloader::new(
+            Arc::clone(&models),
+            ctrl.clone(),
+            Arc::clone(&metrics),
+            ReloadSettings {
+                features: cfg.features,
+                stream: cfg.stream,
+                horizon_from_model: cfg.horizon_from_model,
+            },
+            recorder.clone(),
+        ));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let state = Arc::new(AppState {
-            model: Arc::clone(&model),
+            models: Arc::clone(&models),
+            reloader: Arc::clone(&reloader),
+            recorder: recorder.clone(),
+            max_model_bytes: cfg.max_model_bytes,
+            clock: Arc::clone(&cfg.clock),
             metrics: Arc::clone(&metrics),
             hub: Arc::clone(&hub),
             shards: ctrl.clone(),
@@ -240,11 +304,14 @@ impl Service {
             .name("aether-http-serve".into())
             .spawn(move || {
                 rt.block_on(async move {
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stop_rx.await;
-                        })
-                        .await;
+                    let _ = axum::serve(
+                        listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
                 });
             })
             .map_err(|source| ServeError::Io {
@@ -257,7 +324,10 @@ impl Service {
             udp,
             http,
             udp_buffer,
-            model,
+            models,
+            reloader,
+            mqtt,
+            recorder,
             metrics,
             running,
             ready,
@@ -286,9 +356,25 @@ impl Service {
         self.udp_buffer
     }
 
-    /// The model.
-    pub fn model(&self) -> &Arc<LoadedModel> {
-        &self.model
+    /// The serving model.
+    pub fn model(&self) -> Arc<LoadedModel> {
+        self.models.get()
+    }
+
+    /// Generation of the serving model (0 = the one started with, +1 per reload).
+    pub fn model_generation(&self) -> u64 {
+        self.models.generation()
+    }
+
+    /// Validates `bytes` fully and swaps the model in (blocks until every shard has);
+    /// on error the old model keeps serving.
+    pub fn reload(&self, bytes: &[u8]) -> Result<Reloaded, ServeError> {
+        self.reloader.reload(bytes)
+    }
+
+    /// The recorder, with `--record`.
+    pub fn recorder(&self) -> Option<&Arc<Recorder>> {
+        self.recorder.as_ref()
     }
 
     /// The metrics.
@@ -333,17 +419,46 @@ impl Service {
 
     /// Blocks until SIGINT or SIGTERM.
     pub fn wait_for_signal(&self) {
+        self.run_until_signal(None);
+    }
+
+    /// Blocks until SIGINT or SIGTERM; on SIGHUP reloads the model from `reload_from`
+    /// (validated first; a bad file is logged and the old model keeps serving).
+    pub fn run_until_signal(&self, reload_from: Option<&Path>) {
+        use tokio::signal::unix::{signal, SignalKind};
         self.runtime.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async {
-                    match &mut term {
-                        Some(t) => { t.recv().await; }
-                        None => std::future::pending::<()>().await,
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut hup = signal(SignalKind::hangup()).ok();
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = next(&mut term) => break,
+                    _ = next(&mut hup) => {
+                        let Some(p) = reload_from else {
+                            tracing::warn!("SIGHUP: no --model file to reload from");
+                            continue;
+                        };
+                        let p = p.to_path_buf();
+                        let rl = Arc::clone(&self.reloader);
+                        let r = tokio::task::spawn_blocking(move || {
+                            let bytes = std::fs::read(&p).map_err(|e| {
+                                ServeError::Model(format!("reading {}: {e}", p.display()))
+                            })?;
+                            rl.reload(&bytes)
+                        })
+                        .await;
+                        match r {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => {
+                                if matches!(e, ServeError::Model(ref m) if m.starts_with("reading")) {
+                                    self.metrics.reload("failed");
+                                }
+                                tracing::error!(error = %e, "SIGHUP reload failed; the old model keeps serving");
+                            }
+                            Err(e) => tracing::error!(error = %e, "SIGHUP reload task failed"),
+                        }
                     }
-                } => {}
+                }
             }
         });
     }
@@ -363,6 +478,13 @@ impl Service {
         for h in self.shards.drain(..) {
             let _ = h.join();
         }
+        // The shards queued the end of every open segment: the recorder finishes them.
+        if let Some(r) = &self.recorder {
+            r.stop();
+        }
+        if let Some(m) = &mut self.mqtt {
+            m.stop(&self.runtime);
+        }
         let _ = self.shutdown_tx.send(true);
         // Give WebSocket tasks a moment to send their close frames.
         std::thread::sleep(Duration::from_millis(50));
@@ -372,6 +494,16 @@ impl Service {
         if let Some(h) = self.http_thread.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// The next delivery of signal `s` (never, when it could not be installed).
+async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+    match s {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

@@ -101,6 +101,13 @@ impl Reject {
     }
 }
 
+fn info_labels(model_sha: &str) -> Vec<(String, String)> {
+    vec![
+        ("model_sha256".into(), model_sha.into()),
+        ("version".into(), env!("CARGO_PKG_VERSION").into()),
+    ]
+}
+
 /// Per-frame processing stages (label `stage` of `aether_stage_seconds`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -187,6 +194,39 @@ pub struct Metrics {
     pub http_requests: Counter,
     /// Per-shard node counts (live, stale), summed into `aether_nodes` on scrape.
     pub shard_nodes: Vec<[AtomicI64; 2]>,
+    info: Family<Vec<(String, String)>, Gauge>,
+    /// Model reloads, by result (`ok`, `invalid`, `failed`).
+    reloads: Family<ReasonLabel, Counter>,
+    /// Generation of the serving model (0 = the model the service started with).
+    pub model_generation: Gauge,
+    /// MQTT messages published (queued to the client), by kind.
+    mqtt_messages: Family<KindLabel, Counter>,
+    /// MQTT messages or shard events dropped, by reason.
+    mqtt_dropped: Family<ReasonLabel, Counter>,
+    /// 1 while connected to the broker.
+    pub mqtt_connected: Gauge,
+    /// Broker connections made (the first and every reconnect).
+    pub mqtt_connects: Counter,
+    /// Broker connection errors (refused, lost, timed out).
+    pub mqtt_errors: Counter,
+    /// Full announcements (every discovery config), by cause.
+    mqtt_announces: Family<ReasonLabel, Counter>,
+    /// Feature rows written to labelled segments.
+    pub record_rows: Counter,
+    /// Feature rows flushed and synced to disk.
+    pub record_rows_synced: Counter,
+    /// Raw frames written to the continuous captures.
+    pub record_captured: Counter,
+    /// Frames not recorded, by reason (`queue_full`, `write_failed`).
+    record_dropped: Family<ReasonLabel, Counter>,
+    /// Recording errors, by kind (`no_space`, `permission`, `read_only`, `other`).
+    record_errors: Family<KindLabel, Counter>,
+    /// Labelled segments by outcome (`finished`, `failed`, `recovered`).
+    record_segments: Family<ReasonLabel, Counter>,
+    /// Labelled segments being written.
+    pub record_active: Gauge,
+    /// Label requests, by action (`start`, `stop`).
+    labels: Family<KindLabel, Counter>,
 }
 
 impl Metrics {
@@ -222,6 +262,23 @@ impl Metrics {
                 .map(|_| [AtomicI64::new(0), AtomicI64::new(0)])
                 .collect(),
             registry: Registry::default(),
+            info: Family::default(),
+            reloads: Family::default(),
+            model_generation: Gauge::default(),
+            mqtt_messages: Family::default(),
+            mqtt_dropped: Family::default(),
+            mqtt_connected: Gauge::default(),
+            mqtt_connects: Counter::default(),
+            mqtt_errors: Counter::default(),
+            mqtt_announces: Family::default(),
+            record_rows: Counter::default(),
+            record_rows_synced: Counter::default(),
+            record_captured: Counter::default(),
+            record_dropped: Family::default(),
+            record_errors: Family::default(),
+            record_segments: Family::default(),
+            record_active: Gauge::default(),
+            labels: Family::default(),
         };
         registry.register(
             "aether_packets_received",
@@ -319,13 +376,116 @@ impl Metrics {
             "HTTP requests served",
             m.http_requests.clone(),
         );
-        let info: Family<Vec<(String, String)>, Gauge> = Family::default();
-        info.get_or_create(&vec![
-            ("model_sha256".into(), model_sha.into()),
-            ("version".into(), env!("CARGO_PKG_VERSION").into()),
-        ])
-        .set(1);
-        registry.register("aether_info", "The running model and version", info);
+        m.info.get_or_create(&info_labels(model_sha)).set(1);
+        registry.register(
+            "aether_info",
+            "The running model and version",
+            m.info.clone(),
+        );
+        registry.register(
+            "aether_model_reloads",
+            "Model reloads (POST /api/v1/model, SIGHUP), by result",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "aether_model_generation",
+            "Generation of the serving model (0 = the one started with)",
+            m.model_generation.clone(),
+        );
+        registry.register(
+            "aether_mqtt_messages",
+            "MQTT messages handed to the client, by kind",
+            m.mqtt_messages.clone(),
+        );
+        registry.register(
+            "aether_mqtt_dropped",
+            "MQTT events or messages dropped (never blocking the shards), by reason",
+            m.mqtt_dropped.clone(),
+        );
+        registry.register(
+            "aether_mqtt_connected",
+            "1 while connected to the MQTT broker",
+            m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "aether_mqtt_connects",
+            "MQTT broker connections made",
+            m.mqtt_connects.clone(),
+        );
+        registry.register(
+            "aether_mqtt_errors",
+            "MQTT connection errors",
+            m.mqtt_errors.clone(),
+        );
+        registry.register(
+            "aether_mqtt_announcements",
+            "Home Assistant discovery announcements, by cause",
+            m.mqtt_announces.clone(),
+        );
+        registry.register(
+            "aether_record_rows",
+            "Feature rows written to labelled segments",
+            m.record_rows.clone(),
+        );
+        registry.register(
+            "aether_record_rows_synced",
+            "Feature rows flushed and fsynced to disk",
+            m.record_rows_synced.clone(),
+        );
+        registry.register(
+            "aether_record_captured",
+            "Raw frames written to the continuous captures",
+            m.record_captured.clone(),
+        );
+        registry.register(
+            "aether_record_dropped",
+            "Frames not recorded, by reason",
+            m.record_dropped.clone(),
+        );
+        registry.register(
+            "aether_record_errors",
+            "Recording I/O errors, by kind",
+            m.record_errors.clone(),
+        );
+        registry.register(
+            "aether_record_segments",
+            "Labelled segments, by outcome",
+            m.record_segments.clone(),
+        );
+        registry.register(
+            "aether_record_segments_active",
+            "Labelled segments being written",
+            m.record_active.clone(),
+        );
+        registry.register(
+            "aether_labels",
+            "Label requests, by action",
+            m.labels.clone(),
+        );
+        for r in ["ok", "invalid", "failed"] {
+            let _ = m.reloads.get_or_create(&ReasonLabel { reason: r });
+        }
+        for k in ["config", "state", "availability", "event", "status"] {
+            let _ = m.mqtt_messages.get_or_create(&KindLabel { kind: k });
+        }
+        for r in ["queue_full", "client_full"] {
+            let _ = m.mqtt_dropped.get_or_create(&ReasonLabel { reason: r });
+        }
+        for r in ["connect", "birth", "model"] {
+            let _ = m.mqtt_announces.get_or_create(&ReasonLabel { reason: r });
+        }
+        for r in ["queue_full", "write_failed"] {
+            let _ = m.record_dropped.get_or_create(&ReasonLabel { reason: r });
+        }
+        for k in ["no_space", "permission", "read_only", "other"] {
+            let _ = m.record_errors.get_or_create(&KindLabel { kind: k });
+        }
+        for r in ["finished", "failed", "recovered"] {
+            let _ = m.record_segments.get_or_create(&ReasonLabel { reason: r });
+        }
+        for k in ["start", "stop"] {
+            let _ = m.labels.get_or_create(&KindLabel { kind: k });
+        }
         for r in Reject::ALL {
             let _ = m
                 .rejected
@@ -346,6 +506,9 @@ impl Metrics {
             "too_large",
             "uri_too_long",
             "method",
+            "bad_request",
+            "forbidden",
+            "conflict",
         ] {
             let _ = m.http_rejected.get_or_create(&ReasonLabel { reason: r });
         }
@@ -402,6 +565,66 @@ impl Metrics {
         self.http_rejected
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// Shows `new_sha` in `aether_info` instead of `old_sha` and counts a reload.
+    pub fn model_swapped(&self, old_sha: &str, new_sha: &str, generation: u64) {
+        self.info.remove(&info_labels(old_sha));
+        self.info.get_or_create(&info_labels(new_sha)).set(1);
+        self.model_generation.set(generation as i64);
+        self.reload("ok");
+    }
+
+    /// Counts a reload with `result` (`ok`, `invalid`, `failed`).
+    pub fn reload(&self, result: &'static str) {
+        self.reloads
+            .get_or_create(&ReasonLabel { reason: result })
+            .inc();
+    }
+
+    /// The counter of MQTT messages of `kind`.
+    pub fn mqtt_message(&self, kind: &'static str) -> Counter {
+        self.mqtt_messages
+            .get_or_create(&KindLabel { kind })
+            .clone()
+    }
+
+    /// The counter of MQTT drops for `reason`.
+    pub fn mqtt_dropped(&self, reason: &'static str) -> Counter {
+        self.mqtt_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .clone()
+    }
+
+    /// Counts an announcement caused by `cause` (`connect`, `birth`, `model`).
+    pub fn mqtt_announce(&self, cause: &'static str) {
+        self.mqtt_announces
+            .get_or_create(&ReasonLabel { reason: cause })
+            .inc();
+    }
+
+    /// The counter of frames not recorded for `reason`.
+    pub fn record_dropped(&self, reason: &'static str) -> Counter {
+        self.record_dropped
+            .get_or_create(&ReasonLabel { reason })
+            .clone()
+    }
+
+    /// Counts a recording error of `kind`.
+    pub fn record_error(&self, kind: &'static str) {
+        self.record_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts a segment with `outcome` (`finished`, `failed`, `recovered`).
+    pub fn record_segment(&self, outcome: &'static str) {
+        self.record_segments
+            .get_or_create(&ReasonLabel { reason: outcome })
+            .inc();
+    }
+
+    /// Counts a label request (`start`, `stop`).
+    pub fn label(&self, action: &'static str) {
+        self.labels.get_or_create(&KindLabel { kind: action }).inc();
     }
 
     /// Node counts `(live, stale)` over every shard.

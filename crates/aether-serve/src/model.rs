@@ -153,6 +153,21 @@ impl LoadedModel {
     }
 }
 
+impl LoadedModel {
+    /// The CSV header of a recorded segment: the model's feature names, or for a v1
+    /// file without names the extractor's names (`aether features` writes the same).
+    pub fn record_header(&self) -> Vec<String> {
+        if !self.features.is_empty() {
+            return self.features.clone();
+        }
+        match self.input {
+            ModelInput::RawCsi { features, antennas } => feature_names(antennas, features),
+            ModelInput::FeatureState => FEATURE_STATE_NAMES.iter().map(|s| s.to_string()).collect(),
+            ModelInput::Other => Vec::new(),
+        }
+    }
+}
+
 /// The horizon a model's streams use by default: its training window (`data.window`
 /// metadata, written by `aether train`) or [`aether_head::live::DEFAULT_HORIZON`].
 pub fn default_horizon(view: &BlobView<'_>) -> usize {

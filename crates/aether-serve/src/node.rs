@@ -64,7 +64,7 @@ pub struct History {
     head: usize,
     len: usize,
     probs: Vec<f32>,
-    meta: Vec<(u64, u64, u32, u64)>,
+    meta: Vec<(u64, u64, u32, u64, u64)>,
 }
 
 impl History {
@@ -76,19 +76,19 @@ impl History {
             head: 0,
             len: 0,
             probs: vec![0.0; cap * classes],
-            meta: vec![(0, 0, 0, 0); cap],
+            meta: vec![(0, 0, 0, 0, 0); cap],
         }
     }
 
     /// Appends the result of node frame `frame` (stream position `pos`, sequence
-    /// `seq`, at `at_ms`).
-    pub fn push(&mut self, frame: u64, pos: u64, seq: u32, at_ms: u64, probs: &[f32]) {
+    /// `seq`, at `at_ms`, by model generation `model`).
+    pub fn push(&mut self, frame: u64, pos: u64, seq: u32, at_ms: u64, model: u64, probs: &[f32]) {
         if self.cap == 0 {
             return;
         }
         let slot = (self.head + self.len) % self.cap;
         self.probs[slot * self.classes..(slot + 1) * self.classes].copy_from_slice(probs);
-        self.meta[slot] = (frame, pos, seq, at_ms);
+        self.meta[slot] = (frame, pos, seq, at_ms, model);
         if self.len < self.cap {
             self.len += 1;
         } else {
@@ -108,12 +108,13 @@ impl History {
         (self.len - n..self.len)
             .map(|i| {
                 let s = (self.head + i) % self.cap;
-                let (frame, pos, seq, at) = self.meta[s];
+                let (frame, pos, seq, at, model) = self.meta[s];
                 serde_json::json!({
                     "frame": frame,
                     "position": pos,
                     "seq": seq,
                     "at_ms": at,
+                    "model": model,
                     "probs": &self.probs[s * self.classes..(s + 1) * self.classes],
                 })
             })
@@ -122,8 +123,26 @@ impl History {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.probs.len() * 4 + self.meta.len() * 32
+        self.probs.len() * 4 + self.meta.len() * 40
     }
+}
+
+/// A labelled segment being recorded from a node (`POST /api/v1/label`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveLabel {
+    /// The recorder's segment id.
+    #[serde(skip)]
+    pub seg: u64,
+    /// The class.
+    pub class: String,
+    /// The file, relative to the recording directory.
+    pub file: String,
+    /// When it started, ms since the epoch.
+    pub started_ms: u64,
+    /// Frames handed to the recorder.
+    pub frames: u64,
+    /// Frames the recorder's full queue refused.
+    pub dropped: u64,
 }
 
 /// Raw-CSI state of a node.
@@ -180,6 +199,16 @@ pub struct Node {
     pub published_class: Option<usize>,
     /// Whether the last sweep saw it stale.
     pub stale: bool,
+    /// The labelled segment being recorded.
+    pub label: Option<ActiveLabel>,
+    /// When a state was last handed to MQTT, ms.
+    pub mqtt_at_ms: u64,
+    /// Class in the last state handed to MQTT.
+    pub mqtt_class: Option<usize>,
+    /// Rounded probability in the last state handed to MQTT.
+    pub mqtt_pct: u8,
+    /// Model generation of the node's stream.
+    pub generation: u64,
 }
 
 impl Node {
@@ -206,6 +235,11 @@ impl Node {
             last_publish_ms: 0,
             published_class: None,
             stale: false,
+            label: None,
+            mqtt_at_ms: 0,
+            mqtt_class: None,
+            mqtt_pct: 0,
+            generation: 0,
         }
     }
 
@@ -275,6 +309,8 @@ impl Node {
             "node_result": self.node_result,
             "first_seen_ms": self.first_seen_ms,
             "bytes": self.bytes(),
+            "label": self.label,
+            "model_generation": self.generation,
         })
     }
 }
@@ -297,7 +333,7 @@ mod tests {
     fn history_keeps_the_last_results() {
         let mut h = History::new(3, 2);
         for i in 0..5u64 {
-            h.push(i, i, i as u32, 100 + i, &[i as f32, 1.0 - i as f32]);
+            h.push(i, i, i as u32, 100 + i, 0, &[i as f32, 1.0 - i as f32]);
         }
         let j = h.json(10);
         assert_eq!(j.len(), 3);
@@ -308,7 +344,7 @@ mod tests {
         h.clear();
         assert!(h.json(5).is_empty());
         let mut z = History::new(0, 2);
-        z.push(1, 1, 1, 1, &[0.5, 0.5]);
+        z.push(1, 1, 1, 1, 0, &[0.5, 0.5]);
         assert!(z.json(3).is_empty());
     }
 }

@@ -24,8 +24,10 @@ use crate::clock::Clock;
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Reject, Stage};
 use crate::model::{LoadedModel, ModelInput};
-use crate::node::{CsiState, Node, NodeKey, NodeResult};
+use crate::mqtt::{percent, MqttEvent, MqttSink};
+use crate::node::{ActiveLabel, CsiState, History, Node, NodeKey, NodeResult};
 use crate::packet::{decode, Packet};
+use crate::record::{Frame, RecordSink};
 use crate::seq::SeqVerdict;
 
 /// Frames of a new shape in a row after which a node restarts on that shape.
@@ -77,6 +79,17 @@ pub enum Control {
     Get(NodeKey, usize, oneshot::Sender<Option<Value>>),
     /// Run the stale/expire sweep now (tests with a manual clock).
     Sweep(oneshot::Sender<()>),
+    /// Serve this model (generation) from the next frame on: every node's stream restarts
+    /// on it. The answer lists the labelled segments that ended because the new model's
+    /// features differ (the caller closes them).
+    SwapModel(Arc<LoadedModel>, u64, oneshot::Sender<Vec<ActiveLabel>>),
+    /// Start (`Some`) or stop (`None`) recording a node's frames into a segment. The
+    /// answer is `None` when the node is unknown, else the label it had before.
+    Label(
+        NodeKey,
+        Option<ActiveLabel>,
+        oneshot::Sender<Option<Option<ActiveLabel>>>,
+    ),
 }
 
 /// What a shard needs from its service.
@@ -111,6 +124,12 @@ pub struct ShardCtx {
     pub max_nodes: usize,
     /// Set while the service runs.
     pub running: Arc<AtomicBool>,
+    /// Generation of `model`.
+    pub generation: u64,
+    /// Node results for MQTT, if enabled.
+    pub mqtt: Option<MqttSink>,
+    /// Frames for the recorder, if enabled.
+    pub record: Option<RecordSink>,
 }
 
 struct Handles {
@@ -199,6 +218,14 @@ impl Shard {
             self.control(c);
         }
         self.sweep();
+        // Labelled segments still open are finished by the recorder (queued after their rows).
+        if let Some(r) = &self.ctx.record {
+            for n in self.nodes.values_mut() {
+                if let Some(l) = n.label.take() {
+                    r.offer(Frame::End { seg: l.seg });
+                }
+            }
+        }
     }
 
     fn control(&mut self, c: Control) {
@@ -226,7 +253,50 @@ impl Shard {
                 self.sweep();
                 let _ = tx.send(());
             }
+            Control::SwapModel(m, generation, tx) => {
+                let _ = tx.send(self.swap_model(m, generation));
+            }
+            Control::Label(key, label, tx) => {
+                let r = self.nodes.get_mut(&key).map(|n| {
+                    let before = n.label.take();
+                    n.label = label;
+                    before
+                });
+                let _ = tx.send(r);
+            }
         }
+    }
+
+    /// Serves `m` from the next frame on; returns the labels ended by a change of
+    /// features.
+    fn swap_model(&mut self, m: Arc<LoadedModel>, generation: u64) -> Vec<ActiveLabel> {
+        let old = std::mem::replace(&mut self.ctx.model, Arc::clone(&m));
+        self.ctx.generation = generation;
+        let same_input = old.input == m.input;
+        let same_rows = old.record_header() == m.record_header();
+        let classes = m.classes.len();
+        let mut ended = Vec::new();
+        for n in self.nodes.values_mut() {
+            n.stream = None;
+            if !same_input {
+                // A different extractor: rebuilt on the next frame.
+                n.csi = None;
+            }
+            if n.probs.len() != classes {
+                n.history = History::new(self.ctx.history, classes);
+            }
+            n.probs = vec![0.0; classes];
+            n.class = None;
+            n.published_class = None;
+            n.mqtt_class = None;
+            n.generation = generation;
+            if !same_rows {
+                if let Some(l) = n.label.take() {
+                    ended.push(l);
+                }
+            }
+        }
+        ended
     }
 
     /// Marks stale nodes, drops expired ones, updates the node gauges.
@@ -235,16 +305,35 @@ impl Shard {
         let now = self.ctx.clock.now_ms();
         let (stale_ms, expire_ms) = (self.ctx.stale_ms, self.ctx.expire_ms);
         let hub = &self.ctx.hub;
+        let mqtt = &self.ctx.mqtt;
+        let record = &self.ctx.record;
+        let model = &self.ctx.model;
         let mut expired = 0usize;
         self.nodes.retain(|_, n| {
             let age = now.saturating_sub(n.last_seen_ms);
             if age > expire_ms {
                 expired += 1;
                 hub.publish_with(|| serde_json::json!({"type": "expired", "id": n.id}).to_string());
+                if let Some(m) = mqtt {
+                    m.offer(MqttEvent::Expired { key: n.key });
+                }
+                if let (Some(r), Some(l)) = (record, n.label.take()) {
+                    r.offer(Frame::End { seg: l.seg });
+                }
                 return false;
+            }
+            if let Some(m) = mqtt {
+                // A change the rate limit held back goes out once it is due.
+                mqtt_due(m, n, model, now);
             }
             let stale = age > stale_ms;
             if stale != n.stale {
+                if let Some(m) = mqtt {
+                    m.offer(MqttEvent::Live {
+                        key: n.key,
+                        live: !stale,
+                    });
+                }
                 n.stale = stale;
                 let classes = &self.ctx.model.classes;
                 hub.publish_with(|| {
@@ -271,7 +360,7 @@ impl Shard {
             let bytes = &b.data[it.start as usize..(it.start + it.len) as usize];
             let t0 = Instant::now();
             let done = match decode(bytes) {
-                Ok(Packet::RawCsi(v)) => self.raw_csi(it, v, t0),
+                Ok(Packet::RawCsi(v)) => self.raw_csi(it, v, bytes, t0),
                 Ok(Packet::FeatureState(p)) => self.feature_state(it, p, t0),
                 Ok(Packet::Classification(p)) => self.classification(it, p),
                 Err(r) => {
@@ -303,8 +392,9 @@ impl Shard {
                 return None;
             }
             let classes = self.ctx.model.classes.len();
-            self.nodes
-                .insert(key, Node::new(key, it.src, now, classes, self.ctx.history));
+            let mut n = Node::new(key, it.src, now, classes, self.ctx.history);
+            n.generation = self.ctx.generation;
+            self.nodes.insert(key, n);
         }
         let n = self.nodes.get_mut(&key).expect("inserted above");
         n.src = it.src;
@@ -356,7 +446,7 @@ impl Shard {
         true
     }
 
-    fn raw_csi(&mut self, it: &Item, v: RawCsiRef<'_>, t0: Instant) -> bool {
+    fn raw_csi(&mut self, it: &Item, v: RawCsiRef<'_>, bytes: &[u8], t0: Instant) -> bool {
         let ModelInput::RawCsi { features, antennas } = self.ctx.model.input else {
             self.reject_node(it, Reject::ModelInput);
             return false;
@@ -441,6 +531,15 @@ impl Shard {
         self.feats.extend_from_slice(feats);
         let t2 = Instant::now();
         h.features.observe((t2 - t1).as_secs_f64());
+        if let Some(r) = &self.ctx.record {
+            if r.capture {
+                r.offer(Frame::Capture {
+                    node: key,
+                    bytes: bytes.into(),
+                });
+            }
+            record_row(r, node, &self.feats);
+        }
         Self::frame(&self.ctx, h, node, &model, &self.feats, v.seq, now, t2)
     }
 
@@ -468,6 +567,9 @@ impl Shard {
         }
         let t1 = Instant::now();
         h.decode.observe((t1 - t0).as_secs_f64());
+        if let Some(r) = &self.ctx.record {
+            record_row(r, node, &values);
+        }
         Self::frame(
             &self.ctx,
             h,
@@ -566,10 +668,19 @@ impl Shard {
         node.class = Some(class);
         node.frames += 1;
         node.last_seen_ms = now;
-        node.stale = false;
+        let was_stale = std::mem::replace(&mut node.stale, false);
         h.frames.inc();
         node.history
-            .push(node.frames - 1, pos, seq, now, &node.probs);
+            .push(node.frames - 1, pos, seq, now, ctx.generation, &node.probs);
+        if let Some(m) = &ctx.mqtt {
+            if was_stale {
+                m.offer(MqttEvent::Live {
+                    key: node.key,
+                    live: true,
+                });
+            }
+            mqtt_due(m, node, &ctx.model, now);
+        }
         let due = now.saturating_sub(node.last_publish_ms) >= ctx.publish_every_ms
             || node.published_class != Some(class);
         if due {
@@ -585,6 +696,43 @@ impl Shard {
             }
         }
         true
+    }
+}
+
+/// Hands a node's state to MQTT when its class or rounded probability changed and the
+/// per-node rate allows.
+fn mqtt_due(m: &MqttSink, node: &mut Node, model: &Arc<LoadedModel>, now: u64) {
+    let Some(class) = node.class else {
+        return;
+    };
+    let pct = percent(node.probs.get(class).copied().unwrap_or(0.0));
+    if (node.mqtt_class == Some(class) && node.mqtt_pct == pct)
+        || now.saturating_sub(node.mqtt_at_ms) < m.every_ms
+    {
+        return;
+    }
+    node.mqtt_at_ms = now;
+    node.mqtt_class = Some(class);
+    node.mqtt_pct = pct;
+    m.offer(MqttEvent::State {
+        key: node.key,
+        model: Arc::clone(model),
+        class,
+        probs: node.probs.clone(),
+    });
+}
+
+/// Queues a feature row for the node's labelled segment, if it has one.
+fn record_row(r: &RecordSink, node: &mut Node, feats: &[f32]) {
+    if let Some(l) = &mut node.label {
+        if r.offer(Frame::Row {
+            seg: l.seg,
+            feats: feats.into(),
+        }) {
+            l.frames += 1;
+        } else {
+            l.dropped += 1;
+        }
     }
 }
 

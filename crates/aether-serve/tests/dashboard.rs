@@ -240,3 +240,117 @@ fn dashboard_shows_a_live_fleet_in_chromium() {
     drop(browser);
     svc.shutdown();
 }
+
+async fn eval(ws: &mut Cdp, id: &mut u64, s: &str, js: &str) -> Value {
+    let r = call(
+        ws,
+        id,
+        Some(s),
+        "Runtime.evaluate",
+        json!({"expression": js, "returnByValue": true}),
+    )
+    .await;
+    r["result"]["value"].clone()
+}
+
+/// The label buttons: typing a class and pressing Record on a tile starts a labelled
+/// segment of that node on the server, the tile shows it, Stop saves the file.
+/// `AETHER_SCREENSHOT_LABEL=FILE` saves a PNG of the dashboard while recording.
+#[test]
+fn dashboard_label_buttons_record_a_node() {
+    let Some(bin) = chromium() else {
+        if std::env::var_os("AETHER_REQUIRE_BROWSER").is_some() {
+            panic!("AETHER_REQUIRE_BROWSER is set but no chromium is installed");
+        }
+        eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+        return;
+    };
+    let rec = tempfile::tempdir().unwrap();
+    let cfg = ServeConfig {
+        record: Some(aether_serve::record::RecordConfig::new(rec.path())),
+        publish_hz: 10.0,
+        ..loopback_config()
+    };
+    let svc = start(&model_bytes(Some(64), 10), cfg);
+    let recs: Vec<_> = (0..4).map(|i| recording(i, 60 + i)).collect();
+    let datagrams = encode_recordings(&recs).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let fleet = {
+        let stop = stop.clone();
+        let cfg = ReplayConfig {
+            to: svc.udp_addr(),
+            nodes: 4,
+            rate_hz: 50.0,
+            looped: true,
+            ..ReplayConfig::default()
+        };
+        std::thread::spawn(move || run(&datagrams, &cfg, &stop).unwrap())
+    };
+    let browser = launch(&bin);
+    let url = format!("http://{}/", svc.http_addr());
+    let addr = svc.http_addr();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(browser.ws_url.as_str()).await.unwrap();
+        let mut id = 0;
+        let t = call(&mut ws, &mut id, None, "Target.createTarget", json!({"url": url})).await;
+        let target = t["targetId"].as_str().unwrap().to_string();
+        let a = call(&mut ws, &mut id, None, "Target.attachToTarget", json!({"targetId": target, "flatten": true})).await;
+        let s = a["sessionId"].as_str().unwrap().to_string();
+        let node = "127.0.0.2/1";
+        let sel = format!("document.querySelector('[data-node=\"{node}\"]')");
+        for _ in 0..100 {
+            let ready = eval(&mut ws, &mut id, &s, &format!("!!{sel} && !{sel}.querySelector('form.label').hidden && document.querySelectorAll('[data-node]').length === 4")).await;
+            if ready == json!(true) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eval(&mut ws, &mut id, &s, &format!("{sel}.querySelector('.lname').value = 'swipe'; {sel}.querySelector('.rec').click(); true")).await;
+        let mut on = Value::Null;
+        for _ in 0..100 {
+            on = get_json(addr, &format!("/api/v1/nodes/{node}"))["label"].clone();
+            if on["class"] == "swipe" && on["frames"].as_u64().unwrap_or(0) > 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(on["class"], "swipe", "{on}");
+        let mut shown = Value::Null;
+        for _ in 0..50 {
+            shown = eval(&mut ws, &mut id, &s, &format!("{sel}.classList.contains('recording') && {sel}.querySelector('.rec').textContent")).await;
+            if shown.as_str().is_some_and(|t| t.starts_with("■ Stop swipe")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(shown.as_str().is_some_and(|t| t.starts_with("■ Stop swipe")), "{shown}");
+        if let Some(path) = std::env::var_os("AETHER_SCREENSHOT_LABEL") {
+            let shot = call(&mut ws, &mut id, Some(&s), "Page.captureScreenshot", json!({"format": "png"})).await;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode(shot["data"].as_str().unwrap())
+                .unwrap();
+            std::fs::write(path, png).unwrap();
+        }
+        eval(&mut ws, &mut id, &s, &format!("{sel}.querySelector('.rec').click(); true")).await;
+        let mut saved = Value::Null;
+        for _ in 0..50 {
+            saved = eval(&mut ws, &mut id, &s, &format!("{sel}.querySelector('.rec-state').textContent")).await;
+            if saved.as_str().is_some_and(|t| t.starts_with("saved swipe/")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = saved.as_str().unwrap_or_default().to_string();
+        assert!(text.starts_with("saved swipe/127.0.0.2-n1_"), "{text}");
+        let file = text.trim_start_matches("saved ").split(" (").next().unwrap();
+        assert!(rec.path().join(file).is_file(), "{file}");
+    });
+    stop.store(true, Ordering::SeqCst);
+    fleet.join().unwrap();
+    drop(browser);
+    svc.shutdown();
+}

@@ -40,9 +40,15 @@ pub struct Args {
     /// Window stride, 1..=1000000 (default: the model's `data.stride`, else the window length).
     #[arg(long, value_parser = values::count(1, values::MAX_STRIDE))]
     pub stride: Option<usize>,
-    /// Evaluate only recordings of these session prefixes (name before the first `_`).
+    /// Evaluate only recordings of these groups (see --group-field).
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Which `_`-separated field of a recording's name is its group, 0..=15 (0: the prefix).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, 15))]
+    pub group_field: usize,
+    /// Also report accuracy, macro-F1 and confusion per group (domain).
+    #[arg(long)]
+    pub by_group: bool,
     /// Override the attention backend stored in the model.
     #[arg(long, value_parser = ["sparse", "dense"])]
     pub backend: Option<String>,
@@ -180,7 +186,7 @@ pub fn run(args: Args) -> Result<()> {
             ds.dim()
         );
     }
-    let indices = select_groups(&ds, &args.groups)?;
+    let indices = select_groups(&ds, &args.groups, args.group_field)?;
     let window = match (args.window, m.window) {
         (Some(w), _) => WindowConfig {
             len: w,
@@ -207,6 +213,18 @@ pub fn run(args: Args) -> Result<()> {
         _ => None,
     };
     let e = evaluate(&ds, &indices, window, |w| m.logits(backend, w))?;
+    let mut by_group = Vec::new();
+    if args.by_group {
+        for (g, ix) in ds.groups_by(args.group_field)? {
+            let ix: Vec<usize> = ix
+                .into_iter()
+                .filter(|i| indices.binary_search(i).is_ok())
+                .collect();
+            if !ix.is_empty() {
+                by_group.push((g, evaluate(&ds, &ix, window, |w| m.logits(backend, w))?));
+            }
+        }
+    }
     if args.json {
         let mut j = evaluation_json(&e, &ds.classes);
         let o = j.as_object_mut().expect("object");
@@ -215,6 +233,20 @@ pub fn run(args: Args) -> Result<()> {
         if window.len < usize::MAX / 2 {
             o.insert("window".into(), window.len.into());
             o.insert("stride".into(), window.stride.into());
+        }
+        if args.by_group {
+            let groups: Vec<serde_json::Value> = by_group
+                .iter()
+                .map(|(g, ge)| {
+                    let mut v = evaluation_json(ge, &ds.classes);
+                    v.as_object_mut()
+                        .expect("object")
+                        .insert("group".into(), g.clone().into());
+                    v
+                })
+                .collect();
+            o.insert("group_field".into(), args.group_field.into());
+            o.insert("by_group".into(), groups.into());
         }
         println!("{j}");
     } else {
@@ -234,6 +266,32 @@ pub fn run(args: Args) -> Result<()> {
         );
         println!("per recording:");
         print!("{}", report_text(&e.recordings, &ds.classes));
+        if args.by_group {
+            let w = by_group
+                .iter()
+                .map(|(g, _)| g.chars().count())
+                .max()
+                .unwrap_or(5)
+                .max(5);
+            println!("by group (field {}):", args.group_field);
+            println!(
+                "{:<w$}  {:>10}  {:>8}  {:>8}  {:>9}",
+                "group", "recordings", "accuracy", "macro-F1", "windows"
+            );
+            for (g, ge) in &by_group {
+                println!(
+                    "{g:<w$}  {:>10}  {:>8.4}  {:>8.4}  {:>9.4}",
+                    ge.n_recordings,
+                    ge.recordings.accuracy,
+                    ge.recordings.macro_f1,
+                    ge.windows.accuracy
+                );
+            }
+            for (g, ge) in &by_group {
+                println!("group {g}:");
+                print!("{}", report_text(&ge.recordings, &ds.classes));
+            }
+        }
     }
     Ok(())
 }

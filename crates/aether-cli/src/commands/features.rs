@@ -1,10 +1,18 @@
-//! `aether features`: raw CSI captures (or amplitude CSVs) → dataset folder.
+//! `aether features`: CSI recordings → dataset folder.
 //!
-//! Input is one capture file or a class-folder tree `DIR/<class>/<file>`.
-//! A capture is raw CSI frames (`0xC5110001`) back to back; a `.csv` file is
-//! read as rows of per-subcarrier amplitudes (header + one row per frame).
-//! Both go through the one extractor of `aether_data::features`
-//! (docs/features.md). Malformed or truncated frames are skipped and counted;
+//! Input is one file or a class-folder tree `DIR/<class>/<file>`. Formats, by content
+//! and extension (docs/readers.md):
+//! - a node capture: raw CSI frames (`0xC5110001`) back to back;
+//! - an Intel 5300 CSI Tool log (`.dat`): the records with the file's most common
+//!   receive-chain count, transmit stream 0, each receive chain an antenna;
+//! - an esp-csi serial log (`CSI_DATA,…` lines; `.txt`, `.log` or any file holding them);
+//! - a `.csv` of per-subcarrier amplitudes (header + one row per frame).
+//!
+//! Every format goes through the one extractor of `aether_data::features`
+//! (docs/features.md). `--amplitudes` skips the extractor and writes the raw
+//! `|I + jQ|` of every (rx, tx, subcarrier) value as stored, unscaled, one row per record
+//! of the file's most common shape (columns `rx{r}_tx{t}_sc{k}`; records of other
+//! shapes are counted and left out). Malformed or truncated frames are skipped and counted;
 //! a file that yields no frames, or whose feature names differ from the first
 //! file's, is skipped and reported (an amplitude CSV with a negative value names its
 //! row and column as every CSV error does: 1-based line number, 1-based column with
@@ -19,8 +27,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use aether_data::dataset::{check_class_name, CsvReader, Dataset, Recording};
-use aether_data::features::{capture_features, extract_amplitude_rows, FeatureConfig};
-use aether_data::wire::CaptureReport;
+use aether_data::features::{
+    capture_features, extract_amplitude_frames, extract_amplitude_rows, feature_names,
+    FeatureConfig,
+};
+use aether_data::readers::{amplitude_matrix, esp_csi, intel5300, CsiShape};
+use aether_data::wire::{parse_capture, CaptureReport, RAW_CSI_MAGIC};
 use anyhow::{bail, Context, Result};
 
 use super::plural;
@@ -39,6 +51,10 @@ pub struct Args {
     /// Class name for a single input file (default: the name of the directory holding it).
     #[arg(long)]
     class: Option<String>,
+    /// Write the raw amplitudes |I + jQ| of every (rx, tx, subcarrier) value instead of
+    /// extracted features.
+    #[arg(long)]
+    amplitudes: bool,
     #[command(flatten)]
     features: FeatureArgs,
 }
@@ -49,7 +65,53 @@ struct Totals {
     frames: usize,
     parse: CaptureReport,
     other_shape: usize,
+    /// Records of other formats' files that were skipped (bad records, other codes,
+    /// non-CSI lines).
+    other_records: usize,
     skipped_files: Vec<(String, String)>,
+}
+
+/// The recording formats `aether features` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Capture,
+    Intel5300,
+    EspCsi,
+    AmplitudeCsv,
+}
+
+/// The format of a file, from its extension and first bytes.
+fn format_of(path: &Path, bytes: &[u8]) -> Format {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if bytes.len() >= 4 && bytes[..4] == RAW_CSI_MAGIC.to_le_bytes() {
+        return Format::Capture;
+    }
+    match ext.as_str() {
+        "dat" => Format::Intel5300,
+        "csv" if !contains(bytes, b"CSI_DATA,") => Format::AmplitudeCsv,
+        _ if contains(bytes, b"CSI_DATA,") => Format::EspCsi,
+        _ => Format::Capture,
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Raw amplitudes `T × n_ant·n_sub` of a node capture's most common shape.
+fn capture_amplitudes(bytes: &[u8], t: &mut Totals) -> Option<(CsiShape, Vec<f32>)> {
+    let (frames, rep) = parse_capture(bytes);
+    t.parse.frames += rep.frames;
+    t.parse.bad_header += rep.bad_header;
+    t.parse.truncated += rep.truncated;
+    t.parse.garbage_bytes += rep.garbage_bytes;
+    let shape = aether_data::readers::most_common_shape(&frames)?;
+    let m = aether_data::readers::amplitudes_of_shape(&frames, shape);
+    t.other_shape += m.other_shape;
+    Some((shape, m.rows))
 }
 
 fn visible_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -103,44 +165,135 @@ fn amplitude_csv(text: &str, file: &str) -> std::result::Result<(Vec<String>, Ve
     Ok((header, rows))
 }
 
-/// Features of one file; I/O failures are errors, bad content is a skip reason.
-fn file_features(path: &Path, cfg: FeatureConfig, t: &mut Totals) -> Result<FileOutcome> {
+/// Features (or raw amplitudes) of one file; I/O failures are errors, bad content is a
+/// skip reason.
+fn file_features(
+    path: &Path,
+    cfg: FeatureConfig,
+    amplitudes: bool,
+    t: &mut Totals,
+) -> Result<FileOutcome> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if path.extension().is_some_and(|e| e == "csv") {
-        let text = match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(_) => return Ok(Err("CSV is not UTF-8".into())),
-        };
-        let (header, rows) = match amplitude_csv(&text, &path.display().to_string()) {
-            Ok(x) => x,
-            Err(reason) => return Ok(Err(reason)),
-        };
-        return Ok(match extract_amplitude_rows(&rows, header.len(), cfg) {
+    let format = format_of(path, &bytes);
+    // Amplitudes `T × n_ant·n_sub` (antenna-major) with the column names of --amplitudes.
+    let (shape, amps): (CsiShape, Vec<f32>) = match format {
+        Format::AmplitudeCsv => {
+            let text = match String::from_utf8(bytes) {
+                Ok(s) => s,
+                Err(_) => return Ok(Err("CSV is not UTF-8".into())),
+            };
+            let (header, rows) = match amplitude_csv(&text, &path.display().to_string()) {
+                Ok(x) => x,
+                Err(reason) => return Ok(Err(reason)),
+            };
+            if amplitudes {
+                t.frames += rows.len() / header.len().max(1);
+                return Ok(Ok((header, rows)));
+            }
+            return Ok(match extract_amplitude_rows(&rows, header.len(), cfg) {
+                Ok(f) => {
+                    t.frames += rows.len() / header.len();
+                    Ok((feature_names(1, cfg), f))
+                }
+                Err(e) => Err(e.to_string()),
+            });
+        }
+        Format::Capture if !amplitudes => {
+            return Ok(match capture_features(&bytes, cfg) {
+                Ok(c) => {
+                    t.parse.frames += c.report.frames;
+                    t.parse.bad_header += c.report.bad_header;
+                    t.parse.truncated += c.report.truncated;
+                    t.parse.garbage_bytes += c.report.garbage_bytes;
+                    t.other_shape += c.other_shape;
+                    t.frames += c.frames();
+                    Ok((c.feature_names.clone(), c.features))
+                }
+                Err(e) => {
+                    let (_, rep) = parse_capture(&bytes);
+                    t.parse.bad_header += rep.bad_header;
+                    t.parse.truncated += rep.truncated;
+                    t.parse.garbage_bytes += rep.garbage_bytes;
+                    Err(format!("{e} ({rep})"))
+                }
+            });
+        }
+        Format::Capture => match capture_amplitudes(&bytes, t) {
+            Some(x) => x,
+            None => return Ok(Err("no raw CSI frame".into())),
+        },
+        Format::Intel5300 => {
+            let log = match intel5300::parse_dat(&bytes) {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(format!("Intel 5300 log: {e}"))),
+            };
+            t.other_records += log.skipped.len() + log.other_code_count();
+            if amplitudes {
+                match amplitude_matrix(&log.records) {
+                    Some(m) => {
+                        t.other_shape += m.other_shape;
+                        (m.shape, m.rows)
+                    }
+                    None => return Ok(Err("no beamforming (0xBB) record".into())),
+                }
+            } else {
+                // The file's most common receive-chain count, transmit stream 0.
+                let mut counts = [0usize; 4];
+                for r in &log.records {
+                    counts[usize::from(r.n_rx).min(3)] += 1;
+                }
+                let n_rx = (1..4)
+                    .max_by_key(|&k| (counts[k], std::cmp::Reverse(k)))
+                    .unwrap_or(1);
+                if counts[n_rx] == 0 {
+                    return Ok(Err("no beamforming (0xBB) record".into()));
+                }
+                let mut rows = Vec::new();
+                for r in log.records.iter().filter(|r| usize::from(r.n_rx) == n_rx) {
+                    r.push_tx_amplitudes(0, &mut rows);
+                }
+                t.other_shape += log.records.len() - counts[n_rx];
+                (
+                    CsiShape {
+                        n_rx,
+                        n_tx: 1,
+                        n_sub: intel5300::SUBCARRIERS,
+                    },
+                    rows,
+                )
+            }
+        }
+        Format::EspCsi => {
+            let log = esp_csi::parse_log(&bytes);
+            t.other_records += log.skipped.len();
+            match amplitude_matrix(&log.records) {
+                Some(m) => {
+                    t.other_shape += m.other_shape;
+                    (m.shape, m.rows)
+                }
+                None => return Ok(Err("no valid CSI_DATA line".into())),
+            }
+        }
+    };
+    let width = shape.width();
+    if width == 0 || amps.is_empty() {
+        return Ok(Err("no CSI values".into()));
+    }
+    let n = amps.len() / width;
+    if amplitudes {
+        t.frames += n;
+        return Ok(Ok((shape.column_names(), amps)));
+    }
+    let n_ant = shape.n_rx * shape.n_tx;
+    Ok(
+        match extract_amplitude_frames(&amps, n_ant, shape.n_sub, cfg) {
             Ok(f) => {
-                t.frames += rows.len() / header.len();
-                Ok((aether_data::features::feature_names(1, cfg), f))
+                t.frames += n;
+                Ok((feature_names(n_ant, cfg), f))
             }
             Err(e) => Err(e.to_string()),
-        });
-    }
-    match capture_features(&bytes, cfg) {
-        Ok(c) => {
-            t.parse.frames += c.report.frames;
-            t.parse.bad_header += c.report.bad_header;
-            t.parse.truncated += c.report.truncated;
-            t.parse.garbage_bytes += c.report.garbage_bytes;
-            t.other_shape += c.other_shape;
-            t.frames += c.frames();
-            Ok(Ok((c.feature_names.clone(), c.features)))
-        }
-        Err(e) => {
-            let (_, rep) = aether_data::wire::parse_capture(&bytes);
-            t.parse.bad_header += rep.bad_header;
-            t.parse.truncated += rep.truncated;
-            t.parse.garbage_bytes += rep.garbage_bytes;
-            Ok(Err(format!("{e} ({rep})")))
-        }
-    }
+        },
+    )
 }
 
 /// The class of a single input file: `--class`, else the name of the directory holding
@@ -238,7 +391,7 @@ pub fn run(args: Args) -> Result<()> {
         for f in files {
             t.files += 1;
             let shown = f.display().to_string();
-            let (names, frames) = match file_features(&f, cfg, &mut t)? {
+            let (names, frames) = match file_features(&f, cfg, args.amplitudes, &mut t)? {
                 Ok(x) => x,
                 Err(reason) => {
                     t.skipped_files.push((shown, reason));
@@ -251,9 +404,9 @@ pub fn run(args: Args) -> Result<()> {
                 t.skipped_files.push((
                     shown,
                     format!(
-                        "{} features ({} antennas?) differ from the first file's {}",
+                        "{} columns ({} antennas?) differ from the first file's {}",
                         names.len(),
-                        names.len() / cfg.per_antenna(),
+                        names.len() / cfg.per_antenna().max(1),
                         ds.feature_names.len()
                     ),
                 ));
@@ -302,15 +455,25 @@ pub fn run(args: Args) -> Result<()> {
         0 => String::new(),
         m => format!(" + {m} motion"),
     };
-    println!(
-        "features: {}, {} written to {} ({} features per frame: {} bands{}{motion})",
-        plural(t.files, "file"),
-        plural(written, "recording"),
-        args.out.display(),
-        ds.dim(),
-        cfg.bands,
-        if cfg.gain { " + log-gain" } else { "" },
-    );
+    if args.amplitudes {
+        println!(
+            "amplitudes: {}, {} written to {} ({} raw |I+jQ| values per record)",
+            plural(t.files, "file"),
+            plural(written, "recording"),
+            args.out.display(),
+            ds.dim(),
+        );
+    } else {
+        println!(
+            "features: {}, {} written to {} ({} features per frame: {} bands{}{motion} per antenna)",
+            plural(t.files, "file"),
+            plural(written, "recording"),
+            args.out.display(),
+            ds.dim(),
+            cfg.bands,
+            if cfg.gain { " + log-gain" } else { "" },
+        );
+    }
     for (c, n) in &per_class {
         println!("  class {c}: {}", plural(*n, "recording"));
     }
@@ -324,6 +487,12 @@ pub fn run(args: Args) -> Result<()> {
         t.other_shape,
         t.parse.garbage_bytes
     );
+    if t.other_records > 0 {
+        println!(
+            "other formats: {} skipped (bad records, other record codes, lines without CSI)",
+            plural(t.other_records, "record")
+        );
+    }
     if !t.skipped_files.is_empty() {
         println!("skipped {}:", plural(t.skipped_files.len(), "entry"));
         for (p, r) in &t.skipped_files {

@@ -180,7 +180,7 @@ pub fn run(args: Args) -> Result<()> {
         print_skipped(&args.data, &skipped);
     }
     let hash = data_hash(&ds);
-    let pool = select_groups(&ds, &args.opts.groups)?;
+    let pool = select_groups(&ds, &args.opts.groups, args.opts.group_field)?;
     let sub = ds.subset(&pool);
     let map = |v: &[usize]| v.iter().map(|&i| pool[i]).collect::<Vec<usize>>();
     // The test recordings: a separate dataset (every recording) or a held-out share.

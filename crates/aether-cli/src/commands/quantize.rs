@@ -57,6 +57,9 @@ pub struct Args {
     /// Report the error on recordings of these session prefixes instead (held-out data).
     #[arg(long, value_delimiter = ',')]
     pub report_groups: Vec<String>,
+    /// Which `_`-separated field of a recording's name is its group, 0..=15 (0: the prefix).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, 15))]
+    pub group_field: usize,
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     pub json: bool,
@@ -112,7 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             args.calib.display()
         );
     }
-    let indices = select_groups(&ds, &args.groups)?;
+    let indices = select_groups(&ds, &args.groups, args.group_field)?;
     let cfg = match (args.window, stored_window(&view)) {
         (Some(w), _) => WindowConfig {
             len: w,
@@ -148,7 +151,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let report_extra;
     let (report_set, held_out): (Vec<&[f32]>, bool) = if !args.report_groups.is_empty() {
-        let ix = select_groups(&ds, &args.report_groups)?;
+        let ix = select_groups(&ds, &args.report_groups, args.group_field)?;
         report_extra = WindowSet::new(&ds, &ix, cfg)?;
         let all = report_extra.slices();
         let take = spread(all.len(), args.report_windows);

@@ -3,10 +3,17 @@
 //! `--model M` serves a trained model; `--demo` trains a small gesture model on the
 //! simulator, starts the service with it and feeds it a replay fleet of held-out
 //! simulated recordings in the same process, then prints the dashboard URL. Runs until
-//! SIGINT/SIGTERM, then stops cleanly (queued frames processed, clients told).
+//! SIGINT/SIGTERM, then stops cleanly (queued frames processed, clients told); SIGHUP
+//! reloads the model from `--model`.
+//!
+//! `--config FILE` reads every option from a TOML file (keys are the long option names,
+//! `-` or `_`; command-line options override the file); `--check-config` validates
+//! everything, the model included, and exits 0 or 1 without binding a socket
+//! (docs/serve-operations.md).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +21,12 @@ use std::time::{Duration, Instant};
 use aether_data::features::FeatureConfig;
 use aether_data::sim::{simulate, simulate_frames, Task};
 use aether_rvne::BlobView;
+use aether_serve::mqtt::MqttConfig;
+use aether_serve::record::RecordConfig;
 use aether_serve::replay::{encode_recordings, ReplayConfig};
 use aether_serve::{ServeConfig, Service};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use clap::{Args as _, FromArgMatches};
 
 use crate::args::StreamArgs;
 use crate::fsutil::read_model_file;
@@ -25,9 +35,18 @@ use crate::values::{self, Ends};
 /// Arguments of `aether serve`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The model (.rvne v1 or v2).
-    #[arg(long, required_unless_present = "demo")]
+    /// The model (.rvne v1 or v2); SIGHUP reloads it from this path.
+    #[arg(long, required_unless_present_any = ["demo", "config"])]
     pub model: Option<PathBuf>,
+    /// Read options from this TOML file (keys: long option names); options given here win.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Validate everything (options, model, record and data directories, MQTT settings), then exit 0 or 1 without binding.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Logging, MQTT, recording and reload options.
+    #[command(flatten)]
+    pub ops: Box<OpsArgs>,
     /// Train a small demo model on simulated gestures and replay a simulated fleet into it.
     #[arg(long, conflicts_with = "model")]
     pub demo: bool,
@@ -79,6 +98,12 @@ pub struct Args {
     /// Kernel receive buffer for the UDP socket, bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = values::count(4096, 1 << 30))]
     pub udp_buffer: usize,
+    /// WebSocket messages a client may fall behind before it loses the oldest, 1..=1048576.
+    #[arg(long, default_value_t = 4_096, value_parser = values::count(1, 1 << 20))]
+    pub ws_buffer: usize,
+    /// Largest HTTP request body accepted (the model upload has its own limit), bytes.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = values::count(1024, 1 << 24))]
+    pub max_request: usize,
     #[command(flatten)]
     pub stream: StreamArgs,
     /// With --demo: simulated nodes.
@@ -99,6 +124,216 @@ pub struct Args {
     /// Leave out the gain term for a model whose file names no features (v1).
     #[arg(long)]
     pub no_gain: bool,
+}
+
+/// Options of `aether serve` for running it in a home or a lab: logs, MQTT with Home
+/// Assistant discovery, recording and labelling, model reloads.
+#[derive(clap::Args)]
+pub struct OpsArgs {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace, or a tracing filter; RUST_LOG wins).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Publish results to this MQTT broker with Home Assistant discovery: mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://… (TLS).
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// MQTT user name (overrides the URL's).
+    #[arg(long)]
+    pub mqtt_user: Option<String>,
+    /// MQTT password (overrides the URL's).
+    #[arg(long, env = "AETHER_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// CA certificate (PEM) for mqtts:// (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_ca: Option<PathBuf>,
+    /// Most MQTT state updates per node per second.
+    #[arg(long, default_value_t = 1.0, value_parser = values::real(0.0, 100.0, Ends::OpenMin))]
+    pub mqtt_hz: f64,
+    /// Seconds between MQTT heartbeats (every state published again).
+    #[arg(long, default_value_t = 60.0, value_parser = values::real(1.0, values::MAX_SECONDS, Ends::Closed))]
+    pub heartbeat: f64,
+    /// Remove an expired node's Home Assistant entities (empty retained configs).
+    #[arg(long)]
+    pub forget_expired: bool,
+    /// Home Assistant discovery prefix.
+    #[arg(long, default_value = "homeassistant")]
+    pub mqtt_discovery_prefix: String,
+    /// Prefix of the state topics (<prefix>/<instance>/<node>/state).
+    #[arg(long, default_value = "aether")]
+    pub mqtt_topic_prefix: String,
+    /// Node events queued for the MQTT task before new ones are dropped (counted).
+    #[arg(long, default_value_t = 4096, value_parser = values::count(1, 1 << 20))]
+    pub mqtt_queue: usize,
+    /// MQTT messages buffered while the broker is unreachable (then dropped, counted).
+    #[arg(long, default_value_t = 10_000, value_parser = values::count(1, 1 << 20))]
+    pub mqtt_buffer: usize,
+    /// Longest wait between MQTT reconnection attempts, seconds.
+    #[arg(long, default_value_t = 30.0, value_parser = values::real(0.1, 3600.0, Ends::Closed))]
+    pub mqtt_reconnect_max: f64,
+    /// Directory of the instance id (stable MQTT client id and Home Assistant identifiers). Default: $STATE_DIRECTORY, $XDG_STATE_HOME/aether or ~/.local/state/aether.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Record: raw captures of every node, and labelled segments (POST /api/v1/label) as DIR/<class>/<node>_<time>.csv.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Seconds between flushes (write + fsync) of recordings: the most a crash can lose.
+    #[arg(long, default_value_t = 1.0, value_parser = values::real(0.0, 60.0, Ends::OpenMin))]
+    pub record_flush: f64,
+    /// Frames queued for the recording thread before new ones are dropped (counted).
+    #[arg(long, default_value_t = 65_536, value_parser = values::count(1, 16_777_216))]
+    pub record_queue: usize,
+    /// With --record: only labelled segments, no continuous raw captures.
+    #[arg(long)]
+    pub no_capture: bool,
+    /// Largest model accepted by POST /api/v1/model, bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = values::count(1024, 1 << 30))]
+    pub max_model_bytes: usize,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Options that name the file or the mode and so cannot come from a config file.
+const NOT_IN_FILE: [&str; 4] = ["config", "check-config", "help", "version"];
+
+/// The `serve` command definition used to merge a config file with the command line:
+/// repeated options override (the later wins), negative numbers reach the range checks.
+fn serve_command() -> clap::Command {
+    Args::augment_args(clap::Command::new("serve"))
+        .args_override_self(true)
+        .mut_args(|a| {
+            if a.get_action().takes_values() {
+                a.allow_negative_numbers(true)
+            } else {
+                a
+            }
+        })
+}
+
+/// `--key=value` arguments from a TOML config file (keys: long option names, `_` or `-`).
+pub fn file_args(path: &Path) -> Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the config file {}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))?;
+    let cmd = serve_command();
+    let mut out = Vec::new();
+    for (k, v) in table {
+        let key = k.replace('_', "-");
+        let known = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()));
+        let Some(arg) = known.filter(|_| !NOT_IN_FILE.contains(&key.as_str())) else {
+            bail!("{}: unknown key {k:?}", path.display());
+        };
+        let flag = !arg.get_action().takes_values();
+        match v {
+            toml::Value::Boolean(b) if flag => {
+                if b {
+                    out.push(format!("--{key}").into());
+                }
+            }
+            _ if flag => bail!("{}: {k} takes true or false", path.display()),
+            toml::Value::String(s) => out.push(format!("--{key}={s}").into()),
+            toml::Value::Integer(i) => out.push(format!("--{key}={i}").into()),
+            toml::Value::Float(f) => out.push(format!("--{key}={f}").into()),
+            _ => bail!("{}: {k} takes a string or a number", path.display()),
+        }
+    }
+    Ok(out)
+}
+
+/// The arguments with `--config FILE` merged in: the file's options first, then the
+/// command line's (which win).
+fn merged(args: Args) -> Result<Args> {
+    let Some(path) = args.config.clone() else {
+        return Ok(args);
+    };
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    // Everything after the `serve` word is the command line's own options.
+    let at = argv
+        .iter()
+        .position(|a| a == "serve")
+        .map_or(argv.len(), |i| i + 1);
+    let cli = argv.split_off(at);
+    // An option given on the command line replaces the file's (whose value is then
+    // not even checked).
+    let given: Vec<String> = cli
+        .iter()
+        .filter_map(|a| a.to_str())
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or(a).to_string())
+        .collect();
+    let mut all: Vec<OsString> = vec!["serve".into()];
+    for a in file_args(&path)? {
+        let name = a
+            .to_str()
+            .and_then(|a| a.strip_prefix("--"))
+            .map(|a| a.split('=').next().unwrap_or(a));
+        if !name.is_some_and(|n| given.iter().any(|g| g == n)) {
+            all.push(a);
+        }
+    }
+    all.extend(cli);
+    let m = serve_command().try_get_matches_from(all).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        anyhow::anyhow!("{} (with the config file {})", first, path.display())
+    })?;
+    Ok(Args::from_arg_matches(&m)?)
+}
+
+fn init_logs(args: &Args) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.ops.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.ops.log_format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+/// The MQTT settings, with the instance id from the data directory.
+fn mqtt_config(args: &Args, url: &str) -> Result<MqttConfig> {
+    let dir = args
+        .ops
+        .data_dir
+        .clone()
+        .unwrap_or_else(aether_serve::instance::default_dir);
+    let id = aether_serve::instance::load_or_create(&dir)?;
+    let mut m = MqttConfig::from_url(url, &id)?;
+    if let Some(u) = &args.ops.mqtt_user {
+        m.username = Some(u.clone());
+    }
+    if let Some(p) = &args.ops.mqtt_password {
+        m.password = Some(p.clone());
+    }
+    m.ca_file = args.ops.mqtt_ca.clone();
+    m.hz = args.ops.mqtt_hz;
+    m.heartbeat = Duration::from_secs_f64(args.ops.heartbeat);
+    m.forget_expired = args.ops.forget_expired;
+    m.discovery_prefix = args.ops.mqtt_discovery_prefix.clone();
+    m.topic_prefix = args.ops.mqtt_topic_prefix.clone();
+    m.queue = args.ops.mqtt_queue;
+    m.buffer = args.ops.mqtt_buffer;
+    m.reconnect_max = Duration::from_secs_f64(args.ops.mqtt_reconnect_max);
+    Ok(m)
 }
 
 /// Trains the demo model: the gesture simulator, `recordings` per class, default head.
@@ -132,8 +367,17 @@ fn demo_model(recordings: usize) -> Result<Vec<u8>> {
 
 /// Runs `aether serve`.
 pub fn run(args: Args) -> Result<()> {
+    let args = merged(args)?;
+    if args.model.is_none() && !args.demo {
+        bail!("give --model FILE (on the command line or in the config file) or --demo");
+    }
+    if args.model.is_some() && args.demo {
+        bail!("--model and --demo exclude each other");
+    }
+    init_logs(&args);
     let (bytes, name) = match &args.model {
         Some(p) => (read_model_file(p)?, p.display().to_string()),
+        None if args.check_config => bail!("--check-config checks a --model, not --demo"),
         None => (demo_model(args.demo_recordings)?, "demo model".to_string()),
     };
     let view =
@@ -162,8 +406,42 @@ pub fn run(args: Args) -> Result<()> {
         reply: args.reply,
         udp_recv_buffer: args.udp_buffer,
         ingest_threads: args.ingest_threads,
+        ws_buffer: args.ws_buffer,
+        max_request_bytes: args.max_request,
+        horizon_from_model: args.stream.horizon.is_none(),
+        max_model_bytes: args.ops.max_model_bytes,
+        mqtt: match &args.ops.mqtt {
+            Some(url) => Some(mqtt_config(&args, url)?),
+            None => None,
+        },
+        record: args.ops.record.as_ref().map(|d| RecordConfig {
+            dir: d.clone(),
+            queue: args.ops.record_queue,
+            flush_every: Duration::from_secs_f64(args.ops.record_flush),
+            capture: !args.ops.no_capture,
+        }),
         ..ServeConfig::default()
     };
+    if args.check_config {
+        let m = Service::check(&bytes, &cfg).with_context(|| format!("checking {name}"))?;
+        println!(
+            "aether serve --check-config: ok: model {} ({name}; classes {}; input {}; horizon {}); HTTP {}; UDP {}{}{}",
+            &m.sha256[..12],
+            m.classes.join(", "),
+            m.input.name(),
+            m.stream.horizon,
+            cfg.http,
+            cfg.udp,
+            cfg.mqtt.as_ref().map_or(String::new(), |q| format!(
+                "; MQTT {}:{} as {}",
+                q.host, q.port, q.instance
+            )),
+            cfg.record
+                .as_ref()
+                .map_or(String::new(), |r| format!("; recording into {}", r.dir.display())),
+        );
+        return Ok(());
+    }
     let svc =
         Service::start(&bytes, cfg).with_context(|| format!("starting the service with {name}"))?;
     let m = svc.model();
@@ -212,7 +490,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
-    svc.wait_for_signal();
+    svc.run_until_signal(args.model.as_deref());
     stop.store(true, Ordering::SeqCst);
     if let Some(f) = fleet {
         let _ = f.join();

@@ -49,6 +49,7 @@ pub const FRAME_BUDGET: f64 = 3.0e6;
 
 /// Arguments of `aether train`.
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("evaluation").args(["kfold", "kfold_groups", "test_groups"])))]
 pub struct Args {
     /// Dataset folder (`DATA/<class>/<recording>.csv`) or a directory with X.npy and y.npy.
     #[arg(long)]
@@ -67,14 +68,31 @@ pub struct Args {
     pub f16: bool,
     /// Also quantise the trained head to int8 (docs/int8.md; calibrated on its training
     /// windows) and evaluate it beside the float head: writes OUT's sibling
-    /// `<stem>.int8.rvne`; with --kfold every fold's int8 head is tested too.
+    /// `<stem>.int8.rvne`; with --kfold, --kfold-groups or --test-groups every run's int8
+    /// head is tested too (report key `int8`).
     #[arg(long)]
     pub int8: bool,
     /// Cross-validate with K folds by recording, 2..=1000 (writes the report to --out, no model).
-    #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS))]
+    #[arg(long, value_name = "K", value_parser = values::count(2, values::MAX_FOLDS),
+          conflicts_with_all = ["kfold_groups", "test_groups"])]
     pub kfold: Option<usize>,
-    /// JSON report path (default: OUT with extension .json; not with --kfold).
-    #[arg(long, conflicts_with = "kfold")]
+    /// Leave one group out: train on every other group (of --groups, if given), test on
+    /// it, for every group (domain: session, room, person, chip; see --group-field).
+    /// Writes the report to --out, no model.
+    #[arg(long, conflicts_with = "test_groups")]
+    pub kfold_groups: bool,
+    /// Train on --groups (or everything else) and test on each of these groups
+    /// separately (e.g. `--groups D1 --test-groups D2,D3,D4`). Writes the report to
+    /// --out, no model.
+    #[arg(long, value_delimiter = ',')]
+    pub test_groups: Vec<String>,
+    /// With --kfold / --kfold-groups / --test-groups: repeat with this many training
+    /// seeds (--seed, --seed + 1, …; the folds stay fixed) and report mean ± sd, 1..=100.
+    #[arg(long, default_value_t = 1, value_parser = values::count(1, values::MAX_SEEDS),
+          requires = "evaluation")]
+    pub seeds: usize,
+    /// JSON report path (default: OUT with extension .json; not with the evaluation modes).
+    #[arg(long, conflicts_with_all = ["kfold", "kfold_groups", "test_groups"])]
     pub report: Option<PathBuf>,
     /// Do not write the SVG curves and confusion matrix.
     #[arg(long)]
@@ -132,9 +150,13 @@ pub struct TrainOpts {
     /// (`no input_norm`, `no embed`, …, `bare v1`).
     #[arg(long, default_value = "full")]
     pub arch: String,
-    /// Train only on recordings whose session prefix (name before the first `_`) is listed.
+    /// Train only on recordings whose group (see --group-field) is listed.
     #[arg(long, value_delimiter = ',')]
     pub groups: Vec<String>,
+    /// Which `_`-separated field of a recording's name is its group (domain), 0..=15:
+    /// 0 = the prefix (`D1_e01_…` → `D1`), 1 = the second (`baseline_c3_64sc_…` → `c3`).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, 15))]
+    pub group_field: usize,
     /// Augmentation: per-window log-normal gain jitter σ_g per feature, 0..=10 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_gain: f32,
@@ -144,6 +166,29 @@ pub struct TrainOpts {
     /// Augmentation: white noise per value, in input stds, 0..=10 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, values::MAX_AUG, Ends::Closed))]
     pub aug_noise: f32,
+    /// Augmentation: train on random contiguous crops of each window, at least this
+    /// fraction of it long, 0 < x ≤ 1 (1: off); a live stream's outputs see such crops.
+    #[arg(long, default_value_t = 1.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMin))]
+    pub aug_crop: f32,
+    /// Augmentation: time warp, the crop read at speed e^(σ·U[−1,1]), 0..=1 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::Closed))]
+    pub aug_speed: f32,
+    /// Augmentation: probability of masking each feature for a whole window, 0 ≤ p < 1.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub aug_mask: f32,
+    /// AdamW decoupled weight decay on weight matrices, 0..=1.
+    #[arg(long, default_value_t = 0.01, value_parser = values::real32(0.0, 1.0, Ends::Closed))]
+    pub weight_decay: f32,
+    /// Exponential moving average of the weights (decay per step, 0 ≤ d < 1; 0: off):
+    /// validation, early stopping and the model use the averaged weights.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub ema: f32,
+    /// Label smoothing ε, 0 ≤ ε < 1.
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 1.0, Ends::OpenMax))]
+    pub label_smoothing: f32,
+    /// Mixup α (windows mixed with a partner of the batch, λ ~ Beta(α, α)), 0..=2 (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 2.0, Ends::Closed))]
+    pub mixup: f32,
 }
 
 impl TrainOpts {
@@ -212,12 +257,13 @@ pub fn data_hash(ds: &Dataset) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Recording indices whose group (name prefix before `_`) is in `groups` (all when empty).
-pub fn select_groups(ds: &Dataset, groups: &[String]) -> Result<Vec<usize>> {
+/// Recording indices whose group (field `field` of the name split at `_`; field 0 is the
+/// prefix) is in `groups` (all when empty).
+pub fn select_groups(ds: &Dataset, groups: &[String], field: usize) -> Result<Vec<usize>> {
     if groups.is_empty() {
         return Ok((0..ds.recordings.len()).collect());
     }
-    let all = ds.groups();
+    let all = ds.groups_by(field)?;
     let mut v = Vec::new();
     for g in groups {
         match all.get(g.as_str()) {
@@ -386,7 +432,14 @@ pub fn derive_config(opts: &TrainOpts, n: usize, frames: usize) -> TrainConfig {
             gain_std: opts.aug_gain,
             offset_std: opts.aug_offset,
             noise_std: opts.aug_noise,
+            crop_min: opts.aug_crop,
+            speed: opts.aug_speed,
+            mask: opts.aug_mask,
         },
+        weight_decay: opts.weight_decay,
+        ema: (opts.ema > 0.0).then_some(opts.ema),
+        label_smoothing: opts.label_smoothing,
+        mixup: opts.mixup,
         ..TrainConfig::default()
     }
 }
@@ -780,7 +833,7 @@ fn sibling(out: &Path, suffix: &str) -> PathBuf {
 /// Every file `train` will write, labelled for messages: the model (or, with
 /// `--kfold`, the report), the report, the plots.
 fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
-    if args.kfold.is_some() {
+    if args.evaluation_mode() {
         return vec![("--out".into(), args.out.clone())];
     }
     let mut v = vec![
@@ -806,6 +859,13 @@ fn outputs(args: &Args) -> Vec<(String, PathBuf)> {
     v
 }
 
+impl Args {
+    /// Whether this run cross-validates (report to --out, no model).
+    fn evaluation_mode(&self) -> bool {
+        self.kfold.is_some() || self.kfold_groups || !self.test_groups.is_empty()
+    }
+}
+
 /// Runs `aether train`.
 pub fn run(args: Args) -> Result<()> {
     args.opts.check()?;
@@ -824,9 +884,10 @@ pub fn run(args: Args) -> Result<()> {
         print_skipped(&args.data, &skipped);
     }
     let hash = data_hash(&ds);
-    let pool = select_groups(&ds, &args.opts.groups)?;
-    if let Some(k) = args.kfold {
-        return run_kfold(&args, &ds, &pool, &hash, k);
+    let pool = select_groups(&ds, &args.opts.groups, args.opts.group_field)?;
+    if args.evaluation_mode() {
+        let plan = plan(&args, &ds, &pool)?;
+        return run_plan(&args, &ds, &hash, plan);
     }
     let v1 = args.format == "v1";
     let mut opts = args.opts.clone();
@@ -958,117 +1019,430 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn run_kfold(args: &Args, ds: &Dataset, pool: &[usize], hash: &str, k: usize) -> Result<()> {
-    let sub = ds.subset(pool);
-    let folds = sub.kfold(k, args.opts.seed)?;
-    let mut fold_json = Vec::new();
-    let (mut accs, mut f1s, mut waccs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut confusion = vec![vec![0u64; ds.classes.len()]; ds.classes.len()];
-    let mut confusion8 = confusion.clone();
-    let (mut accs8, mut f1s8, mut waccs8) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, fold) in folds.iter().enumerate() {
-        let train_pool: Vec<usize> = fold.train.iter().map(|&j| pool[j]).collect();
-        let test: Vec<usize> = fold.test.iter().map(|&j| pool[j]).collect();
-        let fitted = fit(ds, &train_pool, &args.opts, args.quiet)?;
-        let e = evaluate(
-            ds,
-            &test,
-            fitted.window,
-            model_logits(&fitted.outcome.model),
-        )?;
-        for (t, row) in e.recordings.confusion.rows().iter().enumerate() {
-            for (p, v) in row.iter().enumerate() {
-                confusion[t][p] += v;
-            }
+/// One training of an evaluation protocol and the test sets it is scored on.
+pub(crate) struct Run {
+    /// Training recordings (validation is split off inside, by recording).
+    pub(crate) train: Vec<usize>,
+    /// `(label, recordings)` scored with the trained model.
+    pub(crate) tests: Vec<(String, Vec<usize>)>,
+}
+
+/// An evaluation protocol: its name and its trainings.
+pub(crate) struct Plan {
+    pub(crate) protocol: &'static str,
+    pub(crate) runs: Vec<Run>,
+}
+
+/// Which evaluation protocol to run (`train` and `baseline` share it).
+pub(crate) struct Protocol<'a> {
+    pub(crate) kfold: Option<usize>,
+    pub(crate) kfold_groups: bool,
+    pub(crate) test_groups: &'a [String],
+    pub(crate) group_field: usize,
+    pub(crate) seed: u64,
+}
+
+/// The trainings of `--kfold`, `--kfold-groups` or `--test-groups` over `pool`.
+fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
+    plan_runs(
+        ds,
+        pool,
+        &Protocol {
+            kfold: args.kfold,
+            kfold_groups: args.kfold_groups,
+            test_groups: &args.test_groups,
+            group_field: args.opts.group_field,
+            seed: args.opts.seed,
+        },
+    )
+}
+
+/// The trainings of a protocol over the recordings `pool` (sorted).
+pub(crate) fn plan_runs(ds: &Dataset, pool: &[usize], args: &Protocol<'_>) -> Result<Plan> {
+    if let Some(k) = args.kfold {
+        let sub = ds.subset(pool);
+        let folds = sub.kfold(k, args.seed)?;
+        let runs = folds
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Run {
+                train: f.train.iter().map(|&j| pool[j]).collect(),
+                tests: vec![(
+                    format!("fold {}", i + 1),
+                    f.test.iter().map(|&j| pool[j]).collect(),
+                )],
+            })
+            .collect();
+        return Ok(Plan {
+            protocol: "kfold",
+            runs,
+        });
+    }
+    let groups = ds.groups_by(args.group_field)?;
+    let in_pool = |ix: &Vec<usize>| -> Vec<usize> {
+        ix.iter()
+            .copied()
+            .filter(|i| pool.binary_search(i).is_ok())
+            .collect()
+    };
+    if args.kfold_groups {
+        let present: Vec<(String, Vec<usize>)> = groups
+            .iter()
+            .map(|(g, ix)| (g.clone(), in_pool(ix)))
+            .filter(|(_, ix)| !ix.is_empty())
+            .collect();
+        if present.len() < 2 {
+            bail!(
+                "--kfold-groups needs at least two groups, found {} (group field {}: {})",
+                present.len(),
+                args.group_field,
+                present
+                    .iter()
+                    .map(|(g, _)| g.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        println!(
-            "fold {}/{k}: accuracy {:.3} per recording ({}), {:.3} per window, macro-F1 {:.3}",
-            i + 1,
-            e.recordings.accuracy,
-            plural(e.n_recordings, "recording"),
-            e.windows.accuracy,
-            e.recordings.macro_f1
-        );
-        accs.push(e.recordings.accuracy);
-        f1s.push(e.recordings.macro_f1);
-        waccs.push(e.windows.accuracy);
-        let mut j = fitted_json(&fitted, ds, None);
-        j.as_object_mut()
-            .expect("object")
-            .insert("test".into(), evaluation_json(&e, &ds.classes));
-        if args.int8 {
-            let bytes = model_bytes(&fitted, ds, hash, false, false)?;
-            let tr = WindowSet::new(ds, &fitted.train_recordings, fitted.window)?;
-            let q = super::quantize::quantize_bytes(&bytes, &tr.slices())?;
-            let e8 = evaluate(ds, &test, fitted.window, super::quantize::int8_logits(&q))?;
-            for (t, row) in e8.recordings.confusion.rows().iter().enumerate() {
-                for (p, v) in row.iter().enumerate() {
-                    confusion8[t][p] += v;
+        let runs = present
+            .iter()
+            .map(|(g, test)| Run {
+                train: pool
+                    .iter()
+                    .copied()
+                    .filter(|i| test.binary_search(i).is_err())
+                    .collect(),
+                tests: vec![(g.clone(), test.clone())],
+            })
+            .collect();
+        return Ok(Plan {
+            protocol: "kfold-groups",
+            runs,
+        });
+    }
+    let mut tests = Vec::new();
+    let mut all_test = Vec::new();
+    for g in args.test_groups {
+        let Some(ix) = groups.get(g.as_str()) else {
+            bail!(
+                "--test-groups: group `{g}` has no recording (groups present: {})",
+                groups.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        all_test.extend(ix.iter().copied());
+        tests.push((g.clone(), ix.clone()));
+    }
+    all_test.sort_unstable();
+    let train: Vec<usize> = pool
+        .iter()
+        .copied()
+        .filter(|i| all_test.binary_search(i).is_err())
+        .collect();
+    if train.is_empty() {
+        bail!("--test-groups leaves no training recording (train with --groups)");
+    }
+    Ok(Plan {
+        protocol: "test-groups",
+        runs: vec![Run { train, tests }],
+    })
+}
+
+/// Mean and sample sd (n − 1; 0 for one value).
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+/// `{"mean", "sd", "per_seed"}` of per-seed values.
+pub(crate) fn stat_json(v: &[f64]) -> Value {
+    let (m, sd) = mean_sd(v);
+    json!({"mean": m, "sd": sd, "per_seed": v})
+}
+
+/// Per test label, per seed: recording accuracy, macro-F1, window accuracy; confusion
+/// summed over seeds.
+struct Scores {
+    acc: Vec<f64>,
+    f1: Vec<f64>,
+    wacc: Vec<f64>,
+    recordings: usize,
+    confusion: Vec<Vec<u64>>,
+}
+
+fn run_plan(args: &Args, ds: &Dataset, hash: &str, plan: Plan) -> Result<()> {
+    let c = ds.classes.len();
+    let labels: Vec<String> = plan
+        .runs
+        .iter()
+        .flat_map(|r| r.tests.iter().map(|(l, _)| l.clone()))
+        .collect();
+    let mut scores: Vec<Scores> = plan
+        .runs
+        .iter()
+        .flat_map(|r| r.tests.iter())
+        .map(|(_, ix)| Scores {
+            acc: Vec::new(),
+            f1: Vec::new(),
+            wacc: Vec::new(),
+            recordings: ix.len(),
+            confusion: vec![vec![0u64; c]; c],
+        })
+        .collect();
+    // With --int8 the same scores for each run's int8 head.
+    let mut scores8: Vec<Scores> = if args.int8 {
+        scores
+            .iter()
+            .map(|sc| Scores {
+                acc: Vec::new(),
+                f1: Vec::new(),
+                wacc: Vec::new(),
+                recordings: sc.recordings,
+                confusion: vec![vec![0u64; c]; c],
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut pooled8 = Vec::new();
+    // Per seed: pooled accuracy over every test recording, and the mean over tests.
+    let (mut pooled, mut mean_over_tests, mut mean_f1) = (Vec::new(), Vec::new(), Vec::new());
+    let mut per_run_json = Vec::new();
+    for s in 0..args.seeds {
+        let mut opts = args.opts.clone();
+        opts.seed = args.opts.seed.wrapping_add(s as u64);
+        let mut t = 0usize;
+        let (mut correct, mut total) = (0u64, 0u64);
+        let (mut correct8, mut total8) = (0u64, 0u64);
+        let (mut accs, mut f1s) = (Vec::new(), Vec::new());
+        for run in &plan.runs {
+            let fitted = fit(ds, &run.train, &opts, args.quiet)?;
+            // The int8 head of this run, calibrated on its training windows.
+            let int8 = if args.int8 {
+                let bytes = model_bytes(&fitted, ds, hash, false, false)?;
+                let tr = WindowSet::new(ds, &fitted.train_recordings, fitted.window)?;
+                Some(super::quantize::quantize_bytes(&bytes, &tr.slices())?)
+            } else {
+                None
+            };
+            let mut tests_json = Vec::new();
+            for (label, test) in &run.tests {
+                let test_int8 = match &int8 {
+                    Some(q) => {
+                        let e8 =
+                            evaluate(ds, test, fitted.window, super::quantize::int8_logits(q))?;
+                        let sc = &mut scores8[t];
+                        sc.acc.push(e8.recordings.accuracy);
+                        sc.f1.push(e8.recordings.macro_f1);
+                        sc.wacc.push(e8.windows.accuracy);
+                        for (ti, row) in e8.recordings.confusion.rows().iter().enumerate() {
+                            for (pi, v) in row.iter().enumerate() {
+                                sc.confusion[ti][pi] += v;
+                                total8 += v;
+                                if ti == pi {
+                                    correct8 += v;
+                                }
+                            }
+                        }
+                        println!(
+                            "seed {}: {label}, int8 head: accuracy {:.3} per recording, {:.3} per window, macro-F1 {:.3}",
+                            opts.seed,
+                            e8.recordings.accuracy,
+                            e8.windows.accuracy,
+                            e8.recordings.macro_f1
+                        );
+                        Some(evaluation_json(&e8, &ds.classes))
+                    }
+                    None => None,
+                };
+                let e = evaluate(ds, test, fitted.window, model_logits(&fitted.outcome.model))?;
+                let sc = &mut scores[t];
+                sc.acc.push(e.recordings.accuracy);
+                sc.f1.push(e.recordings.macro_f1);
+                sc.wacc.push(e.windows.accuracy);
+                for (ti, row) in e.recordings.confusion.rows().iter().enumerate() {
+                    for (pi, v) in row.iter().enumerate() {
+                        sc.confusion[ti][pi] += v;
+                        total += v;
+                        if ti == pi {
+                            correct += v;
+                        }
+                    }
+                }
+                accs.push(e.recordings.accuracy);
+                f1s.push(e.recordings.macro_f1);
+                println!(
+                    "seed {}: {label}: accuracy {:.3} per recording ({}), {:.3} per window, macro-F1 {:.3}",
+                    opts.seed,
+                    e.recordings.accuracy,
+                    plural(e.n_recordings, "recording"),
+                    e.windows.accuracy,
+                    e.recordings.macro_f1
+                );
+                let mut tj = json!({"label": label, "test": evaluation_json(&e, &ds.classes)});
+                if let Some(j8) = test_int8 {
+                    tj.as_object_mut()
+                        .expect("object")
+                        .insert("test_int8".into(), j8);
+                }
+                tests_json.push(tj);
+                t += 1;
+            }
+            let mut j = fitted_json(&fitted, ds, None);
+            let o = j.as_object_mut().expect("object");
+            o.insert("seed".into(), json!(opts.seed));
+            o.insert("tests".into(), json!(tests_json));
+            if tests_json.len() == 1 {
+                o.insert("test".into(), tests_json[0]["test"].clone());
+                if args.int8 {
+                    o.insert("test_int8".into(), tests_json[0]["test_int8"].clone());
                 }
             }
-            println!(
-                "fold {}/{k}, int8 head: accuracy {:.3} per recording, {:.3} per window, macro-F1 {:.3}",
-                i + 1,
-                e8.recordings.accuracy,
-                e8.windows.accuracy,
-                e8.recordings.macro_f1
-            );
-            accs8.push(e8.recordings.accuracy);
-            f1s8.push(e8.recordings.macro_f1);
-            waccs8.push(e8.windows.accuracy);
-            j.as_object_mut()
-                .expect("object")
-                .insert("test_int8".into(), evaluation_json(&e8, &ds.classes));
+            per_run_json.push(j);
         }
-        fold_json.push(j);
+        pooled.push(correct as f64 / total.max(1) as f64);
+        if args.int8 {
+            pooled8.push(correct8 as f64 / total8.max(1) as f64);
+        }
+        mean_over_tests.push(mean_sd(&accs).0);
+        mean_f1.push(mean_sd(&f1s).0);
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let pooled_correct: u64 = (0..confusion.len()).map(|i| confusion[i][i]).sum();
-    let pooled_total: u64 = confusion.iter().flatten().sum();
-    let pooled = pooled_correct as f64 / pooled_total.max(1) as f64;
+    let tests_json: Vec<Value> = labels
+        .iter()
+        .zip(&scores)
+        .map(|(l, sc)| {
+            json!({
+                "label": l,
+                "recordings": sc.recordings,
+                "accuracy": stat_json(&sc.acc),
+                "macro_f1": stat_json(&sc.f1),
+                "window_accuracy": stat_json(&sc.wacc),
+                "confusion": sc.confusion,
+            })
+        })
+        .collect();
+    let mut confusion = vec![vec![0u64; c]; c];
+    for sc in &scores {
+        for (ti, row) in sc.confusion.iter().enumerate() {
+            for (pi, v) in row.iter().enumerate() {
+                confusion[ti][pi] += v;
+            }
+        }
+    }
+    let seeds: Vec<u64> = (0..args.seeds as u64)
+        .map(|s| args.opts.seed.wrapping_add(s))
+        .collect();
+    let (pm, psd) = mean_sd(&pooled);
+    let (mm, msd) = mean_sd(&mean_over_tests);
+    let (fm, fsd) = mean_sd(&mean_f1);
     let mut report = json!({
         "data": args.data.display().to_string(),
         "data_sha256": hash,
         "classes": ds.classes,
-        "folds": k,
-        "seed": args.opts.seed,
-        "accuracy": pooled,
-        "mean_fold_accuracy": mean(&accs),
-        "mean_fold_macro_f1": mean(&f1s),
-        "mean_fold_window_accuracy": mean(&waccs),
+        "protocol": plan.protocol,
+        "group_field": args.opts.group_field,
+        "seeds": seeds,
+        "accuracy": pm,
+        "accuracy_sd": psd,
+        "mean_test_accuracy": stat_json(&mean_over_tests),
+        "mean_test_macro_f1": stat_json(&mean_f1),
+        "pooled_accuracy": stat_json(&pooled),
         "confusion": confusion,
-        "per_fold": fold_json,
+        "tests": tests_json,
+        "per_run": per_run_json,
     });
     if args.int8 {
-        let c8: u64 = (0..confusion8.len()).map(|i| confusion8[i][i]).sum();
-        let t8: u64 = confusion8.iter().flatten().sum();
-        let pooled8 = c8 as f64 / t8.max(1) as f64;
+        let tests8: Vec<Value> = labels
+            .iter()
+            .zip(&scores8)
+            .map(|(l, sc)| {
+                json!({
+                    "label": l,
+                    "recordings": sc.recordings,
+                    "accuracy": stat_json(&sc.acc),
+                    "macro_f1": stat_json(&sc.f1),
+                    "window_accuracy": stat_json(&sc.wacc),
+                    "confusion": sc.confusion,
+                })
+            })
+            .collect();
+        let (p8, p8sd) = mean_sd(&pooled8);
         report.as_object_mut().expect("object").insert(
             "int8".into(),
             json!({
-                "accuracy": pooled8,
-                "mean_fold_accuracy": mean(&accs8),
-                "mean_fold_macro_f1": mean(&f1s8),
-                "mean_fold_window_accuracy": mean(&waccs8),
-                "confusion": confusion8,
+                "accuracy": p8,
+                "accuracy_sd": p8sd,
+                "pooled_accuracy": stat_json(&pooled8),
+                "tests": tests8,
             }),
         );
+        for (l, (sc, s8)) in labels.iter().zip(scores.iter().zip(&scores8)) {
+            let (a, _) = mean_sd(&sc.acc);
+            let (a8, _) = mean_sd(&s8.acc);
+            let (w, _) = mean_sd(&sc.wacc);
+            let (w8, _) = mean_sd(&s8.wacc);
+            println!(
+                "{l}: f32 head {a:.3}, int8 head {a8:.3} per recording ({:+.1} pp); per window {w:.3} vs {w8:.3}",
+                (a8 - a) * 100.0
+            );
+        }
         println!(
-            "{k}-fold by recording, int8 head: accuracy {:.3} (pooled), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}",
-            pooled8,
-            mean(&accs8),
-            mean(&f1s8),
-            mean(&waccs8)
+            "int8 head: accuracy {p8:.3} pooled over every test recording (f32 head {:.3})",
+            mean_sd(&pooled).0
         );
     }
+    if let Some(k) = args.kfold {
+        // The keys of single-seed k-fold reports, kept for their readers.
+        let per_run = report["per_run"].clone();
+        let o = report.as_object_mut().expect("object");
+        o.insert("folds".into(), json!(k));
+        o.insert("seed".into(), json!(args.opts.seed));
+        o.insert("mean_fold_accuracy".into(), json!(mm));
+        o.insert("mean_fold_macro_f1".into(), json!(fm));
+        let w: Vec<f64> = scores.iter().map(|s| mean_sd(&s.wacc).0).collect();
+        o.insert("mean_fold_window_accuracy".into(), json!(mean_sd(&w).0));
+        o.insert("per_fold".into(), per_run);
+    }
     write_atomic(&args.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    let pm_sd = |m: f64, sd: f64| {
+        if args.seeds > 1 {
+            format!("{m:.3} ± {sd:.3}")
+        } else {
+            format!("{m:.3}")
+        }
+    };
+    if plan.protocol != "kfold" {
+        for (l, sc) in labels.iter().zip(&scores) {
+            let (a, asd) = mean_sd(&sc.acc);
+            let (f, fsd2) = mean_sd(&sc.f1);
+            println!(
+                "{l}: accuracy {} per recording ({}), macro-F1 {}",
+                pm_sd(a, asd),
+                plural(sc.recordings, "recording"),
+                pm_sd(f, fsd2)
+            );
+        }
+    }
+    let what = match plan.protocol {
+        "kfold" => format!("{}-fold by recording", plan.runs.len()),
+        "kfold-groups" => format!("leave one group out ({} groups)", plan.runs.len()),
+        _ => format!("test groups {}", args.test_groups.join(", ")),
+    };
     println!(
-        "{k}-fold by recording: accuracy {:.3} (pooled over {}), mean fold accuracy {:.3}, mean macro-F1 {:.3}, mean window accuracy {:.3}; report {}",
-        pooled,
-        plural(pooled_total as usize, "recording"),
-        mean(&accs),
-        mean(&f1s),
-        mean(&waccs),
+        "{what}{}: accuracy {} (pooled over {}), mean accuracy over tests {}, mean macro-F1 {}; report {}",
+        if args.seeds > 1 {
+            format!(", {} seeds", args.seeds)
+        } else {
+            String::new()
+        },
+        pm_sd(pm, psd),
+        plural(scores.iter().map(|s| s.recordings).sum(), "recording"),
+        pm_sd(mm, msd),
+        pm_sd(fm, fsd),
         args.out.display()
     );
     Ok(())
@@ -1297,9 +1671,11 @@ mod tests {
         d.recordings[0].name = "D1_a".into();
         d.recordings[1].name = "D2_a".into();
         d.recordings[2].name = "D1_b".into();
-        assert_eq!(select_groups(&d, &["D1".into()]).unwrap(), vec![0, 2]);
-        assert_eq!(select_groups(&d, &[]).unwrap(), vec![0, 1, 2]);
-        let e = select_groups(&d, &["D9".into()]).unwrap_err().to_string();
+        assert_eq!(select_groups(&d, &["D1".into()], 0).unwrap(), vec![0, 2]);
+        assert_eq!(select_groups(&d, &[], 0).unwrap(), vec![0, 1, 2]);
+        let e = select_groups(&d, &["D9".into()], 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("D9") && e.contains("D1, D2"), "{e}");
     }
 

@@ -67,6 +67,24 @@ pub trait CsiRecord {
     fn push_amplitudes(&self, out: &mut Vec<f32>);
 }
 
+/// A node's raw CSI frame: each antenna is a receive chain, one transmit stream.
+impl CsiRecord for crate::wire::RawCsiFrame {
+    fn shape(&self) -> CsiShape {
+        CsiShape {
+            n_rx: usize::from(self.n_antennas),
+            n_tx: 1,
+            n_sub: usize::from(self.n_subcarriers),
+        }
+    }
+
+    fn push_amplitudes(&self, out: &mut Vec<f32>) {
+        out.extend(self.iq.chunks_exact(2).map(|p| {
+            let (i, q) = (f32::from(p[0]), f32::from(p[1]));
+            (i * i + q * q).sqrt()
+        }));
+    }
+}
+
 /// Amplitudes of the records of one shape, stacked `T × width` row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmplitudeMatrix {

@@ -327,6 +327,14 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Training-time input augmentation (off by default).
     pub augment: Augment,
+    /// Exponential moving average of the weights with this decay per step (`None`:
+    /// off): validation, best-epoch selection and the result use the averaged weights.
+    pub ema: Option<f32>,
+    /// Label smoothing `ε`: the target is `(1 − ε)·onehot + ε / C` (0: off).
+    pub label_smoothing: f32,
+    /// Mixup `α`: each window is mixed with another of the batch, `λ ~ Beta(α, α)`, inputs
+    /// and targets alike (0: off).
+    pub mixup: f32,
 }
 
 /// Seeded training-time augmentation of each window, in units of the model's per-feature
@@ -334,7 +342,17 @@ pub struct TrainConfig {
 /// σ_n·s_c·ε[t][c]` with `a, b, ε` standard normal, `a_c, b_c` drawn once per window
 /// and feature. Mimics per-recording gain/offset differences and sensor noise. The draws
 /// depend only on the seed, the epoch and the window index, never on threads.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+///
+/// Besides the value jitter, a window can be cut and re-timed before it: with
+/// `crop_min < 1` the window is replaced by a contiguous part of length
+/// `L = ⌈u·n⌉` frames (`u` uniform in `[crop_min, 1]`, `L` rounded up to a multiple of
+/// [`CROP_STEP`]), which is what a live stream's outputs see (a context of `H/2 ..= H`
+/// frames from a restart, docs/serve.md); with `speed > 0` that part is read at a speed
+/// `s = e^{σ_s·z}` (`z` uniform in `[−1, 1]`): a span of `min(n, round(L·s))` frames is
+/// resampled linearly to `L` (people do the same gesture faster or slower). With
+/// `mask > 0` each feature of the window is zeroed (after input normalisation: set to its
+/// mean) with that probability (a band or subcarrier missing on another chip or room).
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Augment {
     /// `σ_g`: log-normal gain jitter per feature.
     pub gain_std: f32,
@@ -342,12 +360,57 @@ pub struct Augment {
     pub offset_std: f32,
     /// `σ_n`: additive white noise per value.
     pub noise_std: f32,
+    /// Shortest crop as a fraction of the window, in `(0, 1]` (1: no cropping).
+    pub crop_min: f32,
+    /// `σ_s`: log-speed range of the time warp (0: off).
+    pub speed: f32,
+    /// Probability of masking each feature for a whole window (0: off).
+    pub mask: f32,
+}
+
+/// Crop lengths are multiples of this many frames (bounds the number of sequence plans).
+pub const CROP_STEP: usize = 8;
+
+impl Default for Augment {
+    fn default() -> Self {
+        Self {
+            gain_std: 0.0,
+            offset_std: 0.0,
+            noise_std: 0.0,
+            crop_min: 1.0,
+            speed: 0.0,
+            mask: 0.0,
+        }
+    }
 }
 
 impl Augment {
     /// Whether any augmentation is on.
     pub fn is_active(&self) -> bool {
-        self.gain_std > 0.0 || self.offset_std > 0.0 || self.noise_std > 0.0
+        self.gain_std > 0.0
+            || self.offset_std > 0.0
+            || self.noise_std > 0.0
+            || self.mask > 0.0
+            || self.reshapes()
+    }
+
+    /// Whether windows are cropped or re-timed.
+    pub fn reshapes(&self) -> bool {
+        self.crop_min < 1.0 || self.speed > 0.0
+    }
+
+    /// The lengths a window of `n` frames may be cropped to (ascending, `n` included).
+    pub fn crop_lengths(&self, n: usize) -> Vec<usize> {
+        if self.crop_min >= 1.0 || n <= CROP_STEP {
+            return vec![n];
+        }
+        let lo = ((f64::from(self.crop_min) * n as f64).ceil() as usize).clamp(1, n);
+        let mut v: Vec<usize> = (lo.div_ceil(CROP_STEP)..)
+            .map(|k| k * CROP_STEP)
+            .take_while(|&l| l < n)
+            .collect();
+        v.push(n);
+        v
     }
 }
 
@@ -370,6 +433,9 @@ impl Default for TrainConfig {
             seed: 0,
             threads: 0,
             augment: Augment::default(),
+            ema: None,
+            label_smoothing: 0.0,
+            mixup: 0.0,
         }
     }
 }
@@ -418,11 +484,28 @@ impl TrainConfig {
             return bad("eps must be finite and positive");
         }
         let a = &self.augment;
-        if [a.gain_std, a.offset_std, a.noise_std]
+        if [a.gain_std, a.offset_std, a.noise_std, a.speed]
             .iter()
             .any(|x| !(x.is_finite() && *x >= 0.0))
         {
             return bad("augmentation stds must be finite and non-negative");
+        }
+        if !(a.crop_min > 0.0 && a.crop_min <= 1.0) {
+            return bad("crop_min must be in (0, 1]");
+        }
+        if !(0.0..1.0).contains(&a.mask) {
+            return bad("mask must be in [0, 1)");
+        }
+        if let Some(d) = self.ema {
+            if !(0.0..1.0).contains(&d) {
+                return bad("ema decay must be in [0, 1)");
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad("label_smoothing must be in [0, 1)");
+        }
+        if !(self.mixup.is_finite() && self.mixup >= 0.0) {
+            return bad("mixup must be finite and non-negative");
         }
         Ok(())
     }

@@ -408,7 +408,14 @@ impl Model {
         for w in windows {
             let n = w.frames.len() / self.arch.features;
             let plan = plans.get(n).ok_or(TrainError::Empty)?;
-            let (l, _) = self.window_step(w, weights[w.label] / total_w, plan, &mut ws, &mut grad);
+            let (l, _) = self.window_step(
+                w,
+                None,
+                weights[w.label] / total_w,
+                plan,
+                &mut ws,
+                &mut grad,
+            );
             loss += f64::from(l * weights[w.label]);
         }
         Ok(((loss / f64::from(total_w)) as f32, grad))
@@ -440,6 +447,7 @@ impl Model {
     pub(crate) fn window_step(
         &self,
         w: &Window,
+        target: Option<&[f32]>,
         scale: f32,
         plan: &SeqPlan,
         ws: &mut Workspace,
@@ -449,12 +457,28 @@ impl Model {
         let c = self.arch.classes;
         let mut dz = vec![0.0f32; c];
         let lse = softmax(&ws.logits, &mut dz);
-        let ce = lse - ws.logits[w.label];
         let pred = argmax(&ws.logits);
-        dz[w.label] -= 1.0;
+        let ce = match target {
+            // Soft target y (label smoothing, mixup): CE = lse − Σ y·z, dz = p − y.
+            Some(y) => {
+                let yz: f32 = y.iter().zip(&ws.logits).map(|(a, b)| a * b).sum();
+                dz.iter_mut().zip(y).for_each(|(d, t)| *d -= t);
+                lse - yz
+            }
+            None => {
+                dz[w.label] -= 1.0;
+                lse - ws.logits[w.label]
+            }
+        };
         dz.iter_mut().for_each(|x| *x *= scale);
         self.backward(ws, &dz, grad);
         (ce, pred)
+    }
+
+    /// Swaps the parameters with `other` (same length), e.g. to evaluate averaged weights.
+    pub(crate) fn swap_params(&mut self, other: &mut Vec<f32>) {
+        assert_eq!(self.params.len(), other.len(), "parameter count");
+        std::mem::swap(&mut self.params, other);
     }
 
     /// Forward over validated frames, keeping every activation in `ws`.

@@ -147,7 +147,15 @@ fn augment_into(
         .map(|c| (f64::from(a.offset_std) * rng.normal()) as f32 * std[c])
         .collect();
     out.clear();
-    out.extend_from_slice(frames);
+    if a.reshapes() {
+        reshape_into(&a, &mut rng, frames, f, out);
+    } else {
+        out.extend_from_slice(frames);
+    }
+    let masked: Vec<bool> = (0..f)
+        .map(|_| a.mask > 0.0 && rng.uniform() < f64::from(a.mask))
+        .collect();
+    let mean = m.input_mean();
     for row in out.chunks_exact_mut(f) {
         for (c, x) in row.iter_mut().enumerate() {
             let noise = if a.noise_std > 0.0 {
@@ -155,9 +163,72 @@ fn augment_into(
             } else {
                 0.0
             };
-            *x = *x * gain[c] + off[c] + noise;
+            *x = if masked[c] {
+                mean[c]
+            } else {
+                *x * gain[c] + off[c] + noise
+            };
         }
     }
+}
+
+/// The crop / time warp of [`super::config::Augment`]: a contiguous part of the window,
+/// read at a random speed, resampled (linear interpolation) to a crop length.
+fn reshape_into(
+    a: &super::config::Augment,
+    rng: &mut Rng,
+    frames: &[f32],
+    f: usize,
+    out: &mut Vec<f32>,
+) {
+    let n = frames.len() / f;
+    let lens = a.crop_lengths(n);
+    let u = f64::from(a.crop_min) + (1.0 - f64::from(a.crop_min)) * rng.uniform();
+    let want = (u * n as f64).ceil() as usize;
+    let l = lens.iter().copied().find(|&l| l >= want).unwrap_or(n);
+    let s = (f64::from(a.speed) * (2.0 * rng.uniform() - 1.0)).exp();
+    let m = ((l as f64 * s).round() as usize).clamp(1, n);
+    let start = rng.below(n - m + 1);
+    let span = &frames[start * f..(start + m) * f];
+    if m == l {
+        out.extend_from_slice(span);
+        return;
+    }
+    for j in 0..l {
+        let pos = if l > 1 {
+            j as f64 * (m - 1) as f64 / (l - 1) as f64
+        } else {
+            0.0
+        };
+        let i0 = pos.floor() as usize;
+        let i1 = (i0 + 1).min(m - 1);
+        let w = (pos - i0 as f64) as f32;
+        for c in 0..f {
+            let (x0, x1) = (span[i0 * f + c], span[i1 * f + c]);
+            out.push(x0 + (x1 - x0) * w);
+        }
+    }
+}
+
+/// `λ ~ Beta(α, α)` (Jöhnk's method; 0.5 after 64 rejections), folded to `λ ≥ 1/2` so the
+/// window keeps its own label as the larger part.
+fn beta_sym(alpha: f32, rng: &mut Rng) -> f32 {
+    let inv = 1.0 / f64::from(alpha);
+    for _ in 0..64 {
+        let x = rng.uniform().powf(inv);
+        let y = rng.uniform().powf(inv);
+        if x + y <= 1.0 && x + y > 0.0 {
+            let l = (x / (x + y)) as f32;
+            return l.max(1.0 - l);
+        }
+    }
+    0.5
+}
+
+/// The training target of `label`: one-hot, or smoothed by `eps`.
+fn target_of(label: usize, classes: usize, eps: f32, out: &mut [f32]) {
+    out.iter_mut().for_each(|t| *t = eps / classes as f32);
+    out[label] += 1.0 - eps;
 }
 
 /// Better-than test of the monitored figure; `(loss, accuracy, macro_f1)`.
@@ -198,7 +269,13 @@ pub fn train_model(
     };
     let f = model.arch().features;
     let classes = model.arch().classes;
-    let plans = Plans::build(model.arch(), train.iter().map(|w| w.frames.len() / f));
+    let aug = cfg.augment;
+    let plans = Plans::build(
+        model.arch(),
+        train
+            .iter()
+            .flat_map(|w| aug.crop_lengths(w.frames.len() / f)),
+    );
     let labels: Vec<usize> = train.iter().map(|w| w.label).collect();
     let weights = if cfg.class_weighting {
         inverse_frequency_weights(&labels, classes)
@@ -227,6 +304,12 @@ pub fn train_model(
     let nparams = model.layout().total();
     let mut history = Vec::new();
     let mut best: Option<Best> = None;
+    // The averaged weights (a copy of the initial ones until the first step).
+    let mut ema: Vec<f32> = if cfg.ema.is_some() {
+        model.params().to_vec()
+    } else {
+        Vec::new()
+    };
     let (mut since_best, mut stopped_early, mut cancelled, mut step) =
         (0usize, false, false, 0usize);
     'epochs: for epoch in 0..cfg.epochs {
@@ -236,23 +319,76 @@ pub fn train_model(
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             let total_w: f32 = idx.iter().map(|&i| weights[train[i].label]).sum();
             let m = &model;
+            let soft = cfg.label_smoothing > 0.0 || cfg.mixup > 0.0;
             let work = || {
                 idx.par_chunks(GRAD_CHUNK)
+                    .enumerate()
                     .map_init(
-                        || (Workspace::default(), Vec::new()),
-                        |(ws, buf), chunk| {
+                        || {
+                            (
+                                Workspace::default(),
+                                (Vec::new(), Vec::new(), Vec::new()),
+                                vec![0.0f32; classes],
+                                vec![0.0f32; classes],
+                            )
+                        },
+                        |(ws, (buf, buf2, buf3), y, y2), (ci, chunk)| {
                             let mut g = vec![0.0f32; nparams];
                             let (mut l, mut c) = (0.0f64, 0usize);
-                            for &i in chunk {
+                            for (k, &i) in chunk.iter().enumerate() {
                                 let mut w = train[i];
                                 if cfg.augment.is_active() {
                                     augment_into(m, cfg, epoch, i, w.frames, buf);
                                     w.frames = buf;
                                 }
+                                if soft {
+                                    target_of(w.label, classes, cfg.label_smoothing, y);
+                                }
+                                if cfg.mixup > 0.0 {
+                                    // The partner: the next window of the batch.
+                                    let pos = ci * GRAD_CHUNK + k;
+                                    let j = idx[(pos + 1) % idx.len()];
+                                    let mut rng = Rng::new(
+                                        cfg.seed
+                                            ^ 0x3A1C_0000_0000_0007
+                                            ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                                            ^ (i as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F),
+                                    );
+                                    let lam = beta_sym(cfg.mixup, &mut rng);
+                                    let other = if cfg.augment.is_active() {
+                                        augment_into(
+                                            m,
+                                            cfg,
+                                            epoch,
+                                            j + train.len(),
+                                            train[j].frames,
+                                            buf2,
+                                        );
+                                        &buf2[..]
+                                    } else {
+                                        train[j].frames
+                                    };
+                                    let len = w.frames.len().min(other.len());
+                                    if len > 0 && plans.get(len / f).is_some() {
+                                        buf3.clear();
+                                        buf3.extend(
+                                            w.frames[..len]
+                                                .iter()
+                                                .zip(&other[..len])
+                                                .map(|(a, b)| lam * a + (1.0 - lam) * b),
+                                        );
+                                        w.frames = buf3;
+                                        target_of(train[j].label, classes, cfg.label_smoothing, y2);
+                                        y.iter_mut()
+                                            .zip(y2.iter())
+                                            .for_each(|(a, b)| *a = lam * *a + (1.0 - lam) * b);
+                                    }
+                                }
                                 let n = w.frames.len() / f;
                                 if let Some(plan) = plans.get(n) {
                                     let (ce, pred) = m.window_step(
                                         &w,
+                                        soft.then_some(&y[..]),
                                         weights[w.label] / total_w,
                                         plan,
                                         ws,
@@ -284,6 +420,13 @@ pub fn train_model(
             norm_sum += f64::from(clip_global_norm(&mut g, cfg.clip_norm));
             lr = sched.lr(step);
             opt.step(model.params_mut(), &g, lr);
+            if let Some(d) = cfg.ema {
+                // Warm-started decay so the average is not dominated by the initialisation.
+                let d = d.min((1 + step) as f32 / (10 + step) as f32);
+                for (e, p) in ema.iter_mut().zip(model.params()) {
+                    *e = d * *e + (1.0 - d) * p;
+                }
+            }
             step += 1;
             loss_sum += bl;
             correct += bc;
@@ -319,10 +462,22 @@ pub fn train_model(
             seconds: 0.0,
             improved: false,
         };
+        if cfg.ema.is_some() {
+            model.swap_params(&mut ema);
+        }
         if !val.is_empty() {
             let logits = match &pool {
-                Some(p) => p.install(|| model.logits_batch(&val_frames))?,
-                None => model.logits_batch(&val_frames)?,
+                Some(p) => p.install(|| model.logits_batch(&val_frames)),
+                None => model.logits_batch(&val_frames),
+            };
+            let logits = match logits {
+                Ok(l) => l,
+                Err(e) => {
+                    if cfg.ema.is_some() {
+                        model.swap_params(&mut ema);
+                    }
+                    return Err(e);
+                }
             };
             let loss = mean_cross_entropy(&logits, &val_labels, classes)?;
             let rep = report_from_logits(&logits, &val_labels, classes)?;
@@ -343,6 +498,10 @@ pub fn train_model(
             stats.improved = improved;
         } else {
             stats.improved = true;
+        }
+        // The last epoch's averaged weights stay in `ema` for a run without validation.
+        if cfg.ema.is_some() {
+            model.swap_params(&mut ema);
         }
         stats.seconds = t0.elapsed().as_secs_f64();
         history.push(stats);
@@ -367,7 +526,12 @@ pub fn train_model(
             model.params_mut().copy_from_slice(&params);
             e
         }
-        None => last,
+        None => {
+            if cfg.ema.is_some() {
+                model.params_mut().copy_from_slice(&ema);
+            }
+            last
+        }
     };
     Ok(TrainOutcome {
         model,

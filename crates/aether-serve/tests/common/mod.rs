@@ -18,16 +18,23 @@ use aether_serve::{ServeConfig, Service};
 /// Class names of the test model.
 pub const CLASSES: [&str; 3] = ["push_pull", "swipe", "circle"];
 
+pub mod broker;
+
 /// A randomly initialised 3-class head over the default extractor's 16 features, with
 /// input statistics fitted to simulated frames so the logits move.
 pub fn model_bytes(window: Option<usize>, seed: u64) -> Vec<u8> {
+    model_bytes_named(&CLASSES, window, seed)
+}
+
+/// [`model_bytes`] with other class names.
+pub fn model_bytes_named(classes: &[&str], window: Option<usize>, seed: u64) -> Vec<u8> {
     let cfg = FeatureConfig::default();
     let names = feature_names(1, cfg);
     let arch = Architecture {
         d_model: 16,
         mlp_hidden: 24,
         running_norm: false,
-        ..Architecture::default_for(names.len(), CLASSES.len())
+        ..Architecture::default_for(names.len(), classes.len())
     };
     let mut m = Model::new(arch, seed).unwrap();
     let rec = features_of(&recording(0, 7));
@@ -53,7 +60,7 @@ pub fn model_bytes(window: Option<usize>, seed: u64) -> Vec<u8> {
     }
     m.to_v2_bytes(
         &ExportInfo {
-            class_names: CLASSES.iter().map(|s| s.to_string()).collect(),
+            class_names: classes.iter().map(|s| s.to_string()).collect(),
             feature_names: names,
             metadata,
         },
