@@ -229,6 +229,24 @@ fn verbs() -> Vec<Verb> {
             ],
         ),
         (
+            vec![
+                "quantize",
+                "--model",
+                "{D}/missing.rvne",
+                "--calib",
+                "{D}/missing",
+                "--out",
+                "{D}/m8.rvne",
+            ],
+            vec![
+                ("--window", Range::Count(1, 8192)),
+                ("--stride", Range::Count(1, 1_000_000)),
+                ("--calib-windows", Range::Count(1, 100_000)),
+                ("--report-windows", Range::Count(1, 100_000)),
+                ("--group-field", Range::Count(0, 15)),
+            ],
+        ),
+        (
             vec!["replay", "--data", "{D}/missing", "--to", "127.0.0.1:9"],
             vec![
                 ("--nodes", Range::Count(1, 65_536)),

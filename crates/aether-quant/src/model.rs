@@ -61,6 +61,20 @@ impl QMat<'_> {
     fn bytes(&self) -> usize {
         owned_len(&self.w) + 4 * owned_len(&self.rq)
     }
+
+    /// A copy that owns its tensors.
+    pub fn into_owned(self) -> QMat<'static> {
+        QMat {
+            w: Cow::Owned(self.w.into_owned()),
+            rq: Cow::Owned(self.rq.into_owned()),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+fn own(c: Cow<'_, [i32]>) -> Cow<'static, [i32]> {
+    Cow::Owned(c.into_owned())
 }
 
 #[allow(clippy::ptr_arg)] // the variant (borrowed or owned) is what is asked
@@ -436,6 +450,40 @@ impl<'a> QuantHead<'a> {
             scales: (0..q.scale_count()).map(|i| q.scale(i)).collect(),
             meta,
         })
+    }
+
+    /// A copy that owns every tensor (for a service that outlives the file's bytes).
+    pub fn into_owned(self) -> QuantHead<'static> {
+        QuantHead {
+            meta: self.meta,
+            pattern: self.pattern,
+            input: own(self.input),
+            embed: self.embed.map(QMat::into_owned),
+            pos: self.pos.map(own),
+            layers: self
+                .layers
+                .into_iter()
+                .map(|l| QLayer {
+                    ln1: l.ln1.map(own),
+                    wq: l.wq.into_owned(),
+                    wk: l.wk.into_owned(),
+                    wv: l.wv.into_owned(),
+                    wo: l.wo.into_owned(),
+                    ln2: l.ln2.map(own),
+                    mlp: l.mlp.map(|(a, b)| (a.into_owned(), b.into_owned())),
+                    att_mult: l.att_mult,
+                    att_shift: l.att_shift,
+                    gelu_shift: l.gelu_shift,
+                })
+                .collect(),
+            final_ln: self.final_ln.map(own),
+            classifier: self.classifier.into_owned(),
+            logit_shift: self.logit_shift,
+            ln_eps: self.ln_eps,
+            pe_mult: self.pe_mult,
+            pe_shift: self.pe_shift,
+            scales: self.scales,
+        }
     }
 
     /// The model description (`meta.int8 == true`).

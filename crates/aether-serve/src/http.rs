@@ -309,8 +309,8 @@ async fn one_node(st: &AppState, id: &str, history: Option<usize>) -> Response {
 
 /// The model's description (`GET /api/v1/model`).
 pub fn model_json(m: &LoadedModel, udp: &str) -> Value {
-    let c = m.head.config();
-    let p = &c.pattern;
+    let c = &m.meta.dims;
+    let p = &m.meta.pattern;
     let input = match m.input {
         crate::model::ModelInput::RawCsi { features, antennas } => json!({
             "kind": "raw_csi", "antennas": antennas, "bands": features.bands,
@@ -321,10 +321,11 @@ pub fn model_json(m: &LoadedModel, udp: &str) -> Value {
     json!({
         "classes": m.classes,
         "features": m.features,
-        "dims": {"features": c.features, "d_model": c.d_model, "layers": c.layers,
+        "dims": {"features": c.input_dim, "d_model": c.d_model, "layers": c.layers,
                  "q_heads": c.q_heads, "kv_heads": c.kv_heads, "head_dim": c.head_dim,
                  "classes": c.classes, "mlp_hidden": c.mlp_hidden},
-        "pattern": {"window": p.window, "block_size": p.block_size, "global_tokens": p.global_tokens,
+        "precision": m.head.precision(),
+        "pattern": {"window": p.window, "block_size": p.block_size, "global_tokens": p.globals(),
                     "causal": p.causal, "log_stride": p.log_stride, "landmarks": p.landmarks},
         "hash": m.sha256,
         "sha256": m.sha256,

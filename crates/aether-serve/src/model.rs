@@ -1,10 +1,12 @@
-//! The model a service runs: the head, its names, what packets feed it, its stream
-//! settings, and the file's SHA-256 (shown at `GET /api/v1/model`).
+//! The model a service runs: the head (f32, or int8 on the integer head of
+//! aether-quant), its names, what packets feed it, its stream settings, and the file's
+//! SHA-256 (shown at `GET /api/v1/model`).
 
 use aether_data::features::{feature_names, FeatureConfig, FeatureStream};
 use aether_data::wire::FEATURE_STATE_NAMES;
-use aether_head::{StreamSettings, TemporalHead};
-use aether_rvne::BlobView;
+use aether_head::{LiveStream, StreamSettings, TemporalHead};
+use aether_quant::{QLiveStream, QuantHead};
+use aether_rvne::{BlobView, ModelMeta};
 use sha2::{Digest, Sha256};
 
 use crate::error::ServeError;
@@ -38,11 +40,112 @@ impl ModelInput {
     }
 }
 
+/// The inference head of a model: the float head, or the integer head of an int8 model
+/// (docs/int8.md); weights owned.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per loaded model, shared by every shard
+pub enum Head {
+    /// An f32 / f16 model.
+    F32(TemporalHead<'static>),
+    /// An int8 model (`aether quantize`).
+    Int8(QuantHead<'static>),
+}
+
+impl Head {
+    /// `"f32"` or `"int8"`.
+    pub fn precision(&self) -> &'static str {
+        match self {
+            Head::F32(_) => "f32",
+            Head::Int8(_) => "int8",
+        }
+    }
+
+    /// A live stream with `settings` (an int8 head needs a horizon of at least 2; its
+    /// caches are int8 whatever `settings.kv` says).
+    pub fn live_stream(&self, settings: StreamSettings) -> Result<NodeStream, String> {
+        match self {
+            Head::F32(h) => LiveStream::new(h, settings)
+                .map(NodeStream::F32)
+                .map_err(|e| e.to_string()),
+            Head::Int8(h) => QLiveStream::new(h, settings.horizon)
+                .map(|s| NodeStream::Int8 {
+                    s,
+                    logits: vec![0.0; h.classes()],
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// A node's live stream over either kind of head, with the same restart rule (two
+/// staggered streams over the horizon).
+#[derive(Debug, Clone)]
+pub enum NodeStream {
+    /// Over the float head.
+    F32(LiveStream),
+    /// Over the integer head; `logits` holds the last output as f32.
+    Int8 {
+        /// The stream.
+        s: QLiveStream,
+        /// Its last logits, `q · 2^−shift` as f32.
+        logits: Vec<f32>,
+    },
+}
+
+impl NodeStream {
+    /// Pushes one frame and returns the logits of its context (f32).
+    pub fn push(&mut self, head: &Head, frame: &[f32]) -> Result<&[f32], String> {
+        match (self, head) {
+            (NodeStream::F32(s), Head::F32(h)) => s.push(h, frame).map_err(|e| e.to_string()),
+            (NodeStream::Int8 { s, logits }, Head::Int8(h)) => {
+                let q = s.push(h, frame).map_err(|e| e.to_string())?;
+                h.logits_to_f32(q, logits);
+                Ok(logits)
+            }
+            _ => Err("stream built for another kind of model".into()),
+        }
+    }
+
+    /// Forgets every frame.
+    pub fn reset(&mut self) {
+        match self {
+            NodeStream::F32(s) => s.reset(),
+            NodeStream::Int8 { s, .. } => s.reset(),
+        }
+    }
+
+    /// Bytes of the stream's buffers.
+    pub fn bytes(&self) -> usize {
+        match self {
+            NodeStream::F32(s) => s.bytes(),
+            NodeStream::Int8 { s, logits } => s.bytes() + logits.len() * 4,
+        }
+    }
+
+    /// Frames behind the last output.
+    pub fn context(&self) -> usize {
+        match self {
+            NodeStream::F32(s) => s.context(),
+            NodeStream::Int8 { s, .. } => s.context(),
+        }
+    }
+
+    /// Absolute position of the next frame.
+    pub fn position(&self) -> u64 {
+        match self {
+            NodeStream::F32(s) => s.position(),
+            NodeStream::Int8 { s, .. } => s.position(),
+        }
+    }
+}
+
 /// A loaded, validated model shared by every shard.
 #[derive(Debug)]
 pub struct LoadedModel {
     /// The inference head (weights owned).
-    pub head: TemporalHead<'static>,
+    pub head: Head,
+    /// The model description (dims, options, pattern).
+    pub meta: ModelMeta,
     /// Class names (`class{i}` when the file has none).
     pub classes: Vec<String>,
     /// Feature names (empty when the file has none).
@@ -89,23 +192,34 @@ impl LoadedModel {
         stream: Option<StreamSettings>,
     ) -> Result<Self, ServeError> {
         let view = BlobView::parse(bytes).map_err(|e| ServeError::Model(e.to_string()))?;
-        let head = TemporalHead::from_view(&view)
-            .map_err(|e| ServeError::Model(e.to_string()))?
-            .into_owned();
-        let cfg = head.config();
-        if !cfg.pattern.causal {
+        let meta = *view.meta();
+        let head = if view.is_int8() {
+            Head::Int8(
+                QuantHead::from_view(&view)
+                    .map_err(|e| ServeError::Model(e.to_string()))?
+                    .into_owned(),
+            )
+        } else {
+            Head::F32(
+                TemporalHead::from_view(&view)
+                    .map_err(|e| ServeError::Model(e.to_string()))?
+                    .into_owned(),
+            )
+        };
+        if !meta.pattern.causal {
             return Err(ServeError::Model(
                 "the model's attention is not causal, so it cannot stream".into(),
             ));
         }
-        let classes: Vec<String> = (0..cfg.classes)
+        let n_features = meta.dims.input_dim;
+        let classes: Vec<String> = (0..meta.dims.classes)
             .map(|i| {
                 view.class_name(i)
                     .map_or_else(|| format!("class{i}"), str::to_string)
             })
             .collect();
         let features: Vec<String> = if view.has_feature_names() {
-            (0..cfg.features)
+            (0..n_features)
                 .map(|i| view.feature_name(i).unwrap_or_default().to_string())
                 .collect()
         } else {
@@ -113,10 +227,10 @@ impl LoadedModel {
         };
         let input = if features.is_empty() {
             let per = fallback.per_antenna();
-            if per > 0 && cfg.features.is_multiple_of(per) {
+            if per > 0 && n_features.is_multiple_of(per) {
                 ModelInput::RawCsi {
                     features: fallback,
-                    antennas: cfg.features / per,
+                    antennas: n_features / per,
                 }
             } else {
                 ModelInput::Other
@@ -138,9 +252,10 @@ impl LoadedModel {
             .validate()
             .map_err(|e| ServeError::Config(format!("stream settings: {e}")))?;
         // Building one stream proves the settings fit this head.
-        aether_head::LiveStream::new(&head, stream)
+        head.live_stream(stream)
             .map_err(|e| ServeError::Config(format!("stream settings: {e}")))?;
         Ok(Self {
+            meta,
             classes,
             features,
             input,

@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::model::NodeStream;
 use aether_data::features::FeatureStream;
-use aether_head::LiveStream;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -184,7 +184,7 @@ pub struct Node {
     /// Sequence numbers of classification packets.
     pub cls_seq: SeqTracker,
     /// The live stream through the head.
-    pub stream: Option<LiveStream>,
+    pub stream: Option<NodeStream>,
     /// Class probabilities after the last frame.
     pub probs: Vec<f32>,
     /// Class of the last frame.
@@ -257,7 +257,7 @@ impl Node {
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.id.capacity()
-            + self.stream.as_ref().map_or(0, LiveStream::bytes)
+            + self.stream.as_ref().map_or(0, NodeStream::bytes)
             + self.csi.as_ref().map_or(0, |c| c.fs.bytes())
             + self.history.bytes()
             + self.probs.capacity() * 4
@@ -300,8 +300,8 @@ impl Node {
             "last_seen_ms": self.last_seen_ms,
             "state": self.state(now_ms, stale_ms),
             "source": source,
-            "context": self.stream.as_ref().map_or(0, LiveStream::context),
-            "position": self.stream.as_ref().map_or(0, LiveStream::position),
+            "context": self.stream.as_ref().map_or(0, NodeStream::context),
+            "position": self.stream.as_ref().map_or(0, NodeStream::position),
             "lost": self.lost,
             "resets": self.resets,
             "rejected": self.rejected,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use aether_data::features::FeatureStream;
 use aether_data::wire::{Classification, FeatureState, RawCsiRef};
 use aether_head::math::softmax;
-use aether_head::LiveStream;
 use crossbeam_channel::{Receiver, Sender};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -640,7 +639,7 @@ impl Shard {
         t0: Instant,
     ) -> bool {
         if node.stream.is_none() {
-            match LiveStream::new(&model.head, model.stream) {
+            match model.head.live_stream(model.stream) {
                 Ok(s) => node.stream = Some(s),
                 Err(_) => {
                     h.reject(Reject::Stream);

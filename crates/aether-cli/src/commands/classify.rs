@@ -15,7 +15,9 @@
 //! printed and flushed as soon as its frame arrives, so a live pipe can be classified.
 //! JSON `frame`, `start` and `end` count frames from 0; errors name the file, the row
 //! (1-based line number) and the column (1-based, with its name). A raw CSI capture is
-//! refused with a pointer to `aether features`.
+//! refused with a pointer to `aether features`. An int8 model (`aether quantize`) runs
+//! on the integer head in every mode (`--stream`: its live stream, which needs a
+//! horizon ≥ 2; `--backend` does not apply); its logits are `q · 2^−shift` exactly.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -23,6 +25,7 @@ use std::path::PathBuf;
 use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
 use aether_head::math::softmax;
 use aether_head::{Backend, LiveStream, RollingWindow, TemporalHead};
+use aether_quant::{QLiveStream, QWorkspace, QuantHead};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -160,6 +163,17 @@ enum Mode {
     Whole(Vec<f32>),
     /// Push into a live stream and print after every frame.
     Stream(Box<LiveStream>),
+    /// The same with the integer head (int8 model); the f32 logits row.
+    Stream8(Box<QLiveStream>, Vec<f32>),
+    /// The last `len` frames through the integer head every `stride` frames.
+    Window8 {
+        frames: Vec<f32>,
+        ws: Box<QWorkspace>,
+        q: Vec<i32>,
+        len: usize,
+        stride: usize,
+        logits: Vec<f32>,
+    },
     /// Push into a rolling window; print every `stride` frames once it is full.
     Window {
         rw: Box<RollingWindow>,
@@ -175,6 +189,9 @@ pub fn run(args: Args) -> Result<()> {
     let bytes = read_model_file(&args.model)?;
     let view =
         BlobView::parse(&bytes).with_context(|| format!("{model_name}: not a valid .rvne file"))?;
+    if view.is_int8() {
+        return run_int8(&args, &view, &model_name);
+    }
     let mut head = TemporalHead::from_view(&view)
         .with_context(|| format!("{model_name}: cannot build the model"))?;
     match args.backend.as_deref() {
@@ -263,6 +280,7 @@ pub fn run(args: Args) -> Result<()> {
                     pr.result(logits, &[("start", n + 1 - *len), ("end", n)])?;
                 }
             }
+            Mode::Stream8(..) | Mode::Window8 { .. } => bail!("int8 modes on a float model"),
         }
         n += 1;
     }
@@ -278,6 +296,137 @@ pub fn run(args: Args) -> Result<()> {
             pr.result(&logits, &[("frames", n)])?;
         }
         Mode::Window { len, .. } if n < len => {
+            bail!(
+                "{input_name}: {}, fewer than --window {len}",
+                plural(n, "frame")
+            )
+        }
+        _ => {}
+    }
+    pr.out.flush()?;
+    Ok(())
+}
+
+/// Input of `classify`: the reader and its display name.
+fn open_input(input: &str) -> Result<(Box<dyn BufRead>, String)> {
+    Ok(if input == "-" {
+        (Box::new(std::io::stdin().lock()), "<stdin>".into())
+    } else {
+        let f = std::fs::File::open(input).with_context(|| format!("reading {input}"))?;
+        (Box::new(std::io::BufReader::new(f)), input.to_string())
+    })
+}
+
+/// `classify` with an int8 model: the same modes through the integer head.
+fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
+    if args.backend.is_some() {
+        bail!("--backend cannot override the attention of an int8 model");
+    }
+    let head = QuantHead::from_view(view)
+        .with_context(|| format!("{model_name}: cannot build the int8 model"))?;
+    let (f, c) = (head.features(), head.classes());
+    let names: Vec<String> = (0..c)
+        .map(|i| {
+            view.class_name(i)
+                .map_or_else(|| format!("class{i}"), str::to_string)
+        })
+        .collect();
+    let (mut input, input_name) = open_input(&args.input)?;
+    let mut mode = if args.stream {
+        let settings = args.stream_settings.settings(view)?;
+        Mode::Stream8(
+            Box::new(QLiveStream::new(&head, settings.horizon).context("building the stream")?),
+            vec![0.0; c],
+        )
+    } else if let Some(w) = args.window {
+        Mode::Window8 {
+            frames: Vec::with_capacity(w * f),
+            ws: Box::new(QWorkspace::new(&head, w).context("building the window")?),
+            q: vec![0; c],
+            len: w,
+            stride: args.stride.unwrap_or(w),
+            logits: vec![0.0; c],
+        }
+    } else {
+        Mode::Whole(Vec::new())
+    };
+    let mut pr = Printer {
+        names: &names,
+        json: args.json,
+        out: std::io::stdout().lock(),
+        header_done: false,
+    };
+    let mut csv = CsvReader::new(&input_name);
+    let (mut buf, mut frame) = (Vec::new(), Vec::with_capacity(f));
+    let mut n = 0usize;
+    loop {
+        buf.clear();
+        if input
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {input_name}"))?
+            == 0
+        {
+            break;
+        }
+        if csv.line() == 0 && is_raw_capture(&buf) {
+            bail!(DataError::RawCapture { path: input_name });
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            bail!("{input_name}: row {}: not UTF-8 text", csv.line() + 1);
+        };
+        frame.clear();
+        let had_header = csv.header().is_some();
+        if !csv.feed(line, &mut frame)? {
+            if !had_header && csv.header().is_some() {
+                check_header(&csv, view, f)?;
+            }
+            continue;
+        }
+        let at = || format!("{input_name}: row {}", csv.line());
+        match &mut mode {
+            Mode::Whole(values) => values.extend_from_slice(&frame),
+            Mode::Stream8(stream, logits) => {
+                let q = stream.push(&head, &frame).with_context(at)?;
+                head.logits_to_f32(q, logits);
+                pr.result(logits, &[("frame", n), ("context", stream.context())])?;
+            }
+            Mode::Window8 {
+                frames,
+                ws,
+                q,
+                len,
+                stride,
+                logits,
+            } => {
+                head.check_frames(&frame).with_context(at)?;
+                if frames.len() == *len * f {
+                    frames.drain(..f);
+                }
+                frames.extend_from_slice(&frame);
+                if n + 1 >= *len && (n + 1 - *len).is_multiple_of(*stride) {
+                    head.forward_into(frames, ws, q).with_context(at)?;
+                    head.logits_to_f32(q, logits);
+                    pr.result(logits, &[("start", n + 1 - *len), ("end", n)])?;
+                }
+            }
+            Mode::Stream(_) | Mode::Window { .. } => bail!("float modes on an int8 model"),
+        }
+        n += 1;
+    }
+    csv.finish()?;
+    if n == 0 {
+        bail!("{input_name}: no frames after the header row");
+    }
+    match mode {
+        Mode::Whole(values) => {
+            let q = head
+                .forward(&values)
+                .with_context(|| format!("{input_name}: classifying {}", plural(n, "frame")))?;
+            let mut logits = vec![0.0f32; c];
+            head.logits_to_f32(&q, &mut logits);
+            pr.result(&logits, &[("frames", n)])?;
+        }
+        Mode::Window8 { len, .. } if n < len => {
             bail!(
                 "{input_name}: {}, fewer than --window {len}",
                 plural(n, "frame")

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
-use aether_rvne::{BlobView, ModelFile, MAGIC};
+use aether_rvne::{BlobView, DType, ModelFile, QuantModelFile, QuantRecord, MAGIC};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
@@ -42,8 +42,10 @@ pub fn run(a: Args) -> Result<()> {
     let bytes = read_model_file(&a.file)?;
     let is_rvne =
         bytes.len() >= 4 && u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) == MAGIC;
+    let mut int8 = None;
     let (format, crc, rows, model, defaults) = if is_rvne {
         let v = BlobView::parse(&bytes).with_context(|| a.file.display().to_string())?;
+        int8 = v.quant().map(|q| QuantRecord::from_view(&q));
         let rows = v
             .tensors()
             .map(|t| Row {
@@ -54,7 +56,20 @@ pub fn run(a: Args) -> Result<()> {
                 offset: Some(t.offset()),
             })
             .collect::<Vec<_>>();
-        let m = ModelFile::from_view(&v)?;
+        let m = if v.is_int8() {
+            // The description of an int8 model (its tensors are listed from the table).
+            let q = QuantModelFile::from_view(&v)?;
+            ModelFile {
+                meta: q.meta,
+                dtype: DType::F32,
+                class_names: q.class_names,
+                feature_names: q.feature_names,
+                metadata: q.metadata,
+                tensors: Vec::new(),
+            }
+        } else {
+            ModelFile::from_view(&v)?
+        };
         (
             format!("rvne v{}", v.version()),
             Some(v.crc()),
@@ -110,6 +125,20 @@ pub fn run(a: Args) -> Result<()> {
             },
         );
         o.insert("parameter_count".into(), json!(params));
+        if let Some(q) = &int8 {
+            o.insert(
+                "int8".into(),
+                json!({
+                    "scheme": aether_rvne::QUANT_SCHEME,
+                    "logit_shift": q.logit_shift,
+                    "ln_eps": q.ln_eps,
+                    "pe_mult": q.pe_mult,
+                    "pe_shift": q.pe_shift,
+                    "layers": q.layers.iter().map(|l| json!({"att_mult": l.att_mult, "att_shift": l.att_shift, "gelu_shift": l.gelu_shift})).collect::<Vec<_>>(),
+                    "activation_scales": q.scales,
+                }),
+            );
+        }
         o.insert(
             "tensors".into(),
             json!(rows
@@ -139,6 +168,14 @@ pub fn run(a: Args) -> Result<()> {
         None => w!("crc:          none (format has no checksum)"),
     }
     w!("dtype:        {}", dtypes.join(", "));
+    if let Some(q) = &int8 {
+        w!(
+            "int8:         scheme {} (i8 weights per output channel, i16 activations, i8 KV caches; docs/int8.md), logits q·2^-{}, {} activation scales",
+            aether_rvne::QUANT_SCHEME,
+            q.logit_shift,
+            q.scales.len()
+        );
+    }
     w!(
         "dims:         F={} D={} Hq={} Hkv={} dh={} L={} C={} H={}",
         d.input_dim,
