@@ -36,6 +36,8 @@ enum Command {
     Features(commands::features::Args),
     /// Train a head on a dataset folder and write a .rvne model.
     Train(commands::train::Args),
+    /// Adapt a trained model to a new room, person or day from a few labelled recordings.
+    Adapt(commands::adapt::Args),
     /// Evaluate a model on a dataset folder.
     Eval(commands::eval::Args),
     /// Quantise a float model to an int8 model (post-training, calibrated on a dataset folder).
@@ -149,6 +151,7 @@ fn main() {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Features(a) => commands::features::run(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Adapt(a) => commands::adapt::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Quantize(a) => commands::quantize::run(a),
         Command::Baseline(a) => commands::baseline::run(a),
