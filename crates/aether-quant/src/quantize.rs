@@ -251,8 +251,12 @@ fn layer_norm(x: &[f32], g: &[f32], b: &[f32], out: &mut [f32]) {
     }
 }
 
+/// GELU exactly as aether-head computes it (`aether_head::math::gelu`: tanh through the
+/// kernel's fast exp), so calibration sees the deployed float activations.
 fn gelu(z: f32) -> f32 {
-    0.5 * z * (1.0 + (0.797_884_6 * (z + 0.044_715 * z * z * z)).tanh())
+    let u = 0.797_884_6 * (z + 0.044_715 * z * z * z);
+    let t = 1.0 - 2.0 / (aether_kernel::simd::fast_exp(2.0 * u) + 1.0);
+    0.5 * z * (1.0 + t)
 }
 
 impl FloatRef {
