@@ -103,7 +103,7 @@ pub struct Args {
 }
 
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct TrainOpts {
     /// Window length in frames, 1..=8192 (default: the 10th percentile p10 of the recording lengths if ≤ 512, else 256).
     #[arg(long, value_parser = values::count(1, values::MAX_WINDOW))]
@@ -189,6 +189,22 @@ pub struct TrainOpts {
     /// Mixup α (windows mixed with a partner of the batch, λ ~ Beta(α, α)), 0..=2 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 2.0, Ends::Closed))]
     pub mixup: f32,
+}
+
+/// Parses nothing but the flattened [`TrainOpts`], for their command-line defaults.
+#[derive(clap::Parser)]
+struct DefaultsOnly {
+    #[command(flatten)]
+    opts: TrainOpts,
+}
+
+impl Default for TrainOpts {
+    /// The command-line defaults (`aether train` without options): a derived `Default`
+    /// would give 0 where the flags default to something else (`--aug-crop 1` = off,
+    /// `--val 0.2`, `--weight-decay 0.01`), and `--aug-crop 0` is refused by training.
+    fn default() -> Self {
+        <DefaultsOnly as clap::Parser>::parse_from(["aether"]).opts
+    }
 }
 
 impl TrainOpts {
@@ -1641,6 +1657,17 @@ mod tests {
         assert_eq!((w.len, w.stride), (1, 1));
         assert!(derive_window(&d, &[0], Some(0), None).is_err());
         assert!(derive_window(&d, &[], None, None).is_err());
+    }
+
+    #[test]
+    fn default_options_are_the_command_line_defaults() {
+        let o = TrainOpts::default();
+        assert_eq!(o.aug_crop, 1.0);
+        assert_eq!(o.val, 0.2);
+        assert_eq!(o.weight_decay, 0.01);
+        assert_eq!((o.attention.as_str(), o.arch.as_str()), ("sparse", "full"));
+        assert_eq!((o.seed, o.threads, o.group_field), (0, 0, 0));
+        assert!(o.window.is_none() && o.epochs.is_none() && !o.running_norm);
     }
 
     #[test]
