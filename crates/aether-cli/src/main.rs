@@ -36,6 +36,8 @@ enum Command {
     Features(commands::features::Args),
     /// Train a head on a dataset folder and write a .rvne model.
     Train(commands::train::Args),
+    /// Adapt a trained model to a new room, person or day from a few labelled recordings.
+    Adapt(commands::adapt::Args),
     /// Evaluate a model on a dataset folder.
     Eval(commands::eval::Args),
     /// A random forest on per-recording summary statistics: the baseline for any split.
@@ -147,6 +149,7 @@ fn main() {
         Command::Simulate(a) => commands::simulate::run(a),
         Command::Features(a) => commands::features::run(a),
         Command::Train(a) => commands::train::run(a),
+        Command::Adapt(a) => commands::adapt::run(a),
         Command::Eval(a) => commands::eval::run(a),
         Command::Baseline(a) => commands::baseline::run(a),
         Command::Gate(a) => commands::gate::run(a),

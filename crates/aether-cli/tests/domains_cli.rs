@@ -388,3 +388,170 @@ fn features_read_intel5300_and_esp_csi_logs() {
     let csv = std::fs::read_to_string(ef.join("walk").join("walk_1.csv")).unwrap();
     assert_eq!(csv.lines().count(), 31);
 }
+
+#[test]
+fn baseline_runs_the_same_group_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = grouped(dir.path());
+    let j: Value = serde_json::from_str(&ok(&aether(&[
+        "baseline",
+        "--data",
+        s(&d),
+        "--kfold-groups",
+        "--seeds",
+        "2",
+        "--trees",
+        "20",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(j["protocol"], "kfold-groups");
+    let labels: Vec<&str> = j["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["G1", "G2", "G3"]);
+    for t in j["tests"].as_array().unwrap() {
+        assert_eq!(t["accuracy"]["per_seed"].as_array().unwrap().len(), 2);
+        let conf: u64 = t["confusion"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(conf, 12, "6 recordings × 2 seeds");
+    }
+    let text = ok(&aether(&[
+        "baseline",
+        "--data",
+        s(&d),
+        "--groups",
+        "G1",
+        "--test-groups",
+        "G2,G3",
+        "--trees",
+        "20",
+    ]));
+    assert!(
+        text.contains("G2: accuracy") && text.contains("G3: accuracy"),
+        "{text}"
+    );
+}
+
+/// A copy of `d` holding only the recordings of group `g`.
+fn only_group(d: &Path, g: &str, to: &Path) {
+    for class in std::fs::read_dir(d).unwrap() {
+        let class = class.unwrap().path();
+        if !class.is_dir() {
+            continue;
+        }
+        let dst = to.join(class.file_name().unwrap());
+        std::fs::create_dir_all(&dst).unwrap();
+        for f in std::fs::read_dir(&class).unwrap() {
+            let f = f.unwrap().path();
+            if f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{g}_"))
+            {
+                std::fs::copy(&f, dst.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn adapt_writes_a_model_and_evaluates_shots() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = grouped(dir.path());
+    let m = dir.path().join("m.rvne");
+    let mut args = vec!["train", "--data", s(&d), "--out", s(&m), "--groups", "G1"];
+    args.extend(tiny());
+    ok(&aether(&args));
+    let g2 = dir.path().join("g2");
+    only_group(&d, "G2", &g2);
+    for mode in ["norm", "head", "full"] {
+        let out = dir.path().join(format!("m2_{mode}.rvne"));
+        let text = ok(&aether(&[
+            "adapt",
+            "--model",
+            s(&m),
+            "--data",
+            s(&g2),
+            "--out",
+            s(&out),
+            "--mode",
+            mode,
+            "--epochs",
+            "2",
+        ]));
+        assert!(text.contains(&format!("({mode} mode)")), "{text}");
+        let j: Value = serde_json::from_str(&ok(&aether(&["inspect", s(&out), "--json"]))).unwrap();
+        let meta = j.to_string();
+        assert!(meta.contains("adapt.mode") && meta.contains(mode), "{meta}");
+        // The adapted model runs through eval like any other.
+        ok(&aether(&["eval", "--model", s(&out), "--data", s(&g2)]));
+        if mode != "norm" {
+            assert_ne!(std::fs::read(&out).unwrap(), std::fs::read(&m).unwrap());
+        }
+    }
+    let rep = dir.path().join("shots.json");
+    let text = ok(&aether(&[
+        "adapt",
+        "--model",
+        s(&m),
+        "--data",
+        s(&g2),
+        "--shots",
+        "1",
+        "--seeds",
+        "2",
+        "--epochs",
+        "2",
+        "--report",
+        s(&rep),
+    ]));
+    assert!(
+        text.contains("1-shot head adaptation over 2 seeds"),
+        "{text}"
+    );
+    let r = report(&rep);
+    assert_eq!(
+        r["tested_recordings"], 3,
+        "2 per class, 1 adapts, 1 is tested"
+    );
+    assert_eq!(
+        r["adapted"]["accuracy"]["per_seed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        r["unadapted"]["accuracy"]["per_seed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    fails(
+        &aether(&["adapt", "--model", s(&m), "--data", s(&g2), "--shots", "2"]),
+        &["leaves none to test"],
+    );
+    let other = dataset(dir.path(), "other", Task::Gesture, 2, 1);
+    fails(
+        &aether(&[
+            "adapt",
+            "--model",
+            s(&m),
+            "--data",
+            s(&other),
+            "--out",
+            s(&dir.path().join("x.rvne")),
+        ]),
+        &["differ from the model"],
+    );
+}

@@ -136,6 +136,58 @@ fn verbs() -> Vec<Verb> {
         (vec!["gate", "--data", "{D}/missing"], gate),
         (
             vec![
+                "adapt",
+                "--model",
+                "{D}/missing.rvne",
+                "--data",
+                "{D}/missing",
+                "--out",
+                "{D}/o.rvne",
+            ],
+            vec![
+                ("--epochs", Range::Count(1, 10_000)),
+                ("--lr", Range::Real(0.0, 1.0, true, false)),
+                ("--seed", Range::Seed),
+                ("--threads", Range::Count(0, 256)),
+            ],
+        ),
+        (
+            vec![
+                "adapt",
+                "--model",
+                "{D}/missing.rvne",
+                "--data",
+                "{D}/missing",
+            ],
+            vec![("--shots", Range::Count(1, 1000))],
+        ),
+        (
+            vec![
+                "adapt",
+                "--model",
+                "{D}/missing.rvne",
+                "--data",
+                "{D}/missing",
+                "--shots",
+                "1",
+            ],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
+        (
+            vec!["baseline", "--data", "{D}/missing"],
+            vec![
+                ("--kfold", Range::Count(2, 1000)),
+                ("--trees", Range::Count(1, 10_000)),
+                ("--seed", Range::Seed),
+                ("--group-field", Range::Count(0, 15)),
+            ],
+        ),
+        (
+            vec!["baseline", "--data", "{D}/missing", "--kfold-groups"],
+            vec![("--seeds", Range::Count(1, 100))],
+        ),
+        (
+            vec![
                 "train",
                 "--data",
                 "{D}/missing",

@@ -217,11 +217,30 @@ pub fn layer_norm_in_place(x: &mut [f32], g: &[f32], b: &[f32]) {
     }
 }
 
-/// The tanh approximation of GELU.
+/// √(2/π), the GELU constant.
+pub const GELU_C: f32 = 0.797_884_6;
+/// The cubic coefficient of the GELU tanh approximation.
+pub const GELU_A: f32 = 0.044_715;
+
+/// `tanh(u) = 1 − 2/(e^{2u} + 1)` through the kernel's fast exp (relative error of `e^x`
+/// ≤ 2⁻²¹; saturates cleanly to ±1): the one tanh of training and inference.
+#[inline]
+pub fn tanh_fast(u: f32) -> f32 {
+    1.0 - 2.0 / (aether_kernel::simd::fast_exp(2.0 * u) + 1.0)
+}
+
+/// `GELU(z)` and `t = tanh(√(2/π)(z + 0.044715 z³))` (training keeps `t` for the backward).
+#[inline]
+pub fn gelu_and_tanh(z: f32) -> (f32, f32) {
+    let t = tanh_fast(GELU_C * (z + GELU_A * z * z * z));
+    (0.5 * z * (1.0 + t), t)
+}
+
+/// `GELU(z) = 0.5 z (1 + tanh(√(2/π)(z + 0.044715 z³)))`, the same function in training
+/// and inference (docs/model.md).
 #[inline]
 pub fn gelu(z: f32) -> f32 {
-    const C: f32 = 0.797_884_6; // √(2/π)
-    0.5 * z * (1.0 + libm::tanhf(C * (z + 0.044_715 * z * z * z)))
+    gelu_and_tanh(z).0
 }
 
 /// Adds the sinusoidal positional signal of position `t` to the row `x` (width `D`).

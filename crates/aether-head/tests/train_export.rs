@@ -45,7 +45,7 @@ fn assert_same_logits(m: &Model, bytes: &[u8], label: &str) {
         assert_eq!(want.len(), got.len());
         for (a, b) in want.iter().zip(&got) {
             assert!(
-                (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                (a - b).abs() <= 1e-6 * (1.0 + a.abs()),
                 "{label} n {n}: training {a} vs head {b}"
             );
         }
@@ -198,5 +198,84 @@ fn f16_export_stays_close() {
     let want = m.logits(&x).unwrap();
     for (a, b) in want.iter().zip(head.forward(&x).unwrap()) {
         assert!((a - b).abs() < 2e-2 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}
+
+mod random_architectures {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arch_strategy() -> impl Strategy<Value = Architecture> {
+        (
+            (1usize..7, 1usize..4, 1usize..3, 1usize..4, 1usize..3),
+            (
+                0usize..12,
+                2usize..5,
+                proptest::collection::vec(any::<bool>(), 9),
+            ),
+            (
+                1usize..9,
+                1usize..9,
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |((f, hkv, group, dh, layers), (mlp, classes, o), (w, bs, causal, ls, lm))| {
+                    let embed = o[0];
+                    let d = if embed { 2 + (f * 3) % 7 } else { f };
+                    Architecture {
+                        features: f,
+                        d_model: d,
+                        layers,
+                        q_heads: hkv * group,
+                        kv_heads: hkv,
+                        head_dim: dh,
+                        classes,
+                        mlp_hidden: mlp,
+                        running_norm: o[1],
+                        input_norm: o[2],
+                        embed,
+                        positional: o[3],
+                        pre_norm: o[4],
+                        biases: o[5],
+                        final_norm: o[6],
+                        pooling: if o[7] { Pooling::Last } else { Pooling::Mean },
+                        attention: if o[8] {
+                            AttentionKind::Dense { causal }
+                        } else {
+                            AttentionKind::Sparse(SparsePattern {
+                                window: w,
+                                block_size: bs,
+                                global_tokens: vec![0],
+                                causal,
+                                log_stride: ls,
+                                landmarks: lm,
+                            })
+                        },
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// The training forward that picks the best weights is the forward that is
+        /// deployed: the exported blob gives the same logits to 1e-6 (relative), for random
+        /// shapes and every option on or off.
+        #[test]
+        fn training_forward_equals_deployed_forward(arch in arch_strategy(), seed in 0u64..1000, n in 1usize..90) {
+            let m = model(arch, seed);
+            let bytes = m.to_v2_bytes(&ExportInfo::default(), DType::F32).unwrap();
+            let head = TemporalHead::from_blob(&bytes).unwrap();
+            let x = frames(n, m.arch().features, seed + 7);
+            let want = m.logits(&x).unwrap();
+            let got = head.forward(&x).unwrap();
+            for (a, b) in want.iter().zip(&got) {
+                prop_assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "training {} vs head {}", a, b);
+            }
+        }
     }
 }

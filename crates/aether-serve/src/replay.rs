@@ -8,9 +8,13 @@
 //! Sends are spread evenly: the `j`-th datagram of the run goes to node `j mod K` at
 //! `j / (K · rate)` seconds, so every node sends every `1 / rate` seconds, staggered.
 
+use std::io::IoSlice;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use nix::sys::socket::{sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
 
 use aether_data::wire::{RawCsiFrame, RAW_CSI_HEADER_LEN, RAW_CSI_MAGIC};
 
@@ -159,11 +163,13 @@ pub fn run(
     }
     let mut next_frame = vec![0usize; k];
     let mut sent_by = vec![0u64; k];
+    // Sequence numbers count datagrams handed to the OS (a refused one leaves a gap).
+    let mut seq_of = vec![cfg.start_seq; k];
     let mut done = vec![false; k];
     let mut live = k;
-    let mut buf = Vec::with_capacity(4096);
     let mut report = ReplayReport::default();
     let per_sec = cfg.rate_hz * k as f64;
+    let mut batch = SendBatch::new(cfg.to);
     let start = Instant::now();
     let mut j: u64 = 0;
     while live > 0 && !stop.load(Ordering::Relaxed) {
@@ -179,19 +185,14 @@ pub fn run(
                 continue;
             }
             let rec = &recordings[i % recordings.len()];
-            let d = &rec[next_frame[i]];
-            buf.clear();
-            buf.extend_from_slice(d);
-            buf[4] = (i % 256) as u8;
-            let seq = cfg.start_seq.wrapping_add(sent_by[i] as u32);
-            buf[12..16].copy_from_slice(&seq.to_le_bytes());
-            match sockets[i / 256].send_to(&buf, cfg.to) {
-                Ok(_) => {
-                    report.sent += 1;
-                    sent_by[i] += 1;
-                }
-                Err(_) => report.send_errors += 1,
+            let seq = seq_of[i];
+            seq_of[i] = seq.wrapping_add(1);
+            let sock = i / 256;
+            if batch.socket != sock || batch.len == BATCH {
+                batch.flush(&sockets, &mut sent_by, &mut report);
+                batch.socket = sock;
             }
+            batch.push(&rec[next_frame[i]], (i % 256) as u8, seq, i);
             next_frame[i] += 1;
             if next_frame[i] == rec.len() {
                 if cfg.looped {
@@ -202,6 +203,7 @@ pub fn run(
                 }
             }
         }
+        batch.flush(&sockets, &mut sent_by, &mut report);
         let next_at = j as f64 / per_sec;
         let wait = next_at - start.elapsed().as_secs_f64();
         if wait > 0.0002 {
@@ -220,6 +222,83 @@ pub fn run(
         })
         .collect();
     Ok(report)
+}
+
+/// Datagrams sent per `sendmmsg` call.
+const BATCH: usize = 64;
+
+/// Up to [`BATCH`] datagrams of one source socket, sent with one `sendmmsg` call.
+struct SendBatch {
+    to: SocketAddr,
+    socket: usize,
+    len: usize,
+    bufs: Vec<Vec<u8>>,
+    node: Vec<usize>,
+    headers: MultiHeaders<SockaddrStorage>,
+}
+
+impl SendBatch {
+    fn new(to: SocketAddr) -> Self {
+        Self {
+            to,
+            socket: 0,
+            len: 0,
+            bufs: (0..BATCH).map(|_| Vec::with_capacity(4096)).collect(),
+            node: vec![0; BATCH],
+            headers: MultiHeaders::preallocate(BATCH, None),
+        }
+    }
+
+    /// Queues `datagram` as node id `node_id`, sequence `seq`, of fleet node `i`.
+    fn push(&mut self, datagram: &[u8], node_id: u8, seq: u32, i: usize) {
+        let b = &mut self.bufs[self.len];
+        b.clear();
+        b.extend_from_slice(datagram);
+        b[4] = node_id;
+        b[12..16].copy_from_slice(&seq.to_le_bytes());
+        self.node[self.len] = i;
+        self.len += 1;
+    }
+
+    /// Sends what is queued (retrying the rest after a partial send once); datagrams
+    /// the OS refuses are counted as send errors.
+    fn flush(&mut self, sockets: &[UdpSocket], sent_by: &mut [u64], report: &mut ReplayReport) {
+        let mut from = 0;
+        let mut tries = 0;
+        while from < self.len {
+            let fd = sockets[self.socket].as_raw_fd();
+            let addr = SockaddrStorage::from(self.to);
+            let slices: Vec<[IoSlice<'_>; 1]> = self.bufs[from..self.len]
+                .iter()
+                .map(|b| [IoSlice::new(b)])
+                .collect();
+            let addrs = vec![Some(addr); slices.len()];
+            let n = match sendmmsg(
+                fd,
+                &mut self.headers,
+                &slices,
+                &addrs,
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(r) => r.count(),
+                Err(_) => 0,
+            };
+            for &i in &self.node[from..from + n] {
+                sent_by[i] += 1;
+            }
+            report.sent += n as u64;
+            from += n;
+            if n == 0 {
+                tries += 1;
+                if tries > 1 {
+                    report.send_errors += (self.len - from) as u64;
+                    break;
+                }
+            }
+        }
+        self.len = 0;
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! One module per `aether` verb; each has `Args` (clap) and `run`.
 
+pub mod adapt;
 pub mod baseline;
 pub mod bench;
 pub mod bench_head;

@@ -973,24 +973,48 @@ pub fn run(args: Args) -> Result<()> {
 }
 
 /// One training of an evaluation protocol and the test sets it is scored on.
-struct Run {
+pub(crate) struct Run {
     /// Training recordings (validation is split off inside, by recording).
-    train: Vec<usize>,
+    pub(crate) train: Vec<usize>,
     /// `(label, recordings)` scored with the trained model.
-    tests: Vec<(String, Vec<usize>)>,
+    pub(crate) tests: Vec<(String, Vec<usize>)>,
 }
 
 /// An evaluation protocol: its name and its trainings.
-struct Plan {
-    protocol: &'static str,
-    runs: Vec<Run>,
+pub(crate) struct Plan {
+    pub(crate) protocol: &'static str,
+    pub(crate) runs: Vec<Run>,
+}
+
+/// Which evaluation protocol to run (`train` and `baseline` share it).
+pub(crate) struct Protocol<'a> {
+    pub(crate) kfold: Option<usize>,
+    pub(crate) kfold_groups: bool,
+    pub(crate) test_groups: &'a [String],
+    pub(crate) group_field: usize,
+    pub(crate) seed: u64,
 }
 
 /// The trainings of `--kfold`, `--kfold-groups` or `--test-groups` over `pool`.
 fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
+    plan_runs(
+        ds,
+        pool,
+        &Protocol {
+            kfold: args.kfold,
+            kfold_groups: args.kfold_groups,
+            test_groups: &args.test_groups,
+            group_field: args.opts.group_field,
+            seed: args.opts.seed,
+        },
+    )
+}
+
+/// The trainings of a protocol over the recordings `pool` (sorted).
+pub(crate) fn plan_runs(ds: &Dataset, pool: &[usize], args: &Protocol<'_>) -> Result<Plan> {
     if let Some(k) = args.kfold {
         let sub = ds.subset(pool);
-        let folds = sub.kfold(k, args.opts.seed)?;
+        let folds = sub.kfold(k, args.seed)?;
         let runs = folds
             .iter()
             .enumerate()
@@ -1007,7 +1031,7 @@ fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
             runs,
         });
     }
-    let groups = ds.groups_by(args.opts.group_field)?;
+    let groups = ds.groups_by(args.group_field)?;
     let in_pool = |ix: &Vec<usize>| -> Vec<usize> {
         ix.iter()
             .copied()
@@ -1024,7 +1048,7 @@ fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
             bail!(
                 "--kfold-groups needs at least two groups, found {} (group field {}: {})",
                 present.len(),
-                args.opts.group_field,
+                args.group_field,
                 present
                     .iter()
                     .map(|(g, _)| g.as_str())
@@ -1050,7 +1074,7 @@ fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
     }
     let mut tests = Vec::new();
     let mut all_test = Vec::new();
-    for g in &args.test_groups {
+    for g in args.test_groups {
         let Some(ix) = groups.get(g.as_str()) else {
             bail!(
                 "--test-groups: group `{g}` has no recording (groups present: {})",
@@ -1075,8 +1099,8 @@ fn plan(args: &Args, ds: &Dataset, pool: &[usize]) -> Result<Plan> {
     })
 }
 
-/// Mean and population-free sample sd (n − 1; 0 for one value).
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample sd (n − 1; 0 for one value).
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {
@@ -1087,7 +1111,8 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, var.sqrt())
 }
 
-fn stat_json(v: &[f64]) -> Value {
+/// `{"mean", "sd", "per_seed"}` of per-seed values.
+pub(crate) fn stat_json(v: &[f64]) -> Value {
     let (m, sd) = mean_sd(v);
     json!({"mean": m, "sd": sd, "per_seed": v})
 }

@@ -335,6 +335,9 @@ pub struct TrainConfig {
     /// Mixup `α`: each window is mixed with another of the batch, `λ ~ Beta(α, α)`, inputs
     /// and targets alike (0: off).
     pub mixup: f32,
+    /// Which parameters train (one flag per parameter of the model's [`super::Layout`]);
+    /// `None`: all. Frozen parameters keep their values (few-shot adaptation).
+    pub trainable: Option<Vec<bool>>,
 }
 
 /// Seeded training-time augmentation of each window, in units of the model's per-feature
@@ -436,6 +439,7 @@ impl Default for TrainConfig {
             ema: None,
             label_smoothing: 0.0,
             mixup: 0.0,
+            trainable: None,
         }
     }
 }

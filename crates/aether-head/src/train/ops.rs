@@ -231,14 +231,14 @@ pub(crate) fn layer_norm_backward(
     }
 }
 
-const GELU_C: f32 = 0.797_884_6; // √(2/π)
-const GELU_A: f32 = 0.044_715;
+pub(crate) use crate::math::gelu_and_tanh;
+use crate::math::{GELU_A, GELU_C};
 
-/// `GELU(z) = 0.5 z (1 + tanh(√(2/π)(z + 0.044715 z³)))`.
+/// `GELU(z)` (the inference function, [`crate::math::gelu`]).
 #[cfg(test)]
 #[inline]
 pub(crate) fn gelu(z: f32) -> f32 {
-    gelu_and_tanh(z).0
+    crate::math::gelu(z)
 }
 
 /// `d GELU / dz`.
@@ -246,20 +246,6 @@ pub(crate) fn gelu(z: f32) -> f32 {
 #[inline]
 pub(crate) fn gelu_grad(z: f32) -> f32 {
     gelu_grad_with_tanh(z, gelu_and_tanh(z).1)
-}
-
-/// `tanh(u) = 1 − 2/(e^{2u} + 1)` through the kernel's fast exp (relative error of
-/// `e^x` ≤ 2⁻²¹; saturates cleanly to ±1).
-#[inline]
-fn tanh_fast(u: f32) -> f32 {
-    1.0 - 2.0 / (aether_kernel::simd::fast_exp(2.0 * u) + 1.0)
-}
-
-/// `GELU(z)` and `t = tanh(√(2/π)(z + 0.044715 z³))` (kept for the backward).
-#[inline]
-pub(crate) fn gelu_and_tanh(z: f32) -> (f32, f32) {
-    let t = tanh_fast(GELU_C * (z + GELU_A * z * z * z));
-    (0.5 * z * (1.0 + t), t)
 }
 
 /// `d GELU / dz` given `t` from [`gelu_and_tanh`].

@@ -256,6 +256,25 @@ pub fn train_model(
     if train.is_empty() {
         return Err(TrainError::Empty);
     }
+    if let Some(t) = &cfg.trainable {
+        if t.len() != model.params().len() {
+            return Err(TrainError::LengthMismatch {
+                what: "trainable",
+                expected: model.params().len(),
+                got: t.len(),
+            });
+        }
+    }
+    let frozen: Vec<(usize, f32)> = match &cfg.trainable {
+        Some(t) => t
+            .iter()
+            .zip(model.params())
+            .enumerate()
+            .filter(|(_, (&on, _))| !on)
+            .map(|(i, (_, &p))| (i, p))
+            .collect(),
+        None => Vec::new(),
+    };
     model.check_windows(train)?;
     model.check_windows(val)?;
     let pool = match cfg.threads {
@@ -420,6 +439,12 @@ pub fn train_model(
             norm_sum += f64::from(clip_global_norm(&mut g, cfg.clip_norm));
             lr = sched.lr(step);
             opt.step(model.params_mut(), &g, lr);
+            if !frozen.is_empty() {
+                let p = model.params_mut();
+                for &(i, v) in &frozen {
+                    p[i] = v;
+                }
+            }
             if let Some(d) = cfg.ema {
                 // Warm-started decay so the average is not dominated by the initialisation.
                 let d = d.min((1 + step) as f32 / (10 + step) as f32);
