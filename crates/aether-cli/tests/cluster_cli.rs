@@ -302,6 +302,102 @@ async fn stored_results(url: &str) -> Results {
     out
 }
 
+/// The fleet's nodes: `(id, recording, frames sent)`.
+fn fleet_nodes(rep: &aether_serve::replay::ReplayReport) -> Vec<(String, usize, u64)> {
+    rep.nodes
+        .iter()
+        .map(|(src, node_id, rec, n)| (format!("{src}/{node_id}"), *rec, *n))
+        .collect()
+}
+
+/// The frames a node was sent: its recording, looped.
+fn node_frames(recs: &[Vec<RawCsiFrame>], rec: usize, n: u64) -> Vec<RawCsiFrame> {
+    (0..n as usize)
+        .map(|j| recs[rec][j % recs[rec].len()].clone())
+        .collect()
+}
+
+/// Every node's stored results are exactly one per frame it was sent, each equal to the
+/// single-process oracle, and every result published more than once (a redelivered
+/// frame) was the same result; returns the results per worker.
+fn check_results(
+    stored: &Results,
+    observed: &Results,
+    rep: &aether_serve::replay::ReplayReport,
+    recs: &[Vec<RawCsiFrame>],
+    model_bytes: &[u8],
+) -> BTreeMap<String, usize> {
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, rec, n) in fleet_nodes(rep) {
+        let want = oracle(model_bytes, &node_frames(recs, rec, n));
+        for (t, w) in want.iter().enumerate() {
+            let got = stored
+                .get(&(id.clone(), t as u64))
+                .unwrap_or_else(|| panic!("{id}: no result for frame {t} of {n}"));
+            assert_eq!(got.len(), 1, "{id}: frame {t} stored {} times", got.len());
+            assert_eq!(&got[0].0, w, "{id}: frame {t} ({})", got[0].1);
+            *by_worker.entry(got[0].1.clone()).or_default() += 1;
+            if let Some(seen) = observed.get(&(id.clone(), t as u64)) {
+                for (p, who) in seen {
+                    assert_eq!(p, w, "{id}: frame {t} published differently by {who}");
+                }
+            }
+        }
+        let extra = stored
+            .keys()
+            .filter(|(nid, i)| nid == &id && *i >= n)
+            .count();
+        assert_eq!(extra, 0, "{id}: results for frames never sent");
+    }
+    let total: usize = stored.values().map(Vec::len).sum();
+    assert_eq!(total as u64, rep.sent, "results stored = frames sent");
+    by_worker
+}
+
+/// A worker's `/api/v1/nodes` lists exactly the fleet's nodes that `owned` selects, each
+/// at the stream position of the frames it was sent and with the oracle's last
+/// probabilities.
+fn check_api(
+    http: SocketAddr,
+    rep: &aether_serve::replay::ReplayReport,
+    recs: &[Vec<RawCsiFrame>],
+    model_bytes: &[u8],
+    owned: impl Fn(&aether_serve::NodeKey) -> bool,
+) {
+    let v: Value = serde_json::from_str(&get(http, "/api/v1/nodes")).unwrap();
+    let listed: HashMap<String, &Value> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap().to_string(), n))
+        .collect();
+    let mut want_ids = Vec::new();
+    for (id, rec, n) in fleet_nodes(rep) {
+        let key = aether_serve::NodeKey::parse(&id).unwrap();
+        if !owned(&key) {
+            assert!(
+                !listed.contains_key(&id),
+                "{http}: lists {id}, not its node"
+            );
+            continue;
+        }
+        want_ids.push(id.clone());
+        let node = listed
+            .get(&id)
+            .unwrap_or_else(|| panic!("{http}: {id} missing from /api/v1/nodes"));
+        assert_eq!(node["position"].as_u64(), Some(n), "{id}: {node}");
+        let last = oracle(model_bytes, &node_frames(recs, rec, n))
+            .pop()
+            .unwrap();
+        let probs: Vec<f32> = ["push_pull", "swipe", "circle"]
+            .iter()
+            .map(|c| node["probs"][c].as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(probs, last, "{id}: API probabilities");
+    }
+    assert_eq!(listed.len(), want_ids.len(), "{http}: {listed:?}");
+}
+
 #[test]
 fn a_killed_worker_is_replaced_and_every_result_equals_one_process() {
     // AETHER_KEEP_TEST_DIR keeps the logs (NATS, gateway, workers) for a look.
@@ -439,41 +535,21 @@ fn a_killed_worker_is_replaced_and_every_result_equals_one_process() {
     assert_eq!(metric(b.http, "aether_cluster_inexact_nodes_total"), 0.0);
     assert_eq!(metric(b.http, "aether_cluster_frames_missing_total"), 0.0);
 
-    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
-    for (src, node_id, rec, n) in &rep.nodes {
-        let id = format!("{src}/{node_id}");
-        let frames: Vec<RawCsiFrame> = (0..*n as usize)
-            .map(|j| recs[*rec][j % recs[*rec].len()].clone())
-            .collect();
-        let want = oracle(&model_bytes, &frames);
-        for (t, w) in want.iter().enumerate() {
-            let got = stored
-                .get(&(id.clone(), t as u64))
-                .unwrap_or_else(|| panic!("{id}: no result for frame {t} of {n}"));
-            assert_eq!(got.len(), 1, "{id}: frame {t} stored {} times", got.len());
-            assert_eq!(&got[0].0, w, "{id}: frame {t} ({})", got[0].1);
-            *by_worker.entry(got[0].1.clone()).or_default() += 1;
-            // Published more than once (a frame redelivered to the new owner) only ever
-            // with the same result.
-            if let Some(seen) = observed.lock().unwrap().get(&(id.clone(), t as u64)) {
-                for (p, who) in seen {
-                    assert_eq!(p, w, "{id}: frame {t} published differently by {who}");
-                }
-            }
-        }
-        let extra = stored
-            .keys()
-            .filter(|(nid, i)| nid == &id && *i >= *n)
-            .count();
-        assert_eq!(extra, 0, "{id}: results for frames never sent");
-    }
-    let total: usize = stored.values().map(Vec::len).sum();
-    assert_eq!(total as u64, sent, "results stored = frames sent");
+    let by_worker = check_results(
+        &stored,
+        &observed.lock().unwrap(),
+        &rep,
+        &recs,
+        &model_bytes,
+    );
     assert!(
         by_worker.get("worker-a").is_some_and(|&n| n > 0)
             && by_worker.get("worker-b").is_some_and(|&n| n > 0),
         "results from both workers: {by_worker:?}"
     );
+    // The new owner serves the HTTP API for every node it took over, with the state a
+    // single process has after the same frames.
+    check_api(b.http, &rep, &recs, &model_bytes, |_| true);
     let ids: Vec<IpAddr> = rep.nodes.iter().map(|n| n.0).collect();
     assert_eq!(ids.len(), 8);
     eprintln!(
@@ -482,4 +558,160 @@ fn a_killed_worker_is_replaced_and_every_result_equals_one_process() {
     );
     drop(gw);
     drop(b);
+}
+
+#[test]
+fn workers_split_the_partitions_by_partition_of_and_serve_their_nodes() {
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(std::env::var_os("AETHER_KEEP_TEST_DIR").is_some())
+        .tempdir()
+        .unwrap();
+    let d = dir.path();
+    eprintln!("cluster test directory: {}", d.display());
+    let Some((_nats, url)) = start_nats(d) else {
+        return;
+    };
+    let model = model_file(d);
+    let model_bytes = std::fs::read(&model).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The gateway first: a worker with --partition-of needs the declared count.
+    let gw = serve(
+        &model,
+        &[
+            "--udp",
+            "127.0.0.1:0",
+            "--publish",
+            &url,
+            "--partitions",
+            "4",
+        ],
+        &d.join("gateway.log"),
+    );
+    let worker = |i: &str| {
+        let id = format!("worker-{i}");
+        let of = format!("{i}/2");
+        serve(
+            &model,
+            &[
+                "--source",
+                &url,
+                "--partition-of",
+                &of,
+                "--worker-id",
+                &id,
+                "--result-retain",
+                "100000",
+            ],
+            &d.join(format!("{id}.log")),
+        )
+    };
+    let w = [worker("0"), worker("1")];
+    for (i, x) in w.iter().enumerate() {
+        wait_until(15, "each worker owning its 2 partitions", || {
+            metric(x.http, "aether_cluster_partitions_owned") == 2.0
+        });
+        for p in 0..4 {
+            let want = if p % 2 == i { 1.0 } else { 0.0 };
+            let lease = format!("aether_cluster_lease{{partition=\"{p}\"}}");
+            assert_eq!(metric(x.http, &lease), want, "worker {i}, partition {p}");
+        }
+    }
+
+    // Bad input on a partition subject: not a forwarded frame. The worker counts it,
+    // acknowledges it with the rest and goes on.
+    rt.block_on(async {
+        let c = async_nats::connect(&url).await.unwrap();
+        let js = async_nats::jetstream::new(c);
+        js.publish("aether.csi.0.junk", "not an envelope".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    });
+    wait_until(10, "the junk message counted", || {
+        metric(w[0].http, "aether_cluster_bad_envelopes_total") == 1.0
+    });
+
+    let recs: Vec<Vec<RawCsiFrame>> = (0..4).map(|i| recording(i, i + 50)).collect();
+    let datagrams = encode_recordings(&recs).unwrap();
+    let fleet_cfg = ReplayConfig {
+        to: gw.udp.unwrap(),
+        nodes: 8,
+        rate_hz: 100.0,
+        looped: true,
+        duration: Some(Duration::from_secs(2)),
+        ..ReplayConfig::default()
+    };
+    let rep = aether_serve::replay::run(&datagrams, &fleet_cfg, &Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert_eq!(rep.send_errors, 0);
+    let sent = rep.sent;
+    wait_until(20, "a result for every frame", || {
+        rt.block_on(stored_count(&url)) >= sent
+    });
+    let stored = rt.block_on(stored_results(&url));
+    let by_worker = check_results(&stored, &HashMap::new(), &rep, &recs, &model_bytes);
+    assert_eq!(by_worker.values().sum::<usize>() as u64, sent);
+    for (i, x) in w.iter().enumerate() {
+        let owned =
+            |k: &aether_serve::NodeKey| aether_serve::cluster::partition_of(k, 4) % 2 == i as u32;
+        check_api(x.http, &rep, &recs, &model_bytes, owned);
+        assert_eq!(metric(x.http, "aether_cluster_takeovers_total"), 0.0);
+    }
+    // Every frame acknowledged (the junk message too), after its result was stored.
+    for x in &w {
+        let results = metric(x.http, "aether_cluster_results_published_total");
+        wait_until(10, "every frame acknowledged", || {
+            metric(x.http, "aether_cluster_frames_acked_total") >= results
+        });
+    }
+    let acked: f64 = w
+        .iter()
+        .map(|x| metric(x.http, "aether_cluster_frames_acked_total"))
+        .sum();
+    assert_eq!(acked, sent as f64 + 1.0, "frames + the junk message");
+    drop(gw);
+}
+
+#[test]
+fn cluster_roles_refuse_a_model_their_streams_cannot_rebuild() {
+    // Checked before any broker is contacted (nothing listens on port 9).
+    let dir = tempfile::tempdir().unwrap();
+    let model = model_file(dir.path());
+    let check = |args: &[&str]| {
+        cmd()
+            .args(["serve", "--check-config", "--model"])
+            .arg(&model)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // The model's state: horizon 64 + extractor 64 + 16 = the last 144 frames.
+    let gw = ["--publish", "nats://127.0.0.1:9", "--retain"];
+    let out = check(&[&gw[..], &["143"]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--retain 143") && err.contains("last 144 frames"),
+        "{err}"
+    );
+    let out = check(&[&gw[..], &["144"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = check(&[
+        "--source",
+        "nats://127.0.0.1:9",
+        "--partitions",
+        "0-3",
+        "--horizon",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("needs a horizon > 0"),
+        "{}",
+        stderr(&out)
+    );
 }

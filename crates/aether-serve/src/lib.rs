@@ -125,6 +125,28 @@ fn connect(
     )))
 }
 
+/// Whether the model fits the cluster role: a worker needs a bounded state horizon (its
+/// replay length, returned), and a gateway's partitions must keep at least that many
+/// frames per node, or every takeover would be inexact.
+fn cluster_fit(model: &LoadedModel, cfg: &ServeConfig) -> Result<Option<usize>, ServeError> {
+    let need = cluster::worker::replay_frames(model);
+    match cfg.cluster.as_ref().map(|c| &c.role) {
+        Some(Role::Worker { .. }) => need.map(Some).ok_or_else(|| {
+            ServeError::Config(
+                "a worker needs a horizon > 0 (--horizon): a continuous stream cannot be rebuilt from retained frames".into(),
+            )
+        }),
+        Some(Role::Gateway { retain, .. }) => match need {
+            Some(r) if (*retain as usize) < r => Err(ServeError::Config(format!(
+                "--retain {retain}: rebuilding this model's state on a worker needs the last {r} frames of every node (horizon {} + extractor); keep at least that many",
+                model.stream.horizon
+            ))),
+            _ => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -149,6 +171,7 @@ impl Service {
     pub fn check(model_bytes: &[u8], cfg: &ServeConfig) -> Result<LoadedModel, ServeError> {
         cfg.validate()?;
         let m = LoadedModel::from_bytes(model_bytes, cfg.features, cfg.stream)?;
+        cluster_fit(&m, cfg)?;
         if let Some(r) = &cfg.record {
             record::check_dir(&r.dir)?;
         }
@@ -164,15 +187,7 @@ impl Service {
             cfg.cluster.as_ref().map(|c| &c.role),
             Some(Role::Worker { .. })
         );
-        let replay = if worker_mode {
-            Some(cluster::worker::replay_frames(&model).ok_or_else(|| {
-                ServeError::Config(
-                    "a worker needs a horizon > 0 (--horizon): a continuous stream cannot be rebuilt from retained frames".into(),
-                )
-            })?)
-        } else {
-            None
-        };
+        let replay = cluster_fit(&model, &cfg)?;
         let metrics = Metrics::with_cluster(n_shards, &model.sha256, cfg.cluster.is_some());
         metrics.queue_capacity.set(cfg.queue_packets as i64);
         let hub = Arc::new(Hub::new(cfg.ws_buffer));
