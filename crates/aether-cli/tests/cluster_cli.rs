@@ -471,6 +471,31 @@ fn a_killed_worker_is_replaced_and_every_result_equals_one_process() {
         ],
         &d.join("gateway.log"),
     );
+    // Every WebSocket update B sends, from before it owns anything.
+    let b_updates: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    {
+        let ups = Arc::clone(&b_updates);
+        let url = format!("ws://{}/api/v1/stream", b.http);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+                .await
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            while let Some(Ok(m)) = ws.next().await {
+                let Ok(text) = m.into_text() else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if v["type"] == "node" {
+                    if let (Some(id), Some(pos)) = (v["id"].as_str(), v["position"].as_u64()) {
+                        ups.lock().unwrap().push((id.to_string(), pos));
+                    }
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
     // B is a standby: it holds nothing while A lives.
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(metric(b.http, "aether_cluster_partitions_owned"), 0.0);
@@ -550,6 +575,31 @@ fn a_killed_worker_is_replaced_and_every_result_equals_one_process() {
     // The new owner serves the HTTP API for every node it took over, with the state a
     // single process has after the same frames.
     check_api(b.http, &rep, &recs, &model_bytes, |_| true);
+    // Replayed frames rebuild state and go nowhere: B's WebSocket shows only frames it
+    // ran live. Those start at most `skipped` frames (results A had already stored)
+    // before B's first stored result of the node; a replay reaches back 144 frames.
+    let skipped = metric(b.http, "aether_cluster_results_skipped_total") as u64;
+    let updates = b_updates.lock().unwrap().clone();
+    for (id, _, n) in fleet_nodes(&rep) {
+        let first_b = (0..n)
+            .find(|&i| {
+                stored
+                    .get(&(id.clone(), i))
+                    .is_some_and(|r| r[0].1 == "worker-b")
+            })
+            .unwrap_or_else(|| panic!("{id}: no result from B"));
+        let mine: Vec<u64> = updates
+            .iter()
+            .filter(|(n, _)| n == &id)
+            .map(|u| u.1)
+            .collect();
+        assert!(!mine.is_empty(), "{id}: no WebSocket update from B");
+        let lowest = *mine.iter().min().unwrap();
+        assert!(
+            lowest + skipped > first_b,
+            "{id}: B sent an update at position {lowest}, its first result is frame {first_b}, {skipped} skipped: a replayed frame was published"
+        );
+    }
     let ids: Vec<IpAddr> = rep.nodes.iter().map(|n| n.0).collect();
     assert_eq!(ids.len(), 8);
     eprintln!(

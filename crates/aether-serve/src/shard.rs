@@ -775,7 +775,10 @@ impl Shard {
         self.feats.extend_from_slice(feats);
         let t2 = Instant::now();
         h.features.observe((t2 - t1).as_secs_f64());
-        if let Some(r) = &self.ctx.record {
+        // A replayed frame (a worker rebuilding a node's state) was recorded when it was
+        // first run.
+        let replayed = stamp.is_some_and(|st| st.replay);
+        if let (Some(r), false) = (&self.ctx.record, replayed) {
             if r.capture {
                 r.offer(Frame::Capture {
                     node: key,
@@ -784,8 +787,17 @@ impl Shard {
             }
             record_row(r, node, &self.feats);
         }
-        let pos = stamp.map(|st| st.pos);
-        Self::frame(&self.ctx, h, node, &model, &self.feats, v.seq, now, t2, pos)
+        Self::frame(
+            &self.ctx,
+            h,
+            node,
+            &model,
+            &self.feats,
+            v.seq,
+            now,
+            t2,
+            stamp.as_ref(),
+        )
     }
 
     fn feature_state(&mut self, it: &Item, p: FeatureState, t0: Instant) -> bool {
@@ -821,7 +833,7 @@ impl Shard {
         }
         let t1 = Instant::now();
         h.decode.observe((t1 - t0).as_secs_f64());
-        if let Some(r) = &self.ctx.record {
+        if let (Some(r), false) = (&self.ctx.record, stamp.is_some_and(|st| st.replay)) {
             record_row(r, node, &values);
         }
         Self::frame(
@@ -833,7 +845,7 @@ impl Shard {
             u32::from(p.seq),
             now,
             t1,
-            stamp.map(|st| st.pos),
+            stamp.as_ref(),
         )
     }
 
@@ -892,7 +904,10 @@ impl Shard {
         true
     }
 
-    /// Pushes one frame of features into the node's stream and publishes.
+    /// Pushes one frame of features into the node's stream and publishes. A worker's
+    /// frame (`stamp`) continues the stream at the gateway's position; a replayed one
+    /// only rebuilds state: its result went out when it was first run, so it goes to
+    /// no WebSocket, MQTT or reply.
     #[allow(clippy::too_many_arguments)]
     fn frame(
         ctx: &ShardCtx,
@@ -903,8 +918,10 @@ impl Shard {
         seq: u32,
         now: u64,
         t0: Instant,
-        pos: Option<u64>,
+        stamp: Option<&Stamp>,
     ) -> bool {
+        let pos = stamp.map(|st| st.pos);
+        let replayed = stamp.is_some_and(|st| st.replay);
         if let (Some(p), Some(s)) = (pos, &node.stream) {
             if s.position() != p {
                 // Frames missing before this one: continue at the gateway's position.
@@ -951,6 +968,9 @@ impl Shard {
         h.frames.inc();
         node.history
             .push(node.frames - 1, pos, seq, now, ctx.generation, &node.probs);
+        if replayed {
+            return true;
+        }
         if let Some(m) = &ctx.mqtt {
             if was_stale {
                 m.offer(MqttEvent::Live {
