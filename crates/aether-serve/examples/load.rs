@@ -175,6 +175,17 @@ fn thread_cpu() -> BTreeMap<String, f64> {
     out
 }
 
+/// CPU seconds (user + system) of the calling thread, from /proc/thread-self/stat.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if f.len() < 13 {
+        return 0.0;
+    }
+    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
+}
+
 fn rss_kib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -240,7 +251,11 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("replay".into())
-            .spawn(move || run(&datagrams, &rcfg, &stop).unwrap())
+            .spawn(move || {
+                let rep = run(&datagrams, &rcfg, &stop).unwrap();
+                // A finished thread leaves /proc/self/task: read its CPU time before it exits.
+                (rep, own_cpu())
+            })
             .unwrap()
     };
     let mut mid_nodes = Vec::new();
@@ -252,8 +267,9 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
             mid_nodes = svc.nodes();
         }
     }
-    let rep = fleet.join().unwrap();
-    let cpu1 = thread_cpu();
+    let (rep, replay_cpu) = fleet.join().unwrap();
+    let mut cpu1 = thread_cpu();
+    cpu1.insert("replay".into(), replay_cpu);
     // Let the queues drain.
     let mut last = 0;
     for _ in 0..50 {
@@ -267,11 +283,6 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
     let text = svc.metrics().render();
     let processed = svc.frames();
     let lat = histogram(&text, "aether_frame_latency_seconds");
-    let stage = |s: &str| {
-        let sum = sample(&text, &format!("aether_stage_seconds_sum{{stage=\"{s}\""));
-        let n = sample(&text, &format!("aether_stage_seconds_count{{stage=\"{s}\""));
-        1e6 * sum / n.max(1.0)
-    };
     let stage_sum = |s: &str| -> f64 {
         text.lines()
             .filter(|l| {
@@ -288,7 +299,6 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum()
     };
-    let _ = stage;
     let stage_us = ["decode", "features", "head"].map(|s| 1e6 * stage_sum(s) / stage_n(s).max(1.0));
     let rejected: f64 = text
         .lines()
