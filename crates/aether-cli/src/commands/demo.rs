@@ -91,11 +91,6 @@ pub fn run(args: Args) -> Result<()> {
     let opts = TrainOpts {
         seed: args.seed,
         epochs: args.epochs,
-        val: 0.2,
-        attention: "sparse".into(),
-        arch: "full".into(),
-        // `Default` is not clap's default: crops off (1.0), as `aether train` has it.
-        aug_crop: 1.0,
         ..TrainOpts::default()
     };
     let pool: Vec<usize> = (0..train_ds.recordings.len()).collect();

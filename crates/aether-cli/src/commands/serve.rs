@@ -469,11 +469,6 @@ fn demo_model(recordings: usize) -> Result<Vec<u8>> {
     let pool: Vec<usize> = (0..ds.recordings.len()).collect();
     let opts = TrainOpts {
         seed: 1,
-        val: 0.2,
-        attention: "sparse".into(),
-        arch: "full".into(),
-        // `Default` is not clap's default: crops off (1.0), as `aether train` has it.
-        aug_crop: 1.0,
         ..TrainOpts::default()
     };
     let fitted = fit(&ds, &pool, &opts, false)?;

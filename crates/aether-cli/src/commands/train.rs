@@ -97,7 +97,7 @@ pub struct Args {
 }
 
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct TrainOpts {
     /// Window length in frames, 1..=8192 (default: the 10th percentile p10 of the recording lengths if ≤ 512, else 256).
     #[arg(long, value_parser = values::count(1, values::MAX_WINDOW))]
@@ -183,6 +183,20 @@ pub struct TrainOpts {
     /// Mixup α (windows mixed with a partner of the batch, λ ~ Beta(α, α)), 0..=2 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 2.0, Ends::Closed))]
     pub mixup: f32,
+}
+
+/// The command-line defaults, so code that builds options (demo, serve --demo, tests)
+/// trains exactly what `aether train` with no option trains (a derived `Default` once
+/// left `--aug-crop` at 0, which training refuses).
+impl Default for TrainOpts {
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            opts: TrainOpts,
+        }
+        <Defaults as clap::Parser>::parse_from(["aether"]).opts
+    }
 }
 
 impl TrainOpts {
@@ -1489,6 +1503,20 @@ mod tests {
         assert_eq!((w.len, w.stride), (1, 1));
         assert!(derive_window(&d, &[0], Some(0), None).is_err());
         assert!(derive_window(&d, &[], None, None).is_err());
+    }
+
+    #[test]
+    fn default_options_are_the_command_line_defaults() {
+        let o = TrainOpts::default();
+        assert_eq!(o.aug_crop, 1.0, "crops off");
+        assert_eq!(o.weight_decay, 0.01);
+        assert_eq!(
+            (o.val, o.attention.as_str(), o.arch.as_str()),
+            (0.2, "sparse", "full")
+        );
+        derive_config(&o, 100, 30_000)
+            .validate()
+            .expect("the default options train");
     }
 
     #[test]
