@@ -122,6 +122,49 @@ pub fn real32(
     move |s: &str| p(s).map(|v| v as f32)
 }
 
+/// Largest partition count of a cluster (`serve --partitions`); indices are below it.
+pub const MAX_PARTITIONS: usize = aether_serve::cluster::MAX_PARTITIONS as usize;
+
+/// `serve --partitions`: a gateway's partition count `P`, or a worker's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Partitions {
+    /// A single number: a gateway's count, or a worker's one partition.
+    One(usize),
+    /// `A-B` ranges and lists (a worker's partitions), sorted, without repeats.
+    List(Vec<u32>),
+}
+
+/// Parses `--partitions`: a whole number `0..=MAX_PARTITIONS`, or a list of indices
+/// below [`MAX_PARTITIONS`] (`0-7`, `0,2,4-6`).
+pub fn partitions(s: &str) -> Result<Partitions, String> {
+    let t = s.trim();
+    let msg = || {
+        format!(
+            "must be a whole number from 0 to {MAX_PARTITIONS}, or partitions A-B / A,B,C below {MAX_PARTITIONS}"
+        )
+    };
+    if t.contains(['-', ',']) && !t.starts_with('-') {
+        return aether_serve::cluster::parse_partition_list(t)
+            .map(Partitions::List)
+            .map_err(|_| msg());
+    }
+    count(0, MAX_PARTITIONS)(t)
+        .map(Partitions::One)
+        .map_err(|_| msg())
+}
+
+/// Parses `--partition-of I/N`: worker `I` of `N`, `0 ≤ I < N ≤ MAX_PARTITIONS`.
+pub fn partition_of(s: &str) -> Result<(u32, u32), String> {
+    let msg = || format!("must be I/N with whole numbers 0 ≤ I < N ≤ {MAX_PARTITIONS}");
+    let (i, n) = s.trim().split_once('/').ok_or_else(msg)?;
+    let i = count(0, MAX_PARTITIONS - 1)(i).map_err(|_| msg())?;
+    let n = count(1, MAX_PARTITIONS)(n).map_err(|_| msg())?;
+    if i >= n {
+        return Err(msg());
+    }
+    Ok((i as u32, n as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +196,21 @@ mod tests {
         assert_eq!(seed("18446744073709551615"), Ok(u64::MAX));
         for bad in ["-1", "18446744073709551616", "0xZ", "1.5"] {
             assert!(seed(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partitions_take_counts_and_lists() {
+        assert_eq!(partitions("8"), Ok(Partitions::One(8)));
+        assert_eq!(partitions("0"), Ok(Partitions::One(0)));
+        assert_eq!(partitions("0-3"), Ok(Partitions::List(vec![0, 1, 2, 3])));
+        assert_eq!(partitions("5,1"), Ok(Partitions::List(vec![1, 5])));
+        for bad in ["-1", "1025", "2.5", "x", "", "3-1", "0-1024", "1e3"] {
+            assert!(partitions(bad).unwrap_err().starts_with("must be"), "{bad}");
+        }
+        assert_eq!(partition_of("1/4"), Ok((1, 4)));
+        for bad in ["4/4", "1", "-1/2", "1/0", "a/b", "1/1025", "0.5/2"] {
+            assert!(partition_of(bad).is_err(), "{bad}");
         }
     }
 

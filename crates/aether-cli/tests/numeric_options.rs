@@ -22,6 +22,8 @@ enum Range {
     Real(f64, f64, bool, bool),
     /// A `u64` seed.
     Seed,
+    /// `I/N` with whole numbers `0 ≤ I < N ≤ max` (`serve --partition-of`).
+    Fraction(i128),
 }
 
 impl Range {
@@ -34,6 +36,12 @@ impl Range {
                     && (if open_hi { x < hi } else { x <= hi })
             }),
             Range::Seed => v.parse::<u64>().is_ok(),
+            Range::Fraction(max) => v.split_once('/').is_some_and(|(i, n)| {
+                match (i.parse::<i128>(), n.parse::<i128>()) {
+                    (Ok(i), Ok(n)) => 0 <= i && i < n && n <= max,
+                    _ => false,
+                }
+            }),
         }
     }
 }
@@ -265,6 +273,16 @@ fn verbs() -> Vec<Verb> {
                 ("--record-flush", Range::Real(0.0, 60.0, true, false)),
                 ("--record-queue", Range::Count(1, 16_777_216)),
                 ("--max-model-bytes", Range::Count(1024, 1 << 30)),
+                ("--partitions", Range::Count(0, 1024)),
+                ("--partition-of", Range::Fraction(1024)),
+                ("--retain", Range::Count(1, 1 << 24)),
+                ("--retain-age", Range::Real(0.0, 31_536_000.0, true, false)),
+                ("--publish-queue", Range::Count(1, 1 << 24)),
+                ("--max-inflight", Range::Count(1, 1 << 20)),
+                ("--result-retain", Range::Count(1, 1 << 24)),
+                ("--lease-ttl", Range::Real(0.3, 3600.0, false, false)),
+                ("--ack-wait", Range::Real(1.0, 3600.0, false, false)),
+                ("--dedup-window", Range::Real(0.1, 86_400.0, false, false)),
             ],
         ),
         (

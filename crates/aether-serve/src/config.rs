@@ -8,6 +8,7 @@ use aether_data::features::FeatureConfig;
 use aether_head::StreamSettings;
 
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::{ClusterConfig, Role};
 use crate::error::ServeError;
 use crate::mqtt::MqttConfig;
 use crate::record::RecordConfig;
@@ -67,6 +68,8 @@ pub struct ServeConfig {
     pub mqtt: Option<MqttConfig>,
     /// Recording and labelling (`--record DIR`).
     pub record: Option<RecordConfig>,
+    /// Gateway (`--publish`) or worker (`--source`) of a cluster (docs/scaling.md).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ServeConfig {
@@ -97,6 +100,7 @@ impl Default for ServeConfig {
             max_model_bytes: 64 * 1024 * 1024,
             mqtt: None,
             record: None,
+            cluster: None,
         }
     }
 }
@@ -178,6 +182,17 @@ impl ServeConfig {
         }
         if let Some(m) = &self.mqtt {
             m.validate()?;
+        }
+        if let Some(c) = &self.cluster {
+            c.validate()?;
+            if let Role::Worker { .. } = c.role {
+                if self.reply {
+                    return bad("--reply needs the nodes' UDP socket: not on a worker".into());
+                }
+                if self.stream.is_some_and(|s| s.horizon == 0) {
+                    return bad("a worker needs a horizon > 0 (--horizon): a continuous stream cannot be rebuilt from retained frames".into());
+                }
+            }
         }
         if let Some(r) = &self.record {
             if r.queue == 0 || r.flush_every.is_zero() {

@@ -15,6 +15,9 @@ pub enum ServeError {
     /// The recording directory cannot be used.
     #[error("recording: {0}")]
     Record(String),
+    /// The message broker of a cluster role refused or could not be reached.
+    #[error("broker: {0}")]
+    Broker(String),
     /// A socket could not be bound.
     #[error("cannot bind {what} {addr}: {source}")]
     Bind {

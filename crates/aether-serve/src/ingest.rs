@@ -241,6 +241,7 @@ impl Ingest {
                     node_id,
                     start,
                     len: bytes.len() as u32,
+                    stamp: None,
                 });
             }
             for (s, batch) in batches.iter_mut().enumerate() {

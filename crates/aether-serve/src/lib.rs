@@ -19,9 +19,14 @@
 //! [`record`] writes labelled segments and raw captures on a writer thread, and
 //! [`reload`] swaps the model between two batches of every shard
 //! (docs/home-assistant.md, docs/serve-operations.md).
+//!
+//! Beyond one machine, [`cluster`] runs the service as a gateway (UDP in, validated
+//! frames out to NATS JetStream) or as workers that own partitions of the nodes, with
+//! failover and exact state rebuilds (docs/scaling.md).
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -56,6 +61,10 @@ pub use metrics::{Metrics, Reject};
 pub use model::{LoadedModel, ModelInput};
 pub use node::NodeKey;
 
+use crate::cluster::gateway::Forwarder;
+use crate::cluster::transport::Transport;
+use crate::cluster::worker::{Worker, WorkerSettings};
+use crate::cluster::{Role, ShardLink};
 use crate::http::AppState;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
@@ -83,6 +92,65 @@ pub struct Service {
     http_stop: Option<oneshot::Sender<()>>,
     http_thread: Option<JoinHandle<()>>,
     runtime: Arc<tokio::runtime::Runtime>,
+    cluster: Option<Running>,
+}
+
+/// A cluster role's tasks.
+enum Running {
+    Gateway(Forwarder),
+    Worker(Worker),
+}
+
+/// Connects to the broker of a cluster role.
+#[cfg(feature = "nats")]
+fn connect(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    name: &str,
+) -> Result<Arc<dyn Transport>, ServeError> {
+    let t = rt
+        .block_on(cluster::nats::NatsTransport::connect(url, name))
+        .map_err(|e| ServeError::Broker(e.to_string()))?;
+    Ok(t)
+}
+
+#[cfg(not(feature = "nats"))]
+fn connect(
+    _: &tokio::runtime::Runtime,
+    url: &str,
+    _: &str,
+) -> Result<Arc<dyn Transport>, ServeError> {
+    Err(ServeError::Config(format!(
+        "{url}: this build has no NATS client (cargo feature `nats`)"
+    )))
+}
+
+/// Whether the model fits the cluster role: a worker needs a bounded state horizon (its
+/// replay length, returned), and a gateway's partitions must keep at least that many
+/// frames per node, or every takeover would be inexact.
+fn cluster_fit(model: &LoadedModel, cfg: &ServeConfig) -> Result<Option<usize>, ServeError> {
+    let need = cluster::worker::replay_frames(model);
+    match cfg.cluster.as_ref().map(|c| &c.role) {
+        Some(Role::Worker { .. }) => need.map(Some).ok_or_else(|| {
+            ServeError::Config(
+                "a worker needs a horizon > 0 (--horizon): a continuous stream cannot be rebuilt from retained frames".into(),
+            )
+        }),
+        Some(Role::Gateway { retain, .. }) => match need {
+            Some(r) if (*retain as usize) < r => Err(ServeError::Config(format!(
+                "--retain {retain}: rebuilding this model's state on a worker needs the last {r} frames of every node (horizon {} + extractor); keep at least that many",
+                model.stream.horizon
+            ))),
+            _ => Ok(None),
+        },
+        None => Ok(None),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Service {
@@ -103,6 +171,7 @@ impl Service {
     pub fn check(model_bytes: &[u8], cfg: &ServeConfig) -> Result<LoadedModel, ServeError> {
         cfg.validate()?;
         let m = LoadedModel::from_bytes(model_bytes, cfg.features, cfg.stream)?;
+        cluster_fit(&m, cfg)?;
         if let Some(r) = &cfg.record {
             record::check_dir(&r.dir)?;
         }
@@ -114,24 +183,36 @@ impl Service {
         cfg.validate()?;
 
         let n_shards = cfg.shard_count();
-        let metrics = Metrics::new(n_shards, &model.sha256);
+        let worker_mode = matches!(
+            cfg.cluster.as_ref().map(|c| &c.role),
+            Some(Role::Worker { .. })
+        );
+        let replay = cluster_fit(&model, &cfg)?;
+        let metrics = Metrics::with_cluster(n_shards, &model.sha256, cfg.cluster.is_some());
         metrics.queue_capacity.set(cfg.queue_packets as i64);
         let hub = Arc::new(Hub::new(cfg.ws_buffer));
         let running = Arc::new(AtomicBool::new(true));
         let ready = Arc::new(AtomicBool::new(false));
         let models = Arc::new(ModelSlot::new(Arc::clone(&model)));
 
-        // Sockets first: nothing starts if an address is taken.
-        let (first, udp_buffer) =
-            ingest::bind(cfg.udp, cfg.udp_recv_buffer, cfg.ingest_threads > 1)?;
-        let udp = first.local_addr().map_err(|source| ServeError::Io {
-            context: "reading the UDP address",
-            source,
-        })?;
-        let mut sockets = vec![first];
-        for _ in 1..cfg.ingest_threads {
-            sockets.push(ingest::bind(udp, cfg.udp_recv_buffer, true)?.0);
-        }
+        // Sockets first: nothing starts if an address is taken. A worker takes its frames
+        // from the broker, not from UDP.
+        let mut sockets = Vec::new();
+        let (udp, udp_buffer) = if worker_mode {
+            (SocketAddr::from(([0, 0, 0, 0], 0)), 0)
+        } else {
+            let (first, udp_buffer) =
+                ingest::bind(cfg.udp, cfg.udp_recv_buffer, cfg.ingest_threads > 1)?;
+            let udp = first.local_addr().map_err(|source| ServeError::Io {
+                context: "reading the UDP address",
+                source,
+            })?;
+            sockets.push(first);
+            for _ in 1..cfg.ingest_threads {
+                sockets.push(ingest::bind(udp, cfg.udp_recv_buffer, true)?.0);
+            }
+            (udp, udp_buffer)
+        };
         let listener =
             std::net::TcpListener::bind(cfg.http).map_err(|source| ServeError::Bind {
                 what: "HTTP",
@@ -148,7 +229,7 @@ impl Service {
             context: "reading the HTTP address",
             source,
         })?;
-        let reply: Option<UdpSocket> = if cfg.reply {
+        let reply: Option<UdpSocket> = if cfg.reply && !sockets.is_empty() {
             Some(sockets[0].try_clone().map_err(|source| ServeError::Io {
                 context: "cloning the UDP socket for replies",
                 source,
@@ -182,6 +263,90 @@ impl Service {
             )?),
             None => None,
         };
+
+        // A cluster role: the broker, and the shards' link to it.
+        let mut role_tasks = None;
+        let mut link = None;
+        let mut worker_start = None;
+        if let Some(c) = &cfg.cluster {
+            match &c.role {
+                Role::Gateway {
+                    partitions,
+                    retain,
+                    retain_age,
+                    queue,
+                    inflight,
+                } => {
+                    let t = connect(&runtime, &c.url, "aether-gateway")?;
+                    runtime
+                        .block_on(t.setup_gateway(
+                            cluster::transport::Declared {
+                                partitions: *partitions,
+                                retain: *retain,
+                            },
+                            *retain_age,
+                            c.dedup_window,
+                        ))
+                        .map_err(|e| ServeError::Broker(e.to_string()))?;
+                    let (f, sink) = Forwarder::start(
+                        &runtime,
+                        t,
+                        *partitions,
+                        now_ms(),
+                        *queue,
+                        *inflight,
+                        Arc::clone(&metrics),
+                    );
+                    role_tasks = Some(Running::Gateway(f));
+                    link = Some(ShardLink::Gateway(sink));
+                }
+                Role::Worker {
+                    partitions,
+                    inflight,
+                    result_retain,
+                    lease_ttl,
+                    ack_wait,
+                    id,
+                } => {
+                    let t = connect(&runtime, &c.url, id)?;
+                    let (ttl, declared) = runtime
+                        .block_on(t.setup_worker(*result_retain, *lease_ttl, c.dedup_window))
+                        .map_err(|e| ServeError::Broker(e.to_string()))?;
+                    let r = replay.unwrap_or(0);
+                    if let Some(d) = declared {
+                        if d.retain > 0 && (d.retain as usize) < r {
+                            return Err(ServeError::Config(format!(
+                                "the gateway keeps {} frames per node (--retain); rebuilding this model's state needs {r} (horizon {} + extractor): raise the gateway's --retain",
+                                d.retain, model.stream.horizon
+                            )));
+                        }
+                        if let cluster::PartitionSpec::List(v) = partitions {
+                            if let Some(p) = v.iter().find(|&&p| p >= d.partitions) {
+                                return Err(ServeError::Config(format!(
+                                    "--partitions: partition {p} does not exist (the gateway declared {})",
+                                    d.partitions
+                                )));
+                            }
+                        }
+                    }
+                    let (sink, rx) = cluster::worker::outcome_channel(*inflight, id, &metrics);
+                    worker_start = Some((
+                        t,
+                        WorkerSettings {
+                            spec: partitions.clone(),
+                            inflight: *inflight,
+                            lease_ttl: ttl,
+                            ack_wait: *ack_wait,
+                            id: id.clone(),
+                            replay: r,
+                        },
+                        sink.clone(),
+                        rx,
+                    ));
+                    link = Some(ShardLink::Worker(sink));
+                }
+            }
+        }
 
         // Shards.
         let node_count = Arc::new(AtomicUsize::new(0));
@@ -219,6 +384,7 @@ impl Service {
                 generation: 0,
                 mqtt: mqtt.as_ref().map(|m| m.sink.clone()),
                 record: recorder.as_ref().map(|r| r.sink()),
+                cluster: link.clone(),
             };
             let shard = Shard::new(ctx);
             shards.push(
@@ -257,6 +423,23 @@ impl Service {
                     })?,
             );
         }
+        if let Some((t, settings, sink, rx)) = worker_start {
+            role_tasks = Some(Running::Worker(Worker::start(
+                &runtime,
+                t,
+                settings,
+                &sink,
+                rx,
+                cluster::worker::ShardLinks {
+                    data: data_tx.clone(),
+                    queued: queued.clone(),
+                    queue_packets: cfg.queue_packets,
+                    ctrl: ctrl.clone(),
+                },
+                Arc::clone(&metrics),
+            )));
+        }
+        drop(link);
         drop(data_tx);
 
         // HTTP.
@@ -286,7 +469,11 @@ impl Service {
             history: cfg.history,
             publish_hz: cfg.publish_hz,
             stale_ms: cfg.stale.as_millis() as u64,
-            udp: udp.to_string(),
+            udp: if worker_mode {
+                "none (worker: frames come from the broker)".into()
+            } else {
+                udp.to_string()
+            },
             ready: Arc::clone(&ready),
             shutdown: shutdown_rx,
         });
@@ -338,6 +525,7 @@ impl Service {
             http_stop: Some(stop_tx),
             http_thread: Some(http_thread),
             runtime,
+            cluster: role_tasks,
         })
     }
 
@@ -417,6 +605,16 @@ impl Service {
         self.metrics.frames.get()
     }
 
+    /// Whether this service is a cluster gateway (`--publish`).
+    pub fn is_gateway(&self) -> bool {
+        matches!(self.cluster, Some(Running::Gateway(_)))
+    }
+
+    /// Whether this service is a cluster worker (`--source`).
+    pub fn is_worker(&self) -> bool {
+        matches!(self.cluster, Some(Running::Worker(_)))
+    }
+
     /// Blocks until SIGINT or SIGTERM.
     pub fn wait_for_signal(&self) {
         self.run_until_signal(None);
@@ -475,8 +673,17 @@ impl Service {
         for h in self.ingest.drain(..) {
             let _ = h.join();
         }
+        // A worker finishes its frames in flight, commits and releases its leases; then
+        // its shards drain.
+        if let Some(Running::Worker(w)) = &mut self.cluster {
+            w.stop(&self.runtime, Duration::from_secs(20));
+        }
         for h in self.shards.drain(..) {
             let _ = h.join();
+        }
+        // A gateway stores what the shards forwarded last.
+        if let Some(Running::Gateway(f)) = &mut self.cluster {
+            f.finish(&self.runtime, Duration::from_secs(10));
         }
         // The shards queued the end of every open segment: the recorder finishes them.
         if let Some(r) = &self.recorder {

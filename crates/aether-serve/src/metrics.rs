@@ -227,11 +227,253 @@ pub struct Metrics {
     pub record_active: Gauge,
     /// Label requests, by action (`start`, `stop`).
     labels: Family<KindLabel, Counter>,
+    /// Gateway and worker metrics (registered only in those roles).
+    pub cluster: ClusterMetrics,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabel {
+    what: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    partition: u32,
+}
+
+/// Metrics of the gateway and worker roles (docs/scaling.md).
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// Gateway: frames the broker stored.
+    pub forwarded: Counter,
+    /// Messages the broker already had (same dedup id): not stored twice.
+    pub duplicates: Counter,
+    /// Gateway: frames dropped because the broker queue was full.
+    pub forward_dropped: Counter,
+    /// Messages sent again after a failed confirmation.
+    pub retries: Counter,
+    /// Messages sent and not yet confirmed.
+    pub inflight: Gauge,
+    /// Gateway: frames queued for the broker.
+    pub queue: Gauge,
+    publish_errors: Family<WhatLabel, Counter>,
+    /// Worker: partitions owned.
+    pub partitions_owned: Gauge,
+    lease: Family<PartitionLabel, Gauge>,
+    /// Worker: leases taken.
+    pub leases_acquired: Counter,
+    /// Worker: leases lost (not renewed in time, or taken by another worker).
+    pub leases_lost: Counter,
+    /// Worker: partitions taken over from a previous owner.
+    pub takeovers: Counter,
+    /// Worker: seconds from taking a lease to processing the first live frame, last takeover.
+    pub takeover_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Worker: frames replayed to rebuild node state.
+    pub replay_frames: Counter,
+    lag: Family<PartitionLabel, Gauge>,
+    /// Worker: frames received from the partitions.
+    pub received: Counter,
+    /// Worker: frames the broker delivered again (already taken: skipped).
+    pub redeliveries: Counter,
+    /// Worker: commits (acknowledgements up to a frame) sent.
+    pub acks: Counter,
+    /// Worker: frames acknowledged.
+    pub frames_acked: Counter,
+    /// Worker: results the broker stored.
+    pub results: Counter,
+    /// Worker: results not published again because the previous owner had.
+    pub results_skipped: Counter,
+    /// Worker: frames missing between a node's forwarded positions.
+    pub frames_missing: Counter,
+    /// Worker: nodes rebuilt from fewer frames than the state horizon.
+    pub inexact_nodes: Counter,
+    /// Worker: outcomes dropped because their partition's lease was lost.
+    pub fenced: Counter,
+    /// Worker: messages that are not forwarded frames.
+    pub bad_envelopes: Counter,
+}
+
+impl ClusterMetrics {
+    /// Counts a broker error of `what` (`frame`, `result`, `ack`, `lease`, `fetch`, `replay`).
+    pub fn publish_error(&self, what: &'static str) {
+        self.publish_errors.get_or_create(&WhatLabel { what }).inc();
+    }
+
+    /// Sets whether this worker holds partition `p`'s lease.
+    pub fn set_lease(&self, p: u32, owned: bool) {
+        self.lease
+            .get_or_create(&PartitionLabel { partition: p })
+            .set(i64::from(owned));
+    }
+
+    /// Sets partition `p`'s consumer lag (frames the broker holds for this worker).
+    pub fn set_lag(&self, p: u32, lag: u64) {
+        self.lag
+            .get_or_create(&PartitionLabel { partition: p })
+            .set(lag.min(i64::MAX as u64) as i64);
+    }
+
+    fn register(&self, r: &mut Registry) {
+        let c = |r: &mut Registry, n: &str, h: &str, m: &Counter| r.register(n, h, m.clone());
+        c(
+            r,
+            "aether_cluster_frames_forwarded",
+            "Frames the broker stored (gateway)",
+            &self.forwarded,
+        );
+        c(
+            r,
+            "aether_cluster_duplicates",
+            "Messages the broker already had (same dedup id), not stored twice",
+            &self.duplicates,
+        );
+        c(
+            r,
+            "aether_cluster_forward_dropped",
+            "Frames dropped because the broker queue was full (gateway)",
+            &self.forward_dropped,
+        );
+        c(
+            r,
+            "aether_cluster_retries",
+            "Messages sent again after a failed confirmation",
+            &self.retries,
+        );
+        r.register(
+            "aether_cluster_inflight",
+            "Messages sent to the broker and not yet confirmed",
+            self.inflight.clone(),
+        );
+        r.register(
+            "aether_cluster_forward_queue",
+            "Frames queued for the broker (gateway)",
+            self.queue.clone(),
+        );
+        r.register(
+            "aether_cluster_errors",
+            "Broker errors, by operation",
+            self.publish_errors.clone(),
+        );
+        r.register(
+            "aether_cluster_partitions_owned",
+            "Partitions this worker owns",
+            self.partitions_owned.clone(),
+        );
+        r.register(
+            "aether_cluster_lease",
+            "1 while this worker holds the partition's lease, 0 while it waits as a standby",
+            self.lease.clone(),
+        );
+        c(
+            r,
+            "aether_cluster_leases_acquired",
+            "Partition leases taken",
+            &self.leases_acquired,
+        );
+        c(
+            r,
+            "aether_cluster_leases_lost",
+            "Partition leases lost",
+            &self.leases_lost,
+        );
+        c(
+            r,
+            "aether_cluster_takeovers",
+            "Partitions taken over from a previous owner",
+            &self.takeovers,
+        );
+        r.register(
+            "aether_cluster_takeover_seconds",
+            "From taking a lease to the first live frame, last takeover",
+            self.takeover_seconds.clone(),
+        );
+        c(
+            r,
+            "aether_cluster_replay_frames",
+            "Frames replayed to rebuild node state",
+            &self.replay_frames,
+        );
+        r.register(
+            "aether_cluster_consumer_lag",
+            "Frames the broker holds for this worker, by partition",
+            self.lag.clone(),
+        );
+        c(
+            r,
+            "aether_cluster_frames_received",
+            "Frames received from the partitions",
+            &self.received,
+        );
+        c(
+            r,
+            "aether_cluster_redeliveries",
+            "Frames delivered again and skipped",
+            &self.redeliveries,
+        );
+        c(
+            r,
+            "aether_cluster_acks",
+            "Acknowledgements (up to a frame) sent",
+            &self.acks,
+        );
+        c(
+            r,
+            "aether_cluster_frames_acked",
+            "Frames acknowledged",
+            &self.frames_acked,
+        );
+        c(
+            r,
+            "aether_cluster_results_published",
+            "Results the broker stored",
+            &self.results,
+        );
+        c(
+            r,
+            "aether_cluster_results_skipped",
+            "Results not published again because a previous owner had",
+            &self.results_skipped,
+        );
+        c(
+            r,
+            "aether_cluster_frames_missing",
+            "Frames missing between a node's forwarded positions",
+            &self.frames_missing,
+        );
+        c(
+            r,
+            "aether_cluster_inexact_nodes",
+            "Nodes rebuilt from fewer frames than the state horizon",
+            &self.inexact_nodes,
+        );
+        c(
+            r,
+            "aether_cluster_fenced",
+            "Outcomes dropped because the partition's lease was lost",
+            &self.fenced,
+        );
+        c(
+            r,
+            "aether_cluster_bad_envelopes",
+            "Messages in a partition that are not forwarded frames",
+            &self.bad_envelopes,
+        );
+        for w in [
+            "frame", "result", "ack", "lease", "fetch", "replay", "lookup",
+        ] {
+            let _ = self.publish_errors.get_or_create(&WhatLabel { what: w });
+        }
+    }
 }
 
 impl Metrics {
     /// A registry with every metric for `shards` shards.
     pub fn new(shards: usize, model_sha: &str) -> Arc<Self> {
+        Self::with_cluster(shards, model_sha, false)
+    }
+
+    /// [`Metrics::new`], plus the cluster metrics when `cluster` (gateway or worker).
+    pub fn with_cluster(shards: usize, model_sha: &str, cluster: bool) -> Arc<Self> {
         let mut registry = Registry::default();
         let m = Self {
             packets: Counter::default(),
@@ -279,7 +521,11 @@ impl Metrics {
             record_segments: Family::default(),
             record_active: Gauge::default(),
             labels: Family::default(),
+            cluster: ClusterMetrics::default(),
         };
+        if cluster {
+            m.cluster.register(&mut registry);
+        }
         registry.register(
             "aether_packets_received",
             "UDP datagrams received",

@@ -75,6 +75,23 @@ impl Head {
                 .map_err(|e| e.to_string()),
         }
     }
+
+    /// A live stream whose next frame is at absolute position `t0` (a cluster worker
+    /// rebuilding a node's state from a replay, docs/scaling.md): `LiveStream::resume_at`
+    /// or `QLiveStream::resume_at`, the same restart rule either way.
+    pub fn resume_stream(&self, settings: StreamSettings, t0: u64) -> Result<NodeStream, String> {
+        match self {
+            Head::F32(h) => LiveStream::resume_at(h, settings, t0)
+                .map(NodeStream::F32)
+                .map_err(|e| e.to_string()),
+            Head::Int8(h) => QLiveStream::resume_at(h, settings.horizon, t0)
+                .map(|s| NodeStream::Int8 {
+                    s,
+                    logits: vec![0.0; h.classes()],
+                })
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// A node's live stream over either kind of head, with the same restart rule (two

@@ -209,6 +209,8 @@ pub struct Node {
     pub mqtt_pct: u8,
     /// Model generation of the node's stream.
     pub generation: u64,
+    /// Gateway and worker bookkeeping (docs/scaling.md).
+    pub cluster: crate::cluster::NodeCluster,
 }
 
 impl Node {
@@ -240,6 +242,7 @@ impl Node {
             mqtt_class: None,
             mqtt_pct: 0,
             generation: 0,
+            cluster: crate::cluster::NodeCluster::default(),
         }
     }
 
@@ -311,6 +314,7 @@ impl Node {
             "bytes": self.bytes(),
             "label": self.label,
             "model_generation": self.generation,
+            "partition": self.cluster.partition,
         })
     }
 }

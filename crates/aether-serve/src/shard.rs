@@ -20,6 +20,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::cluster::worker::Outcome;
+use crate::cluster::{node_token, Reset, ShardLink, Stamp};
 use crate::hub::Hub;
 use crate::metrics::{Metrics, Reject, Stage};
 use crate::model::{LoadedModel, ModelInput};
@@ -56,6 +58,8 @@ pub struct Item {
     pub start: u32,
     /// Length in bytes.
     pub len: u32,
+    /// A frame forwarded by a gateway, as a worker received it (docs/scaling.md).
+    pub stamp: Option<Stamp>,
 }
 
 /// Datagrams for one shard from one receive call.
@@ -89,6 +93,8 @@ pub enum Control {
         Option<ActiveLabel>,
         oneshot::Sender<Option<Option<ActiveLabel>>>,
     ),
+    /// Worker: drop the nodes of a partition whose ownership (this epoch or older) ended.
+    Forget(u32, u64),
 }
 
 /// What a shard needs from its service.
@@ -129,6 +135,8 @@ pub struct ShardCtx {
     pub mqtt: Option<MqttSink>,
     /// Frames for the recorder, if enabled.
     pub record: Option<RecordSink>,
+    /// Gateway (forward frames) or worker (report outcomes) of a cluster.
+    pub cluster: Option<ShardLink>,
 }
 
 struct Handles {
@@ -263,6 +271,21 @@ impl Shard {
                 });
                 let _ = tx.send(r);
             }
+            Control::Forget(partition, epoch) => {
+                let before = self.nodes.len();
+                let record = &self.ctx.record;
+                self.nodes.retain(|_, n| {
+                    let gone = n.cluster.partition == Some(partition) && n.cluster.epoch <= epoch;
+                    if gone {
+                        if let (Some(r), Some(l)) = (record, n.label.take()) {
+                            r.offer(Frame::End { seg: l.seg });
+                        }
+                    }
+                    !gone
+                });
+                let gone = before - self.nodes.len();
+                self.ctx.node_count.fetch_sub(gone, Ordering::Relaxed);
+            }
         }
     }
 
@@ -358,6 +381,13 @@ impl Shard {
         for it in &b.items {
             let bytes = &b.data[it.start as usize..(it.start + it.len) as usize];
             let t0 = Instant::now();
+            let stamp = self.worker_stamp(it);
+            if let Some(st) = &stamp {
+                if !self.admit(it, st) {
+                    self.outcome(it, st, false);
+                    continue;
+                }
+            }
             let done = match decode(bytes) {
                 Ok(Packet::RawCsi(v)) => self.raw_csi(it, v, bytes, t0),
                 Ok(Packet::FeatureState(p)) => self.feature_state(it, p, t0),
@@ -372,9 +402,181 @@ impl Shard {
                     self.h.latency.observe(r.elapsed().as_secs_f64());
                 }
             }
+            if let Some(st) = &stamp {
+                self.outcome(it, st, done);
+            }
         }
         let left = self.ctx.queued.fetch_sub(n, Ordering::Relaxed) - n;
         self.h.queue.set(left as i64);
+    }
+
+    /// The stamp of a forwarded frame, when this shard is a worker's.
+    fn worker_stamp(&self, it: &Item) -> Option<Stamp> {
+        match &self.ctx.cluster {
+            Some(ShardLink::Worker(_)) => it.stamp,
+            _ => None,
+        }
+    }
+
+    /// Whether a forwarded frame is taken: its partition's ownership is current, a node
+    /// of an older ownership starts afresh, and a frame index already taken is refused.
+    fn admit(&mut self, it: &Item, st: &Stamp) -> bool {
+        let Some(ShardLink::Worker(w)) = &self.ctx.cluster else {
+            return true;
+        };
+        if !w.current(st) {
+            return false;
+        }
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        if self
+            .nodes
+            .get(&key)
+            .is_some_and(|n| n.cluster.epoch < st.epoch)
+        {
+            if let Some(mut n) = self.nodes.remove(&key) {
+                self.ctx.node_count.fetch_sub(1, Ordering::Relaxed);
+                if let (Some(r), Some(l)) = (&self.ctx.record, n.label.take()) {
+                    r.offer(Frame::End { seg: l.seg });
+                }
+            }
+        }
+        if let Some(n) = self.nodes.get_mut(&key) {
+            if n.cluster.last.is_some_and(|l| (st.run, st.index) <= l) {
+                self.h.reject(Reject::Duplicate);
+                n.rejected += 1;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Reports a forwarded frame's outcome to the worker: the node's result when the
+    /// frame reached its stream.
+    fn outcome(&mut self, it: &Item, st: &Stamp, done: bool) {
+        let Some(ShardLink::Worker(w)) = &self.ctx.cluster else {
+            return;
+        };
+        let key = NodeKey {
+            addr: it.src.ip(),
+            node_id: it.node_id,
+        };
+        let node = self.nodes.get_mut(&key);
+        let mut result = None;
+        if let Some(n) = node {
+            if w.current(st) {
+                n.cluster.last = Some((st.run, st.index));
+            }
+            if done && it.kind != Kind::Classification && !st.replay {
+                if let Some(class) = n.class {
+                    let model = &self.ctx.model;
+                    let v = serde_json::json!({
+                        "node": n.id,
+                        "run": st.run,
+                        "index": st.index,
+                        "pos": st.pos,
+                        "class": model.classes.get(class),
+                        "probs": n.probs,
+                        "recv_ms": st.recv_ms,
+                        "at_ms": n.last_seen_ms,
+                        "model": &model.sha256[..16.min(model.sha256.len())],
+                        "worker": &*w.worker,
+                    });
+                    result = Some((node_token(&key), bytes::Bytes::from(v.to_string())));
+                }
+            }
+        }
+        w.offer(Outcome { stamp: *st, result });
+    }
+
+    /// A gateway's forwarding of a taken frame: stamp (index, stream position, why it
+    /// restarts, packets lost before it) and queue it; a full queue drops it (counted),
+    /// and the next frame carries the loss and the restart.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        h: &Handles,
+        ctx: &ShardCtx,
+        node: &mut Node,
+        it: &Item,
+        bytes: &[u8],
+        verdict: SeqVerdict,
+        switched: bool,
+        advances: bool,
+        now: u64,
+    ) -> bool {
+        let Some(ShardLink::Gateway(g)) = &ctx.cluster else {
+            return false;
+        };
+        let (lost, reset) = match verdict {
+            SeqVerdict::First if switched => (0, Reset::Shape),
+            SeqVerdict::First => (0, Reset::First),
+            SeqVerdict::Gap { lost } => (lost, Reset::None),
+            SeqVerdict::GapReset { lost } => (lost, Reset::Gap),
+            SeqVerdict::Restart => (0, Reset::Restart),
+            _ => (0, Reset::None),
+        };
+        let c = &mut node.cluster;
+        let reset = if reset == Reset::None {
+            c.pending_reset
+        } else {
+            reset
+        };
+        if reset != Reset::None && advances {
+            c.next_pos = 0;
+        }
+        let partition = g.partition(&node.key);
+        c.partition = Some(partition);
+        let st = Stamp {
+            run: g.run,
+            index: c.next_index,
+            pos: c.next_pos,
+            lost: lost + c.pending_lost,
+            reset: if advances { reset } else { Reset::None },
+            partition,
+            recv_ms: now,
+            ..Stamp::default()
+        };
+        node.last_seen_ms = now;
+        node.stale = false;
+        if g.offer(it.src, it.node_id, st, bytes) {
+            c.next_index += 1;
+            if advances {
+                c.next_pos += 1;
+                c.pending_reset = Reset::None;
+                c.pending_lost = 0;
+                node.frames += 1;
+            }
+            true
+        } else {
+            if advances {
+                c.pending_reset = reset;
+                c.pending_lost = st.lost + 1;
+            }
+            h.lost.inc();
+            false
+        }
+    }
+
+    /// Applies a forwarded frame's stamp to its node (worker): losses, restarts.
+    fn apply_stamp(h: &Handles, node: &mut Node, st: &Stamp) {
+        if st.lost > 0 {
+            h.lost.inc_by(u64::from(st.lost));
+            node.lost += u64::from(st.lost);
+        }
+        let counter = match st.reset {
+            Reset::None => return,
+            Reset::First => None,
+            Reset::Gap => Some(&h.reset_gap),
+            Reset::Restart => Some(&h.reset_restart),
+            Reset::Shape => Some(&h.reset_shape),
+        };
+        if let Some(c) = counter {
+            c.inc();
+            node.resets += 1;
+        }
+        node.reset_stream();
     }
 
     /// The node of `it`, created if new and the node limit allows.
@@ -393,6 +595,10 @@ impl Shard {
             let classes = self.ctx.model.classes.len();
             let mut n = Node::new(key, it.src, now, classes, self.ctx.history);
             n.generation = self.ctx.generation;
+            if let Some(st) = &it.stamp {
+                n.cluster.epoch = st.epoch;
+                n.cluster.partition = Some(st.partition);
+            }
             self.nodes.insert(key, n);
         }
         let n = self.nodes.get_mut(&key).expect("inserted above");
@@ -468,10 +674,19 @@ impl Shard {
         if self.node(it, now).is_none() {
             return false;
         }
+        let stamp = self.worker_stamp(it);
         let h = &self.h;
         let node = self.nodes.get_mut(&key).expect("created");
         let shape = (usize::from(v.n_antennas), usize::from(v.n_subcarriers));
+        let mut switched = false;
         match &mut node.csi {
+            // A worker takes the gateway's word: a new shape comes with a restart.
+            Some(c) if c.fs.shape() != shape && stamp.is_some() => {
+                node.csi = None;
+                if let Some(s) = &mut node.stream {
+                    s.reset();
+                }
+            }
             Some(c) if c.fs.shape() != shape => {
                 let count = match c.pending_shape {
                     Some((a, s, k)) if (a, s) == (v.n_antennas, v.n_subcarriers) => k + 1,
@@ -486,6 +701,7 @@ impl Shard {
                 h.reset_shape.inc();
                 node.resets += 1;
                 node.csi = None;
+                switched = true;
                 if let Some(s) = &mut node.stream {
                     s.reset();
                 }
@@ -494,7 +710,11 @@ impl Shard {
             None => {}
         }
         if node.csi.is_none() {
-            match FeatureStream::new(features, shape.0, shape.1) {
+            let made = match &stamp {
+                Some(st) => FeatureStream::resume_at(features, shape.0, shape.1, st.pos),
+                None => FeatureStream::new(features, shape.0, shape.1),
+            };
+            match made {
                 Ok(fs) => {
                     node.csi = Some(CsiState {
                         fs,
@@ -509,10 +729,34 @@ impl Shard {
                 }
             }
         }
-        let csi = node.csi.as_mut().expect("set above");
-        let verdict = csi.seq.check(v.seq, max_gap);
-        if !Self::apply_seq(h, node, verdict) {
-            return false;
+        if let Some(st) = &stamp {
+            Self::apply_stamp(h, node, st);
+            let csi = node.csi.as_mut().expect("set above");
+            if csi.fs.position() != st.pos {
+                // Frames missing before this one (or a node rebuilt mid-stream): the
+                // extractor continues at the gateway's position.
+                if let Ok(fs) = FeatureStream::resume_at(features, shape.0, shape.1, st.pos) {
+                    csi.fs = fs;
+                }
+            }
+        } else {
+            let csi = node.csi.as_mut().expect("set above");
+            let verdict = csi.seq.check(v.seq, max_gap);
+            if !Self::apply_seq(h, node, verdict) {
+                return false;
+            }
+            if matches!(self.ctx.cluster, Some(ShardLink::Gateway(_))) {
+                if let Some(r) = &self.ctx.record {
+                    if r.capture {
+                        r.offer(Frame::Capture {
+                            node: key,
+                            bytes: bytes.into(),
+                        });
+                    }
+                }
+                h.decode.observe(t0.elapsed().as_secs_f64());
+                return Self::forward(h, &self.ctx, node, it, bytes, verdict, switched, true, now);
+            }
         }
         let t1 = Instant::now();
         h.decode.observe((t1 - t0).as_secs_f64());
@@ -530,7 +774,10 @@ impl Shard {
         self.feats.extend_from_slice(feats);
         let t2 = Instant::now();
         h.features.observe((t2 - t1).as_secs_f64());
-        if let Some(r) = &self.ctx.record {
+        // A replayed frame (a worker rebuilding a node's state) was recorded when it was
+        // first run.
+        let replayed = stamp.is_some_and(|st| st.replay);
+        if let (Some(r), false) = (&self.ctx.record, replayed) {
             if r.capture {
                 r.offer(Frame::Capture {
                     node: key,
@@ -539,7 +786,17 @@ impl Shard {
             }
             record_row(r, node, &self.feats);
         }
-        Self::frame(&self.ctx, h, node, &model, &self.feats, v.seq, now, t2)
+        Self::frame(
+            &self.ctx,
+            h,
+            node,
+            &model,
+            &self.feats,
+            v.seq,
+            now,
+            t2,
+            stamp.as_ref(),
+        )
     }
 
     fn feature_state(&mut self, it: &Item, p: FeatureState, t0: Instant) -> bool {
@@ -558,15 +815,24 @@ impl Shard {
         if self.node(it, now).is_none() {
             return false;
         }
+        let stamp = self.worker_stamp(it);
         let h = &self.h;
         let node = self.nodes.get_mut(&key).expect("created");
-        let verdict = node.fs_seq.check(u32::from(p.seq), max_gap);
-        if !Self::apply_seq(h, node, verdict) {
-            return false;
+        if let Some(st) = &stamp {
+            Self::apply_stamp(h, node, st);
+        } else {
+            let verdict = node.fs_seq.check(u32::from(p.seq), max_gap);
+            if !Self::apply_seq(h, node, verdict) {
+                return false;
+            }
+            if matches!(self.ctx.cluster, Some(ShardLink::Gateway(_))) {
+                let bytes = p.encode();
+                return Self::forward(h, &self.ctx, node, it, &bytes, verdict, false, true, now);
+            }
         }
         let t1 = Instant::now();
         h.decode.observe((t1 - t0).as_secs_f64());
-        if let Some(r) = &self.ctx.record {
+        if let (Some(r), false) = (&self.ctx.record, stamp.is_some_and(|st| st.replay)) {
             record_row(r, node, &values);
         }
         Self::frame(
@@ -578,6 +844,7 @@ impl Shard {
             u32::from(p.seq),
             now,
             t1,
+            stamp.as_ref(),
         )
     }
 
@@ -595,9 +862,15 @@ impl Shard {
         if self.node(it, now).is_none() {
             return false;
         }
+        let stamped = self.worker_stamp(it).is_some();
         let h = &self.h;
         let node = self.nodes.get_mut(&key).expect("created");
-        match node.cls_seq.check(p.seq, max_gap) {
+        let verdict = if stamped {
+            SeqVerdict::Next
+        } else {
+            node.cls_seq.check(p.seq, max_gap)
+        };
+        match verdict {
             SeqVerdict::Duplicate => {
                 h.reject(Reject::Duplicate);
                 node.rejected += 1;
@@ -609,6 +882,10 @@ impl Shard {
                 return false;
             }
             _ => {}
+        }
+        if matches!(self.ctx.cluster, Some(ShardLink::Gateway(_))) {
+            let bytes = p.encode();
+            return Self::forward(h, &self.ctx, node, it, &bytes, verdict, false, false, now);
         }
         node.node_result = Some(NodeResult {
             argmax: p.argmax,
@@ -626,7 +903,10 @@ impl Shard {
         true
     }
 
-    /// Pushes one frame of features into the node's stream and publishes.
+    /// Pushes one frame of features into the node's stream and publishes. A worker's
+    /// frame (`stamp`) continues the stream at the gateway's position; a replayed one
+    /// only rebuilds state: its result went out when it was first run, so it goes to
+    /// no WebSocket, MQTT or reply.
     #[allow(clippy::too_many_arguments)]
     fn frame(
         ctx: &ShardCtx,
@@ -637,9 +917,25 @@ impl Shard {
         seq: u32,
         now: u64,
         t0: Instant,
+        stamp: Option<&Stamp>,
     ) -> bool {
+        let pos = stamp.map(|st| st.pos);
+        let replayed = stamp.is_some_and(|st| st.replay);
+        if let (Some(p), Some(s)) = (pos, &node.stream) {
+            if s.position() != p {
+                // Frames missing before this one: continue at the gateway's position.
+                if p > s.position() && node.frames > 0 {
+                    ctx.metrics.cluster.frames_missing.inc_by(p - s.position());
+                }
+                node.stream = None;
+            }
+        }
         if node.stream.is_none() {
-            match model.head.live_stream(model.stream) {
+            let made = match pos {
+                Some(p) => model.head.resume_stream(model.stream, p),
+                None => model.head.live_stream(model.stream),
+            };
+            match made {
                 Ok(s) => node.stream = Some(s),
                 Err(_) => {
                     h.reject(Reject::Stream);
@@ -671,6 +967,9 @@ impl Shard {
         h.frames.inc();
         node.history
             .push(node.frames - 1, pos, seq, now, ctx.generation, &node.probs);
+        if replayed {
+            return true;
+        }
         if let Some(m) = &ctx.mqtt {
             if was_stale {
                 m.offer(MqttEvent::Live {

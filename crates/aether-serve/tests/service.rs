@@ -458,6 +458,9 @@ fn http_api_refuses_what_it_should() {
     }
     assert!(body.contains("aether_stage_seconds_bucket"));
     assert!(body.contains("aether_frame_latency_seconds_bucket"));
+    // The single-machine service is no cluster role: no broker, no cluster metrics.
+    assert!(!svc.is_gateway() && !svc.is_worker());
+    assert!(!body.contains("aether_cluster_"), "{body}");
     svc.shutdown();
 
     // Non-loopback without a token is refused at start-up.

@@ -91,9 +91,6 @@ pub fn run(args: Args) -> Result<()> {
     let opts = TrainOpts {
         seed: args.seed,
         epochs: args.epochs,
-        val: 0.2,
-        attention: "sparse".into(),
-        arch: "full".into(),
         ..TrainOpts::default()
     };
     let pool: Vec<usize> = (0..train_ds.recordings.len()).collect();

@@ -10,6 +10,11 @@
 //! `-` or `_`; command-line options override the file); `--check-config` validates
 //! everything, the model included, and exits 0 or 1 without binding a socket
 //! (docs/serve-operations.md).
+//!
+//! Beyond one machine (docs/scaling.md): `--publish nats://HOST:PORT` makes this process
+//! a gateway (UDP in, validated frames out to NATS JetStream partitions), `--source
+//! nats://HOST:PORT --partitions 0-7` a worker that owns those partitions (a standby
+//! while another worker holds them).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use std::time::{Duration, Instant};
 use aether_data::features::FeatureConfig;
 use aether_data::sim::{simulate, simulate_frames, Task};
 use aether_rvne::BlobView;
+use aether_serve::cluster::{ClusterConfig, PartitionSpec, Role};
 use aether_serve::mqtt::MqttConfig;
 use aether_serve::record::RecordConfig;
 use aether_serve::replay::{encode_recordings, ReplayConfig};
@@ -30,7 +36,7 @@ use clap::{Args as _, FromArgMatches};
 
 use crate::args::StreamArgs;
 use crate::fsutil::read_model_file;
-use crate::values::{self, Ends};
+use crate::values::{self, Ends, Partitions};
 
 /// Arguments of `aether serve`.
 #[derive(clap::Args)]
@@ -47,6 +53,9 @@ pub struct Args {
     /// Logging, MQTT, recording and reload options.
     #[command(flatten)]
     pub ops: Box<OpsArgs>,
+    /// Gateway and worker options (NATS JetStream).
+    #[command(flatten)]
+    pub cluster: Box<ClusterArgs>,
     /// Train a small demo model on simulated gestures and replay a simulated fleet into it.
     #[arg(long, conflicts_with = "model")]
     pub demo: bool,
@@ -190,6 +199,108 @@ pub struct OpsArgs {
     /// Largest model accepted by POST /api/v1/model, bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = values::count(1024, 1 << 30))]
     pub max_model_bytes: usize,
+}
+
+/// Options of the cluster roles: a gateway forwards validated frames to NATS JetStream,
+/// workers own partitions of the nodes (docs/scaling.md).
+#[derive(clap::Args)]
+pub struct ClusterArgs {
+    /// Gateway: forward every validated frame to this NATS server (nats://[USER:PASSWORD@]HOST[:PORT]) in --partitions partitions.
+    #[arg(long, value_name = "URL", conflicts_with = "source")]
+    pub publish: Option<String>,
+    /// Worker: take frames of --partitions from this NATS server instead of UDP, publish results to aether.result.<node>.
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// Gateway: the partition count P (default 8). Worker: the partitions it owns (N, A-B, A,B,C).
+    #[arg(long, value_parser = values::partitions)]
+    pub partitions: Option<Partitions>,
+    /// Worker: worker I of N equal workers, owning every partition p with p mod N = I.
+    #[arg(long, value_name = "I/N", value_parser = values::partition_of, conflicts_with = "partitions")]
+    pub partition_of: Option<(u32, u32)>,
+    /// Gateway: frames kept per node in its partition's stream (at least a worker's rebuild: horizon + extractor horizon).
+    #[arg(long, default_value_t = 1024, value_parser = values::count(1, 1 << 24))]
+    pub retain: usize,
+    /// Gateway: seconds a frame is kept in its partition's stream.
+    #[arg(long, default_value_t = 3600.0, value_parser = values::real(0.0, values::MAX_SECONDS, Ends::OpenMin))]
+    pub retain_age: f64,
+    /// Gateway: frames queued for the broker before new ones are dropped (counted).
+    #[arg(long, default_value_t = 65_536, value_parser = values::count(1, 1 << 24))]
+    pub publish_queue: usize,
+    /// Gateway: frames sent and not yet confirmed. Worker: frames fetched and not yet finished.
+    #[arg(long, default_value_t = 4096, value_parser = values::count(1, 1 << 20))]
+    pub max_inflight: usize,
+    /// Worker: results kept per node in the AETHER_RESULTS stream.
+    #[arg(long, default_value_t = 256, value_parser = values::count(1, 1 << 24))]
+    pub result_retain: usize,
+    /// Worker: seconds a partition lease lives without renewal (a dead worker's partitions move after at most 4/3 of it).
+    #[arg(long, default_value_t = 3.0, value_parser = values::real(0.3, 3600.0, Ends::Closed))]
+    pub lease_ttl: f64,
+    /// Worker: seconds before the broker delivers an unacknowledged frame again.
+    #[arg(long, default_value_t = 30.0, value_parser = values::real(1.0, 3600.0, Ends::Closed))]
+    pub ack_wait: f64,
+    /// Seconds in which the broker drops a repeated message id (frames and results).
+    #[arg(long, default_value_t = 120.0, value_parser = values::real(0.1, 86_400.0, Ends::Closed))]
+    pub dedup_window: f64,
+    /// Worker: its name in the leases and results (default: host-pid-random).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+}
+
+/// The cluster role from the options, if any.
+fn cluster_config(c: &ClusterArgs) -> Result<Option<ClusterConfig>> {
+    let dedup_window = Duration::from_secs_f64(c.dedup_window);
+    if let Some(url) = &c.publish {
+        if c.partition_of.is_some() {
+            bail!("--partition-of is a worker option (--source)");
+        }
+        let partitions = match &c.partitions {
+            None => 8,
+            Some(Partitions::One(n)) => *n as u32,
+            Some(Partitions::List(_)) => {
+                bail!("a gateway takes --partitions P, the partition count (a list is for workers)")
+            }
+        };
+        return Ok(Some(ClusterConfig {
+            url: url.clone(),
+            role: Role::Gateway {
+                partitions,
+                retain: c.retain as i64,
+                retain_age: Duration::from_secs_f64(c.retain_age),
+                queue: c.publish_queue,
+                inflight: c.max_inflight,
+            },
+            dedup_window,
+        }));
+    }
+    if let Some(url) = &c.source {
+        let spec = match (&c.partitions, c.partition_of) {
+            (Some(Partitions::One(n)), _) => PartitionSpec::List(vec![*n as u32]),
+            (Some(Partitions::List(v)), _) => PartitionSpec::List(v.clone()),
+            (None, Some((index, of))) => PartitionSpec::Of { index, of },
+            (None, None) => {
+                bail!("a worker (--source) needs --partitions LIST or --partition-of I/N")
+            }
+        };
+        return Ok(Some(ClusterConfig {
+            url: url.clone(),
+            role: Role::Worker {
+                partitions: spec,
+                inflight: c.max_inflight,
+                result_retain: c.result_retain as i64,
+                lease_ttl: Duration::from_secs_f64(c.lease_ttl),
+                ack_wait: Duration::from_secs_f64(c.ack_wait),
+                id: c
+                    .worker_id
+                    .clone()
+                    .unwrap_or_else(aether_serve::cluster::new_worker_id),
+            },
+            dedup_window,
+        }));
+    }
+    if c.partitions.is_some() || c.partition_of.is_some() {
+        bail!("--partitions and --partition-of need --publish (gateway) or --source (worker)");
+    }
+    Ok(None)
 }
 
 /// Log formats.
@@ -336,6 +447,14 @@ fn mqtt_config(args: &Args, url: &str) -> Result<MqttConfig> {
     Ok(m)
 }
 
+/// The sum of a metric's samples in a Prometheus text.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
 /// Trains the demo model: the gesture simulator, `recordings` per class, default head.
 fn demo_model(recordings: usize) -> Result<Vec<u8>> {
     use super::train::{data_hash, fit, model_bytes, TrainOpts};
@@ -350,9 +469,6 @@ fn demo_model(recordings: usize) -> Result<Vec<u8>> {
     let pool: Vec<usize> = (0..ds.recordings.len()).collect();
     let opts = TrainOpts {
         seed: 1,
-        val: 0.2,
-        attention: "sparse".into(),
-        arch: "full".into(),
         ..TrainOpts::default()
     };
     let fitted = fit(&ds, &pool, &opts, false)?;
@@ -375,6 +491,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--model and --demo exclude each other");
     }
     init_logs(&args);
+    let cluster = cluster_config(&args.cluster)?;
     let (bytes, name) = match &args.model {
         Some(p) => (read_model_file(p)?, p.display().to_string()),
         None if args.check_config => bail!("--check-config checks a --model, not --demo"),
@@ -420,6 +537,7 @@ pub fn run(args: Args) -> Result<()> {
             flush_every: Duration::from_secs_f64(args.ops.record_flush),
             capture: !args.ops.no_capture,
         }),
+        cluster,
         ..ServeConfig::default()
     };
     if args.check_config {
@@ -442,6 +560,7 @@ pub fn run(args: Args) -> Result<()> {
         );
         return Ok(());
     }
+    let cfg_cluster = cfg.cluster.as_ref().map(|c| c.role.clone());
     let svc =
         Service::start(&bytes, cfg).with_context(|| format!("starting the service with {name}"))?;
     let m = svc.model();
@@ -458,7 +577,25 @@ pub fn run(args: Args) -> Result<()> {
         m.input.name(),
         m.stream.horizon
     );
-    println!("aether serve: UDP {}  (nodes send here)", svc.udp_addr());
+    match &cfg_cluster {
+        Some(Role::Worker { partitions, id, .. }) => println!(
+            "aether serve: UDP none: worker {id} of {} ({}), results on aether.result.<node>",
+            args.cluster.source.as_deref().unwrap_or(""),
+            match partitions {
+                PartitionSpec::List(v) => format!("partitions {v:?}"),
+                PartitionSpec::Of { index, of } =>
+                    format!("partitions p with p mod {of} = {index}"),
+            }
+        ),
+        Some(Role::Gateway { partitions, .. }) => {
+            println!("aether serve: UDP {}  (nodes send here)", svc.udp_addr());
+            println!(
+                "aether serve: gateway: forwarding to {} in {partitions} partitions (aether.csi.<partition>.<node>)",
+                args.cluster.publish.as_deref().unwrap_or("")
+            );
+        }
+        None => println!("aether serve: UDP {}  (nodes send here)", svc.udp_addr()),
+    }
     println!("aether serve: dashboard http://{host}/   API http://{host}/api/v1/nodes   metrics http://{host}/metrics");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -495,14 +632,23 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(f) = fleet {
         let _ = f.join();
     }
-    let frames = svc.frames();
-    let text = svc.metrics().render();
+    let gateway = svc.is_gateway();
+    let metrics = Arc::clone(svc.metrics());
     svc.shutdown();
+    let frames = metrics.frames.get();
+    let text = metrics.render();
     let rejected: f64 = text
         .lines()
         .filter(|l| l.starts_with("aether_packets_rejected_total{"))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum();
-    println!("aether serve: stopped; {frames} frames processed, {rejected} packets rejected");
+    if gateway {
+        let forwarded = metric_sum(&text, "aether_cluster_frames_forwarded_total");
+        println!(
+            "aether serve: stopped; {forwarded} frames forwarded, {rejected} packets rejected"
+        );
+    } else {
+        println!("aether serve: stopped; {frames} frames processed, {rejected} packets rejected");
+    }
     Ok(())
 }
