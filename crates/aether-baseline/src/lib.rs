@@ -52,6 +52,7 @@ pub const DEFAULT_TREES: usize = 500;
 
 /// Why a baseline could not be trained or evaluated.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum BaselineError {
     /// No training recordings.
     #[error("no training recordings")]

@@ -34,6 +34,7 @@ use crate::wire::RAW_CSI_MAGIC;
 
 /// Errors reading, writing, windowing or splitting a dataset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataError {
     /// A file or directory could not be read.
     #[error("{path}: {message}")]

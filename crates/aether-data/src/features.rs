@@ -37,6 +37,7 @@ const EPS: f64 = 1e-3;
 
 /// Why features could not be extracted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FeatureError {
     /// Fewer active subcarriers than bands.
     #[error("{active} active subcarriers, need at least {bands} (one per band)")]

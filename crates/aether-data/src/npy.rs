@@ -5,6 +5,7 @@
 
 /// Why a `.npy` buffer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum NpyError {
     /// The buffer does not start with `\x93NUMPY`.
     #[error("not a .npy file (bad magic)")]

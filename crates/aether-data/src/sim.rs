@@ -49,6 +49,7 @@ pub enum Task {
 
 /// Why a simulation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     /// Zero recordings per class requested.
     #[error("recordings per class must be at least 1")]

@@ -32,6 +32,8 @@ pub const CLASSIFICATION_VERSION: u16 = 1;
 
 /// Why a packet could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+// Deliberately exhaustive: the wire format is versioned, and the service maps every
+// variant to its own rejection reason, so a new variant must fail to compile there.
 pub enum WireError {
     /// Fewer bytes than the packet needs.
     #[error("packet truncated: need {needed} bytes, got {got}")]

@@ -8,6 +8,7 @@ use aether_kernel::KernelError;
 
 /// Every way building or running a head can fail. Nothing in this crate panics on user input.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum HeadError {
     /// An attention kernel refused its input.
     Kernel {

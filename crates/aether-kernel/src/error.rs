@@ -4,6 +4,7 @@ use core::fmt;
 
 /// Every way a kernel call can refuse its input. No kernel panics on user input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KernelError {
     /// A buffer length disagrees with the shape it should hold.
     ShapeMismatch {

@@ -5,6 +5,7 @@ use core::fmt;
 
 /// Every way loading or running the integer head can fail. Nothing panics on user input.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum QuantError {
     /// The weight file could not be read.
     Format {

@@ -8,6 +8,7 @@ use crate::name::Name;
 
 /// A refused `.rvne` file or write request.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error {
     /// The buffer ends before a field or section.
     Truncated {

@@ -100,6 +100,7 @@ impl Layout {
 
 /// A malformed `CSI_DATA` line (every variant names its 1-based line number).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EspCsiError {
     /// The line is longer than [`MAX_LINE`] bytes.
     #[error("line {line}: {len} bytes, longer than the {MAX_LINE}-byte limit")]

@@ -47,6 +47,7 @@ pub const BFEE_HEADER_LEN: usize = 20;
 
 /// A corrupt record (every variant names its record index and byte offset).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Intel5300Error {
     /// `field_len` is 0: there is no code byte, so the framing is lost (fatal).
     #[error("record {index} at byte {offset}: field_len 0, framing lost")]

@@ -4,6 +4,7 @@ use core::fmt;
 
 /// Every way a training call can refuse its input.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum TrainError {
     /// An inconsistent architecture or training setting.
     Config(String),

@@ -11,6 +11,7 @@ use futures_util::future::BoxFuture;
 
 /// A broker failure.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The broker refused or did not answer.
     #[error("broker: {0}")]
