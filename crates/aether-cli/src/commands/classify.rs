@@ -200,19 +200,8 @@ pub fn run(args: Args) -> Result<()> {
         _ => {}
     }
     let cfg = head.config().clone();
-    let names: Vec<String> = (0..cfg.classes)
-        .map(|i| {
-            view.class_name(i)
-                .map_or_else(|| format!("class{i}"), str::to_string)
-        })
-        .collect();
-    let (mut input, input_name): (Box<dyn BufRead>, String) = if args.input == "-" {
-        (Box::new(std::io::stdin().lock()), "<stdin>".into())
-    } else {
-        let f =
-            std::fs::File::open(&args.input).with_context(|| format!("reading {}", args.input))?;
-        (Box::new(std::io::BufReader::new(f)), args.input.clone())
-    };
+    let names = class_names(&view, cfg.classes);
+    let (input, input_name) = open_input(&args.input)?;
     let f = cfg.features;
     let mut mode = if args.stream {
         let settings = args.stream_settings.settings(&view)?;
@@ -235,37 +224,13 @@ pub fn run(args: Args) -> Result<()> {
         out: std::io::stdout().lock(),
         header_done: false,
     };
-    let mut csv = CsvReader::new(&input_name);
-    let (mut buf, mut frame) = (Vec::new(), Vec::with_capacity(f));
-    let mut n = 0usize;
-    loop {
-        buf.clear();
-        if input
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {input_name}"))?
-            == 0
-        {
-            break;
-        }
-        if csv.line() == 0 && is_raw_capture(&buf) {
-            bail!(DataError::RawCapture { path: input_name });
-        }
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            bail!("{input_name}: row {}: not UTF-8 text", csv.line() + 1);
-        };
-        frame.clear();
-        let had_header = csv.header().is_some();
-        if !csv.feed(line, &mut frame)? {
-            if !had_header && csv.header().is_some() {
-                check_header(&csv, &view, f)?;
-            }
-            continue;
-        }
-        let at = || format!("{input_name}: row {}", csv.line());
+    let mut reader = Frames::new(input, input_name.clone(), &view, f);
+    while let Some((n, row, frame)) = reader.next()? {
+        let at = || format!("{input_name}: row {row}");
         match &mut mode {
-            Mode::Whole(values) => values.extend_from_slice(&frame),
+            Mode::Whole(values) => values.extend_from_slice(frame),
             Mode::Stream(stream) => {
-                let logits = stream.push(&head, &frame).with_context(at)?.to_vec();
+                let logits = stream.push(&head, frame).with_context(at)?.to_vec();
                 pr.result(&logits, &[("frame", n), ("context", stream.context())])?;
             }
             Mode::Window {
@@ -274,7 +239,7 @@ pub fn run(args: Args) -> Result<()> {
                 stride,
                 logits,
             } => {
-                rw.push(&frame).with_context(at)?;
+                rw.push(frame).with_context(at)?;
                 if n + 1 >= *len && (n + 1 - *len).is_multiple_of(*stride) {
                     rw.classify(&head, logits).with_context(at)?;
                     pr.result(logits, &[("start", n + 1 - *len), ("end", n)])?;
@@ -282,12 +247,8 @@ pub fn run(args: Args) -> Result<()> {
             }
             Mode::Stream8(..) | Mode::Window8 { .. } => bail!("int8 modes on a float model"),
         }
-        n += 1;
     }
-    csv.finish()?;
-    if n == 0 {
-        bail!("{input_name}: no frames after the header row");
-    }
+    let n = reader.finish()?;
     match mode {
         Mode::Whole(values) => {
             let logits = head
@@ -325,13 +286,8 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
     let head = QuantHead::from_view(view)
         .with_context(|| format!("{model_name}: cannot build the int8 model"))?;
     let (f, c) = (head.features(), head.classes());
-    let names: Vec<String> = (0..c)
-        .map(|i| {
-            view.class_name(i)
-                .map_or_else(|| format!("class{i}"), str::to_string)
-        })
-        .collect();
-    let (mut input, input_name) = open_input(&args.input)?;
+    let names = class_names(view, c);
+    let (input, input_name) = open_input(&args.input)?;
     let mut mode = if args.stream {
         let settings = args.stream_settings.settings(view)?;
         Mode::Stream8(
@@ -356,37 +312,13 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
         out: std::io::stdout().lock(),
         header_done: false,
     };
-    let mut csv = CsvReader::new(&input_name);
-    let (mut buf, mut frame) = (Vec::new(), Vec::with_capacity(f));
-    let mut n = 0usize;
-    loop {
-        buf.clear();
-        if input
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {input_name}"))?
-            == 0
-        {
-            break;
-        }
-        if csv.line() == 0 && is_raw_capture(&buf) {
-            bail!(DataError::RawCapture { path: input_name });
-        }
-        let Ok(line) = std::str::from_utf8(&buf) else {
-            bail!("{input_name}: row {}: not UTF-8 text", csv.line() + 1);
-        };
-        frame.clear();
-        let had_header = csv.header().is_some();
-        if !csv.feed(line, &mut frame)? {
-            if !had_header && csv.header().is_some() {
-                check_header(&csv, view, f)?;
-            }
-            continue;
-        }
-        let at = || format!("{input_name}: row {}", csv.line());
+    let mut reader = Frames::new(input, input_name.clone(), view, f);
+    while let Some((n, row, frame)) = reader.next()? {
+        let at = || format!("{input_name}: row {row}");
         match &mut mode {
-            Mode::Whole(values) => values.extend_from_slice(&frame),
+            Mode::Whole(values) => values.extend_from_slice(frame),
             Mode::Stream8(stream, logits) => {
-                let q = stream.push(&head, &frame).with_context(at)?;
+                let q = stream.push(&head, frame).with_context(at)?;
                 head.logits_to_f32(q, logits);
                 pr.result(logits, &[("frame", n), ("context", stream.context())])?;
             }
@@ -398,11 +330,11 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
                 stride,
                 logits,
             } => {
-                head.check_frames(&frame).with_context(at)?;
+                head.check_frames(frame).with_context(at)?;
                 if frames.len() == *len * f {
                     frames.drain(..f);
                 }
-                frames.extend_from_slice(&frame);
+                frames.extend_from_slice(frame);
                 if n + 1 >= *len && (n + 1 - *len).is_multiple_of(*stride) {
                     head.forward_into(frames, ws, q).with_context(at)?;
                     head.logits_to_f32(q, logits);
@@ -411,12 +343,8 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
             }
             Mode::Stream(_) | Mode::Window { .. } => bail!("float modes on an int8 model"),
         }
-        n += 1;
     }
-    csv.finish()?;
-    if n == 0 {
-        bail!("{input_name}: no frames after the header row");
-    }
+    let n = reader.finish()?;
     match mode {
         Mode::Whole(values) => {
             let q = head
@@ -436,6 +364,85 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
     }
     pr.out.flush()?;
     Ok(())
+}
+
+/// The model's class names, `class{i}` where the file names none.
+fn class_names(view: &BlobView<'_>, classes: usize) -> Vec<String> {
+    (0..classes)
+        .map(|i| {
+            view.class_name(i)
+                .map_or_else(|| format!("class{i}"), str::to_string)
+        })
+        .collect()
+}
+
+/// `classify`'s input frames, read one line at a time as they arrive (a live pipe is
+/// classified frame by frame), the header checked against the model when it appears.
+struct Frames<'v, 'b> {
+    input: Box<dyn BufRead>,
+    name: String,
+    csv: CsvReader,
+    buf: Vec<u8>,
+    frame: Vec<f32>,
+    view: &'v BlobView<'b>,
+    width: usize,
+    count: usize,
+}
+
+impl<'v, 'b> Frames<'v, 'b> {
+    fn new(input: Box<dyn BufRead>, name: String, view: &'v BlobView<'b>, width: usize) -> Self {
+        Self {
+            input,
+            csv: CsvReader::new(&name),
+            name,
+            buf: Vec::new(),
+            frame: Vec::with_capacity(width),
+            view,
+            width,
+            count: 0,
+        }
+    }
+
+    /// The next frame as (index, 1-based row, values); `None` at the end of the input.
+    fn next(&mut self) -> Result<Option<(usize, usize, &[f32])>> {
+        loop {
+            self.buf.clear();
+            let name = &self.name;
+            if self
+                .input
+                .read_until(b'\n', &mut self.buf)
+                .with_context(|| format!("reading {name}"))?
+                == 0
+            {
+                return Ok(None);
+            }
+            if self.csv.line() == 0 && is_raw_capture(&self.buf) {
+                bail!(DataError::RawCapture { path: name.clone() });
+            }
+            let Ok(line) = std::str::from_utf8(&self.buf) else {
+                bail!("{name}: row {}: not UTF-8 text", self.csv.line() + 1);
+            };
+            self.frame.clear();
+            let had_header = self.csv.header().is_some();
+            if self.csv.feed(line, &mut self.frame)? {
+                self.count += 1;
+                return Ok(Some((self.count - 1, self.csv.line(), &self.frame)));
+            }
+            if !had_header && self.csv.header().is_some() {
+                check_header(&self.csv, self.view, self.width)?;
+            }
+        }
+    }
+
+    /// Ends the input: the CSV's own end checks, and at least one frame. Returns the
+    /// number of frames.
+    fn finish(self) -> Result<usize> {
+        self.csv.finish()?;
+        if self.count == 0 {
+            bail!("{}: no frames after the header row", self.name);
+        }
+        Ok(self.count)
+    }
 }
 
 /// Checks a CSV header against the model: `width` columns, named as the model's
