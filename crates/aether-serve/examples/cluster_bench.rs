@@ -30,10 +30,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aether_data::features::{feature_names, FeatureConfig};
 use aether_data::sim::{simulate_frames, Task};
-use aether_head::train::{Architecture, ExportInfo, Model};
-use aether_rvne::DType;
 use aether_serve::cluster::nats::NatsTransport;
 use aether_serve::cluster::pipe::Pipe;
 use aether_serve::cluster::transport::{Declared, Outgoing, Target, Transport};
@@ -44,7 +41,10 @@ use aether_serve::cluster::{
 use aether_serve::replay::{encode_recordings, ReplayConfig};
 use aether_serve::{NodeKey, ServeConfig, Service};
 use bytes::Bytes;
-use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::resource::UsageWho;
+
+mod bench_common;
+use bench_common::{cpu, default_model, rss_kib};
 
 fn arg(name: &str, default: &str) -> String {
     let a: Vec<String> = std::env::args().collect();
@@ -111,42 +111,6 @@ impl Drop for Nats {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// CPU seconds (user + system) of this process, or of the calling thread.
-fn cpu(who: UsageWho) -> f64 {
-    let u = getrusage(who).expect("getrusage");
-    let s = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 * 1e-6;
-    s(u.user_time()) + s(u.system_time())
-}
-
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// The default trainable architecture over the default extractor's 16 features, 4
-/// gesture classes, randomly initialised (the compute of a trained one), training window
-/// 300 (so the streams' horizon is 300).
-fn default_model() -> Vec<u8> {
-    let names = feature_names(1, FeatureConfig::default());
-    let arch = Architecture::default_for(names.len(), 4);
-    let m = Model::new(arch, 1).unwrap();
-    m.to_v2_bytes(
-        &ExportInfo {
-            class_names: ["circle", "push", "swipe", "wave"]
-                .map(String::from)
-                .to_vec(),
-            feature_names: names,
-            metadata: vec![("data.window".into(), "300".into())],
-        },
-        DType::F32,
-    )
-    .unwrap()
 }
 
 /// Stored messages and bytes of the streams whose names start with `prefix`.

@@ -16,14 +16,15 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aether_data::features::{feature_names, FeatureConfig};
 use aether_data::sim::{simulate_frames, Task};
 use aether_head::live::KvPrecision;
-use aether_head::train::{Architecture, ExportInfo, Model};
 use aether_head::StreamSettings;
-use aether_rvne::DType;
 use aether_serve::replay::{encode_recordings, run, ReplayConfig};
 use aether_serve::{ServeConfig, Service};
+use nix::sys::resource::UsageWho;
+
+mod bench_common;
+use bench_common::{cpu, default_model, rss_kib};
 
 struct Opts {
     nodes: Vec<usize>,
@@ -84,26 +85,6 @@ fn parse() -> Opts {
         i += 2;
     }
     o
-}
-
-/// The default trainable architecture over the default extractor's 16 features, 4
-/// gesture classes, randomly initialised (same compute as a trained one), training
-/// window 300 (the simulated gestures' length).
-fn default_model() -> Vec<u8> {
-    let names = feature_names(1, FeatureConfig::default());
-    let arch = Architecture::default_for(names.len(), 4);
-    let m = Model::new(arch, 1).unwrap();
-    m.to_v2_bytes(
-        &ExportInfo {
-            class_names: ["circle", "push", "swipe", "wave"]
-                .map(String::from)
-                .to_vec(),
-            feature_names: names,
-            metadata: vec![("data.window".into(), "300".into())],
-        },
-        DType::F32,
-    )
-    .unwrap()
 }
 
 /// `(upper bound, cumulative count)` of a histogram summed over its label sets.
@@ -175,26 +156,6 @@ fn thread_cpu() -> BTreeMap<String, f64> {
     out
 }
 
-/// CPU seconds (user + system) of the calling thread, from /proc/thread-self/stat.
-fn own_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |x| x.1);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    if f.len() < 13 {
-        return 0.0;
-    }
-    (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / 100.0
-}
-
-fn rss_kib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 struct Row {
     nodes: usize,
     sent: u64,
@@ -254,7 +215,7 @@ fn one(nodes: usize, o: &Opts, model: &[u8]) -> Row {
             .spawn(move || {
                 let rep = run(&datagrams, &rcfg, &stop).unwrap();
                 // A finished thread leaves /proc/self/task: read its CPU time before it exits.
-                (rep, own_cpu())
+                (rep, cpu(UsageWho::RUSAGE_THREAD))
             })
             .unwrap()
     };
