@@ -1188,6 +1188,26 @@ struct Scores {
     confusion: Vec<Vec<u64>>,
 }
 
+impl Scores {
+    /// The report's `tests` entries: one per test, labelled.
+    fn json(labels: &[String], scores: &[Scores]) -> Vec<Value> {
+        labels
+            .iter()
+            .zip(scores)
+            .map(|(l, sc)| {
+                json!({
+                    "label": l,
+                    "recordings": sc.recordings,
+                    "accuracy": stat_json(&sc.acc),
+                    "macro_f1": stat_json(&sc.f1),
+                    "window_accuracy": stat_json(&sc.wacc),
+                    "confusion": sc.confusion,
+                })
+            })
+            .collect()
+    }
+}
+
 fn run_plan(args: &Args, ds: &Dataset, hash: &str, plan: Plan) -> Result<()> {
     let c = ds.classes.len();
     let labels: Vec<String> = plan
@@ -1325,20 +1345,7 @@ fn run_plan(args: &Args, ds: &Dataset, hash: &str, plan: Plan) -> Result<()> {
         mean_over_tests.push(mean_sd(&accs).0);
         mean_f1.push(mean_sd(&f1s).0);
     }
-    let tests_json: Vec<Value> = labels
-        .iter()
-        .zip(&scores)
-        .map(|(l, sc)| {
-            json!({
-                "label": l,
-                "recordings": sc.recordings,
-                "accuracy": stat_json(&sc.acc),
-                "macro_f1": stat_json(&sc.f1),
-                "window_accuracy": stat_json(&sc.wacc),
-                "confusion": sc.confusion,
-            })
-        })
-        .collect();
+    let tests_json = Scores::json(&labels, &scores);
     let mut confusion = vec![vec![0u64; c]; c];
     for sc in &scores {
         for (ti, row) in sc.confusion.iter().enumerate() {
@@ -1370,20 +1377,7 @@ fn run_plan(args: &Args, ds: &Dataset, hash: &str, plan: Plan) -> Result<()> {
         "per_run": per_run_json,
     });
     if args.int8 {
-        let tests8: Vec<Value> = labels
-            .iter()
-            .zip(&scores8)
-            .map(|(l, sc)| {
-                json!({
-                    "label": l,
-                    "recordings": sc.recordings,
-                    "accuracy": stat_json(&sc.acc),
-                    "macro_f1": stat_json(&sc.f1),
-                    "window_accuracy": stat_json(&sc.wacc),
-                    "confusion": sc.confusion,
-                })
-            })
-            .collect();
+        let tests8 = Scores::json(&labels, &scores8);
         let (p8, p8sd) = mean_sd(&pooled8);
         report.as_object_mut().expect("object").insert(
             "int8".into(),
