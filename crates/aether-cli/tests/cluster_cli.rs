@@ -180,7 +180,7 @@ fn model_file(dir: &Path) -> PathBuf {
         d_model: 16,
         mlp_hidden: 24,
         running_norm: false,
-        ..Architecture::default_for(names.len(), 3)
+        ..Architecture::trainable(names.len(), 3)
     };
     let mut m = Model::new(arch, 5).unwrap();
     let rec = features_of(&recording(0, 7));

@@ -7,7 +7,7 @@
 //! `cargo run --release -p aether-data --example cross_seed -- [task|all] [train_seed] [test_seed] [train_per_class] [test_per_class]`
 //! (defaults: all, 1, 2, the task's default recordings, 20). Each recording is one
 //! window; validation (early stopping): 6 recordings per class of seed 3; head
-//! `Architecture::default_for(D, C)`, `TrainConfig::for_windows(n)` on 2 threads.
+//! `Architecture::trainable(D, C)`, `TrainConfig::for_windows(n)` on 2 threads.
 //! Environment: `PER_RECORDING=1` standardises every feature per recording
 //! (otherwise only the head's input normalisation applies, as in `aether
 //! train`); `COLS_FROM=k` keeps features `k..D` only (ablations); `CENTRE=1`
@@ -219,7 +219,7 @@ fn main() {
         let va = simulate(task, 6, 3, cfg).expect("simulate validation");
         let te = simulate(task, per_test, seed_b, cfg).expect("simulate test");
         let (trp, vap, tep) = (prepared(&tr), prepared(&va), prepared(&te));
-        let mut arch = Architecture::default_for(
+        let mut arch = Architecture::trainable(
             trp[0].0.len() * tr.dim() / tr.recordings[0].frames.len(),
             tr.classes.len(),
         );
@@ -233,13 +233,11 @@ fn main() {
         if let Some(v) = env("MLP") {
             arch.mlp_hidden = v;
         }
-        if let aether_head::train::AttentionKind::Sparse(p) = &mut arch.attention {
-            if let Some(v) = env("WINDOW") {
-                p.window = v;
-            }
-            if let Some(v) = env("BLOCK") {
-                p.block_size = v;
-            }
+        if let Some(v) = env("WINDOW") {
+            arch.pattern.window = v;
+        }
+        if let Some(v) = env("BLOCK") {
+            arch.pattern.block_size = v;
         }
         arch.running_norm = std::env::var("RUNNING_NORM").is_ok_and(|v| v == "1");
         let mut tcfg = TrainConfig {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use aether_ffi::{
     ruv_temporal_classify, ruv_temporal_destroy, ruv_temporal_init, ruv_temporal_push, ESP_OK,
 };
-use aether_head::{Backend, HeadConfig, Workspace};
+use aether_head::{AttentionBackend, HeadConfig, Workspace};
 use aether_rvne::{reference_init_v1_bytes, DType, Dims, REFERENCE_SEED};
 
 struct Counting;
@@ -80,14 +80,14 @@ fn count_ops(cfg: &HeadConfig, n: usize) -> Ops {
     for _ in 0..cfg.layers {
         for t in 0..n {
             let mut ne = 0u64;
-            match cfg.backend {
-                Backend::Sparse => {
+            match cfg.attention {
+                AttentionBackend::Sparse => {
                     cfg.pattern.for_each_token(t, n, |_| ne += 1);
                     if cfg.pattern.landmarks {
                         cfg.pattern.for_each_landmark(t, n, |_| ne += 1);
                     }
                 }
-                Backend::Dense => {
+                AttentionBackend::Dense => {
                     ne = if cfg.pattern.causal {
                         t as u64 + 1
                     } else {
@@ -235,7 +235,16 @@ fn main() {
     println!("\nwindow 256, smaller heads (F = D = 16, L 2, C 4):");
     println!("{:>14} {:>9} {:>9}", "Hq/Hkv/dh", "heap B", "weights B");
     for (hq, hkv, dh) in [(4usize, 1usize, 32usize), (4, 1, 16), (4, 1, 8), (2, 1, 8)] {
-        let dims = Dims::v1(16, hq, hkv, dh, 2, 4);
+        let dims = Dims {
+            input_dim: 16,
+            d_model: 16,
+            q_heads: hq,
+            kv_heads: hkv,
+            head_dim: dh,
+            layers: 2,
+            classes: 4,
+            mlp_hidden: 0,
+        };
         let blob = reference_init_v1_bytes(&dims, REFERENCE_SEED, DType::F32).unwrap();
         let mut store = vec![0u128; blob.len().div_ceil(16)];
         // SAFETY: `store` holds at least `blob.len()` bytes.

@@ -24,7 +24,16 @@ pub const SELF_TEST_LOGITS: [f32; 2] = [0.020_052_387, -0.071_561_88];
 const TOLERANCE: f32 = 1e-5;
 
 fn self_test_config() -> HeadConfig {
-    HeadConfig::v1(2, 2, 1, 2, 1, 2)
+    HeadConfig::bare(aether_head::Dims {
+        input_dim: 2,
+        d_model: 2,
+        q_heads: 2,
+        kv_heads: 1,
+        head_dim: 2,
+        layers: 1,
+        classes: 2,
+        mlp_hidden: 0,
+    })
 }
 
 fn self_test_weights(n: usize) -> Vec<f32> {

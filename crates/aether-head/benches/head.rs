@@ -2,7 +2,7 @@
 //! 4 q heads, 1 kv head, dim 32) at N = 100, 256, 1000, sparse vs dense, and the
 //! cost of one streaming push at T = 1k and 15k cached positions.
 
-use aether_head::{Backend, EvictionPolicy, HeadConfig, Stream, TemporalHead, Workspace};
+use aether_head::{AttentionBackend, EvictionPolicy, HeadConfig, Stream, TemporalHead, Workspace};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn weights(cfg: &HeadConfig) -> Vec<f32> {
@@ -26,7 +26,7 @@ fn forward(c: &mut Criterion) {
     let cfg = HeadConfig::aether_default();
     let w = weights(&cfg);
     let sparse = TemporalHead::from_flat(cfg, &w).unwrap();
-    let dense = sparse.clone().with_backend(Backend::Dense);
+    let dense = sparse.clone().with_backend(AttentionBackend::Dense);
     let mut g = c.benchmark_group("head_forward");
     for n in [100usize, 256, 1000] {
         let x = frames(n);

@@ -50,7 +50,7 @@ fn main() {
             label: *y,
         })
         .collect();
-    let arch = Architecture::default_for(f, 4);
+    let arch = Architecture::trainable(f, 4);
     let cfg = TrainConfig {
         epochs,
         threads,

@@ -24,7 +24,7 @@ use aether_kernel::simd::fast_exp;
 use aether_kernel::SparsePattern;
 
 use crate::attention::{candidates, AttnShape};
-use crate::config::Backend;
+use crate::config::AttentionBackend;
 use crate::math::{axpy, dot};
 
 /// The layer's inputs and the projections absorbed into each query.
@@ -60,7 +60,7 @@ pub(crate) struct Scratch<'s> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend_one_absorbed(
     p: &SparsePattern,
-    backend: Backend,
+    backend: AttentionBackend,
     shape: AttnShape,
     i: usize,
     n: usize,

@@ -10,7 +10,7 @@
 use aether_kernel::simd::fast_exp;
 use aether_kernel::SparsePattern;
 
-use crate::config::Backend;
+use crate::config::AttentionBackend;
 use crate::math::{axpy, dot};
 
 /// Where the keys, values and landmark means of a sequence live; rows are `Hkv·dh` wide.
@@ -62,10 +62,10 @@ pub(crate) struct AttnShape {
 }
 
 /// Scratch capacity (candidates per query) for sequences up to `max_len`.
-pub(crate) fn scratch_len(p: &SparsePattern, backend: Backend, max_len: usize) -> usize {
+pub(crate) fn scratch_len(p: &SparsePattern, backend: AttentionBackend, max_len: usize) -> usize {
     match backend {
-        Backend::Sparse => p.max_edges_per_query(max_len).max(1),
-        Backend::Dense => max_len.max(1),
+        AttentionBackend::Sparse => p.max_edges_per_query(max_len).max(1),
+        AttentionBackend::Dense => max_len.max(1),
     }
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn block_means(x: &[f32], n: usize, width: usize, bs: usize, out: &mu
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn candidates(
     p: &SparsePattern,
-    backend: Backend,
+    backend: AttentionBackend,
     i: usize,
     n: usize,
     tok_min: usize,
@@ -109,7 +109,7 @@ pub(crate) fn candidates(
     let mut ne = 0usize;
     let ntok;
     match backend {
-        Backend::Sparse => {
+        AttentionBackend::Sparse => {
             p.for_each_token(i, n, |j| {
                 if j >= tok_min && ne < cap {
                     idx[ne] = j;
@@ -124,7 +124,7 @@ pub(crate) fn candidates(
                 }
             });
         }
-        Backend::Dense => {
+        AttentionBackend::Dense => {
             let last = if p.causal { i + 1 } else { n };
             for j in tok_min..last {
                 if ne < cap {
@@ -144,7 +144,7 @@ pub(crate) fn candidates(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend_one<S: KvSource>(
     p: &SparsePattern,
-    backend: Backend,
+    backend: AttentionBackend,
     shape: AttnShape,
     i: usize,
     n: usize,
@@ -206,7 +206,7 @@ mod tests {
     #[allow(clippy::too_many_arguments)]
     fn run(
         p: &SparsePattern,
-        backend: Backend,
+        backend: AttentionBackend,
         n: usize,
         hq: usize,
         hk: usize,
@@ -274,10 +274,10 @@ mod tests {
             let kt = Tensor3::from_vec(k.clone(), n, kvh, d).unwrap();
             let vt = Tensor3::from_vec(v.clone(), n, kvh, d).unwrap();
             let want = naive_sparse_attention(&p, &qt, &kt, &vt).unwrap();
-            let got = run(&p, Backend::Sparse, n, hq, kvh, d, &q, &k, &v);
+            let got = run(&p, AttentionBackend::Sparse, n, hq, kvh, d, &q, &k, &v);
             for (a, b) in got.iter().zip(want.as_slice()) { prop_assert!((a - b).abs() < 1e-5, "{a} vs {b}"); }
             let want = naive_dense_attention(&qt, &kt, &vt, causal).unwrap();
-            let got = run(&p, Backend::Dense, n, hq, kvh, d, &q, &k, &v);
+            let got = run(&p, AttentionBackend::Dense, n, hq, kvh, d, &q, &k, &v);
             for (a, b) in got.iter().zip(want.as_slice()) { prop_assert!((a - b).abs() < 1e-5, "{a} vs {b}"); }
         }
     }

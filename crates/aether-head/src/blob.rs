@@ -1,60 +1,18 @@
 //! Loading a head from a `.rvne` blob (v1 and v2) through `aether-rvne`.
 //!
-//! The blob's [`ModelMeta`] becomes a [`HeadConfig`]; every tensor is borrowed straight
+//! The blob's `ModelMeta` becomes a [`HeadConfig`] ([`HeadConfig::from_meta`]); every tensor is borrowed straight
 //! from the blob when it is stored as f32 at a 4-aligned address (zero-copy from
 //! flash), and copied (converting f16) otherwise.
 
 use alloc::borrow::Cow;
 use alloc::vec;
 
-use aether_kernel::SparsePattern;
-use aether_rvne::{AttentionBackend, BlobView, ModelMeta};
+use aether_rvne::BlobView;
 
-use crate::config::{Backend, HeadConfig, Pooling, Positional};
+use crate::config::HeadConfig;
 use crate::error::{HeadError, Result};
 use crate::model::TemporalHead;
 use crate::weights::Weights;
-
-/// The head configuration a blob's metadata describes.
-pub fn config_from_meta(meta: &ModelMeta) -> HeadConfig {
-    let (d, a, p) = (&meta.dims, &meta.arch, &meta.pattern);
-    HeadConfig {
-        features: d.input_dim,
-        d_model: d.d_model,
-        q_heads: d.q_heads,
-        kv_heads: d.kv_heads,
-        head_dim: d.head_dim,
-        layers: d.layers,
-        classes: d.classes,
-        mlp_hidden: d.mlp_hidden,
-        running_norm: a.running_norm,
-        input_norm: a.input_norm,
-        embed: a.embed,
-        positional: match a.positional {
-            aether_rvne::Positional::None => Positional::None,
-            aether_rvne::Positional::Sinusoidal => Positional::Sinusoidal,
-        },
-        pre_norm: a.pre_norm,
-        biases: a.biases,
-        final_norm: a.final_norm,
-        pooling: match a.pooling {
-            aether_rvne::Pooling::Mean => Pooling::Mean,
-            aether_rvne::Pooling::Last => Pooling::Last,
-        },
-        pattern: SparsePattern {
-            window: p.window,
-            block_size: p.block_size,
-            global_tokens: p.globals().to_vec(),
-            causal: p.causal,
-            log_stride: p.log_stride,
-            landmarks: p.landmarks,
-        },
-        backend: match a.attention {
-            AttentionBackend::Sparse => Backend::Sparse,
-            AttentionBackend::Dense => Backend::Dense,
-        },
-    }
-}
 
 impl<'a> TemporalHead<'a> {
     /// Parses a v1 or v2 `.rvne` blob and builds the head it describes, borrowing
@@ -73,7 +31,7 @@ impl<'a> TemporalHead<'a> {
                 detail: "an int8 (quantised) model runs on the integer head (aether-quant), not the float head".into(),
             });
         }
-        let cfg = config_from_meta(view.meta());
+        let cfg = HeadConfig::from_meta(view.meta());
         let weights = Weights::from_lookup(&cfg, |name| {
             let Some(t) = view.tensor(name) else {
                 return Ok(None);
@@ -92,7 +50,7 @@ impl<'a> TemporalHead<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aether_rvne::{reference_init, DType, Dims, ModelFile, REFERENCE_SEED};
+    use aether_rvne::{reference_init, DType, Dims, ModelFile, ModelMeta, REFERENCE_SEED};
 
     #[test]
     fn v1_and_v2_of_the_reference_init_give_the_same_head() {

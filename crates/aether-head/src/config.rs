@@ -8,40 +8,18 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use aether_kernel::SparsePattern;
+pub use aether_rvne::{AttentionBackend, Pooling, Positional};
+use aether_rvne::{Dims, ModelMeta, PatternSpec, TensorSpecs};
 
 use crate::error::{HeadError, Result};
 
-/// How the per-position outputs are pooled over time before the classifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pooling {
-    /// Mean over all positions (the default).
-    #[default]
-    Mean,
-    /// The last position only.
-    Last,
-}
-
-/// Which attention the layers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
-    /// Sparse attention with the config's pattern (the default).
-    #[default]
-    Sparse,
-    /// Dense softmax attention over all positions (causal when the pattern is).
-    Dense,
-}
-
-/// Positional signal added after the embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Positional {
-    /// None (v1).
-    #[default]
-    None,
-    /// `pe(t)[2c] = sin(t / 10000^(2c/D))`, `pe(t)[2c+1] = cos(…)`.
-    Sinusoidal,
-}
-
-/// Everything that defines the shape and math of a head.
+/// Everything that defines the shape and math of a head: the one model description
+/// shared by inference and training (`aether_head::train::Architecture` is this type).
+///
+/// It is the `.rvne` [`ModelMeta`] (dimensions, options, pattern) with the pattern as
+/// the kernel's [`SparsePattern`]; [`HeadConfig::from_meta`] and [`HeadConfig::to_meta`]
+/// are the only conversions, and [`HeadConfig::tensor_specs`] is the file format's
+/// tensor catalogue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeadConfig {
     /// Input features per frame `F`.
@@ -76,31 +54,26 @@ pub struct HeadConfig {
     pub final_norm: bool,
     /// Pooling over time.
     pub pooling: Pooling,
-    /// The sparse attention pattern.
+    /// The sparse attention pattern (dense attention uses only its `causal` flag).
     pub pattern: SparsePattern,
-    /// Attention backend.
-    pub backend: Backend,
+    /// Sparse or dense attention.
+    pub attention: AttentionBackend,
 }
 
 impl HeadConfig {
-    /// A v1 architecture: every option off, `D = F`, mean pooling, the AETHER default pattern.
-    pub fn v1(
-        features: usize,
-        q_heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        layers: usize,
-        classes: usize,
-    ) -> Self {
+    /// A bare (v1) head of these dimensions: every option off, mean pooling, sparse
+    /// attention with the AETHER default pattern. `dims.d_model` must equal
+    /// `dims.input_dim` and `dims.mlp_hidden` be 0 for the result to validate as v1.
+    pub fn bare(dims: Dims) -> Self {
         Self {
-            features,
-            d_model: features,
-            q_heads,
-            kv_heads,
-            head_dim,
-            layers,
-            classes,
-            mlp_hidden: 0,
+            features: dims.input_dim,
+            d_model: dims.d_model,
+            q_heads: dims.q_heads,
+            kv_heads: dims.kv_heads,
+            head_dim: dims.head_dim,
+            layers: dims.layers,
+            classes: dims.classes,
+            mlp_hidden: dims.mlp_hidden,
             running_norm: false,
             input_norm: false,
             embed: false,
@@ -110,13 +83,135 @@ impl HeadConfig {
             final_norm: false,
             pooling: Pooling::Mean,
             pattern: SparsePattern::default(),
-            backend: Backend::Sparse,
+            attention: AttentionBackend::Sparse,
         }
     }
 
     /// The AETHER default head: F = D = 16, 4 query heads, 1 kv head, dim 32, 2 layers, 4 classes.
     pub fn aether_default() -> Self {
-        Self::v1(16, 4, 1, 32, 2, 4)
+        Self::bare(Dims::AETHER_DEFAULT)
+    }
+
+    /// The default trainable head for `features` inputs and `classes` classes: 2 layers,
+    /// 4 query heads, 1 kv head, `dh` 32, `D` 32, MLP 64, and input norm, embedding,
+    /// sinusoidal positions, pre-norm, biases and final norm all on.
+    pub fn trainable(features: usize, classes: usize) -> Self {
+        Self {
+            input_norm: true,
+            embed: true,
+            positional: Positional::Sinusoidal,
+            pre_norm: true,
+            biases: true,
+            final_norm: true,
+            ..Self::bare(Dims {
+                input_dim: features,
+                d_model: 32,
+                q_heads: 4,
+                kv_heads: 1,
+                head_dim: 32,
+                layers: 2,
+                classes,
+                mlp_hidden: 64,
+            })
+        }
+    }
+
+    /// The head a `.rvne` model description defines.
+    pub fn from_meta(meta: &ModelMeta) -> Self {
+        let (d, a, p) = (&meta.dims, &meta.arch, &meta.pattern);
+        Self {
+            running_norm: a.running_norm,
+            input_norm: a.input_norm,
+            embed: a.embed,
+            positional: a.positional,
+            pre_norm: a.pre_norm,
+            biases: a.biases,
+            final_norm: a.final_norm,
+            pooling: a.pooling,
+            pattern: SparsePattern {
+                window: p.window,
+                block_size: p.block_size,
+                global_tokens: p.globals().to_vec(),
+                causal: p.causal,
+                log_stride: p.log_stride,
+                landmarks: p.landmarks,
+            },
+            attention: a.attention,
+            ..Self::bare(*d)
+        }
+    }
+
+    /// The dimensions `F, D, Hq, Hkv, dh, L, C, H`.
+    pub fn dims(&self) -> Dims {
+        Dims {
+            input_dim: self.features,
+            d_model: self.d_model,
+            q_heads: self.q_heads,
+            kv_heads: self.kv_heads,
+            head_dim: self.head_dim,
+            layers: self.layers,
+            classes: self.classes,
+            mlp_hidden: self.mlp_hidden,
+        }
+    }
+
+    /// The options as the file format records them.
+    pub fn options(&self) -> aether_rvne::Architecture {
+        aether_rvne::Architecture {
+            input_norm: self.input_norm,
+            embed: self.embed,
+            positional: self.positional,
+            pre_norm: self.pre_norm,
+            biases: self.biases,
+            final_norm: self.final_norm,
+            pooling: self.pooling,
+            attention: self.attention,
+            running_norm: self.running_norm,
+        }
+    }
+
+    /// The `.rvne` description of this head (a v2 float model), validated. Dense
+    /// attention is recorded with the default pattern and this pattern's `causal` flag
+    /// (the only part it uses). Fails when the pattern lists more global tokens than a
+    /// file can hold or the description is not one a reader accepts.
+    pub fn to_meta(&self) -> Result<ModelMeta> {
+        let p = &self.pattern;
+        let pattern = match self.attention {
+            AttentionBackend::Sparse => PatternSpec::new(
+                p.window,
+                p.block_size,
+                &p.global_tokens,
+                p.causal,
+                p.log_stride,
+                p.landmarks,
+            )
+            .map_err(HeadError::format)?,
+            AttentionBackend::Dense => {
+                let mut d = PatternSpec::AETHER_DEFAULT;
+                d.causal = p.causal;
+                d
+            }
+        };
+        let meta = ModelMeta::new(self.dims(), self.options(), pattern);
+        meta.validate().map_err(HeadError::format)?;
+        Ok(meta)
+    }
+
+    /// Every tensor the head needs, in the canonical order of docs/model.md: the file
+    /// format's catalogue (name, shape, role) for these dimensions and options.
+    pub fn tensor_specs(&self) -> TensorSpecs {
+        // The pattern does not change the tensor list; the default one always fits.
+        ModelMeta::new(self.dims(), self.options(), PatternSpec::AETHER_DEFAULT).tensor_specs()
+    }
+
+    /// Whether a v1 `.rvne` file (no options, fixed pattern) describes this head exactly.
+    pub fn is_v1_compatible(&self) -> bool {
+        *self
+            == Self::bare(Dims {
+                d_model: self.features,
+                mlp_hidden: 0,
+                ..self.dims()
+            })
     }
 
     /// Width of all query heads, `Hq·dh`.
@@ -177,70 +272,18 @@ impl HeadConfig {
         Ok(())
     }
 
-    /// `(name, element count)` of every tensor the config needs, in v1-compatible order
-    /// (docs/model.md). `None` counts overflowed.
+    /// `(name, element count)` of every tensor the config needs, in
+    /// [`HeadConfig::tensor_specs`] order. `None` counts overflowed.
     pub fn tensor_shapes(&self) -> Vec<(String, Option<usize>)> {
-        let (f, d, qw, kw, h, c) = (
-            self.features,
-            self.d_model,
-            self.q_width(),
-            self.kv_width(),
-            self.mlp_hidden,
-            self.classes,
-        );
-        let m = |a: usize, b: usize| a.checked_mul(b);
-        let mut out: Vec<(String, Option<usize>)> = Vec::new();
-        if self.input_norm {
-            out.push(("input.mean".into(), Some(f)));
-            out.push(("input.std".into(), Some(f)));
-        }
-        if self.embed {
-            out.push(("embed.w".into(), m(f, d)));
-            out.push(("embed.b".into(), Some(d)));
-        }
-        for l in 0..self.layers {
-            let p = |s: &str| format!("layers.{l}.{s}");
-            if self.pre_norm {
-                out.push((p("ln1.g"), Some(d)));
-                out.push((p("ln1.b"), Some(d)));
-            }
-            out.push((p("wq"), m(d, qw)));
-            out.push((p("wk"), m(d, kw)));
-            out.push((p("wv"), m(d, kw)));
-            out.push((p("wo"), m(qw, d)));
-            if self.biases {
-                out.push((p("bq"), Some(qw)));
-                out.push((p("bk"), Some(kw)));
-                out.push((p("bv"), Some(kw)));
-                out.push((p("bo"), Some(d)));
-            }
-            if h > 0 {
-                if self.pre_norm {
-                    out.push((p("ln2.g"), Some(d)));
-                    out.push((p("ln2.b"), Some(d)));
-                }
-                out.push((p("mlp.w1"), m(d, h)));
-                out.push((p("mlp.b1"), Some(h)));
-                out.push((p("mlp.w2"), m(h, d)));
-                out.push((p("mlp.b2"), Some(d)));
-            }
-        }
-        if self.final_norm {
-            out.push(("final_ln.g".into(), Some(d)));
-            out.push(("final_ln.b".into(), Some(d)));
-        }
-        out.push(("classifier.w".into(), m(d, c)));
-        if self.biases {
-            out.push(("classifier.b".into(), Some(c)));
-        }
-        out
+        self.tensor_specs()
+            .map(|t| (String::from(t.name().as_str()), t.numel()))
+            .collect()
     }
 
     /// Total number of weights, or `None` on overflow.
     pub fn num_weights(&self) -> Option<usize> {
-        self.tensor_shapes()
-            .into_iter()
-            .try_fold(0usize, |acc, (_, n)| acc.checked_add(n?))
+        self.tensor_specs()
+            .try_fold(0usize, |acc, t| acc.checked_add(t.numel()?))
     }
 }
 

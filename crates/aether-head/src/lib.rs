@@ -19,7 +19,7 @@
 //!
 //! ```
 //! use aether_head::{EvictionPolicy, HeadConfig, Stream, TemporalHead};
-//! let cfg = HeadConfig::v1(2, 2, 1, 4, 1, 3);
+//! let cfg = HeadConfig::bare(aether_head::Dims { input_dim: 2, d_model: 2, q_heads: 2, kv_heads: 1, head_dim: 4, layers: 1, classes: 3, mlp_hidden: 0 });
 //! let flat: Vec<f32> = (0..cfg.num_weights().unwrap()).map(|i| (i % 7) as f32 * 0.05 - 0.15).collect();
 //! let head = TemporalHead::from_flat(cfg, &flat)?;
 //! let frames = [0.1, 0.2, 0.3, -0.4, 0.5, 0.0];
@@ -49,7 +49,8 @@ pub mod weights;
 pub mod train;
 
 pub use aether_kernel::EvictionPolicy;
-pub use config::{Backend, HeadConfig, Pooling, Positional};
+pub use aether_rvne::{Dims, Role, TensorKind, TensorSpec};
+pub use config::{AttentionBackend, HeadConfig, Pooling, Positional};
 pub use error::{HeadError, Result};
 pub use live::{KvPrecision, LiveStream, StreamSettings};
 pub use math::{RunningNorm, RUNNING_NORM_FLOOR};

@@ -195,12 +195,19 @@ fn vec_mat_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32], acc
     }
 }
 
-/// LayerNorm of one row into `out` (same length as `x`).
-pub fn layer_norm(x: &[f32], g: &[f32], b: &[f32], out: &mut [f32]) {
+/// The mean and reciprocal standard deviation `1/sqrt(var + LN_EPS)` (population
+/// variance) of one row: the statistics of every layer norm, in training and inference.
+#[inline]
+pub fn layer_norm_stats(x: &[f32]) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / libm::sqrtf(var + LN_EPS);
+    (mean, 1.0 / libm::sqrtf(var + LN_EPS))
+}
+
+/// LayerNorm of one row into `out` (same length as `x`): `((x − mean)·rstd)·g + b`.
+pub fn layer_norm(x: &[f32], g: &[f32], b: &[f32], out: &mut [f32]) {
+    let (mean, inv) = layer_norm_stats(x);
     for (((o, xi), gi), bi) in out.iter_mut().zip(x).zip(g).zip(b) {
         *o = (xi - mean) * inv * gi + bi;
     }
@@ -208,10 +215,7 @@ pub fn layer_norm(x: &[f32], g: &[f32], b: &[f32], out: &mut [f32]) {
 
 /// LayerNorm of one row in place.
 pub fn layer_norm_in_place(x: &mut [f32], g: &[f32], b: &[f32]) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / libm::sqrtf(var + LN_EPS);
+    let (mean, inv) = layer_norm_stats(x);
     for ((xi, gi), bi) in x.iter_mut().zip(g).zip(b) {
         *xi = (*xi - mean) * inv * gi + bi;
     }
@@ -280,8 +284,9 @@ pub fn normalise_input(u: &mut [f32], mean: &[f32], std: &[f32]) {
     }
 }
 
-/// Numerically stable softmax of `logits` into `out`.
-pub fn softmax(logits: &[f32], out: &mut [f32]) {
+/// Numerically stable softmax of `logits` into `out`; returns `log Σ exp(logits)`
+/// (training's cross-entropy uses it, inference ignores it).
+pub fn softmax(logits: &[f32], out: &mut [f32]) -> f32 {
     let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let mut z = 0.0f32;
     for (o, &l) in out.iter_mut().zip(logits) {
@@ -291,6 +296,7 @@ pub fn softmax(logits: &[f32], out: &mut [f32]) {
     for o in out.iter_mut() {
         *o /= z;
     }
+    m + libm::logf(z)
 }
 
 #[cfg(test)]

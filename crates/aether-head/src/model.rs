@@ -18,7 +18,7 @@ use aether_kernel::{
 
 use crate::absorbed::{attend_one_absorbed, LayerInputs, Scratch};
 use crate::attention::{attend_one, block_means, scratch_len, AttnShape, SeqKv};
-use crate::config::{Backend, HeadConfig, Pooling, Positional};
+use crate::config::{AttentionBackend, HeadConfig, Pooling, Positional};
 use crate::error::{HeadError, Result};
 use crate::math::{
     add_positional_with, gelu, layer_norm, layer_norm_in_place, normalise_input,
@@ -148,20 +148,18 @@ impl Workspace {
         } else {
             (0, 0, 0)
         };
-        let (sl, lm, qa, ks) = if compact {
-            let sl = scratch_len(&c.pattern, Backend::Sparse, max_len).max(scratch_len(
-                &c.pattern,
-                Backend::Dense,
-                max_len,
-            ));
-            (sl, mul(blocks, kw)?, 0, 0)
-        } else {
-            let sk = sparse_scratch_len(&c.pattern, max_len, c.kv_heads, c.head_dim)
-                .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
-            let dk = dense_scratch_len(max_len, c.kv_heads, c.head_dim)
-                .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
-            (0, 0, mul(max_len, c.q_width())?, sk.max(dk))
-        };
+        let (sl, lm, qa, ks) =
+            if compact {
+                let sl = scratch_len(&c.pattern, AttentionBackend::Sparse, max_len)
+                    .max(scratch_len(&c.pattern, AttentionBackend::Dense, max_len));
+                (sl, mul(blocks, kw)?, 0, 0)
+            } else {
+                let sk = sparse_scratch_len(&c.pattern, max_len, c.kv_heads, c.head_dim)
+                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+                let dk = dense_scratch_len(max_len, c.kv_heads, c.head_dim)
+                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+                (0, 0, mul(max_len, c.q_width())?, sk.max(dk))
+            };
         Ok(Self {
             dims: dims(c),
             max_len,
@@ -305,14 +303,14 @@ impl<'a> TemporalHead<'a> {
     }
 
     /// The same head with another attention backend (a dense override gives dense attention).
-    pub fn with_backend(mut self, backend: Backend) -> Self {
-        self.cfg.backend = backend;
+    pub fn with_backend(mut self, backend: AttentionBackend) -> Self {
+        self.cfg.attention = backend;
         self
     }
 
     /// Switches the attention backend in place.
-    pub fn set_backend(&mut self, backend: Backend) {
-        self.cfg.backend = backend;
+    pub fn set_backend(&mut self, backend: AttentionBackend) {
+        self.cfg.attention = backend;
     }
 
     /// A copy that owns all its weights.
@@ -524,11 +522,11 @@ impl<'a> TemporalHead<'a> {
         let out = wrap(&mut ws.oa, c.q_heads);
         let r = match (q, k, v, out) {
             (Ok(q), Ok(k), Ok(v), Ok(mut out)) => {
-                let r = match c.backend {
-                    Backend::Sparse => {
+                let r = match c.attention {
+                    AttentionBackend::Sparse => {
                         sparse_attention_into(&c.pattern, &q, &k, &v, &mut out, &mut ws.ks)
                     }
-                    Backend::Dense => {
+                    AttentionBackend::Dense => {
                         dense_attention_into(&q, &k, &v, c.pattern.causal, &mut out, &mut ws.ks)
                     }
                 };
@@ -580,7 +578,7 @@ impl<'a> TemporalHead<'a> {
             );
         }
         let p = &self.cfg.pattern;
-        let sparse_landmarks = self.cfg.backend == Backend::Sparse && p.landmarks;
+        let sparse_landmarks = self.cfg.attention == AttentionBackend::Sparse && p.landmarks;
         if sparse_landmarks {
             block_means(&ws.k[..n * kw], n, kw, p.block_size, &mut ws.lk);
             block_means(&ws.v[..n * kw], n, kw, p.block_size, &mut ws.lv);
@@ -597,7 +595,7 @@ impl<'a> TemporalHead<'a> {
             };
             attend_one(
                 p,
-                self.cfg.backend,
+                self.cfg.attention,
                 shape,
                 t,
                 n,
@@ -634,7 +632,7 @@ impl<'a> TemporalHead<'a> {
             }
         }
         let p = &self.cfg.pattern;
-        if self.cfg.backend == Backend::Sparse && p.landmarks {
+        if self.cfg.attention == AttentionBackend::Sparse && p.landmarks {
             block_means(&ws.hx[..n * d], n, d, p.block_size, &mut ws.lh);
         }
         let shape = self.attn_shape();
@@ -661,7 +659,7 @@ impl<'a> TemporalHead<'a> {
             };
             attend_one_absorbed(
                 p,
-                self.cfg.backend,
+                self.cfg.attention,
                 shape,
                 t,
                 n,
@@ -682,14 +680,14 @@ impl<'a> TemporalHead<'a> {
 
     fn check_ws(&self, ws: &Workspace, n: usize) -> Result<()> {
         let scratch_ok = if ws.compact {
-            ws.idx.len() >= scratch_len(&self.cfg.pattern, self.cfg.backend, ws.max_len)
+            ws.idx.len() >= scratch_len(&self.cfg.pattern, self.cfg.attention, ws.max_len)
         } else {
             let c = &self.cfg;
-            let need = match c.backend {
-                Backend::Sparse => {
+            let need = match c.attention {
+                AttentionBackend::Sparse => {
                     sparse_scratch_len(&c.pattern, ws.max_len, c.kv_heads, c.head_dim)
                 }
-                Backend::Dense => dense_scratch_len(ws.max_len, c.kv_heads, c.head_dim),
+                AttentionBackend::Dense => dense_scratch_len(ws.max_len, c.kv_heads, c.head_dim),
             };
             need.is_ok_and(|need| ws.ks.len() >= need)
         };

@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 
 use aether_kernel::{EvictionPolicy, KvCacheOf, KvElem, SparsePattern};
 
-use crate::config::{Backend, HeadConfig, Pooling};
+use crate::config::{AttentionBackend, HeadConfig, Pooling};
 use crate::error::{HeadError, Result};
 use crate::math::RunningNorm;
 use crate::model::{check_frames, TemporalHead, Workspace};
@@ -74,9 +74,9 @@ impl<S: KvElem> StreamOf<S> {
                 detail: "streaming needs a causal pattern".into(),
             });
         }
-        let decode_pattern = match c.backend {
-            Backend::Sparse => c.pattern.clone(),
-            Backend::Dense => SparsePattern {
+        let decode_pattern = match c.attention {
+            AttentionBackend::Sparse => c.pattern.clone(),
+            AttentionBackend::Dense => SparsePattern {
                 window: usize::MAX,
                 block_size: c.pattern.block_size,
                 global_tokens: Vec::new(),

@@ -9,6 +9,8 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use aether_rvne::TensorKind;
+
 use crate::config::HeadConfig;
 use crate::error::{HeadError, Result};
 
@@ -102,129 +104,158 @@ fn check<'p>(name: &str, p: Param<'p>, expected: usize) -> Result<Param<'p>> {
     Ok(p)
 }
 
+/// Tensors found while weights are built, by catalogue entry.
+struct Found<'a>(Vec<(TensorKind, usize, Param<'a>)>);
+
+impl<'a> Found<'a> {
+    fn take(&mut self, kind: TensorKind, layer: usize) -> Option<Param<'a>> {
+        let i = self
+            .0
+            .iter()
+            .position(|(k, l, _)| *k == kind && *l == layer)?;
+        Some(self.0.swap_remove(i).2)
+    }
+
+    fn norm(&mut self, g: TensorKind, b: TensorKind, layer: usize) -> Option<Norm<'a>> {
+        Some(Norm {
+            g: self.take(g, layer)?,
+            b: self.take(b, layer)?,
+        })
+    }
+
+    /// A tensor the catalogue always lists (its absence was reported while looking up).
+    fn required(&mut self, kind: TensorKind, layer: usize) -> Result<Param<'a>> {
+        self.take(kind, layer)
+            .ok_or_else(|| HeadError::MissingTensor {
+                name: kind.suffix().into(),
+            })
+    }
+}
+
 impl<'a> Weights<'a> {
     /// Builds the weights of `cfg` by name: `lookup(name)` returns the tensor named in
-    /// docs/model.md, or `None` when absent. Lengths and finiteness are checked.
+    /// docs/model.md, or `None` when absent. Every tensor of the catalogue
+    /// ([`HeadConfig::tensor_specs`]) is looked up in order; lengths, finiteness and the
+    /// positivity of `input.std` are checked.
     pub fn from_lookup(
         cfg: &HeadConfig,
         mut lookup: impl FnMut(&str) -> Result<Option<Param<'a>>>,
     ) -> Result<Self> {
         cfg.validate()?;
-        let shapes = cfg.tensor_shapes();
-        let mut get = |name: String| -> Result<Param<'a>> {
-            let expected = shapes
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, c)| *c)
-                .ok_or_else(|| HeadError::Config {
-                    what: "tensor table",
-                    detail: format!("no shape for {name}"),
-                })?;
-            let p =
-                lookup(&name)?.ok_or_else(|| HeadError::MissingTensor { name: name.clone() })?;
-            let p = check(&name, p, expected)?;
-            Ok(p)
-        };
-        let norm =
-            |get: &mut dyn FnMut(String) -> Result<Param<'a>>, p: &str| -> Result<Norm<'a>> {
-                Ok(Norm {
-                    g: get(format!("{p}.g"))?,
-                    b: get(format!("{p}.b"))?,
-                })
-            };
-        let (input_mean, input_std) = if cfg.input_norm {
-            let m = get("input.mean".into())?;
-            let s = get("input.std".into())?;
-            if let Some(i) = s.iter().position(|&x| x <= 0.0) {
-                return Err(HeadError::Config {
-                    what: "input.std",
-                    detail: format!("element {i} is {} (must be positive)", s[i]),
-                });
+        let mut found = Found(Vec::new());
+        for t in cfg.tensor_specs() {
+            let name = t.name();
+            let name = name.as_str();
+            let expected = t.numel().ok_or_else(|| HeadError::Config {
+                what: "dimensions",
+                detail: format!("size of {name} overflows"),
+            })?;
+            let p = lookup(name)?.ok_or_else(|| HeadError::MissingTensor { name: name.into() })?;
+            let p = check(name, p, expected)?;
+            if t.kind == TensorKind::InputStd {
+                if let Some(i) = p.iter().position(|&x| x <= 0.0) {
+                    return Err(HeadError::Config {
+                        what: "input.std",
+                        detail: format!("element {i} is {} (must be positive)", p[i]),
+                    });
+                }
             }
-            (Some(m), Some(s))
-        } else {
-            (None, None)
-        };
-        let (embed_w, embed_b) = if cfg.embed {
-            (Some(get("embed.w".into())?), Some(get("embed.b".into())?))
-        } else {
-            (None, None)
-        };
+            found.0.push((t.kind, t.layer, p));
+        }
+        use TensorKind::*;
+        let f = &mut found;
         let mut layers = Vec::with_capacity(cfg.layers);
         for l in 0..cfg.layers {
-            let ln1 = if cfg.pre_norm {
-                Some(norm(&mut get, &format!("layers.{l}.ln1"))?)
-            } else {
-                None
-            };
-            let wq = get(format!("layers.{l}.wq"))?;
-            let wk = get(format!("layers.{l}.wk"))?;
-            let wv = get(format!("layers.{l}.wv"))?;
-            let wo = get(format!("layers.{l}.wo"))?;
-            let (bq, bk, bv, bo) = if cfg.biases {
-                (
-                    Some(get(format!("layers.{l}.bq"))?),
-                    Some(get(format!("layers.{l}.bk"))?),
-                    Some(get(format!("layers.{l}.bv"))?),
-                    Some(get(format!("layers.{l}.bo"))?),
-                )
-            } else {
-                (None, None, None, None)
-            };
-            let (ln2, mlp) = if cfg.mlp_hidden > 0 {
-                let ln2 = if cfg.pre_norm {
-                    Some(norm(&mut get, &format!("layers.{l}.ln2"))?)
-                } else {
-                    None
-                };
-                let mlp = Mlp {
-                    w1: get(format!("layers.{l}.mlp.w1"))?,
-                    b1: get(format!("layers.{l}.mlp.b1"))?,
-                    w2: get(format!("layers.{l}.mlp.w2"))?,
-                    b2: get(format!("layers.{l}.mlp.b2"))?,
-                };
-                (ln2, Some(mlp))
-            } else {
-                (None, None)
-            };
             layers.push(LayerWeights {
-                ln1,
-                wq,
-                wk,
-                wv,
-                wo,
-                bq,
-                bk,
-                bv,
-                bo,
-                ln2,
-                mlp,
+                ln1: f.norm(Ln1G, Ln1B, l),
+                wq: f.required(Wq, l)?,
+                wk: f.required(Wk, l)?,
+                wv: f.required(Wv, l)?,
+                wo: f.required(Wo, l)?,
+                bq: f.take(Bq, l),
+                bk: f.take(Bk, l),
+                bv: f.take(Bv, l),
+                bo: f.take(Bo, l),
+                ln2: f.norm(Ln2G, Ln2B, l),
+                mlp: (|| {
+                    Some(Mlp {
+                        w1: f.take(MlpW1, l)?,
+                        b1: f.take(MlpB1, l)?,
+                        w2: f.take(MlpW2, l)?,
+                        b2: f.take(MlpB2, l)?,
+                    })
+                })(),
             });
         }
-        let final_ln = if cfg.final_norm {
-            Some(norm(&mut get, "final_ln")?)
-        } else {
-            None
-        };
-        let classifier_w = get("classifier.w".into())?;
-        let classifier_b = if cfg.biases {
-            Some(get("classifier.b".into())?)
-        } else {
-            None
-        };
         Ok(Weights {
-            input_mean,
-            input_std,
-            embed_w,
-            embed_b,
+            input_mean: f.take(InputMean, 0),
+            input_std: f.take(InputStd, 0),
+            embed_w: f.take(EmbedW, 0),
+            embed_b: f.take(EmbedB, 0),
             layers,
-            final_ln,
-            classifier_w,
-            classifier_b,
+            final_ln: f.norm(FinalLnG, FinalLnB, 0),
+            classifier_w: f.required(ClassifierW, 0)?,
+            classifier_b: f.take(ClassifierB, 0),
         })
     }
 
-    /// Splits one flat buffer holding every tensor of `cfg` in [`HeadConfig::tensor_shapes`]
+    /// The tensor of one catalogue entry (`layer` is ignored for non-layer tensors), or
+    /// `None` when these weights do not have it.
+    pub fn tensor(&self, kind: TensorKind, layer: usize) -> Option<&Param<'a>> {
+        use TensorKind::*;
+        if kind.is_layer() {
+            let lw = self.layers.get(layer)?;
+            let mlp = lw.mlp.as_ref();
+            return match kind {
+                Ln1G => lw.ln1.as_ref().map(|n| &n.g),
+                Ln1B => lw.ln1.as_ref().map(|n| &n.b),
+                Wq => Some(&lw.wq),
+                Wk => Some(&lw.wk),
+                Wv => Some(&lw.wv),
+                Wo => Some(&lw.wo),
+                Bq => lw.bq.as_ref(),
+                Bk => lw.bk.as_ref(),
+                Bv => lw.bv.as_ref(),
+                Bo => lw.bo.as_ref(),
+                Ln2G => lw.ln2.as_ref().map(|n| &n.g),
+                Ln2B => lw.ln2.as_ref().map(|n| &n.b),
+                MlpW1 => mlp.map(|m| &m.w1),
+                MlpB1 => mlp.map(|m| &m.b1),
+                MlpW2 => mlp.map(|m| &m.w2),
+                MlpB2 => mlp.map(|m| &m.b2),
+                _ => None,
+            };
+        }
+        match kind {
+            InputMean => self.input_mean.as_ref(),
+            InputStd => self.input_std.as_ref(),
+            EmbedW => self.embed_w.as_ref(),
+            EmbedB => self.embed_b.as_ref(),
+            FinalLnG => self.final_ln.as_ref().map(|n| &n.g),
+            FinalLnB => self.final_ln.as_ref().map(|n| &n.b),
+            ClassifierW => Some(&self.classifier_w),
+            ClassifierB => self.classifier_b.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Every tensor these weights hold as `(kind, layer, values)`, in canonical order.
+    fn params(&self) -> Vec<(TensorKind, usize, &Param<'a>)> {
+        let mut out = Vec::new();
+        let mut push = |k: TensorKind, l: usize| {
+            if let Some(p) = self.tensor(k, l) {
+                out.push((k, l, p));
+            }
+        };
+        TensorKind::FLOAT_PRE.into_iter().for_each(|k| push(k, 0));
+        for l in 0..self.layers.len() {
+            TensorKind::FLOAT_LAYER.into_iter().for_each(|k| push(k, l));
+        }
+        TensorKind::FLOAT_POST.into_iter().for_each(|k| push(k, 0));
+        out
+    }
+
+    /// Splits one flat buffer holding every tensor of `cfg` in [`HeadConfig::tensor_specs`]
     /// order (for a v1 config: the v1 weight order). Borrows from `flat`.
     pub fn from_flat(cfg: &HeadConfig, flat: &'a [f32]) -> Result<Self> {
         cfg.validate()?;
@@ -254,91 +285,28 @@ impl<'a> Weights<'a> {
         })
     }
 
-    /// Every tensor as `(name, values)` in [`HeadConfig::tensor_shapes`] order.
+    /// Every tensor as `(name, values)` in [`HeadConfig::tensor_specs`] order.
     pub fn named(&self) -> Vec<(String, &[f32])> {
-        let mut out: Vec<(String, &[f32])> = Vec::new();
-        if let (Some(m), Some(s)) = (&self.input_mean, &self.input_std) {
-            out.push(("input.mean".into(), m));
-            out.push(("input.std".into(), s));
-        }
-        if let (Some(w), Some(b)) = (&self.embed_w, &self.embed_b) {
-            out.push(("embed.w".into(), w));
-            out.push(("embed.b".into(), b));
-        }
-        for (l, lw) in self.layers.iter().enumerate() {
-            if let Some(n) = &lw.ln1 {
-                out.push((format!("layers.{l}.ln1.g"), &n.g));
-                out.push((format!("layers.{l}.ln1.b"), &n.b));
-            }
-            out.push((format!("layers.{l}.wq"), &lw.wq));
-            out.push((format!("layers.{l}.wk"), &lw.wk));
-            out.push((format!("layers.{l}.wv"), &lw.wv));
-            out.push((format!("layers.{l}.wo"), &lw.wo));
-            if let (Some(bq), Some(bk), Some(bv), Some(bo)) = (&lw.bq, &lw.bk, &lw.bv, &lw.bo) {
-                out.push((format!("layers.{l}.bq"), bq));
-                out.push((format!("layers.{l}.bk"), bk));
-                out.push((format!("layers.{l}.bv"), bv));
-                out.push((format!("layers.{l}.bo"), bo));
-            }
-            if let Some(m) = &lw.mlp {
-                if let Some(n) = &lw.ln2 {
-                    out.push((format!("layers.{l}.ln2.g"), &n.g));
-                    out.push((format!("layers.{l}.ln2.b"), &n.b));
-                }
-                out.push((format!("layers.{l}.mlp.w1"), &m.w1));
-                out.push((format!("layers.{l}.mlp.b1"), &m.b1));
-                out.push((format!("layers.{l}.mlp.w2"), &m.w2));
-                out.push((format!("layers.{l}.mlp.b2"), &m.b2));
-            }
-        }
-        if let Some(n) = &self.final_ln {
-            out.push(("final_ln.g".into(), &n.g));
-            out.push(("final_ln.b".into(), &n.b));
-        }
-        out.push(("classifier.w".into(), &self.classifier_w));
-        if let Some(b) = &self.classifier_b {
-            out.push(("classifier.b".into(), b));
-        }
-        out
+        self.params()
+            .into_iter()
+            .map(|(k, l, p)| {
+                let name = if k.is_layer() {
+                    format!("layers.{l}.{}", k.suffix())
+                } else {
+                    k.suffix().into()
+                };
+                (name, &p[..])
+            })
+            .collect()
     }
 
     /// Bytes of weights this model owns (copied out of the blob); borrowed ones cost nothing.
     pub fn owned_bytes(&self) -> usize {
-        self.named_params()
+        self.params()
             .iter()
-            .filter(|p| matches!(p, Cow::Owned(_)))
-            .map(|p| p.len() * 4)
+            .filter(|(_, _, p)| matches!(p, Cow::Owned(_)))
+            .map(|(_, _, p)| p.len() * 4)
             .sum()
-    }
-
-    fn named_params(&self) -> Vec<&Param<'a>> {
-        let mut v: Vec<&Param<'a>> = Vec::new();
-        v.extend(self.input_mean.iter());
-        v.extend(self.input_std.iter());
-        v.extend(self.embed_w.iter());
-        v.extend(self.embed_b.iter());
-        for lw in &self.layers {
-            if let Some(n) = &lw.ln1 {
-                v.push(&n.g);
-                v.push(&n.b);
-            }
-            v.extend([&lw.wq, &lw.wk, &lw.wv, &lw.wo]);
-            v.extend(lw.bq.iter().chain(&lw.bk).chain(&lw.bv).chain(&lw.bo));
-            if let Some(n) = &lw.ln2 {
-                v.push(&n.g);
-                v.push(&n.b);
-            }
-            if let Some(m) = &lw.mlp {
-                v.extend([&m.w1, &m.b1, &m.w2, &m.b2]);
-            }
-        }
-        if let Some(n) = &self.final_ln {
-            v.push(&n.g);
-            v.push(&n.b);
-        }
-        v.push(&self.classifier_w);
-        v.extend(self.classifier_b.iter());
-        v
     }
 
     /// A copy that owns every tensor (no borrow of the blob).

@@ -4,7 +4,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use aether_head::{
-    Backend, HeadConfig, Pooling, Positional, RollingWindow, TemporalHead, Workspace,
+    AttentionBackend, HeadConfig, Pooling, Positional, RollingWindow, TemporalHead, Workspace,
 };
 use aether_kernel::SparsePattern;
 use proptest::prelude::*;
@@ -96,7 +96,16 @@ fn arb_case() -> impl Strategy<Value = Case> {
             let (mlp, input_norm, embed, pos, pre_norm, biases, final_norm) = opts;
             let (window, bs, g, causal, log_stride, landmarks) = pat;
             let (last, dense, seed, n, extra, bias_scale, running_norm) = rest;
-            let mut cfg = HeadConfig::v1(f, kvh * group, kvh, dh, layers, classes);
+            let mut cfg = HeadConfig::bare(aether_head::Dims {
+                input_dim: f,
+                d_model: f,
+                q_heads: kvh * group,
+                kv_heads: kvh,
+                head_dim: dh,
+                layers,
+                classes,
+                mlp_hidden: 0,
+            });
             cfg.mlp_hidden = mlp * 5;
             cfg.running_norm = running_norm;
             cfg.input_norm = input_norm;
@@ -114,10 +123,10 @@ fn arb_case() -> impl Strategy<Value = Case> {
             cfg.biases = biases;
             cfg.final_norm = final_norm;
             cfg.pooling = if last { Pooling::Last } else { Pooling::Mean };
-            cfg.backend = if dense {
-                Backend::Dense
+            cfg.attention = if dense {
+                AttentionBackend::Dense
             } else {
-                Backend::Sparse
+                AttentionBackend::Sparse
             };
             cfg.pattern = SparsePattern {
                 window,
@@ -250,7 +259,16 @@ fn default_head_at_window_256_is_absorbed_exact_and_small() {
 #[test]
 fn wide_model_keeps_keys_and_values() {
     // D = 40 ≥ 2·Hkv·dh = 32: storing k, v is smaller than the layer inputs.
-    let mut cfg = HeadConfig::v1(16, 4, 2, 8, 2, 4);
+    let mut cfg = HeadConfig::bare(aether_head::Dims {
+        input_dim: 16,
+        d_model: 16,
+        q_heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+        layers: 2,
+        classes: 4,
+        mlp_hidden: 0,
+    });
     cfg.embed = true;
     cfg.d_model = 40;
     let head = random_head(cfg, 7, 1.0);

@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use aether_head::{
-    Backend, HeadConfig, Pooling, Positional, RollingWindow, TemporalHead, Workspace,
+    AttentionBackend, HeadConfig, Pooling, Positional, RollingWindow, TemporalHead, Workspace,
 };
 
 struct Counting;
@@ -55,12 +55,21 @@ fn compact_layouts_do_not_allocate() {
     assert_eq!(count(|| drop(std::hint::black_box(vec![1u8]))).1, 1);
     // (d_model, backend, pooling): D 8 < 2·Hkv·dh = 16 is absorbed, D 24 stores k/v.
     for (d, backend, pooling) in [
-        (8usize, Backend::Sparse, Pooling::Mean),
-        (8, Backend::Dense, Pooling::Last),
-        (24, Backend::Sparse, Pooling::Last),
-        (24, Backend::Dense, Pooling::Mean),
+        (8usize, AttentionBackend::Sparse, Pooling::Mean),
+        (8, AttentionBackend::Dense, Pooling::Last),
+        (24, AttentionBackend::Sparse, Pooling::Last),
+        (24, AttentionBackend::Dense, Pooling::Mean),
     ] {
-        let mut cfg = HeadConfig::v1(6, 4, 2, 4, 2, 3);
+        let mut cfg = HeadConfig::bare(aether_head::Dims {
+            input_dim: 6,
+            d_model: 6,
+            q_heads: 4,
+            kv_heads: 2,
+            head_dim: 4,
+            layers: 2,
+            classes: 3,
+            mlp_hidden: 0,
+        });
         cfg.embed = true;
         cfg.d_model = d;
         cfg.input_norm = true;
@@ -69,7 +78,7 @@ fn compact_layouts_do_not_allocate() {
         cfg.biases = true;
         cfg.mlp_hidden = 10;
         cfg.final_norm = true;
-        cfg.backend = backend;
+        cfg.attention = backend;
         cfg.pooling = pooling;
         cfg.pattern.block_size = 4;
         cfg.pattern.window = 5;

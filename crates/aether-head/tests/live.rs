@@ -61,7 +61,16 @@ fn config(features: usize, running_norm: bool, last: bool, window: usize) -> Hea
             log_stride: true,
             landmarks: true,
         },
-        ..HeadConfig::v1(features, 2, 1, 8, 2, 3)
+        ..HeadConfig::bare(aether_head::Dims {
+            input_dim: features,
+            d_model: features,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 8,
+            layers: 2,
+            classes: 3,
+            mlp_hidden: 0,
+        })
     }
 }
 

@@ -3,8 +3,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use aether_head::{
-    Backend, EvictionPolicy, HeadConfig, HeadError, Pooling, Positional, RollingWindow, Stream,
-    StreamF16, TemporalHead, Workspace, RUNNING_NORM_FLOOR,
+    AttentionBackend, EvictionPolicy, HeadConfig, HeadError, Pooling, Positional, RollingWindow,
+    Stream, StreamF16, TemporalHead, Workspace, RUNNING_NORM_FLOOR,
 };
 use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
 use aether_kernel::{SparsePattern, Tensor3};
@@ -138,9 +138,9 @@ fn oracle(head: &TemporalHead<'_>, frames: &[f32]) -> Vec<f64> {
             c.head_dim,
         )
         .unwrap();
-        let a = match c.backend {
-            Backend::Sparse => naive_sparse_attention(&c.pattern, &q, &k, &v).unwrap(),
-            Backend::Dense => naive_dense_attention(&q, &k, &v, c.pattern.causal).unwrap(),
+        let a = match c.attention {
+            AttentionBackend::Sparse => naive_sparse_attention(&c.pattern, &q, &k, &v).unwrap(),
+            AttentionBackend::Dense => naive_dense_attention(&q, &k, &v, c.pattern.causal).unwrap(),
         };
         for t in 0..n {
             let at: Vec<f64> = a.row(t).unwrap().iter().map(|&v| v as f64).collect();
@@ -236,7 +236,16 @@ fn arb_case(causal_only: bool) -> impl Strategy<Value = Case> {
             let (mlp, input_norm, embed, pos, pre_norm, biases, final_norm) = opts;
             let (window, bs, g, causal, log_stride, landmarks) = pat;
             let (last, dense, seed, n, running_norm) = rest;
-            let mut cfg = HeadConfig::v1(f, kvh * group, kvh, dh, layers, classes);
+            let mut cfg = HeadConfig::bare(aether_head::Dims {
+                input_dim: f,
+                d_model: f,
+                q_heads: kvh * group,
+                kv_heads: kvh,
+                head_dim: dh,
+                layers,
+                classes,
+                mlp_hidden: 0,
+            });
             cfg.mlp_hidden = mlp * 5;
             cfg.running_norm = running_norm;
             cfg.input_norm = input_norm;
@@ -253,10 +262,10 @@ fn arb_case(causal_only: bool) -> impl Strategy<Value = Case> {
             cfg.biases = biases;
             cfg.final_norm = final_norm;
             cfg.pooling = if last { Pooling::Last } else { Pooling::Mean };
-            cfg.backend = if dense {
-                Backend::Dense
+            cfg.attention = if dense {
+                AttentionBackend::Dense
             } else {
-                Backend::Sparse
+                AttentionBackend::Sparse
             };
             cfg.pattern = SparsePattern {
                 window,
@@ -352,27 +361,45 @@ proptest! {
 
 #[test]
 fn dense_override_is_dense_attention_and_saturated_sparse_agrees() {
-    let mut cfg = HeadConfig::v1(4, 4, 2, 8, 2, 3);
+    let mut cfg = HeadConfig::bare(aether_head::Dims {
+        input_dim: 4,
+        d_model: 4,
+        q_heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+        layers: 2,
+        classes: 3,
+        mlp_hidden: 0,
+    });
     cfg.pattern.landmarks = false;
     cfg.pattern.window = 64;
     let head = random_head(cfg, 5);
     let frames = Rng(9).vec(40 * 4, 2.0);
     let sparse = head.forward(&frames).unwrap();
-    let dense_head = head.clone().with_backend(Backend::Dense);
+    let dense_head = head.clone().with_backend(AttentionBackend::Dense);
     let dense = dense_head.forward(&frames).unwrap();
     let want = oracle(&dense_head, &frames);
     for ((s, d), w) in sparse.iter().zip(&dense).zip(&want) {
         assert!((s - d).abs() < 1e-5 && (*d as f64 - w).abs() < 1e-4);
     }
     // With the default (narrow) pattern the two differ.
-    let mut cfg = HeadConfig::v1(4, 4, 2, 8, 2, 3);
+    let mut cfg = HeadConfig::bare(aether_head::Dims {
+        input_dim: 4,
+        d_model: 4,
+        q_heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+        layers: 2,
+        classes: 3,
+        mlp_hidden: 0,
+    });
     cfg.pattern.window = 2;
     let head = random_head(cfg, 5);
     let frames = Rng(9).vec(200 * 4, 2.0);
     let s = head.forward(&frames).unwrap();
     let d = head
         .clone()
-        .with_backend(Backend::Dense)
+        .with_backend(AttentionBackend::Dense)
         .forward(&frames)
         .unwrap();
     assert!(s.iter().zip(&d).any(|(a, b)| (a - b).abs() > 1e-4));
@@ -380,7 +407,19 @@ fn dense_override_is_dense_attention_and_saturated_sparse_agrees() {
 
 #[test]
 fn invalid_input_is_refused_and_state_is_unchanged() {
-    let head = random_head(HeadConfig::v1(3, 2, 1, 4, 2, 2), 11);
+    let head = random_head(
+        HeadConfig::bare(aether_head::Dims {
+            input_dim: 3,
+            d_model: 3,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            layers: 2,
+            classes: 2,
+            mlp_hidden: 0,
+        }),
+        11,
+    );
     let mut s = Stream::new(&head, 8, EvictionPolicy::Error).unwrap();
     let mut fresh = Stream::new(&head, 8, EvictionPolicy::Error).unwrap();
     s.push(&head, &[0.1, 0.2, 0.3]).unwrap();
@@ -436,7 +475,19 @@ fn invalid_input_is_refused_and_state_is_unchanged() {
         head.forward_into(&[0.0; 3], &mut ws, &mut [0.0; 3]),
         Err(HeadError::OutputLen { .. })
     ));
-    let other = random_head(HeadConfig::v1(3, 2, 2, 4, 2, 2), 1);
+    let other = random_head(
+        HeadConfig::bare(aether_head::Dims {
+            input_dim: 3,
+            d_model: 3,
+            q_heads: 2,
+            kv_heads: 2,
+            head_dim: 4,
+            layers: 2,
+            classes: 2,
+            mlp_hidden: 0,
+        }),
+        1,
+    );
     assert_eq!(
         other.forward_into(&[0.0; 3], &mut ws, &mut l),
         Err(HeadError::WorkspaceMismatch)
@@ -448,7 +499,16 @@ fn invalid_input_is_refused_and_state_is_unchanged() {
     assert!(rw.push(&[f32::NAN, 0.0, 0.0]).is_err());
     assert!(rw.is_empty());
 
-    let mut cfg = HeadConfig::v1(3, 2, 1, 4, 2, 2);
+    let mut cfg = HeadConfig::bare(aether_head::Dims {
+        input_dim: 3,
+        d_model: 3,
+        q_heads: 2,
+        kv_heads: 1,
+        head_dim: 4,
+        layers: 2,
+        classes: 2,
+        mlp_hidden: 0,
+    });
     cfg.pattern.causal = false;
     assert!(matches!(
         Stream::new(&random_head(cfg, 3), 8, EvictionPolicy::Error),
@@ -459,7 +519,19 @@ fn invalid_input_is_refused_and_state_is_unchanged() {
 
 #[test]
 fn huge_finite_input_is_an_error_not_nan() {
-    let head = random_head(HeadConfig::v1(3, 2, 1, 4, 2, 2), 11);
+    let head = random_head(
+        HeadConfig::bare(aether_head::Dims {
+            input_dim: 3,
+            d_model: 3,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 4,
+            layers: 2,
+            classes: 2,
+            mlp_hidden: 0,
+        }),
+        11,
+    );
     match head.forward(&[3e38, -3e38, 3e38, 3e38, 3e38, -3e38]) {
         Ok(l) => assert!(l.iter().all(|x| x.is_finite())),
         Err(e) => assert_eq!(e, HeadError::NumericOverflow),

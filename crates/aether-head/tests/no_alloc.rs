@@ -5,7 +5,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use aether_head::{
-    Backend, EvictionPolicy, HeadConfig, Pooling, RollingWindow, Stream, TemporalHead, Workspace,
+    AttentionBackend, EvictionPolicy, HeadConfig, Pooling, RollingWindow, Stream, TemporalHead,
+    Workspace,
 };
 
 /// Counts the allocations of the current thread while its `COUNTING` flag is set (the test
@@ -61,11 +62,11 @@ fn hot_paths_do_not_allocate() {
     // The counter sees this thread's allocations.
     assert_eq!(count(|| drop(std::hint::black_box(vec![1u8]))).1, 1);
     for (backend, pooling, mlp) in [
-        (Backend::Sparse, Pooling::Mean, 0),
-        (Backend::Dense, Pooling::Last, 8),
+        (AttentionBackend::Sparse, Pooling::Mean, 0),
+        (AttentionBackend::Dense, Pooling::Last, 8),
     ] {
         let mut cfg = HeadConfig::aether_default();
-        cfg.backend = backend;
+        cfg.attention = backend;
         cfg.pooling = pooling;
         cfg.mlp_hidden = mlp;
         cfg.pre_norm = mlp > 0;

@@ -3,7 +3,7 @@
 //! refusal of v1 for options v1 cannot express; import round trip.
 #![cfg(feature = "train")]
 
-use aether_head::train::{Architecture, AttentionKind, ExportInfo, Model, Pooling};
+use aether_head::train::{Architecture, AttentionBackend, ExportInfo, Model, Pooling, Positional};
 use aether_head::TemporalHead;
 use aether_kernel::SparsePattern;
 use aether_rvne::{BlobView, DType, ModelFile};
@@ -59,7 +59,7 @@ fn full(f: usize) -> Architecture {
         kv_heads: 2,
         head_dim: 6,
         mlp_hidden: 10,
-        ..Architecture::default_for(f, 3)
+        ..Architecture::trainable(f, 3)
     }
 }
 
@@ -81,18 +81,35 @@ fn v2_export_matches_head_for_every_option() {
         (
             "custom sparse",
             Architecture {
-                attention: AttentionKind::Sparse(small),
+                attention: AttentionBackend::Sparse,
+                pattern: small,
                 ..b.clone()
             },
         ),
         (
             "dense",
             Architecture {
-                attention: AttentionKind::Dense { causal: false },
+                attention: AttentionBackend::Dense,
+                pattern: SparsePattern {
+                    causal: false,
+                    ..SparsePattern::default()
+                },
                 ..b.clone()
             },
         ),
-        ("bare v1 as v2", Architecture::v1(5, 3, 2, 4, 1, 8)),
+        (
+            "bare v1 as v2",
+            Architecture::bare(aether_head::Dims {
+                input_dim: 5,
+                d_model: 5,
+                q_heads: 4,
+                kv_heads: 1,
+                head_dim: 8,
+                layers: 2,
+                classes: 3,
+                mlp_hidden: 0,
+            }),
+        ),
         (
             "running norm",
             Architecture {
@@ -104,7 +121,16 @@ fn v2_export_matches_head_for_every_option() {
             "running norm, bare",
             Architecture {
                 running_norm: true,
-                ..Architecture::v1(5, 3, 2, 4, 1, 8)
+                ..Architecture::bare(aether_head::Dims {
+                    input_dim: 5,
+                    d_model: 5,
+                    q_heads: 4,
+                    kv_heads: 1,
+                    head_dim: 8,
+                    layers: 2,
+                    classes: 3,
+                    mlp_hidden: 0,
+                })
             },
         ),
     ]);
@@ -134,7 +160,19 @@ fn v2_export_matches_head_for_every_option() {
 
 #[test]
 fn v1_export_of_the_bare_architecture() {
-    let m = model(Architecture::v1(16, 4, 2, 4, 1, 32), 9);
+    let m = model(
+        Architecture::bare(aether_head::Dims {
+            input_dim: 16,
+            d_model: 16,
+            q_heads: 4,
+            kv_heads: 1,
+            head_dim: 32,
+            layers: 2,
+            classes: 4,
+            mlp_hidden: 0,
+        }),
+        9,
+    );
     let bytes = m.to_v1_bytes(DType::F32).unwrap();
     assert_eq!(BlobView::parse(&bytes).unwrap().version(), 1);
     assert_eq!(bytes.len(), 28 + 4 * m.params().len());
@@ -143,7 +181,16 @@ fn v1_export_of_the_bare_architecture() {
 
 #[test]
 fn v1_export_refuses_what_v1_cannot_express() {
-    let b = Architecture::v1(4, 2, 1, 2, 1, 4);
+    let b = Architecture::bare(aether_head::Dims {
+        input_dim: 4,
+        d_model: 4,
+        q_heads: 2,
+        kv_heads: 1,
+        head_dim: 4,
+        layers: 1,
+        classes: 2,
+        mlp_hidden: 0,
+    });
     let refused = [
         Architecture {
             biases: true,
@@ -162,14 +209,19 @@ fn v1_export_refuses_what_v1_cannot_express() {
             ..b.clone()
         },
         Architecture {
-            attention: AttentionKind::Dense { causal: true },
+            attention: AttentionBackend::Dense,
+            pattern: SparsePattern {
+                causal: true,
+                ..SparsePattern::default()
+            },
             ..b.clone()
         },
         Architecture {
-            attention: AttentionKind::Sparse(SparsePattern {
+            attention: AttentionBackend::Sparse,
+            pattern: SparsePattern {
                 window: 8,
                 ..SparsePattern::default()
-            }),
+            },
             ..b.clone()
         },
         full(4),
@@ -237,22 +289,34 @@ mod random_architectures {
                         running_norm: o[1],
                         input_norm: o[2],
                         embed,
-                        positional: o[3],
+                        positional: if o[3] {
+                            Positional::Sinusoidal
+                        } else {
+                            Positional::None
+                        },
                         pre_norm: o[4],
                         biases: o[5],
                         final_norm: o[6],
                         pooling: if o[7] { Pooling::Last } else { Pooling::Mean },
                         attention: if o[8] {
-                            AttentionKind::Dense { causal }
+                            AttentionBackend::Dense
                         } else {
-                            AttentionKind::Sparse(SparsePattern {
+                            AttentionBackend::Sparse
+                        },
+                        pattern: if o[8] {
+                            SparsePattern {
+                                causal,
+                                ..SparsePattern::default()
+                            }
+                        } else {
+                            SparsePattern {
                                 window: w,
                                 block_size: bs,
                                 global_tokens: vec![0],
                                 causal,
                                 log_stride: ls,
                                 landmarks: lm,
-                            })
+                            }
                         },
                     }
                 },

@@ -2,7 +2,7 @@
 //! every architecture option on and off, sparse and dense attention, and GQA.
 #![cfg(feature = "train")]
 
-use aether_head::train::{Architecture, AttentionKind, Model, Pooling, Window};
+use aether_head::train::{Architecture, AttentionBackend, Model, Pooling, Positional, Window};
 use aether_kernel::SparsePattern;
 
 fn frames(n: usize, f: usize, seed: u64) -> Vec<f32> {
@@ -41,12 +41,13 @@ fn base() -> Architecture {
         running_norm: true,
         input_norm: true,
         embed: true,
-        positional: true,
+        positional: Positional::Sinusoidal,
         pre_norm: true,
         biases: true,
         final_norm: true,
         pooling: Pooling::Mean,
-        attention: AttentionKind::Sparse(small_pattern(true)),
+        attention: AttentionBackend::Sparse,
+        pattern: small_pattern(true),
     }
 }
 
@@ -161,27 +162,38 @@ fn each_option_off() {
 #[test]
 fn attention_variants() {
     let b = base();
+    let dense = |causal| SparsePattern {
+        causal,
+        ..SparsePattern::default()
+    };
     let kinds = [
         (
             "sparse non-causal",
-            AttentionKind::Sparse(small_pattern(false)),
+            AttentionBackend::Sparse,
+            small_pattern(false),
         ),
-        ("sparse default", AttentionKind::default()),
+        (
+            "sparse default",
+            AttentionBackend::Sparse,
+            SparsePattern::default(),
+        ),
         (
             "sparse block 1, no log-stride",
-            AttentionKind::Sparse(SparsePattern {
+            AttentionBackend::Sparse,
+            SparsePattern {
                 block_size: 1,
                 log_stride: false,
                 ..small_pattern(true)
-            }),
+            },
         ),
-        ("dense causal", AttentionKind::Dense { causal: true }),
-        ("dense", AttentionKind::Dense { causal: false }),
+        ("dense causal", AttentionBackend::Dense, dense(true)),
+        ("dense", AttentionBackend::Dense, dense(false)),
     ];
-    for (name, attention) in kinds {
+    for (name, attention, pattern) in kinds {
         check(
             Architecture {
                 attention,
+                pattern,
                 ..b.clone()
             },
             None,
@@ -192,7 +204,16 @@ fn attention_variants() {
 
 #[test]
 fn bare_v1_architecture() {
-    let arch = Architecture::v1(3, 2, 2, 2, 1, 4);
+    let arch = Architecture::bare(aether_head::Dims {
+        input_dim: 3,
+        d_model: 3,
+        q_heads: 2,
+        kv_heads: 1,
+        head_dim: 4,
+        layers: 2,
+        classes: 2,
+        mlp_hidden: 0,
+    });
     assert!(arch.is_v1_compatible());
     check(arch, None, "v1");
 }

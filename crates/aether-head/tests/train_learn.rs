@@ -7,9 +7,10 @@ use std::f32::consts::TAU;
 use std::ops::ControlFlow;
 
 use aether_head::train::{
-    report_from_logits, train, Architecture, AttentionKind, Augment, Model, Monitor, TrainConfig,
-    TrainEvent, Window,
+    report_from_logits, train, Architecture, AttentionBackend, Augment, Model, Monitor,
+    TrainConfig, TrainEvent, Window,
 };
+use aether_kernel::SparsePattern;
 
 /// Two classes by frequency content: class 0 slow (0.02 cycles/frame), class 1 fast
 /// (0.2 cycles/frame), random phase, amplitude and offset per feature, plus noise.
@@ -56,7 +57,7 @@ fn small_arch(f: usize) -> Architecture {
         kv_heads: 1,
         head_dim: 8,
         mlp_hidden: 16,
-        ..Architecture::default_for(f, 2)
+        ..Architecture::trainable(f, 2)
     }
 }
 
@@ -92,7 +93,16 @@ fn bare_v1_learns_too() {
         seed: 5,
         ..TrainConfig::default()
     };
-    let arch = Architecture::v1(4, 2, 2, 2, 1, 8);
+    let arch = Architecture::bare(aether_head::Dims {
+        input_dim: 4,
+        d_model: 4,
+        q_heads: 2,
+        kv_heads: 1,
+        head_dim: 8,
+        layers: 2,
+        classes: 2,
+        mlp_hidden: 0,
+    });
     let out = train(arch, &cfg, &w, &[], |_| ControlFlow::Continue(())).unwrap();
     let first = out.history[0].train_loss;
     let last = out.history.last().unwrap().train_loss;
@@ -123,7 +133,11 @@ fn deterministic_for_a_seed_regardless_of_threads() {
             ..TrainConfig::default()
         };
         let arch = Architecture {
-            attention: AttentionKind::Dense { causal: false },
+            attention: AttentionBackend::Dense,
+            pattern: SparsePattern {
+                causal: false,
+                ..SparsePattern::default()
+            },
             ..small_arch(3)
         };
         train(arch, &cfg, &w, &w[..5], |_| ControlFlow::Continue(()))

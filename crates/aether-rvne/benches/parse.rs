@@ -10,7 +10,16 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");
     for layers in [2usize, 16, 128, 512] {
-        let dims = Dims::v1(16, 4, 1, 32, layers, 4);
+        let dims = Dims {
+            input_dim: 16,
+            d_model: 16,
+            q_heads: 4,
+            kv_heads: 1,
+            head_dim: 32,
+            layers,
+            classes: 4,
+            mlp_hidden: 0,
+        };
         let m = reference_init(&ModelMeta::v1_defaults(dims), 1, DType::F32).unwrap();
         for (label, bytes) in [
             ("v1", m.to_v1_bytes(DType::F32).unwrap()),

@@ -12,7 +12,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).ok_or("usage: write_samples DIR")?);
     std::fs::create_dir_all(&dir)?;
     let tiny = reference_init(
-        &ModelMeta::v1_defaults(Dims::v1(2, 2, 1, 2, 2, 2)),
+        &ModelMeta::v1_defaults(Dims {
+            input_dim: 2,
+            d_model: 2,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 2,
+            layers: 2,
+            classes: 2,
+            mlp_hidden: 0,
+        }),
         7,
         DType::F32,
     )?;

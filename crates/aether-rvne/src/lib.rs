@@ -43,8 +43,8 @@ pub use init::{reference_init, reference_init_v1_bytes};
 pub use init::{XorShift64Star, REFERENCE_SEED};
 pub use meta::{
     feature, Architecture, AttentionBackend, DType, Dims, ModelMeta, Part, PatternSpec, Pooling,
-    Positional, Shape, TensorKind, TensorSpec, TensorSpecs, INPUT_Q_COLS, LN_Q_COLS, MAX_GLOBALS,
-    MAX_RANK, POS_Q_COLS, RQ_COLS,
+    Positional, Role, Shape, TensorKind, TensorSpec, TensorSpecs, INPUT_Q_COLS, LN_Q_COLS,
+    MAX_GLOBALS, MAX_RANK, POS_Q_COLS, RQ_COLS,
 };
 pub use name::{Name, MAX_NAME_LEN};
 #[cfg(feature = "alloc")]

@@ -170,7 +170,7 @@ pub struct Dims {
 }
 
 impl Dims {
-    /// The AETHER default of FACTS.md: F = D = 16, Hq 4, Hkv 1, dh 32, L 2, C 4, no MLP.
+    /// The AETHER default: F = D = 16, Hq 4, Hkv 1, dh 32, L 2, C 4, no MLP.
     pub const AETHER_DEFAULT: Dims = Dims {
         input_dim: 16,
         d_model: 16,
@@ -181,53 +181,35 @@ impl Dims {
         classes: 4,
         mlp_hidden: 0,
     };
-
-    /// v1-style dims (`D = F`, no MLP).
-    pub const fn v1(
-        input_dim: usize,
-        q_heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        layers: usize,
-        classes: usize,
-    ) -> Dims {
-        Dims {
-            input_dim,
-            d_model: input_dim,
-            q_heads,
-            kv_heads,
-            head_dim,
-            layers,
-            classes,
-            mlp_hidden: 0,
-        }
-    }
 }
 
 /// Positional signal added after the embedding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Positional {
-    /// None.
+    /// None (v1).
+    #[default]
     None,
     /// `pe(t)[2c] = sin(t / 10000^(2c/D))`, `pe(t)[2c+1] = cos(…)`.
     Sinusoidal,
 }
 
 /// How per-position outputs are pooled before the classifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Pooling {
-    /// Mean over all positions.
+    /// Mean over all positions (the default).
+    #[default]
     Mean,
     /// The last position.
     Last,
 }
 
 /// Which attention the layers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum AttentionBackend {
-    /// Sparse attention with the file's pattern.
+    /// Sparse attention with the model's pattern (the default).
+    #[default]
     Sparse,
-    /// Dense attention (the pattern's `causal` flag still applies).
+    /// Dense softmax attention over all positions (the pattern's `causal` flag still applies).
     Dense,
 }
 
@@ -895,42 +877,93 @@ impl TensorKind {
 }
 
 /// One stored tensor slot: a tensor kind and which part of it.
+/// What a tensor does in the model: how training initialises it and whether weight
+/// decay applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Input statistics (`input.mean`, `input.std`): measured on the data, not trained.
+    Statistic,
+    /// A weight matrix `[in × out]` (initialised randomly, decayed).
+    Weight,
+    /// A bias or layer-norm shift (initialised to 0, not decayed).
+    Bias,
+    /// A layer-norm gain (initialised to 1, not decayed).
+    Gain,
+    /// An integer model's lookup or requantisation table (int8 only).
+    Quant,
+}
+
+impl TensorKind {
+    /// A float model's tensors before the layers, in canonical order (each present or
+    /// not depending on the options).
+    pub const FLOAT_PRE: [TensorKind; 4] = [
+        TensorKind::InputMean,
+        TensorKind::InputStd,
+        TensorKind::EmbedW,
+        TensorKind::EmbedB,
+    ];
+    /// A float model's tensors of each layer, in canonical order.
+    pub const FLOAT_LAYER: [TensorKind; 16] = [
+        TensorKind::Ln1G,
+        TensorKind::Ln1B,
+        TensorKind::Wq,
+        TensorKind::Wk,
+        TensorKind::Wv,
+        TensorKind::Wo,
+        TensorKind::Bq,
+        TensorKind::Bk,
+        TensorKind::Bv,
+        TensorKind::Bo,
+        TensorKind::Ln2G,
+        TensorKind::Ln2B,
+        TensorKind::MlpW1,
+        TensorKind::MlpB1,
+        TensorKind::MlpW2,
+        TensorKind::MlpB2,
+    ];
+    /// A float model's tensors after the layers, in canonical order.
+    pub const FLOAT_POST: [TensorKind; 4] = [
+        TensorKind::FinalLnG,
+        TensorKind::FinalLnB,
+        TensorKind::ClassifierW,
+        TensorKind::ClassifierB,
+    ];
+
+    /// The role of this tensor's data part.
+    pub const fn role(self) -> Role {
+        use TensorKind::*;
+        match self {
+            InputMean | InputStd => Role::Statistic,
+            EmbedW | Wq | Wk | Wv | Wo | MlpW1 | MlpW2 | ClassifierW => Role::Weight,
+            EmbedB | Bq | Bk | Bv | Bo | MlpB1 | MlpB2 | ClassifierB | Ln1B | Ln2B | FinalLnB => {
+                Role::Bias
+            }
+            Ln1G | Ln2G | FinalLnG => Role::Gain,
+            InputQ | PosQ | Ln1Q | Ln2Q | FinalLnQ => Role::Quant,
+        }
+    }
+}
+
 type Slot = (TensorKind, Part);
 
 const fn d(k: TensorKind) -> Slot {
     (k, Part::Data)
 }
 
-const PRE_SLOTS: [Slot; 4] = [
-    d(TensorKind::InputMean),
-    d(TensorKind::InputStd),
-    d(TensorKind::EmbedW),
-    d(TensorKind::EmbedB),
-];
-const LAYER_SLOTS: [Slot; 16] = [
-    d(TensorKind::Ln1G),
-    d(TensorKind::Ln1B),
-    d(TensorKind::Wq),
-    d(TensorKind::Wk),
-    d(TensorKind::Wv),
-    d(TensorKind::Wo),
-    d(TensorKind::Bq),
-    d(TensorKind::Bk),
-    d(TensorKind::Bv),
-    d(TensorKind::Bo),
-    d(TensorKind::Ln2G),
-    d(TensorKind::Ln2B),
-    d(TensorKind::MlpW1),
-    d(TensorKind::MlpB1),
-    d(TensorKind::MlpW2),
-    d(TensorKind::MlpB2),
-];
-const POST_SLOTS: [Slot; 4] = [
-    d(TensorKind::FinalLnG),
-    d(TensorKind::FinalLnB),
-    d(TensorKind::ClassifierW),
-    d(TensorKind::ClassifierB),
-];
+/// The data slots of `kinds`, in order.
+const fn data_slots<const N: usize>(kinds: [TensorKind; N]) -> [Slot; N] {
+    let mut out = [d(TensorKind::InputMean); N];
+    let mut i = 0;
+    while i < N {
+        out[i] = d(kinds[i]);
+        i += 1;
+    }
+    out
+}
+
+const PRE_SLOTS: [Slot; 4] = data_slots(TensorKind::FLOAT_PRE);
+const LAYER_SLOTS: [Slot; 16] = data_slots(TensorKind::FLOAT_LAYER);
+const POST_SLOTS: [Slot; 4] = data_slots(TensorKind::FLOAT_POST);
 
 const PRE_SLOTS_INT8: [Slot; 5] = [
     d(TensorKind::InputQ),
@@ -1007,6 +1040,14 @@ impl TensorSpec {
     /// Element count, `None` on overflow.
     pub fn numel(&self) -> Option<usize> {
         self.shape.numel()
+    }
+
+    /// What the tensor does (a matrix's scales and requantisation table are [`Role::Quant`]).
+    pub fn role(&self) -> Role {
+        match self.part {
+            Part::Data => self.kind.role(),
+            Part::Scale | Part::Rq => Role::Quant,
+        }
     }
 }
 

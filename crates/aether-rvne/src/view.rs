@@ -327,7 +327,16 @@ impl<'a> BlobView<'a> {
             });
         }
         let crc = check_crc(bytes)?;
-        let dims = Dims::v1(h(8), h(10), h(12), h(14), h(16), h(18));
+        let dims = Dims {
+            input_dim: h(8),
+            d_model: h(8),
+            q_heads: h(10),
+            kv_heads: h(12),
+            head_dim: h(14),
+            layers: h(16),
+            classes: h(18),
+            mlp_hidden: 0,
+        };
         let meta = ModelMeta::v1_defaults(dims);
         meta.validate()?;
         let dtype = if flags & 1 == 1 {

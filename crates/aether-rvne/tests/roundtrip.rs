@@ -202,7 +202,7 @@ proptest! {
         c in 2usize..7, seed in any::<u64>(), f16 in any::<bool>()
     ) {
         let dt = if f16 { DType::F16 } else { DType::F32 };
-        let dims = Dims::v1(f, kv * r, kv, dh, l, c);
+        let dims = Dims { input_dim: f, d_model: f, q_heads: kv * r, kv_heads: kv, head_dim: dh, layers: l, classes: c, mlp_hidden: 0 };
         let v1 = aether_rvne::reference_init_v1_bytes(&dims, seed, dt).unwrap();
         let view = BlobView::parse(&v1).unwrap();
         prop_assert!(view.meta().defaults_assumed);

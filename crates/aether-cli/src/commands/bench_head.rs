@@ -5,7 +5,7 @@
 //! Timing is `aether bench`'s: mean thread CPU time per call (wall time where the
 //! platform has no per-thread CPU clock), so a loaded machine does not inflate it.
 
-use aether_head::{Backend, EvictionPolicy, HeadConfig, Stream, TemporalHead, Workspace};
+use aether_head::{AttentionBackend, EvictionPolicy, HeadConfig, Stream, TemporalHead, Workspace};
 use anyhow::Result;
 use serde_json::json;
 
@@ -28,7 +28,7 @@ pub fn run(quick: bool, print: bool) -> Result<serde_json::Value> {
     let cfg = HeadConfig::aether_default();
     let w = reference_weights(&cfg);
     let sparse = TemporalHead::from_flat(cfg.clone(), &w)?;
-    let dense = sparse.clone().with_backend(Backend::Dense);
+    let dense = sparse.clone().with_backend(AttentionBackend::Dense);
     let budget = if quick { 0.05 } else { 0.3 };
     let fmt = |ms: f64| {
         if ms >= 1.0 {

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
 use aether_head::math::softmax;
-use aether_head::{Backend, LiveStream, RollingWindow, TemporalHead};
+use aether_head::{AttentionBackend, LiveStream, RollingWindow, TemporalHead};
 use aether_quant::{QLiveStream, QWorkspace, QuantHead};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
@@ -195,8 +195,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut head = TemporalHead::from_view(&view)
         .with_context(|| format!("{model_name}: cannot build the model"))?;
     match args.backend.as_deref() {
-        Some("dense") => head.set_backend(Backend::Dense),
-        Some("sparse") => head.set_backend(Backend::Sparse),
+        Some("dense") => head.set_backend(AttentionBackend::Dense),
+        Some("sparse") => head.set_backend(AttentionBackend::Sparse),
         _ => {}
     }
     let cfg = head.config().clone();

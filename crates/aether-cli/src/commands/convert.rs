@@ -388,14 +388,13 @@ fn infer_meta(tensors: &[Tensor]) -> ModelMeta {
         shape("classifier.w"),
     ) {
         if q.len() == 2 && k.len() == 2 && c.len() == 2 {
-            dims = Dims::v1(
-                q[0],
-                dims.q_heads,
-                dims.kv_heads,
-                dims.head_dim,
-                layers.max(1),
-                c[1],
-            );
+            dims = Dims {
+                input_dim: q[0],
+                d_model: q[0],
+                layers: layers.max(1),
+                classes: c[1],
+                ..dims
+            };
             let dh = dims.head_dim;
             if q[1] % dh == 0 && k[1] % dh == 0 {
                 dims.q_heads = q[1] / dh;

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use aether_data::dataset::{ShortPolicy, WindowConfig};
-use aether_head::{Backend, TemporalHead};
+use aether_head::{AttentionBackend, TemporalHead};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -130,7 +130,11 @@ impl LoadedModel {
 
     /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head (the
     /// integer head for an int8 model; its logits converted to f32 exactly).
-    pub fn logits(&self, backend: Option<Backend>, windows: &[&[f32]]) -> Result<Vec<f32>> {
+    pub fn logits(
+        &self,
+        backend: Option<AttentionBackend>,
+        windows: &[&[f32]],
+    ) -> Result<Vec<f32>> {
         if self.int8 {
             if backend.is_some() {
                 bail!("--backend cannot override the attention of an int8 model");
@@ -208,8 +212,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--window and --stride must be positive");
     }
     let backend = match args.backend.as_deref() {
-        Some("dense") => Some(Backend::Dense),
-        Some("sparse") => Some(Backend::Sparse),
+        Some("dense") => Some(AttentionBackend::Dense),
+        Some("sparse") => Some(AttentionBackend::Sparse),
         _ => None,
     };
     let e = evaluate(&ds, &indices, window, |w| m.logits(backend, w))?;

@@ -26,8 +26,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use aether_head::train::{AttentionKind, Model};
-use aether_head::{Backend, TemporalHead};
+use aether_head::train::Model;
+use aether_head::TemporalHead;
 use anyhow::{bail, Result};
 use serde_json::json;
 
@@ -248,10 +248,7 @@ pub fn run(args: Args) -> Result<()> {
             let embeddings = model.embeddings_batch(&test.slices())?;
             let bytes = model_bytes(&fitted, &ds, &hash, false, false)?;
             let mut head = TemporalHead::from_blob(&bytes)?;
-            head.set_backend(match model.arch().attention {
-                AttentionKind::Sparse(_) => Backend::Sparse,
-                AttentionKind::Dense { .. } => Backend::Dense,
-            });
+            head.set_backend(model.arch().attention);
             let latency_ms = median_forward_ms(&head, &probe, args.repeats)?;
             sides.push(Side {
                 eval,

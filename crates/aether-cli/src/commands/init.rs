@@ -68,14 +68,16 @@ pub struct Args {
 
 /// Runs `aether init`.
 pub fn run(a: Args) -> Result<()> {
-    let dims = Dims::v1(
-        a.input_dim,
-        a.q_heads,
-        a.kv_heads,
-        a.head_dim,
-        a.layers,
-        a.classes,
-    );
+    let dims = Dims {
+        input_dim: a.input_dim,
+        d_model: a.input_dim,
+        q_heads: a.q_heads,
+        kv_heads: a.kv_heads,
+        head_dim: a.head_dim,
+        layers: a.layers,
+        classes: a.classes,
+        mlp_hidden: 0,
+    };
     let dtype = DType::from(a.dtype);
     let meta = ModelMeta::v1_defaults(dims);
     meta.validate().context("invalid model shape")?;

@@ -25,8 +25,8 @@ use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_data::{Dataset, LoadReport};
 use aether_head::train::{
     provenance, report_from_logits, report_from_votes, train as train_head, vote_by_recording,
-    Architecture, AttentionKind, Augment, ClassificationReport, EpochStats, ExportInfo, Model,
-    Monitor, TrainConfig, TrainEvent, TrainOutcome, Window,
+    Architecture, AttentionBackend, Augment, ClassificationReport, EpochStats, ExportInfo, Model,
+    Monitor, Positional, TrainConfig, TrainEvent, TrainOutcome, Window,
 };
 use aether_rvne::DType;
 use anyhow::{bail, Result};
@@ -208,7 +208,7 @@ impl Default for TrainOpts {
 impl TrainOpts {
     /// Checks what can be checked before reading any data: the `--arch` name.
     pub fn check(&self) -> Result<()> {
-        let names: Vec<&str> = Architecture::default_for(1, 2)
+        let names: Vec<&str> = Architecture::trainable(1, 2)
             .ablations()
             .iter()
             .map(|(n, _)| *n)
@@ -396,7 +396,7 @@ impl WindowSet {
 
 /// The architecture named by `opts` (`--arch`, `--attention`, `--d-model`, `--layers`).
 pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<Architecture> {
-    let mut base = Architecture::default_for(features, classes);
+    let mut base = Architecture::trainable(features, classes);
     if let Some(d) = opts.d_model {
         base.d_model = d;
     }
@@ -404,7 +404,7 @@ pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<
         base.layers = l;
     }
     if opts.attention == "dense" {
-        base.attention = AttentionKind::Dense { causal: true };
+        base.attention = AttentionBackend::Dense;
     }
     let variants = base.ablations();
     let Some((_, arch)) = variants.iter().find(|(n, _)| *n == opts.arch) else {
@@ -420,10 +420,10 @@ pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<
     };
     let mut arch = arch.clone();
     if opts.attention == "dense" {
-        arch.attention = AttentionKind::Dense { causal: true };
+        arch.attention = AttentionBackend::Dense;
     }
     arch.running_norm |= opts.running_norm;
-    arch.validate()?;
+    arch.check_trainable()?;
     Ok(arch)
 }
 
@@ -745,12 +745,13 @@ pub fn data_metadata(hash: &str, f: &Fitted, ds: &Dataset) -> Vec<(String, Strin
 
 /// A short description of an architecture's options.
 pub fn arch_label(a: &Architecture) -> String {
-    let att = match &a.attention {
-        AttentionKind::Sparse(p) => format!(
+    let p = &a.pattern;
+    let att = match a.attention {
+        AttentionBackend::Sparse => format!(
             "sparse(w{} b{} g{:?} log{} lm{})",
             p.window, p.block_size, p.global_tokens, p.log_stride, p.landmarks
         ),
-        AttentionKind::Dense { causal } => format!("dense(causal {causal})"),
+        AttentionBackend::Dense => format!("dense(causal {})", p.causal),
     };
     format!(
         "D{} L{} Hq{} Hkv{} dh{} mlp{} run{} norm{} embed{} pos{} prenorm{} bias{} final{} pool {:?} {att}",
@@ -763,7 +764,7 @@ pub fn arch_label(a: &Architecture) -> String {
         a.running_norm as u8,
         a.input_norm as u8,
         a.embed as u8,
-        a.positional as u8,
+        (a.positional == Positional::Sinusoidal) as u8,
         a.pre_norm as u8,
         a.biases as u8,
         a.final_norm as u8,

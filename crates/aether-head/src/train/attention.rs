@@ -14,10 +14,14 @@
 use aether_kernel::{
     dense_attention_backward_slices, dense_attention_into, dense_scratch_len,
     sparse_attention_backward_slices, sparse_attention_into, sparse_scratch_len, BackwardInputs,
-    BackwardScratch, GradsMut, KernelError, Tensor3,
+    BackwardScratch, GradsMut, KernelError, SparsePattern, Tensor3,
 };
 
-use super::config::AttentionKind;
+use crate::config::AttentionBackend;
+
+/// The attention a layer runs: the config's backend with its pattern (dense attention
+/// uses only the pattern's `causal` flag).
+pub(crate) type Kind<'a> = (AttentionBackend, &'a SparsePattern);
 
 /// Head geometry of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +39,7 @@ pub(crate) struct AttnScratch {
     bwd: BackwardScratch,
 }
 
-/// The architecture was validated (`Architecture::validate`: positive dimensions, block
+/// The architecture was validated (`HeadConfig::validate`: positive dimensions, block
 /// size and a kv-head count dividing the query heads) and every buffer is sized here, so
 /// the kernel cannot reject the call.
 fn validated<T>(r: Result<T, KernelError>) -> T {
@@ -50,7 +54,7 @@ fn validated<T>(r: Result<T, KernelError>) -> T {
 /// `q`, `k`, `v` are lent to the kernel as tensors and handed back unchanged.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
-    kind: &AttentionKind,
+    (backend, p): Kind<'_>,
     hd: Heads,
     n: usize,
     q: &mut Vec<f32>,
@@ -64,19 +68,19 @@ pub(crate) fn forward(
     out.clear();
     out.resize(n * hd.hq * hd.dh, 0.0);
     let mut to = tensor(out, hd.hq);
-    let need = validated(match kind {
-        AttentionKind::Sparse(p) => sparse_scratch_len(p, n, hd.hkv, hd.dh),
-        AttentionKind::Dense { .. } => dense_scratch_len(n, hd.hkv, hd.dh),
+    let need = validated(match backend {
+        AttentionBackend::Sparse => sparse_scratch_len(p, n, hd.hkv, hd.dh),
+        AttentionBackend::Dense => dense_scratch_len(n, hd.hkv, hd.dh),
     });
     if scratch.fwd.len() < need {
         scratch.fwd.resize(need, 0.0);
     }
-    validated(match kind {
-        AttentionKind::Sparse(p) => {
+    validated(match backend {
+        AttentionBackend::Sparse => {
             sparse_attention_into(p, &tq, &tk, &tv, &mut to, &mut scratch.fwd)
         }
-        AttentionKind::Dense { causal } => {
-            dense_attention_into(&tq, &tk, &tv, *causal, &mut to, &mut scratch.fwd)
+        AttentionBackend::Dense => {
+            dense_attention_into(&tq, &tk, &tv, p.causal, &mut to, &mut scratch.fwd)
         }
     });
     (*q, *k, *v, *out) = (tq.into_vec(), tk.into_vec(), tv.into_vec(), to.into_vec());
@@ -86,7 +90,7 @@ pub(crate) fn forward(
 /// of `q`, `k`, `v`) with the gradients of `⟨dout, attn(q, k, v)⟩`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
-    kind: &AttentionKind,
+    (backend, p): Kind<'_>,
     hd: Heads,
     n: usize,
     (q, k, v): (&[f32], &[f32], &[f32]),
@@ -115,10 +119,10 @@ pub(crate) fn backward(
         d_out: dout,
     };
     let g = GradsMut { dq, dk, dv };
-    validated(match kind {
-        AttentionKind::Sparse(p) => sparse_attention_backward_slices(p, &x, g, &mut scratch.bwd),
-        AttentionKind::Dense { causal } => {
-            dense_attention_backward_slices(&x, *causal, g, &mut scratch.bwd)
+    validated(match backend {
+        AttentionBackend::Sparse => sparse_attention_backward_slices(p, &x, g, &mut scratch.bwd),
+        AttentionBackend::Dense => {
+            dense_attention_backward_slices(&x, p.causal, g, &mut scratch.bwd)
         }
     });
 }
@@ -127,7 +131,6 @@ pub(crate) fn backward(
 mod tests {
     use super::*;
     use aether_kernel::reference::{naive_dense_attention, naive_sparse_attention};
-    use aether_kernel::SparsePattern;
 
     fn data(len: usize, seed: u64) -> Vec<f32> {
         let mut r = crate::train::rng::Rng::new(seed);
@@ -135,12 +138,12 @@ mod tests {
     }
 
     /// `⟨g, attn(q, k, v)⟩` in f64 through the naive oracle.
-    fn objective(kind: &AttentionKind, hd: Heads, n: usize, x: [&[f32]; 3], g: &[f32]) -> f64 {
+    fn objective(kind: Kind<'_>, hd: Heads, n: usize, x: [&[f32]; 3], g: &[f32]) -> f64 {
         let t = |x: &[f32], h| Tensor3::from_vec(x.to_vec(), n, h, hd.dh).unwrap();
         let (q, k, v) = (t(x[0], hd.hq), t(x[1], hd.hkv), t(x[2], hd.hkv));
         let out = match kind {
-            AttentionKind::Sparse(p) => naive_sparse_attention(p, &q, &k, &v).unwrap(),
-            AttentionKind::Dense { causal } => naive_dense_attention(&q, &k, &v, *causal).unwrap(),
+            (AttentionBackend::Sparse, p) => naive_sparse_attention(p, &q, &k, &v).unwrap(),
+            (AttentionBackend::Dense, p) => naive_dense_attention(&q, &k, &v, p.causal).unwrap(),
         };
         out.as_slice()
             .iter()
@@ -153,7 +156,7 @@ mod tests {
     /// finite differences of the oracle, over random shapes and patterns (N 1..40,
     /// window ≥ N included, block size from 1, GQA ratios 1..4, odd head dims); the
     /// buffers it is handed back are untouched and a second call reuses the scratch.
-    fn check(kind: &AttentionKind, n: usize, hd: Heads, seed: u64) -> Result<(), String> {
+    fn check(kind: Kind<'_>, n: usize, hd: Heads, seed: u64) -> Result<(), String> {
         let (wq, wkv) = (n * hd.hq * hd.dh, n * hd.hkv * hd.dh);
         let (mut q, mut k, mut v) = (data(wq, seed), data(wkv, seed + 1), data(wkv, seed + 2));
         let g = data(wq, seed + 3);
@@ -166,11 +169,11 @@ mod tests {
         }
         let t = |x: &[f32], h| Tensor3::from_vec(x.to_vec(), n, h, hd.dh).unwrap();
         let want = match kind {
-            AttentionKind::Sparse(p) => {
+            (AttentionBackend::Sparse, p) => {
                 naive_sparse_attention(p, &t(&q, hd.hq), &t(&k, hd.hkv), &t(&v, hd.hkv))
             }
-            AttentionKind::Dense { causal } => {
-                naive_dense_attention(&t(&q, hd.hq), &t(&k, hd.hkv), &t(&v, hd.hkv), *causal)
+            (AttentionBackend::Dense, p) => {
+                naive_dense_attention(&t(&q, hd.hq), &t(&k, hd.hkv), &t(&v, hd.hkv), p.causal)
             }
         }
         .unwrap();
@@ -226,22 +229,30 @@ mod tests {
             log_stride: true,
             landmarks: true,
         };
+        let dense = |causal| SparsePattern {
+            causal,
+            ..SparsePattern::default()
+        };
         let kinds = [
-            AttentionKind::default(),
-            AttentionKind::Sparse(small.clone()),
-            AttentionKind::Sparse(SparsePattern {
-                causal: true,
-                block_size: 1,
-                ..small
-            }),
-            AttentionKind::Dense { causal: true },
-            AttentionKind::Dense { causal: false },
+            (AttentionBackend::Sparse, SparsePattern::default()),
+            (AttentionBackend::Sparse, small.clone()),
+            (
+                AttentionBackend::Sparse,
+                SparsePattern {
+                    causal: true,
+                    block_size: 1,
+                    ..small
+                },
+            ),
+            (AttentionBackend::Dense, dense(true)),
+            (AttentionBackend::Dense, dense(false)),
         ];
-        for kind in &kinds {
+        for (backend, p) in &kinds {
             for &n in &[1usize, 2, 7, 19] {
                 for (hq, hkv, dh) in [(4, 1, 3), (2, 2, 5), (6, 2, 1)] {
                     let hd = Heads { hq, hkv, dh };
-                    check(kind, n, hd, n as u64).unwrap_or_else(|e| panic!("{kind:?} n {n}: {e}"));
+                    check((*backend, p), n, hd, n as u64)
+                        .unwrap_or_else(|e| panic!("{backend:?} {p:?} n {n}: {e}"));
                 }
             }
         }
@@ -264,20 +275,17 @@ mod tests {
             dense: bool,
             seed in 0u64..1000,
         ) {
-            let kind = if dense {
-                AttentionKind::Dense { causal }
-            } else {
-                AttentionKind::Sparse(SparsePattern {
-                    window,
-                    block_size: block,
-                    global_tokens: globals,
-                    causal,
-                    log_stride,
-                    landmarks,
-                })
+            let p = SparsePattern {
+                window,
+                block_size: block,
+                global_tokens: globals,
+                causal,
+                log_stride,
+                landmarks,
             };
+            let backend = if dense { AttentionBackend::Dense } else { AttentionBackend::Sparse };
             let hd = Heads { hq: hkv * ratio, hkv, dh };
-            let r = check(&kind, n, hd, seed);
+            let r = check((backend, &p), n, hd, seed);
             proptest::prop_assert!(r.is_ok(), "{:?}", r);
         }
     }

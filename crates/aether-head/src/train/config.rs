@@ -4,276 +4,74 @@
 //! option on or off independently; [`TrainConfig`] holds the optimiser, schedule and
 //! loop settings.
 
-use aether_kernel::SparsePattern;
+use crate::config::{AttentionBackend, HeadConfig, Pooling, Positional};
 
 use super::error::TrainError;
 
-/// How the per-position outputs of the last layer are pooled into one vector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Pooling {
-    /// Mean over all positions (default).
-    #[default]
-    Mean,
-    /// The last position only.
-    Last,
-}
+/// The shape and options of a trainable head: the head's own [`HeadConfig`], so the
+/// model that is trained is described exactly as the model that is deployed.
+pub type Architecture = HeadConfig;
 
-/// The attention used by every layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttentionKind {
-    /// Sparse attention over the given pattern.
-    Sparse(SparsePattern),
-    /// Dense softmax attention over all positions (`j ≤ i` when `causal`).
-    Dense {
-        /// Attend only earlier or equal positions.
-        causal: bool,
-    },
-}
-
-impl Default for AttentionKind {
-    /// Sparse with the AETHER default pattern.
-    fn default() -> Self {
-        AttentionKind::Sparse(SparsePattern::default())
-    }
-}
-
-/// The shape and options of a head (docs/model.md); every option switches independently.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Architecture {
-    /// `F`: input features per frame.
-    pub features: usize,
-    /// `D`: model width; must equal `features` when `embed` is off.
-    pub d_model: usize,
-    /// `L`: number of layers.
-    pub layers: usize,
-    /// `Hq`: query heads.
-    pub q_heads: usize,
-    /// `Hkv`: key/value heads (must divide `q_heads`; GQA/MQA when smaller).
-    pub kv_heads: usize,
-    /// `dh`: per-head dimension.
-    pub head_dim: usize,
-    /// `C`: classes.
-    pub classes: usize,
-    /// `H`: MLP hidden width per layer; 0 disables the MLP.
-    pub mlp_hidden: usize,
-    /// Causal running standardisation of every input feature before `input_norm`
-    /// (docs/model.md step 0): each frame relative to the mean and std of the
-    /// sequence's frames so far.
-    pub running_norm: bool,
-    /// Normalise inputs per feature with training-set mean and std.
-    pub input_norm: bool,
-    /// Learned input embedding `u·embed.w + embed.b` (`F → D`).
-    pub embed: bool,
-    /// Add the sinusoidal positional signal after the embedding.
-    pub positional: bool,
-    /// Pre-norm layer normalisation before attention (and MLP).
-    pub pre_norm: bool,
-    /// Biases on projections, MLP and classifier.
-    pub biases: bool,
-    /// Layer normalisation after the last layer.
-    pub final_norm: bool,
-    /// Pooling over positions.
-    pub pooling: Pooling,
-    /// Sparse (with pattern) or dense attention.
-    pub attention: AttentionKind,
-}
-
-impl Architecture {
-    /// The bare v1 architecture: `D = F`, every option off, mean pooling, default sparse pattern.
-    pub fn v1(
-        features: usize,
-        classes: usize,
-        layers: usize,
-        q_heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-    ) -> Self {
-        Self {
-            features,
-            d_model: features,
-            layers,
-            q_heads,
-            kv_heads,
-            head_dim,
-            classes,
-            mlp_hidden: 0,
-            running_norm: false,
-            input_norm: false,
-            embed: false,
-            positional: false,
-            pre_norm: false,
-            biases: false,
-            final_norm: false,
-            pooling: Pooling::Mean,
-            attention: AttentionKind::default(),
-        }
-    }
-
-    /// The default trainable head: 2 layers, 4 query heads, 1 kv head, `dh` 32, `D` 32,
-    /// MLP 64, and input norm, embedding, positional, pre-norm, biases, final norm all on.
-    pub fn default_for(features: usize, classes: usize) -> Self {
-        Self {
-            features,
-            d_model: 32,
-            layers: 2,
-            q_heads: 4,
-            kv_heads: 1,
-            head_dim: 32,
-            classes,
-            mlp_hidden: 64,
-            running_norm: false,
-            input_norm: true,
-            embed: true,
-            positional: true,
-            pre_norm: true,
-            biases: true,
-            final_norm: true,
-            pooling: Pooling::Mean,
-            attention: AttentionKind::default(),
-        }
-    }
-
-    /// Whether a v1 `.rvne` file can express this architecture exactly.
-    pub fn is_v1_compatible(&self) -> bool {
-        self.d_model == self.features
-            && self.mlp_hidden == 0
-            && !self.running_norm
-            && !self.input_norm
-            && !self.embed
-            && !self.positional
-            && !self.pre_norm
-            && !self.biases
-            && !self.final_norm
-            && self.pooling == Pooling::Mean
-            && self.attention == AttentionKind::default()
-    }
-
+impl HeadConfig {
     /// The ablation set of this architecture: itself (`"full"`), then one variant per
     /// option switched off (or changed: `pooling last`, `dense` attention with the same
     /// causality), then the bare v1 architecture with the same heads and layers.
-    pub fn ablations(&self) -> Vec<(&'static str, Architecture)> {
+    pub fn ablations(&self) -> Vec<(&'static str, HeadConfig)> {
         let b = self;
-        let causal = match &b.attention {
-            AttentionKind::Sparse(p) => p.causal,
-            AttentionKind::Dense { causal } => *causal,
+        let with = |f: &dyn Fn(&mut HeadConfig)| {
+            let mut a = b.clone();
+            f(&mut a);
+            a
         };
-        let mut v = vec![
+        vec![
             ("full", b.clone()),
-            (
-                "no input_norm",
-                Architecture {
-                    input_norm: false,
-                    ..b.clone()
-                },
-            ),
+            ("no input_norm", with(&|a| a.input_norm = false)),
             (
                 "no embed",
-                Architecture {
-                    embed: false,
-                    d_model: b.features,
-                    ..b.clone()
-                },
+                with(&|a| {
+                    a.embed = false;
+                    a.d_model = b.features;
+                }),
             ),
-            (
-                "no positional",
-                Architecture {
-                    positional: false,
-                    ..b.clone()
-                },
-            ),
-            (
-                "no pre_norm",
-                Architecture {
-                    pre_norm: false,
-                    ..b.clone()
-                },
-            ),
-            (
-                "no biases",
-                Architecture {
-                    biases: false,
-                    ..b.clone()
-                },
-            ),
-            (
-                "no mlp",
-                Architecture {
-                    mlp_hidden: 0,
-                    ..b.clone()
-                },
-            ),
-            (
-                "no final_norm",
-                Architecture {
-                    final_norm: false,
-                    ..b.clone()
-                },
-            ),
-            (
-                "pooling last",
-                Architecture {
-                    pooling: Pooling::Last,
-                    ..b.clone()
-                },
-            ),
+            ("no positional", with(&|a| a.positional = Positional::None)),
+            ("no pre_norm", with(&|a| a.pre_norm = false)),
+            ("no biases", with(&|a| a.biases = false)),
+            ("no mlp", with(&|a| a.mlp_hidden = 0)),
+            ("no final_norm", with(&|a| a.final_norm = false)),
+            ("pooling last", with(&|a| a.pooling = Pooling::Last)),
             (
                 "dense attention",
-                Architecture {
-                    attention: AttentionKind::Dense { causal },
-                    ..b.clone()
-                },
+                with(&|a| {
+                    // Dense attention keeps only the pattern's causality.
+                    a.attention = AttentionBackend::Dense;
+                    a.pattern = aether_kernel::SparsePattern {
+                        causal: b.pattern.causal,
+                        ..Default::default()
+                    };
+                }),
             ),
-        ];
-        v.push((
-            "bare v1",
-            Architecture::v1(
-                b.features, b.classes, b.layers, b.q_heads, b.kv_heads, b.head_dim,
+            (
+                "bare v1",
+                HeadConfig::bare(aether_rvne::Dims {
+                    d_model: b.features,
+                    mlp_hidden: 0,
+                    ..b.dims()
+                }),
             ),
-        ));
-        v
+        ]
     }
 
-    /// Refuses inconsistent shapes (zero sizes, `Hkv ∤ Hq`, `D ≠ F` without embedding, bad pattern).
-    pub fn validate(&self) -> Result<(), TrainError> {
-        let positive = [
-            ("features", self.features),
-            ("d_model", self.d_model),
-            ("layers", self.layers),
-            ("q_heads", self.q_heads),
-            ("kv_heads", self.kv_heads),
-            ("head_dim", self.head_dim),
-            ("classes", self.classes),
-        ];
-        for (what, v) in positive {
-            if v == 0 {
-                return Err(TrainError::Config(format!("{what} must be positive")));
-            }
-        }
-        if !self.q_heads.is_multiple_of(self.kv_heads) {
-            return Err(TrainError::Config(format!(
-                "q_heads ({}) must be a multiple of kv_heads ({})",
-                self.q_heads, self.kv_heads
-            )));
-        }
-        if !self.embed && self.d_model != self.features {
-            return Err(TrainError::Config(format!(
-                "without embed, d_model ({}) must equal features ({})",
-                self.d_model, self.features
-            )));
-        }
-        if let AttentionKind::Sparse(p) = &self.attention {
-            if p.block_size == 0 {
-                return Err(TrainError::Config(
-                    "sparse block_size must be positive".into(),
-                ));
-            }
-        }
-        let too_big = [self.d_model, self.q_heads * self.head_dim, self.mlp_hidden]
+    /// Refuses what the head cannot run ([`HeadConfig::validate`]) and sizes the trainer
+    /// will not allocate (width, MLP or classes above 65 536, more than 256 layers).
+    pub fn check_trainable(&self) -> Result<(), TrainError> {
+        self.validate()?;
+        let too_big = [self.d_model, self.q_width(), self.mlp_hidden]
             .iter()
             .any(|&v| v > 1 << 16);
         if too_big || self.layers > 256 || self.classes > 1 << 16 {
-            return Err(TrainError::Config(
-                "architecture dimensions are implausibly large".into(),
+            return Err(TrainError::config(
+                "architecture",
+                "dimensions are implausibly large",
             ));
         }
         Ok(())
@@ -462,54 +260,54 @@ impl TrainConfig {
 
     /// Refuses settings the loop cannot run (zero batch, negative or non-finite rates).
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        let bad = |what: &'static str, detail: &str| Err(TrainError::config(what, detail));
         if self.epochs == 0 {
-            return bad("epochs must be positive");
+            return bad("epochs", "must be positive");
         }
         if self.batch_size == 0 {
-            return bad("batch_size must be positive");
+            return bad("batch_size", "must be positive");
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            return bad("learning_rate must be finite and positive");
+            return bad("learning_rate", "must be finite and positive");
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            return bad("min_lr_ratio must be in [0, 1]");
+            return bad("min_lr_ratio", "must be in [0, 1]");
         }
         if !(0.0..1.0).contains(&self.warmup_fraction) {
-            return bad("warmup_fraction must be in [0, 1)");
+            return bad("warmup_fraction", "must be in [0, 1)");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight_decay must be finite and non-negative");
+            return bad("weight_decay", "must be finite and non-negative");
         }
         if !((0.0..1.0).contains(&self.beta1) && (0.0..1.0).contains(&self.beta2)) {
-            return bad("beta1 and beta2 must be in [0, 1)");
+            return bad("beta1/beta2", "must be in [0, 1)");
         }
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return bad("eps must be finite and positive");
+            return bad("eps", "must be finite and positive");
         }
         let a = &self.augment;
         if [a.gain_std, a.offset_std, a.noise_std, a.speed]
             .iter()
             .any(|x| !(x.is_finite() && *x >= 0.0))
         {
-            return bad("augmentation stds must be finite and non-negative");
+            return bad("augmentation stds", "must be finite and non-negative");
         }
         if !(a.crop_min > 0.0 && a.crop_min <= 1.0) {
-            return bad("crop_min must be in (0, 1]");
+            return bad("crop_min", "must be in (0, 1]");
         }
         if !(0.0..1.0).contains(&a.mask) {
-            return bad("mask must be in [0, 1)");
+            return bad("mask", "must be in [0, 1)");
         }
         if let Some(d) = self.ema {
             if !(0.0..1.0).contains(&d) {
-                return bad("ema decay must be in [0, 1)");
+                return bad("ema decay", "must be in [0, 1)");
             }
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
-            return bad("label_smoothing must be in [0, 1)");
+            return bad("label_smoothing", "must be in [0, 1)");
         }
         if !(self.mixup.is_finite() && self.mixup >= 0.0) {
-            return bad("mixup must be finite and non-negative");
+            return bad("mixup", "must be finite and non-negative");
         }
         Ok(())
     }
@@ -521,11 +319,11 @@ mod tests {
 
     #[test]
     fn ablations_switch_one_option_each() {
-        let full = Architecture::default_for(6, 3);
+        let full = Architecture::trainable(6, 3);
         let set = full.ablations();
         assert_eq!(set.len(), 11);
         for (name, a) in &set {
-            a.validate().unwrap();
+            a.check_trainable().unwrap();
             let diffs = [
                 a.input_norm != full.input_norm,
                 a.embed != full.embed,

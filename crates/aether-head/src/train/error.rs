@@ -7,7 +7,12 @@ use core::fmt;
 #[non_exhaustive]
 pub enum TrainError {
     /// An inconsistent architecture or training setting.
-    Config(String),
+    Config {
+        /// The setting (`epochs`, `kv_heads`, `architecture`, …).
+        what: &'static str,
+        /// Why it is refused.
+        detail: String,
+    },
     /// A window whose frame buffer is empty or not a multiple of the feature count.
     WindowShape {
         /// Index of the window in the slice given.
@@ -58,7 +63,9 @@ pub enum TrainError {
 impl fmt::Display for TrainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TrainError::Config(m) => write!(f, "invalid configuration: {m}"),
+            TrainError::Config { what, detail } => {
+                write!(f, "invalid configuration: {what} {detail}")
+            }
             TrainError::WindowShape {
                 index,
                 len,
@@ -95,6 +102,27 @@ impl fmt::Display for TrainError {
 }
 
 impl std::error::Error for TrainError {}
+
+impl TrainError {
+    /// A [`TrainError::Config`] for `what`, refused because of `detail`.
+    pub fn config(what: &'static str, detail: impl Into<String>) -> Self {
+        TrainError::Config {
+            what,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<crate::HeadError> for TrainError {
+    /// A head configuration error keeps its setting and reason; anything else a head
+    /// refuses while training (a format or shape error) is an export failure.
+    fn from(e: crate::HeadError) -> Self {
+        match e {
+            crate::HeadError::Config { what, detail } => TrainError::Config { what, detail },
+            other => TrainError::Export(other.to_string()),
+        }
+    }
+}
 
 impl From<aether_kernel::KernelError> for TrainError {
     fn from(e: aether_kernel::KernelError) -> Self {

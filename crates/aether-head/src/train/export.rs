@@ -1,17 +1,13 @@
 //! Export to, and import from, the `.rvne` model of `aether-rvne`.
 //!
 //! The trained tensors are written under their docs/model.md names in the canonical order
-//! of [`ModelMeta::tensor_specs`], with the architecture, the sparse pattern (or dense +
-//! causal flag), the input statistics, class and feature names and free key/values for
+//! of [`ModelMeta::tensor_specs`], with the description of [`Architecture::to_meta`], the input statistics, class and feature names and free key/values for
 //! provenance. A v1 file records only the bare architecture; [`Model::to_v1_bytes`]
 //! refuses a model that uses anything v1 cannot express.
 
-use aether_kernel::SparsePattern;
-use aether_rvne::{
-    AttentionBackend, DType, Dims, ModelFile, ModelMeta, PatternSpec, Positional, Tensor,
-};
+use aether_rvne::{DType, ModelFile, ModelMeta, Tensor};
 
-use super::config::{Architecture, AttentionKind, Pooling, TrainConfig};
+use super::config::{Architecture, TrainConfig};
 use super::error::TrainError;
 use super::model::Model;
 use super::trainer::TrainOutcome;
@@ -64,57 +60,9 @@ pub fn provenance(cfg: &TrainConfig, out: &TrainOutcome) -> Vec<(String, String)
 impl Model {
     /// The `.rvne` description (dims, options, pattern) of this model's architecture.
     pub fn model_meta(&self) -> Result<ModelMeta, TrainError> {
-        let a = self.arch();
-        let dims = Dims {
-            input_dim: a.features,
-            d_model: a.d_model,
-            q_heads: a.q_heads,
-            kv_heads: a.kv_heads,
-            head_dim: a.head_dim,
-            layers: a.layers,
-            classes: a.classes,
-            mlp_hidden: a.mlp_hidden,
-        };
-        let (backend, pattern) = match &a.attention {
-            AttentionKind::Sparse(p) => (
-                AttentionBackend::Sparse,
-                PatternSpec::new(
-                    p.window,
-                    p.block_size,
-                    &p.global_tokens,
-                    p.causal,
-                    p.log_stride,
-                    p.landmarks,
-                )
-                .map_err(rvne_err)?,
-            ),
-            AttentionKind::Dense { causal } => {
-                let mut p = PatternSpec::AETHER_DEFAULT;
-                p.causal = *causal;
-                (AttentionBackend::Dense, p)
-            }
-        };
-        let arch = aether_rvne::Architecture {
-            input_norm: a.input_norm,
-            embed: a.embed,
-            positional: if a.positional {
-                Positional::Sinusoidal
-            } else {
-                Positional::None
-            },
-            pre_norm: a.pre_norm,
-            biases: a.biases,
-            final_norm: a.final_norm,
-            pooling: match a.pooling {
-                Pooling::Mean => aether_rvne::Pooling::Mean,
-                Pooling::Last => aether_rvne::Pooling::Last,
-            },
-            attention: backend,
-            running_norm: a.running_norm,
-        };
-        let meta = ModelMeta::new(dims, arch, pattern);
-        meta.validate().map_err(rvne_err)?;
-        Ok(meta)
+        self.arch()
+            .to_meta()
+            .map_err(|e| TrainError::Export(e.to_string()))
     }
 
     /// The owned `.rvne` model: tensors in canonical order plus names and metadata.
@@ -182,42 +130,7 @@ impl Model {
     /// Rebuilds a trainable model from an `.rvne` model (e.g. to fine-tune or evaluate).
     pub fn from_model_file(file: &ModelFile) -> Result<Self, TrainError> {
         file.check_tensors().map_err(rvne_err)?;
-        let m = &file.meta;
-        let d = &m.dims;
-        let p = &m.pattern;
-        let attention = match m.arch.attention {
-            AttentionBackend::Sparse => AttentionKind::Sparse(SparsePattern {
-                window: p.window,
-                block_size: p.block_size,
-                global_tokens: p.globals().to_vec(),
-                causal: p.causal,
-                log_stride: p.log_stride,
-                landmarks: p.landmarks,
-            }),
-            AttentionBackend::Dense => AttentionKind::Dense { causal: p.causal },
-        };
-        let arch = Architecture {
-            features: d.input_dim,
-            d_model: d.d_model,
-            layers: d.layers,
-            q_heads: d.q_heads,
-            kv_heads: d.kv_heads,
-            head_dim: d.head_dim,
-            classes: d.classes,
-            mlp_hidden: d.mlp_hidden,
-            running_norm: m.arch.running_norm,
-            input_norm: m.arch.input_norm,
-            embed: m.arch.embed,
-            positional: m.arch.positional == Positional::Sinusoidal,
-            pre_norm: m.arch.pre_norm,
-            biases: m.arch.biases,
-            final_norm: m.arch.final_norm,
-            pooling: match m.arch.pooling {
-                aether_rvne::Pooling::Mean => Pooling::Mean,
-                aether_rvne::Pooling::Last => Pooling::Last,
-            },
-            attention,
-        };
+        let arch = Architecture::from_meta(&file.meta);
         let mut model = Model::new(arch, 0)?;
         let f = model.arch().features;
         let (mut mean, mut std) = (vec![0.0; f], vec![1.0; f]);

@@ -219,9 +219,10 @@ pub fn vote_by_recording<R: Clone + Eq + Hash>(
         });
         let (first, acc, count, label) = &mut sums[slot];
         if *label != y {
-            return Err(TrainError::Config(format!(
-                "windows {first} and {i} of one recording have different labels ({label} vs {y})"
-            )));
+            return Err(TrainError::config(
+                "recording labels",
+                format!("windows {first} and {i} of one recording differ ({label} vs {y})"),
+            ));
         }
         for (a, &z) in acc.iter_mut().zip(&logits[i * classes..(i + 1) * classes]) {
             *a += f64::from(z);

@@ -14,7 +14,8 @@ pub mod params;
 pub mod rng;
 pub mod trainer;
 
-pub use config::{Architecture, AttentionKind, Augment, Monitor, Pooling, TrainConfig};
+pub use crate::config::{AttentionBackend, Pooling, Positional};
+pub use config::{Architecture, Augment, Monitor, TrainConfig};
 pub use error::TrainError;
 pub use export::{provenance, ExportInfo};
 pub use metrics::{

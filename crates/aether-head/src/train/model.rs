@@ -16,10 +16,11 @@
 use std::collections::HashMap;
 
 use super::attention::{self, AttnScratch, Heads};
-use super::config::{Architecture, Pooling};
+use super::config::Architecture;
 use super::error::TrainError;
 use super::ops;
 use super::params::Layout;
+use crate::config::{Pooling, Positional};
 use crate::math::RunningNorm;
 
 /// One labelled window: `N × F` frames, row-major, and a class index.
@@ -100,7 +101,7 @@ pub(crate) struct SeqPlan {
 impl SeqPlan {
     pub(crate) fn new(arch: &Architecture, n: usize) -> Self {
         Self {
-            pe: if arch.positional {
+            pe: if arch.positional == Positional::Sinusoidal {
                 ops::positional_table(n, arch.d_model)
             } else {
                 Vec::new()
@@ -131,17 +132,8 @@ impl Plans {
     }
 }
 
-/// `log Σ exp(z)` and the softmax of `z` into `p`.
-pub(crate) fn softmax(z: &[f32], p: &mut [f32]) -> f32 {
-    let m = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let mut s = 0.0f32;
-    for (pi, &zi) in p.iter_mut().zip(z) {
-        *pi = (zi - m).exp();
-        s += *pi;
-    }
-    p.iter_mut().for_each(|x| *x /= s);
-    m + s.ln()
-}
+/// `log Σ exp(z)` and the softmax of `z` into `p` (the deployed head's softmax).
+pub(crate) use crate::math::softmax;
 
 /// Index of the largest logit (the first on ties; 0 for an empty slice).
 pub fn argmax(z: &[f32]) -> usize {
@@ -201,9 +193,10 @@ impl Model {
             });
         }
         if let Some(i) = input_std.iter().position(|&x| !(x.is_finite() && x > 0.0)) {
-            return Err(TrainError::Config(format!(
-                "input_std[{i}] must be finite and positive"
-            )));
+            return Err(TrainError::config(
+                "input_std",
+                format!("element {i} must be finite and positive"),
+            ));
         }
         Ok(Self {
             arch,
@@ -433,8 +426,9 @@ impl Model {
             }),
             Some(w) => {
                 if w.iter().any(|x| !(x.is_finite() && *x > 0.0)) {
-                    return Err(TrainError::Config(
-                        "class weights must be finite and positive".into(),
+                    return Err(TrainError::config(
+                        "class weights",
+                        "must be finite and positive",
                     ));
                 }
                 Ok(w.to_vec())
@@ -516,7 +510,7 @@ impl Model {
             }
             None => x.copy_from_slice(&ws.u),
         }
-        if a.positional {
+        if a.positional == Positional::Sinusoidal {
             x.iter_mut().zip(&plan.pe).for_each(|(xv, pv)| *xv += pv);
         }
         ws.layers[0].x_in = x;
@@ -554,7 +548,7 @@ impl Model {
                 ops::add_rows(&mut t.v, &p[bv.clone()], wkv);
             }
             attention::forward(
-                &a.attention,
+                (a.attention, &a.pattern),
                 hd,
                 n,
                 &mut t.q,
@@ -740,7 +734,7 @@ impl Model {
             let da = sized(&mut ws.da, n * wq);
             ops::matmul_nt_acc(&ws.dx, &p[s.wo.clone()], da, n, wq, d);
             attention::backward(
-                &a.attention,
+                (a.attention, &a.pattern),
                 hd,
                 n,
                 (&t.q, &t.k, &t.v),

@@ -32,9 +32,6 @@ macro_rules! multiversion {
     };
 }
 
-/// Layer-norm epsilon of docs/model.md.
-pub(crate) const LN_EPS: f32 = 1e-5;
-
 /// `c = a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (overwritten).
 pub(crate) fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     c[..m * n].iter_mut().for_each(|x| *x = 0.0);
@@ -176,16 +173,14 @@ pub(crate) fn layer_norm(
     y: &mut [f32],
     d: usize,
 ) {
-    let inv_d = 1.0 / d as f32;
     for (((xr, xh), r), yr) in x
         .chunks_exact(d)
         .zip(xhat.chunks_exact_mut(d))
         .zip(rstd.iter_mut())
         .zip(y.chunks_exact_mut(d))
     {
-        let mean = xr.iter().sum::<f32>() * inv_d;
-        let var = xr.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() * inv_d;
-        let rs = 1.0 / (var + LN_EPS).sqrt();
+        // The statistics of the deployed layer norm, so both compute the same row.
+        let (mean, rs) = crate::math::layer_norm_stats(xr);
         *r = rs;
         for ((((h, &xv), yv), &gv), &bv) in xh.iter_mut().zip(xr).zip(yr.iter_mut()).zip(g).zip(b) {
             *h = (xv - mean) * rs;
@@ -254,18 +249,13 @@ pub(crate) fn gelu_grad_with_tanh(z: f32, t: f32) -> f32 {
     0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * GELU_A * z * z)
 }
 
-/// Sinusoidal table `[n, d]`: `pe(t)[2c] = sin(t/10000^(2c/d))`, `pe(t)[2c+1] = cos(…)`.
+/// Sinusoidal table `[n, d]`: `pe(t)[2c] = sin(t/10000^(2c/d))`, `pe(t)[2c+1] = cos(…)`,
+/// row `t` built by the deployed head's [`crate::math::add_positional_with`] (same bits).
 pub(crate) fn positional_table(n: usize, d: usize) -> Vec<f32> {
+    let den = crate::math::positional_denominators(d);
     let mut pe = vec![0.0f32; n * d];
     for (t, row) in pe.chunks_exact_mut(d).enumerate() {
-        for c in 0..d.div_ceil(2) {
-            let freq = 10000f64.powf((2 * c) as f64 / d as f64);
-            let ang = t as f64 / freq;
-            row[2 * c] = ang.sin() as f32;
-            if 2 * c + 1 < d {
-                row[2 * c + 1] = ang.cos() as f32;
-            }
-        }
+        crate::math::add_positional_with(t, &den, row);
     }
     pe
 }
@@ -348,5 +338,25 @@ mod tests {
         assert_eq!(pe[1], 1.0);
         assert!((pe[3 * 5] - 3f32.sin()).abs() < 1e-6);
         assert!((pe[3 * 5 + 3] - (3.0 / 10000f64.powf(2.0 / 5.0)).cos() as f32).abs() < 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_and_positions_are_the_deployed_ones_bit_for_bit() {
+        let (n, d) = (7, 6);
+        let x = seq(n * d, 0.37);
+        let g = seq(d, 0.11);
+        let b = seq(d, -0.05);
+        let (mut xhat, mut rstd, mut y) = (vec![0.0; n * d], vec![0.0; n], vec![0.0; n * d]);
+        layer_norm(&x, &g, &b, &mut xhat, &mut rstd, &mut y, d);
+        let mut pe = vec![0.0f32; d];
+        let table = positional_table(n, d);
+        for t in 0..n {
+            let mut want = vec![0.0f32; d];
+            crate::math::layer_norm(&x[t * d..(t + 1) * d], &g, &b, &mut want);
+            assert_eq!(&y[t * d..(t + 1) * d], &want[..], "layer norm row {t}");
+            pe.iter_mut().for_each(|v| *v = 0.0);
+            crate::math::add_positional(t, &mut pe);
+            assert_eq!(&table[t * d..(t + 1) * d], &pe[..], "positions row {t}");
+        }
     }
 }

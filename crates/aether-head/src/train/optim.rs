@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn adamw_first_step_and_decay_mask() {
-        let arch = Architecture::default_for(2, 2);
+        let arch = Architecture::trainable(2, 2);
         let layout = Layout::new(&arch);
         let mut opt = AdamW::new(&layout, 0.9, 0.999, 1e-8, 0.5);
         let mut p = vec![1.0f32; layout.total()];

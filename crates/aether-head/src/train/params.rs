@@ -6,6 +6,8 @@
 
 use std::ops::Range;
 
+use aether_rvne::{Role, TensorKind};
+
 use super::config::Architecture;
 use super::rng::Rng;
 
@@ -75,6 +77,50 @@ pub(crate) struct MlpSlots {
     pub b2: Range<usize>,
 }
 
+/// The ranges of one layer's (or the model's non-layer) tensors while a layout is built.
+#[derive(Default)]
+struct SlotsOf(Vec<(TensorKind, Range<usize>)>);
+
+impl SlotsOf {
+    fn insert(&mut self, k: TensorKind, r: Range<usize>) {
+        self.0.push((k, r));
+    }
+
+    fn take(&mut self, k: TensorKind) -> Option<Range<usize>> {
+        let i = self.0.iter().position(|(x, _)| *x == k)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn pair(&mut self, a: TensorKind, b: TensorKind) -> Option<(Range<usize>, Range<usize>)> {
+        Some((self.take(a)?, self.take(b)?))
+    }
+
+    /// The slots of one layer; the catalogue guarantees the projections exist.
+    fn layer(&mut self) -> LayerSlots {
+        use TensorKind::*;
+        LayerSlots {
+            ln1: self.pair(Ln1G, Ln1B),
+            wq: self.take(Wq).unwrap_or_default(),
+            wk: self.take(Wk).unwrap_or_default(),
+            wv: self.take(Wv).unwrap_or_default(),
+            wo: self.take(Wo).unwrap_or_default(),
+            bq: self.take(Bq),
+            bk: self.take(Bk),
+            bv: self.take(Bv),
+            bo: self.take(Bo),
+            ln2: self.pair(Ln2G, Ln2B),
+            mlp: (|| {
+                Some(MlpSlots {
+                    w1: self.take(MlpW1)?,
+                    b1: self.take(MlpB1)?,
+                    w2: self.take(MlpW2)?,
+                    b2: self.take(MlpB2)?,
+                })
+            })(),
+        }
+    }
+}
+
 /// The layout of every trainable tensor of an architecture.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -87,98 +133,46 @@ pub struct Layout {
     pub(crate) cls_b: Option<Range<usize>>,
 }
 
-struct Builder {
-    specs: Vec<TensorSpec>,
-    total: usize,
-}
-
-impl Builder {
-    fn add(&mut self, name: String, shape: &[usize], kind: ParamKind) -> Range<usize> {
-        let spec = TensorSpec {
-            name,
-            shape: shape.to_vec(),
-            offset: self.total,
-            kind,
-        };
-        let r = spec.range();
-        self.total = r.end;
-        self.specs.push(spec);
-        r
-    }
-
-    fn ln(&mut self, prefix: &str, d: usize) -> (Range<usize>, Range<usize>) {
-        (
-            self.add(format!("{prefix}.g"), &[d], ParamKind::Gain),
-            self.add(format!("{prefix}.b"), &[d], ParamKind::Bias),
-        )
-    }
-}
-
 impl Layout {
-    /// The layout of `arch` (assumed validated), in docs/model.md table order.
+    /// The layout of `arch` (assumed validated): every trainable tensor of the model
+    /// catalogue ([`Architecture::tensor_specs`]) in its order, input statistics left out.
     pub fn new(arch: &Architecture) -> Self {
-        let (f, d, h) = (arch.features, arch.d_model, arch.mlp_hidden);
-        let (wq, wkv) = (arch.q_heads * arch.head_dim, arch.kv_heads * arch.head_dim);
-        let mut b = Builder {
-            specs: Vec::new(),
-            total: 0,
-        };
-        let embed = arch.embed.then(|| {
-            (
-                b.add("embed.w".into(), &[f, d], ParamKind::Weight),
-                b.add("embed.b".into(), &[d], ParamKind::Bias),
-            )
-        });
-        let mut layers = Vec::with_capacity(arch.layers);
-        for l in 0..arch.layers {
-            let p = format!("layers.{l}");
-            let ln1 = arch.pre_norm.then(|| b.ln(&format!("{p}.ln1"), d));
-            let wqr = b.add(format!("{p}.wq"), &[d, wq], ParamKind::Weight);
-            let wkr = b.add(format!("{p}.wk"), &[d, wkv], ParamKind::Weight);
-            let wvr = b.add(format!("{p}.wv"), &[d, wkv], ParamKind::Weight);
-            let wor = b.add(format!("{p}.wo"), &[wq, d], ParamKind::Weight);
-            let bias = |b: &mut Builder, n: &str, len| {
-                arch.biases
-                    .then(|| b.add(format!("{p}.{n}"), &[len], ParamKind::Bias))
+        let mut specs = Vec::new();
+        let mut total = 0usize;
+        let mut layers: Vec<SlotsOf> = (0..arch.layers).map(|_| SlotsOf::default()).collect();
+        let mut top = SlotsOf::default();
+        for t in arch.tensor_specs() {
+            let kind = match t.role() {
+                Role::Weight => ParamKind::Weight,
+                Role::Bias => ParamKind::Bias,
+                Role::Gain => ParamKind::Gain,
+                Role::Statistic | Role::Quant => continue,
             };
-            let bq = bias(&mut b, "bq", wq);
-            let bk = bias(&mut b, "bk", wkv);
-            let bv = bias(&mut b, "bv", wkv);
-            let bo = bias(&mut b, "bo", d);
-            let ln2 = (arch.pre_norm && h > 0).then(|| b.ln(&format!("{p}.ln2"), d));
-            let mlp = (h > 0).then(|| MlpSlots {
-                w1: b.add(format!("{p}.mlp.w1"), &[d, h], ParamKind::Weight),
-                b1: b.add(format!("{p}.mlp.b1"), &[h], ParamKind::Bias),
-                w2: b.add(format!("{p}.mlp.w2"), &[h, d], ParamKind::Weight),
-                b2: b.add(format!("{p}.mlp.b2"), &[d], ParamKind::Bias),
-            });
-            layers.push(LayerSlots {
-                ln1,
-                wq: wqr,
-                wk: wkr,
-                wv: wvr,
-                wo: wor,
-                bq,
-                bk,
-                bv,
-                bo,
-                ln2,
-                mlp,
-            });
+            let spec = TensorSpec {
+                name: t.name().as_str().into(),
+                shape: t.shape.as_slice().to_vec(),
+                offset: total,
+                kind,
+            };
+            let r = spec.range();
+            total = r.end;
+            specs.push(spec);
+            let slots = if t.kind.is_layer() {
+                &mut layers[t.layer]
+            } else {
+                &mut top
+            };
+            slots.insert(t.kind, r);
         }
-        let final_ln = arch.final_norm.then(|| b.ln("final_ln", d));
-        let cls_w = b.add("classifier.w".into(), &[d, arch.classes], ParamKind::Weight);
-        let cls_b = arch
-            .biases
-            .then(|| b.add("classifier.b".into(), &[arch.classes], ParamKind::Bias));
+        let layers = layers.into_iter().map(|mut s| s.layer()).collect();
         Self {
-            specs: b.specs,
-            total: b.total,
-            embed,
+            specs,
+            total,
+            embed: top.pair(TensorKind::EmbedW, TensorKind::EmbedB),
             layers,
-            final_ln,
-            cls_w,
-            cls_b,
+            final_ln: top.pair(TensorKind::FinalLnG, TensorKind::FinalLnB),
+            cls_w: top.take(TensorKind::ClassifierW).unwrap_or_default(),
+            cls_b: top.take(TensorKind::ClassifierB),
         }
     }
 

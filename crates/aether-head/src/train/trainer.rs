@@ -283,7 +283,7 @@ pub fn train_model(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(t)
                 .build()
-                .map_err(|e| TrainError::Config(format!("thread pool: {e}")))?,
+                .map_err(|e| TrainError::config("threads", format!("thread pool: {e}")))?,
         ),
     };
     let f = model.arch().features;

@@ -79,7 +79,16 @@ pub fn variants() -> Vec<(&'static str, ModelMeta)> {
     });
     v.push((
         "bare v1",
-        ModelMeta::v1_defaults(Dims::v1(dims.input_dim, 2, 1, 8, 2, 3)),
+        ModelMeta::v1_defaults(Dims {
+            input_dim: dims.input_dim,
+            d_model: dims.input_dim,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 8,
+            layers: 2,
+            classes: 3,
+            mlp_hidden: 0,
+        }),
     ));
     v
 }

@@ -369,7 +369,16 @@ pub fn full_model() -> ModelFile {
 /// The smallest v1-expressible model.
 pub fn tiny_v1_model() -> ModelFile {
     reference_init(
-        &ModelMeta::v1_defaults(Dims::v1(2, 2, 1, 2, 2, 2)),
+        &ModelMeta::v1_defaults(Dims {
+            input_dim: 2,
+            d_model: 2,
+            q_heads: 2,
+            kv_heads: 1,
+            head_dim: 2,
+            layers: 2,
+            classes: 2,
+            mlp_hidden: 0,
+        }),
         7,
         DType::F32,
     )

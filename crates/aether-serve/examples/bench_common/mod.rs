@@ -11,7 +11,7 @@ use nix::sys::resource::{getrusage, UsageWho};
 /// 300 (the simulated gestures' length, so the streams' horizon is 300).
 pub fn default_model() -> Vec<u8> {
     let names = feature_names(1, FeatureConfig::default());
-    let arch = Architecture::default_for(names.len(), 4);
+    let arch = Architecture::trainable(names.len(), 4);
     let m = Model::new(arch, 1).unwrap();
     m.to_v2_bytes(
         &ExportInfo {

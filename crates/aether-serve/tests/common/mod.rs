@@ -34,7 +34,7 @@ pub fn model_bytes_named(classes: &[&str], window: Option<usize>, seed: u64) -> 
         d_model: 16,
         mlp_hidden: 24,
         running_norm: false,
-        ..Architecture::default_for(names.len(), classes.len())
+        ..Architecture::trainable(names.len(), classes.len())
     };
     let mut m = Model::new(arch, seed).unwrap();
     let rec = features_of(&recording(0, 7));
