@@ -1,5 +1,5 @@
 //! Reproduces the random-forest anchors of ../shared/data/README.md and
-//! reference/FACTS.md with this crate's forest (docs/baseline.md has the numbers).
+//! the original AETHER specification with this crate's forest (docs/baseline.md has the numbers).
 //!
 //! `cargo run --release -p aether-baseline --example anchors -- [DATA_DIR] [--seeds N] [--trees N]`
 //!

@@ -4,7 +4,7 @@
 //!
 //! With `x` one column and `Δ_t = x_{t+1} − x_t` (`T − 1` differences):
 //!
-//! * [`StatSet::Percentiles`] (`S = 6`, reference/FACTS.md's anchors): mean,
+//! * [`StatSet::Percentiles`] (`S = 6`, the anchor statistics of the original AETHER specification): mean,
 //!   population std `sqrt(mean((x − mean)²))`, 10th and 90th percentile (linear
 //!   interpolation between order statistics, numpy's default: position
 //!   `q·(T − 1)` in the sorted column), mean `|Δ|`, population std of `Δ`;

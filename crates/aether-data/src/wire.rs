@@ -1,4 +1,4 @@
-//! The node's UDP wire formats (little-endian, packed; FACTS.md):
+//! The node's UDP wire formats (little-endian, packed; every field documented below):
 //!
 //! * raw CSI frame `0xC5110001`: 20-byte header (magic u32, node_id u8,
 //!   n_antennas u8, n_subcarriers u16 ≤ 512, freq_mhz u32, seq u32, rssi i8,

@@ -1,7 +1,6 @@
 //! # aether-ffi
 //!
-//! The `ruv_temporal_*` C ABI of the firmware (reference/FACTS.md,
-//! `include/ruv_temporal.h`) over [`aether_head`]: push one frame at the feature
+//! The `ruv_temporal_*` C ABI of the firmware (`include/ruv_temporal.h`) over [`aether_head`]: push one frame at the feature
 //! rate, classify the last `window_len` frames about once a second.
 //!
 //! ```text

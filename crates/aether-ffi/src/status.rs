@@ -1,4 +1,4 @@
-//! `esp_err_t` status codes (ESP-IDF values, reference/FACTS.md) and the typed [`Error`]
+//! `esp_err_t` status codes (ESP-IDF values) and the typed [`Error`]
 //! behind each of them.
 //!
 //! | code | when |

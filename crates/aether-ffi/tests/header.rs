@@ -159,7 +159,7 @@ fn every_prototype_matches_the_rust_signature() {
     for (name, want) in &rust {
         assert_eq!(&header[*name], want, "prototype of {name}");
     }
-    // The FACTS.md prototype of init, spelled out.
+    // The prototype of init in the original firmware, spelled out.
     assert_eq!(
         header["ruv_temporal_init"].1,
         [

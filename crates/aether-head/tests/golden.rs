@@ -1,4 +1,4 @@
-//! Golden test: the reference v1 init (reference/FACTS.md) with a fixed input gives
+//! Golden test: the reference v1 init (docs/rvne-format.md) with a fixed input gives
 //! the committed logits in `testdata/golden_v1_logits.txt` (to 1e-5).
 
 use aether_head::{EvictionPolicy, HeadConfig, Stream, TemporalHead};
@@ -58,7 +58,7 @@ fn reference_v1_init_gives_committed_logits() {
 #[test]
 fn reference_v1_blob_loads_and_gives_committed_logits() {
     let bytes = include_bytes!("../testdata/reference_v1.rvne");
-    // The committed blob is the reference recipe, byte for byte (FACTS.md).
+    // The committed blob is the reference recipe, byte for byte (docs/rvne-format.md).
     let rebuilt = aether_rvne::reference_init_v1_bytes(
         &aether_rvne::Dims::AETHER_DEFAULT,
         aether_rvne::REFERENCE_SEED,
@@ -82,7 +82,7 @@ fn regenerate_golden() {
     let head = TemporalHead::from_flat(cfg, &w).unwrap();
     let logits = head.forward(&fixed_input()).unwrap();
     let mut s = String::from(
-        "# logits of the reference v1 init (FACTS.md recipe, D 16, Hq 4, Hkv 1, dh 32, L 2, C 4)\n\
+        "# logits of the reference v1 init (docs/rvne-format.md recipe, D 16, Hq 4, Hkv 1, dh 32, L 2, C 4)\n\
          # on 64 frames u[t][f] = sin(0.1 t + 0.3 f) + 0.05 f; see tests/golden.rs\n",
     );
     for l in logits {

@@ -1,4 +1,4 @@
-//! The reference initialisation recipe of FACTS.md: xorshift64* seeded with
+//! The reference initialisation recipe (docs/rvne-format.md): xorshift64* seeded with
 //! `0xC511_0007_DEAD_BEEF`, one output per weight, `w = ((b / u32::MAX) − 0.5) · 0.2`
 //! with `b` the output's high 32 bits, computed in f32, drawn in the canonical tensor
 //! order. For a v1-expressible model this reproduces the reference v1 blob byte for byte

@@ -1,6 +1,6 @@
 //! # aether-rvne
 //!
-//! The `.rvne` weight file of the AETHER temporal head: byte-exact v1 (FACTS.md), a
+//! The `.rvne` weight file of the AETHER temporal head: byte-exact v1 (docs/rvne-format.md), a
 //! self-describing, CRC-protected v2 (docs/rvne-format.md), a zero-copy `no_std` reader
 //! that needs no allocator, and (feature `alloc`) an owned model with canonical writers
 //! and the reference initialisation recipe.

@@ -110,7 +110,7 @@ impl ModelFile {
         )
     }
 
-    /// Writes the v1 layout (FACTS.md); refuses a model v1 cannot express.
+    /// Writes the v1 layout (docs/rvne-format.md); refuses a model v1 cannot express.
     pub fn to_v1_bytes(&self, dtype: DType) -> Result<Vec<u8>> {
         if !dtype.is_float() {
             return Err(Error::DTypeAccess {

@@ -1,4 +1,4 @@
-//! The reference v1 blob of FACTS.md, byte for byte, and the committed golden file.
+//! The reference v1 blob of docs/rvne-format.md, byte for byte, and the committed golden file.
 
 use aether_rvne::{
     reference_init_v1_bytes, BlobView, DType, Dims, ModelFile, PatternSpec, Pooling, REFERENCE_SEED,

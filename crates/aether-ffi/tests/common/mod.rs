@@ -6,7 +6,7 @@ use aether_rvne::{
     ModelMeta, PatternSpec, Pooling, Positional, REFERENCE_SEED,
 };
 
-/// The reference v1 blob of FACTS.md (AETHER default head, f32, 41,244 bytes).
+/// The reference v1 blob of docs/rvne-format.md (AETHER default head, f32, 41,244 bytes).
 pub fn seeded_v1() -> Vec<u8> {
     reference_init_v1_bytes(&Dims::AETHER_DEFAULT, REFERENCE_SEED, DType::F32).unwrap()
 }
