@@ -26,10 +26,11 @@ use aether_rvne::{
 use crate::error::{QuantError, Result};
 use crate::model::{QuantHead, MAX_K};
 
-/// LayerNorm epsilon of docs/model.md.
+/// LayerNorm epsilon of docs/model.md, in f64 (`aether_head::math::LN_EPS` is the same
+/// decimal value in f32; the integer tables were always derived from the f64 one).
 const LN_EPS: f64 = 1e-5;
-/// Smallest running standard deviation (docs/model.md step 0).
-const RUNNING_NORM_FLOOR: f64 = 1e-3;
+/// Smallest running standard deviation (docs/model.md step 0; the float head's).
+const RUNNING_NORM_FLOOR: f64 = aether_head::RUNNING_NORM_FLOOR;
 
 /// `real ≈ m · 2^−(31 + s)` with `m` an i32 and `s` in −31..=31 (the sign goes to `m`).
 /// Zero and non-finite values give `(0, 0)`; values beyond the range saturate.
@@ -241,23 +242,8 @@ fn vec_mat(x: &[f32], w: &[f32], b: Option<&[f32]>, out: &mut [f32]) {
     }
 }
 
-fn layer_norm(x: &[f32], g: &[f32], b: &[f32], out: &mut [f32]) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    let inv = 1.0 / (var + LN_EPS as f32).sqrt();
-    for (((o, xi), gi), bi) in out.iter_mut().zip(x).zip(g).zip(b) {
-        *o = (xi - mean) * inv * gi + bi;
-    }
-}
-
-/// GELU exactly as aether-head computes it (`aether_head::math::gelu`: tanh through the
-/// kernel's fast exp), so calibration sees the deployed float activations.
-fn gelu(z: f32) -> f32 {
-    let u = 0.797_884_6 * (z + 0.044_715 * z * z * z);
-    let t = 1.0 - 2.0 / (aether_kernel::simd::fast_exp(2.0 * u) + 1.0);
-    0.5 * z * (1.0 + t)
-}
+// The float head's own primitives, so calibration sees the deployed float activations.
+use aether_head::math::{add_positional_with, gelu, layer_norm, positional_denominators};
 
 impl FloatRef {
     /// The float reference of `model` (f32 or f16 storage; an int8 model is refused).
@@ -313,26 +299,15 @@ impl FloatRef {
         let mut loc = Ranges::new(m);
         // Steps 0–3.
         let mut x = vec![0.0f32; n * dm];
-        let (mut cnt, mut mean, mut m2) = (0u64, vec![0.0f64; f], vec![0.0f64; f]);
-        let den: Vec<f64> = (0..dm)
-            .map(|i| 10000f64.powf((i & !1) as f64 / dm as f64))
-            .collect();
+        let mut running = aether_head::RunningNorm::new(f);
+        let den = positional_denominators(dm);
         for t in 0..n {
             let mut u = frames[t * f..(t + 1) * f].to_vec();
             for (mx, v) in loc.raw.iter_mut().zip(&u) {
                 *mx = mx.max(v.abs());
             }
             if a.running_norm {
-                cnt += 1;
-                let nn = cnt as f64;
-                for ((x, mu), s2) in u.iter_mut().zip(&mut mean).zip(&mut m2) {
-                    let v = f64::from(*x);
-                    let delta = v - *mu;
-                    *mu += delta / nn;
-                    *s2 += delta * (v - *mu);
-                    let sd = (*s2 / nn).sqrt().max(RUNNING_NORM_FLOOR);
-                    *x = ((v - *mu) / sd) as f32;
-                }
+                running.apply(&mut u);
             }
             if let (Some(mu), Some(sd)) = (self.get("input.mean"), self.get("input.std")) {
                 for ((ui, mi), si) in u.iter_mut().zip(mu).zip(sd) {
@@ -349,10 +324,7 @@ impl FloatRef {
                 None => row.copy_from_slice(&u),
             }
             if a.positional == Positional::Sinusoidal {
-                for (i, (xi, dn)) in row.iter_mut().zip(&den).enumerate() {
-                    let ang = t as f64 / dn;
-                    *xi += (if i % 2 == 0 { ang.sin() } else { ang.cos() }) as f32;
-                }
+                add_positional_with(t, &den, row);
             }
             amax(&mut loc.residual, row);
         }
