@@ -236,6 +236,7 @@ impl From<HeadError> for Error {
     fn from(e: HeadError) -> Self {
         match e {
             HeadError::Format { source } => Error::Blob(*source),
+            HeadError::NoMemory { bytes, .. } => Error::NoMem { bytes },
             e => Error::Head(e),
         }
     }
@@ -245,6 +246,7 @@ impl From<QuantError> for Error {
     fn from(e: QuantError) -> Self {
         match e {
             QuantError::Format { source } => Error::Blob(*source),
+            QuantError::NoMemory { bytes, .. } => Error::NoMem { bytes },
             e => Error::Quant(e),
         }
     }

@@ -5,12 +5,11 @@
 //! flash), and copied (converting f16) otherwise.
 
 use alloc::borrow::Cow;
-use alloc::vec;
 
 use aether_rvne::BlobView;
 
 use crate::config::HeadConfig;
-use crate::error::{HeadError, Result};
+use crate::error::{try_vec, HeadError, Result};
 use crate::model::TemporalHead;
 use crate::weights::Weights;
 
@@ -39,7 +38,7 @@ impl<'a> TemporalHead<'a> {
             if let Some(s) = t.as_f32() {
                 return Ok(Some(Cow::Borrowed(s)));
             }
-            let mut owned = vec![0.0f32; t.len()];
+            let mut owned = try_vec(t.len(), 0.0f32, "a weight tensor copied out of the blob")?;
             t.read_f32_into(&mut owned).map_err(HeadError::format)?;
             Ok(Some(Cow::Owned(owned)))
         })?;

@@ -95,6 +95,30 @@ pub enum HeadError {
     StreamPoisoned,
     /// Nothing to classify yet (the rolling window or stream holds no frame).
     NoFrames,
+    /// The allocator refused a buffer (or its size overflows); nothing was built.
+    NoMemory {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes requested (`None`: the size overflows).
+        bytes: Option<usize>,
+    },
+}
+
+/// `n` copies of `value` in a vector allocated fallibly: a refusal (or a size that
+/// overflows) is [`HeadError::NoMemory`] instead of the allocation-error handler, so a
+/// node gets an error code rather than an abort.
+pub(crate) fn try_vec<T: Clone>(
+    n: usize,
+    value: T,
+    what: &'static str,
+) -> Result<alloc::vec::Vec<T>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| HeadError::NoMemory {
+        what,
+        bytes: n.checked_mul(core::mem::size_of::<T>()),
+    })?;
+    v.resize(n, value);
+    Ok(v)
 }
 
 impl HeadError {
@@ -160,6 +184,12 @@ impl fmt::Display for HeadError {
                 write!(f, "stream state is inconsistent after a failed push: reset it")
             }
             HeadError::NoFrames => write!(f, "no frames pushed yet"),
+            HeadError::NoMemory { what, bytes: Some(b) } => {
+                write!(f, "out of memory allocating {what} ({b} bytes)")
+            }
+            HeadError::NoMemory { what, bytes: None } => {
+                write!(f, "the size of {what} overflows")
+            }
         }
     }
 }

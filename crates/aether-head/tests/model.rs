@@ -610,3 +610,24 @@ fn workspace_and_stream_report_bytes() {
     let borrowed = TemporalHead::from_flat(HeadConfig::aether_default(), &flat).unwrap();
     assert!(borrowed.is_zero_copy());
 }
+
+#[test]
+fn a_workspace_the_allocator_refuses_is_a_typed_error_not_an_abort() {
+    let head = random_head(HeadConfig::aether_default(), 3);
+    // 2⁴⁶ frames: every size fits in usize, but no machine has the memory.
+    for compact in [false, true] {
+        let r = if compact {
+            Workspace::compact(&head, 1 << 46)
+        } else {
+            Workspace::new(&head, 1 << 46)
+        };
+        match r {
+            Err(HeadError::NoMemory { what, bytes }) => {
+                assert!(what.starts_with("workspace"), "{what}");
+                assert!(bytes.is_some_and(|b| b >= 1 << 40), "{bytes:?}");
+            }
+            Err(HeadError::Kernel { .. } | HeadError::Config { .. }) if !compact => {}
+            other => panic!("compact {compact}: {other:?}"),
+        }
+    }
+}

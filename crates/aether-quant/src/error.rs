@@ -71,6 +71,13 @@ pub enum QuantError {
         /// Why.
         detail: &'static str,
     },
+    /// The allocator refused a buffer (or its size overflows); nothing was built.
+    NoMemory {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes requested (`None`: the size overflows).
+        bytes: Option<usize>,
+    },
 }
 
 impl QuantError {
@@ -122,6 +129,11 @@ impl fmt::Display for QuantError {
             WorkspaceMismatch => write!(f, "workspace or stream built for another model"),
             NotCausal => write!(f, "streaming needs a causal pattern"),
             Config { what, detail } => write!(f, "{what}: {detail}"),
+            NoMemory {
+                what,
+                bytes: Some(b),
+            } => write!(f, "out of memory allocating {what} ({b} bytes)"),
+            NoMemory { what, bytes: None } => write!(f, "the size of {what} overflows"),
         }
     }
 }
@@ -130,3 +142,19 @@ impl core::error::Error for QuantError {}
 
 /// Result with [`QuantError`].
 pub type Result<T> = core::result::Result<T, QuantError>;
+
+/// `n` copies of `value` in a vector allocated fallibly: a refusal (or a size that
+/// overflows) is [`QuantError::NoMemory`] instead of the allocation-error handler.
+pub(crate) fn try_vec<T: Clone>(
+    n: usize,
+    value: T,
+    what: &'static str,
+) -> Result<alloc::vec::Vec<T>> {
+    let mut v = alloc::vec::Vec::new();
+    v.try_reserve_exact(n).map_err(|_| QuantError::NoMemory {
+        what,
+        bytes: n.checked_mul(core::mem::size_of::<T>()),
+    })?;
+    v.resize(n, value);
+    Ok(v)
+}

@@ -13,7 +13,7 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::error::{QuantError, Result};
+use crate::error::{try_vec, QuantError, Result};
 use crate::model::{block_mean, IntRunningNorm, KvRows, QuantHead};
 
 /// Buffers for [`QuantHead::forward_into`] on sequences up to `max_len` frames.
@@ -78,23 +78,23 @@ impl QWorkspace {
         Ok(Self {
             sig: signature(head),
             max_len,
-            x: vec![0; mul(max_len, d.d_model)?],
-            k: vec![0; mul(max_len, kw)?],
-            v: vec![0; mul(max_len, kw)?],
-            lk: vec![0; mul(blocks, kw)?],
-            lv: vec![0; mul(blocks, kw)?],
-            r: vec![0; d.input_dim],
-            u: vec![0; d.input_dim],
-            h: vec![0; d.d_model],
-            q: vec![0; head.q_width()],
-            att: vec![0; head.q_width()],
-            hid: vec![0; d.mlp_hidden],
-            acc: vec![0; head.acc_width()],
-            f: vec![0; d.d_model],
-            sum: vec![0; d.d_model],
-            pooled: vec![0; d.d_model],
-            idx: vec![0; sl],
-            scores: vec![0; sl],
+            x: try_vec(mul(max_len, d.d_model)?, 0, "int8 workspace x")?,
+            k: try_vec(mul(max_len, kw)?, 0, "int8 workspace k")?,
+            v: try_vec(mul(max_len, kw)?, 0, "int8 workspace v")?,
+            lk: try_vec(mul(blocks, kw)?, 0, "int8 workspace lk")?,
+            lv: try_vec(mul(blocks, kw)?, 0, "int8 workspace lv")?,
+            r: try_vec(d.input_dim, 0, "int8 workspace r")?,
+            u: try_vec(d.input_dim, 0, "int8 workspace u")?,
+            h: try_vec(d.d_model, 0, "int8 workspace h")?,
+            q: try_vec(head.q_width(), 0, "int8 workspace q")?,
+            att: try_vec(head.q_width(), 0, "int8 workspace att")?,
+            hid: try_vec(d.mlp_hidden, 0, "int8 workspace hid")?,
+            acc: try_vec(head.acc_width(), 0, "int8 workspace acc")?,
+            f: try_vec(d.d_model, 0, "int8 workspace f")?,
+            sum: try_vec(d.d_model, 0, "int8 workspace sum")?,
+            pooled: try_vec(d.d_model, 0, "int8 workspace pooled")?,
+            idx: try_vec(sl, 0, "int8 workspace idx")?,
+            scores: try_vec(sl, 0, "int8 workspace scores")?,
             rn: IntRunningNorm::new(if head.meta().arch.running_norm {
                 d.input_dim
             } else {

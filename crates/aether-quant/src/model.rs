@@ -344,7 +344,7 @@ fn i32_table<'a>(t: &TensorView<'a>) -> Result<Cow<'a, [i32]>> {
     if let Some(s) = t.as_i32() {
         return Ok(Cow::Borrowed(s));
     }
-    let mut v = vec![0i32; t.len()];
+    let mut v = crate::error::try_vec(t.len(), 0i32, "an int8 table copied out of the blob")?;
     t.read_i32_into(&mut v)?;
     Ok(Cow::Owned(v))
 }
