@@ -286,24 +286,8 @@ impl Drop for OutDir {
     }
 }
 
-/// Largest model file the CLI reads: the u32 length fields of `.rvne` cap a blob below
-/// 4 GiB, and safetensors models of this head are far smaller.
-pub const MAX_MODEL_FILE: u64 = u32::MAX as u64;
-
-/// Reads a whole model file, refusing (before allocating) anything above
-/// [`MAX_MODEL_FILE`] bytes.
-pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
-    let len = fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    if len > MAX_MODEL_FILE {
-        bail!(
-            "{}: {len} bytes, larger than any model file can be ({MAX_MODEL_FILE} bytes)",
-            path.display()
-        );
-    }
-    fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
+/// Model files are read by the pipeline's reader (size-checked before allocating).
+pub use aether_pipeline::model_io::read_model_file;
 
 #[cfg(test)]
 mod tests {
@@ -406,20 +390,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a directory"), "{e}");
-    }
-
-    #[test]
-    fn model_reads_are_capped_before_allocating() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("huge.rvne");
-        // A sparse file: no disk blocks, but its length exceeds the cap.
-        fs::File::create(&p)
-            .unwrap()
-            .set_len(MAX_MODEL_FILE + 1)
-            .unwrap();
-        let e = read_model_file(&p).unwrap_err().to_string();
-        assert!(e.contains("larger than any model file"), "{e}");
-        fs::write(&p, b"abc").unwrap();
-        assert_eq!(read_model_file(&p).unwrap(), b"abc");
     }
 }

@@ -9,6 +9,7 @@
 mod args;
 mod commands;
 mod fsutil;
+mod progress;
 mod values;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};

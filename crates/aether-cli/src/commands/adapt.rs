@@ -26,9 +26,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
 use super::plural;
-use super::train::{evaluate, load, mean_sd, model_logits, print_skipped, stat_json};
 use crate::fsutil::{check_output_file, read_model_file, write_atomic};
 use crate::values::{self, Ends};
+use aether_pipeline::{evaluate, load, mean_sd, model_logits, print_skipped, stat_json};
 
 /// What adaptation changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

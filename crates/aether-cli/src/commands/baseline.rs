@@ -20,10 +20,10 @@ use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::plural;
-use super::train::{
+use crate::values;
+use aether_pipeline::{
     load, mean_sd, plan_runs, report_json, report_text, select_groups, stat_json, Protocol,
 };
-use crate::values;
 
 /// Summary statistics per column.
 #[derive(Clone, Copy, clap::ValueEnum)]

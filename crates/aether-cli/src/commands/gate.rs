@@ -32,11 +32,12 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::plural;
-use super::train::{
-    data_hash, derive_arch, derive_window, evaluate, fit_with, load, model_bytes, model_logits,
-    print_skipped, select_groups, Evaluation, TrainOpts, WindowSet,
-};
+use crate::progress;
 use crate::values::{self, Ends};
+use aether_pipeline::{
+    data_hash, derive_arch, derive_window, evaluate, fit_with_progress, load, model_bytes,
+    model_logits, print_skipped, select_groups, Evaluation, TrainOpts, WindowSet,
+};
 
 /// Arguments of `aether gate`.
 #[derive(clap::Args)]
@@ -242,7 +243,15 @@ pub fn run(args: Args) -> Result<()> {
             if !args.quiet {
                 eprintln!("training the {attention} head (seed {seed})");
             }
-            let fitted = fit_with(&ds, &train_rec, &val_rec, window, arch, &opts, args.quiet)?;
+            let fitted = fit_with_progress(
+                &ds,
+                &train_rec,
+                &val_rec,
+                window,
+                arch,
+                &opts,
+                progress::training(args.quiet).as_mut(),
+            )?;
             let model: &Model = &fitted.outcome.model;
             let eval = evaluate(test_ds, &test_rec, window, model_logits(model))?;
             let embeddings = model.embeddings_batch(&test.slices())?;
