@@ -35,8 +35,8 @@ pub mod values;
 
 pub use aether_data::{Dataset, LoadReport};
 pub use data::{
-    data_hash, derive_window, load, print_skipped, select_groups, WindowSet, DEPLOYED_WINDOW,
-    MAX_WHOLE_WINDOW, MAX_WINDOW_VALUES,
+    data_hash, derive_window, load, print_skipped, select_groups, DatasetError, WindowSet,
+    DEPLOYED_WINDOW, MAX_WHOLE_WINDOW, MAX_WINDOW_VALUES,
 };
 pub use evaluate::{evaluate, model_logits, Evaluation};
 pub use fit::{
