@@ -18,8 +18,8 @@
 //! # }
 //! ```
 //!
-//! Modules, one job each: [`data`] (read, hash, select, window), [`fit`] (options and
-//! training), [`evaluate`] (scoring), [`model_io`] (model bytes out, model files in,
+//! Modules, one job each: [`data`] (read, hash, select, window), [`fit`](mod@fit) (options and
+//! training), [`evaluate`](mod@evaluate) (scoring), [`model_io`] (model bytes out, model files in,
 //! int8), [`protocol`] (k-fold and group protocols), [`report`] (JSON, text, SVG) and
 //! [`values`] (the range-checked option parsers). The main items are re-exported here.
 
