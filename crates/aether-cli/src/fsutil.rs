@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aether_data::Dataset;
 use anyhow::{bail, Context, Result};
 
 /// Distinguishes temporary files of one process.
@@ -286,24 +287,20 @@ impl Drop for OutDir {
     }
 }
 
-/// Largest model file the CLI reads: the u32 length fields of `.rvne` cap a blob below
-/// 4 GiB, and safetensors models of this head are far smaller.
-pub const MAX_MODEL_FILE: u64 = u32::MAX as u64;
-
-/// Reads a whole model file, refusing (before allocating) anything above
-/// [`MAX_MODEL_FILE`] bytes.
-pub fn read_model_file(path: &Path) -> Result<Vec<u8>> {
-    let len = fs::metadata(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
-    if len > MAX_MODEL_FILE {
-        bail!(
-            "{}: {len} bytes, larger than any model file can be ({MAX_MODEL_FILE} bytes)",
-            path.display()
-        );
+/// Writes a dataset's files under `out` (class directories created as needed); returns
+/// the number of recordings written.
+pub fn write_dataset(out: &Path, ds: &Dataset) -> Result<usize> {
+    let files = ds.to_files()?;
+    for f in &files {
+        let dir = out.join(&f.class);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(&dir.join(&f.file_name), f.contents.as_bytes())?;
     }
-    fs::read(path).with_context(|| format!("reading {}", path.display()))
+    Ok(files.len())
 }
+
+/// Model files are read by the pipeline's reader (size-checked before allocating).
+pub use aether_pipeline::model_io::read_model_file;
 
 #[cfg(test)]
 mod tests {
@@ -406,20 +403,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a directory"), "{e}");
-    }
-
-    #[test]
-    fn model_reads_are_capped_before_allocating() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("huge.rvne");
-        // A sparse file: no disk blocks, but its length exceeds the cap.
-        fs::File::create(&p)
-            .unwrap()
-            .set_len(MAX_MODEL_FILE + 1)
-            .unwrap();
-        let e = read_model_file(&p).unwrap_err().to_string();
-        assert!(e.contains("larger than any model file"), "{e}");
-        fs::write(&p, b"abc").unwrap();
-        assert_eq!(read_model_file(&p).unwrap(), b"abc");
     }
 }

@@ -9,6 +9,8 @@
 mod args;
 mod commands;
 mod fsutil;
+mod model_formats;
+mod progress;
 mod values;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};

@@ -23,12 +23,12 @@ use aether_data::features::FeatureConfig;
 use aether_data::sim::{simulate, Task};
 use aether_head::math::softmax;
 use aether_head::{EvictionPolicy, Stream, TemporalHead};
+use aether_pipeline::{data_hash, evaluate, fit_progress, model_bytes, TrainOpts};
 use anyhow::{Context, Result};
 
 use super::plural;
-use super::simulate::write_dataset;
-use super::train::{data_hash, evaluate, fit, model_bytes, TrainOpts};
-use crate::fsutil::{check_output_dir, write_atomic, OutDir};
+use crate::fsutil::{check_output_dir, write_atomic, write_dataset, OutDir};
+use crate::progress;
 use crate::values;
 
 /// Arguments of `aether demo`.
@@ -94,7 +94,12 @@ pub fn run(args: Args) -> Result<()> {
         ..TrainOpts::default()
     };
     let pool: Vec<usize> = (0..train_ds.recordings.len()).collect();
-    let fitted = fit(&train_ds, &pool, &opts, args.quiet)?;
+    let fitted = fit_progress(
+        &train_ds,
+        &pool,
+        &opts,
+        progress::training(args.quiet).as_mut(),
+    )?;
     let h = &fitted.outcome.history;
     let wps = h.iter().map(|s| s.windows_per_sec).sum::<f64>() / h.len().max(1) as f64;
     let hash = data_hash(&train_ds);

@@ -14,15 +14,15 @@
 
 use std::path::PathBuf;
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
-use aether_head::{AttentionBackend, TemporalHead};
-use aether_rvne::BlobView;
-use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
+use aether_head::AttentionBackend;
+use aether_pipeline::model_io::{scoring_window, WHOLE_RECORDING};
+use aether_pipeline::{
+    evaluate, evaluation_json, load, print_skipped, report_text, select_groups, Attention,
+    LoadedModel,
+};
+use anyhow::{bail, Result};
 
 use super::plural;
-use super::train::{evaluate, evaluation_json, load, print_skipped, report_text, select_groups};
-use crate::fsutil::read_model_file;
 use crate::values;
 
 /// Arguments of `aether eval`.
@@ -50,108 +50,11 @@ pub struct Args {
     #[arg(long)]
     pub by_group: bool,
     /// Override the attention backend stored in the model.
-    #[arg(long, value_parser = ["sparse", "dense"])]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<Attention>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A model read from a file, ready to classify windows.
-pub struct LoadedModel {
-    bytes: Vec<u8>,
-    /// Class names (from the file, else `class<i>`).
-    pub classes: Vec<String>,
-    /// Feature names (empty when the file has none).
-    pub features: Vec<String>,
-    /// Whether the file names its classes (v1 files do not).
-    pub named_classes: bool,
-    /// Stored window length and stride, if any.
-    pub window: Option<(usize, usize)>,
-    /// Input features per frame.
-    pub feature_dim: usize,
-    /// Whether this is an int8 model (runs on the integer head).
-    pub int8: bool,
-}
-
-impl LoadedModel {
-    /// Reads and validates a `.rvne` file.
-    pub fn read(path: &std::path::Path) -> Result<Self> {
-        let bytes = read_model_file(path)?;
-        let name = path.display().to_string();
-        let view =
-            BlobView::parse(&bytes).with_context(|| format!("{name}: not a valid .rvne file"))?;
-        if view.is_int8() {
-            aether_quant::QuantHead::from_view(&view)
-                .with_context(|| format!("{name}: cannot build the int8 model"))?;
-        } else {
-            TemporalHead::from_view(&view)
-                .with_context(|| format!("{name}: cannot build the model"))?;
-        }
-        let d = view.meta().dims;
-        let c = d.classes;
-        let classes = (0..c)
-            .map(|i| {
-                view.class_name(i)
-                    .map_or_else(|| format!("class{i}"), str::to_string)
-            })
-            .collect();
-        let features = if view.has_feature_names() {
-            (0..d.input_dim)
-                .map(|i| view.feature_name(i).unwrap_or("").to_string())
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let num = |k| {
-            view.metadata_value(k)
-                .and_then(|v: &str| v.parse::<usize>().ok())
-        };
-        let window = match (num("data.window"), num("data.stride")) {
-            (Some(w), Some(s)) if w > 0 && s > 0 => Some((w, s)),
-            (Some(w), None) if w > 0 => Some((w, w)),
-            _ => None,
-        };
-        Ok(Self {
-            named_classes: view.has_class_names(),
-            feature_dim: d.input_dim,
-            int8: view.is_int8(),
-            bytes,
-            classes,
-            features,
-            window,
-        })
-    }
-
-    /// The inference head over the file's bytes.
-    pub fn head(&self) -> Result<TemporalHead<'_>> {
-        Ok(TemporalHead::from_blob(&self.bytes)?)
-    }
-
-    /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head (the
-    /// integer head for an int8 model; its logits converted to f32 exactly).
-    pub fn logits(
-        &self,
-        backend: Option<AttentionBackend>,
-        windows: &[&[f32]],
-    ) -> Result<Vec<f32>> {
-        if self.int8 {
-            if backend.is_some() {
-                bail!("--backend cannot override the attention of an int8 model");
-            }
-            return super::quantize::int8_logits(&self.bytes)(windows);
-        }
-        let mut head = self.head()?;
-        if let Some(b) = backend {
-            head.set_backend(b);
-        }
-        let out: Vec<Result<Vec<f32>>> = windows.par_iter().map(|w| Ok(head.forward(w)?)).collect();
-        let mut flat = Vec::with_capacity(windows.len() * self.classes.len());
-        for o in out {
-            flat.extend(o?);
-        }
-        Ok(flat)
-    }
 }
 
 /// Runs `aether eval`.
@@ -191,31 +94,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let indices = select_groups(&ds, &args.groups, args.group_field)?;
-    let window = match (args.window, m.window) {
-        (Some(w), _) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(w),
-            short: ShortPolicy::Whole,
-        },
-        (None, Some((w, s))) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(s),
-            short: ShortPolicy::Whole,
-        },
-        (None, None) => WindowConfig {
-            len: usize::MAX / 2,
-            stride: usize::MAX / 2,
-            short: ShortPolicy::Whole,
-        },
-    };
+    let window = scoring_window(args.window, args.stride, m.window);
     if window.len == 0 || window.stride == 0 {
         bail!("--window and --stride must be positive");
     }
-    let backend = match args.backend.as_deref() {
-        Some("dense") => Some(AttentionBackend::Dense),
-        Some("sparse") => Some(AttentionBackend::Sparse),
-        _ => None,
-    };
+    let backend = args.backend.map(AttentionBackend::from);
     let e = evaluate(&ds, &indices, window, |w| m.logits(backend, w))?;
     let mut by_group = Vec::new();
     if args.by_group {
@@ -234,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
         let o = j.as_object_mut().expect("object");
         o.insert("model".into(), args.model.display().to_string().into());
         o.insert("data".into(), args.data.display().to_string().into());
-        if window.len < usize::MAX / 2 {
+        if window.len < WHOLE_RECORDING {
             o.insert("window".into(), window.len.into());
             o.insert("stride".into(), window.stride.into());
         }

@@ -1,4 +1,4 @@
-//! `aether gate --data DIR`: the dense-vs-sparse validation gate of FACTS.md.
+//! `aether gate --data DIR`: the dense-vs-sparse validation gate of the original AETHER specification.
 //!
 //! The recordings are split by recording (seeded): test `--test-fraction` (default
 //! 0.25) of each class, validation `--val` of the rest. A sparse head and a dense head
@@ -18,7 +18,7 @@
 //! on the same split and reports each run and the mean ± sd of the deltas, so a
 //! difference between the attention patterns can be told from seed-to-seed noise.
 //!
-//! Gate (FACTS.md): sparse loss at most 1 % above dense, sparse accuracy at most 1 pp
+//! Gate: sparse loss at most 1 % above dense, sparse accuracy at most 1 pp
 //! below dense (both one-sided: better is a pass), ρ ≥ 0.95, latency ≥ 5× better at the
 //! deployed window; with several seeds, on the means. A failed check prints `FAIL` and
 //! exits with code 1 after the report (text or JSON) is printed.
@@ -28,14 +28,15 @@ use std::time::Instant;
 
 use aether_head::train::Model;
 use aether_head::TemporalHead;
+use aether_pipeline::{
+    data_hash, derive_arch, derive_window, evaluate, fit_with_progress, load, mean_sd, model_bytes,
+    model_logits, print_skipped, select_groups, Attention, Evaluation, TrainOpts, WindowSet,
+};
 use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::plural;
-use super::train::{
-    data_hash, derive_arch, derive_window, evaluate, fit_with, load, model_bytes, model_logits,
-    print_skipped, select_groups, Evaluation, TrainOpts, WindowSet,
-};
+use crate::progress;
 use crate::values::{self, Ends};
 
 /// Arguments of `aether gate`.
@@ -153,18 +154,6 @@ struct Run {
     rho: Option<f64>,
 }
 
-/// Mean and sample standard deviation (0 for one value).
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 {
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (m, sd)
-}
-
 /// Runs `aether gate`.
 pub fn run(args: Args) -> Result<()> {
     args.opts.check()?;
@@ -232,9 +221,9 @@ pub fn run(args: Args) -> Result<()> {
     for i in 0..args.seeds {
         let seed = args.opts.seed.wrapping_add(i as u64);
         let mut sides = Vec::new();
-        for attention in ["sparse", "dense"] {
+        for attention in [Attention::Sparse, Attention::Dense] {
             let opts = TrainOpts {
-                attention: attention.into(),
+                attention,
                 seed,
                 ..args.opts.clone()
             };
@@ -242,7 +231,15 @@ pub fn run(args: Args) -> Result<()> {
             if !args.quiet {
                 eprintln!("training the {attention} head (seed {seed})");
             }
-            let fitted = fit_with(&ds, &train_rec, &val_rec, window, arch, &opts, args.quiet)?;
+            let fitted = fit_with_progress(
+                &ds,
+                &train_rec,
+                &val_rec,
+                window,
+                arch,
+                &opts,
+                progress::training(args.quiet).as_mut(),
+            )?;
             let model: &Model = &fitted.outcome.model;
             let eval = evaluate(test_ds, &test_rec, window, model_logits(model))?;
             let embeddings = model.embeddings_batch(&test.slices())?;

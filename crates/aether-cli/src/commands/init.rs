@@ -1,5 +1,5 @@
 //! `aether init [OPTIONS] OUT`: a deterministic model from the reference recipe
-//! (FACTS.md). With no options it writes the reference v1 blob byte for byte
+//! (docs/rvne-format.md). With no options it writes the reference v1 blob byte for byte
 //! (41,244 bytes, SHA-256 `7c6c074e…2d49d`). Every dimension is range-checked while
 //! the arguments are parsed, and the model's size is checked against
 //! [`MAX_INIT_PARAMETERS`] before anything is allocated.
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use aether_rvne::{reference_init, DType, Dims, ModelMeta, REFERENCE_SEED};
 use anyhow::{bail, Context, Result};
 
-use super::convert::DTypeArg;
+use crate::args::DTypeArg;
 use crate::fsutil::{check_output_file, write_atomic};
 use crate::values;
 

@@ -13,14 +13,14 @@
 
 use std::path::PathBuf;
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
+use aether_pipeline::model_io::{scoring_window, spread};
+use aether_pipeline::{load, print_skipped, select_groups, stored_window, WindowSet};
 use aether_quant::quantize::{error_report, quantize, FloatRef, QuantizeOptions};
 use aether_quant::QuantHead;
 use aether_rvne::{BlobView, ModelFile};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::train::{load, print_skipped, select_groups, WindowSet};
 use crate::fsutil::{check_output_file, read_model_file, write_atomic};
 use crate::values;
 
@@ -65,27 +65,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// `take` indices spread evenly over `0..n` (all of them when `take ≥ n`).
-fn spread(n: usize, take: usize) -> Vec<usize> {
-    if take >= n {
-        return (0..n).collect();
-    }
-    (0..take).map(|i| i * n / take).collect()
-}
-
-/// The stored window of a model (`data.window`, `data.stride` metadata).
-pub fn stored_window(view: &BlobView<'_>) -> Option<(usize, usize)> {
-    let num = |k| {
-        view.metadata_value(k)
-            .and_then(|v: &str| v.parse::<usize>().ok())
-    };
-    match (num("data.window"), num("data.stride")) {
-        (Some(w), Some(s)) if w > 0 && s > 0 => Some((w, s)),
-        (Some(w), None) if w > 0 => Some((w, w)),
-        _ => None,
-    }
-}
-
 /// Runs `aether quantize`.
 pub fn run(args: Args) -> Result<()> {
     check_output_file(&args.out)?;
@@ -116,23 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let indices = select_groups(&ds, &args.groups, args.group_field)?;
-    let cfg = match (args.window, stored_window(&view)) {
-        (Some(w), _) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(w),
-            short: ShortPolicy::Whole,
-        },
-        (None, Some((w, s))) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(s),
-            short: ShortPolicy::Whole,
-        },
-        (None, None) => WindowConfig {
-            len: usize::MAX / 2,
-            stride: usize::MAX / 2,
-            short: ShortPolicy::Whole,
-        },
-    };
+    let cfg = scoring_window(args.window, args.stride, stored_window(&view));
     let set = WindowSet::new(&ds, &indices, cfg)?;
     if set.is_empty() {
         bail!("{}: no calibration windows", args.calib.display());
@@ -221,47 +184,4 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The int8 blob of a float blob, calibrated on (at most 512, evenly spread) `windows`:
-/// what `aether train --int8` writes next to the float model.
-pub fn quantize_bytes(float_blob: &[u8], windows: &[&[f32]]) -> Result<Vec<u8>> {
-    let model = ModelFile::from_bytes(float_blob)?;
-    let take = spread(windows.len(), 512);
-    let calib: Vec<&[f32]> = take.iter().map(|&i| windows[i]).collect();
-    let (q, _) = quantize(&model, &calib, &QuantizeOptions::default())?;
-    Ok(q.to_v2_bytes()?)
-}
-
-/// Logits `[n, C]` flat of `windows` through the integer head of `blob` (parallel),
-/// converted to f32 exactly.
-pub fn int8_logits(blob: &[u8]) -> impl Fn(&[&[f32]]) -> Result<Vec<f32>> + '_ {
-    move |windows| {
-        use rayon::prelude::*;
-        let head = QuantHead::from_blob(blob)?;
-        let out: Vec<Result<Vec<f32>>> = windows
-            .par_iter()
-            .map(|w| {
-                let q = head.forward(w)?;
-                let mut l = vec![0.0f32; q.len()];
-                head.logits_to_f32(&q, &mut l);
-                Ok(l)
-            })
-            .collect();
-        let mut flat = Vec::with_capacity(windows.len() * head.classes());
-        for o in out {
-            flat.extend(o?);
-        }
-        Ok(flat)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn spread_is_even_and_complete() {
-        assert_eq!(super::spread(10, 3), vec![0, 3, 6]);
-        assert_eq!(super::spread(3, 10), vec![0, 1, 2]);
-        assert_eq!(super::spread(5, 5), vec![0, 1, 2, 3, 4]);
-    }
 }

@@ -457,7 +457,7 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 
 /// Trains the demo model: the gesture simulator, `recordings` per class, default head.
 fn demo_model(recordings: usize) -> Result<Vec<u8>> {
-    use super::train::{data_hash, fit, model_bytes, TrainOpts};
+    use aether_pipeline::{data_hash, fit_progress, model_bytes, TrainOpts};
     let task = Task::Gesture;
     let t = Instant::now();
     eprintln!(
@@ -471,7 +471,7 @@ fn demo_model(recordings: usize) -> Result<Vec<u8>> {
         seed: 1,
         ..TrainOpts::default()
     };
-    let fitted = fit(&ds, &pool, &opts, false)?;
+    let fitted = fit_progress(&ds, &pool, &opts, &mut crate::progress::Bar::default())?;
     let bytes = model_bytes(&fitted, &ds, &data_hash(&ds), false, false)?;
     eprintln!(
         "aether serve --demo: trained in {:.1} s ({} bytes)",
