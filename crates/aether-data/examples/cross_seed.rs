@@ -4,18 +4,13 @@
 //! baseline on per-recording mean/std features (a check that the task is not
 //! separable by levels alone). The test confusion matrix goes to stderr.
 //!
-//! `cargo run --release -p aether-data --example cross_seed -- [task|all] [train_seed] [test_seed] [train_per_class] [test_per_class]`
-//! (defaults: all, 1, 2, the task's default recordings, 20). Each recording is one
-//! window; validation (early stopping): 6 recordings per class of seed 3; head
-//! `Architecture::trainable(D, C)`, `TrainConfig::for_windows(n)` on 2 threads.
-//! Environment: `PER_RECORDING=1` standardises every feature per recording
-//! (otherwise only the head's input normalisation applies, as in `aether
-//! train`); `COLS_FROM=k` keeps features `k..D` only (ablations); `CENTRE=1`
-//! subtracts each feature's causal running mean (`CENTRE=append` appends those
-//! centred features to the raw ones); `BANDS`, `LAGS` change the extractor;
-//! `D_MODEL`, `LAYERS`, `MLP`, `WINDOW`, `BLOCK` (sparse pattern), `RUNNING_NORM=1`
-//! the head; `EPOCHS` and `AUG_GAIN`, `AUG_OFFSET`,
-//! `AUG_NOISE` (see `Augment`) the training.
+//! The experiment tool behind the cross-seed tables of docs/simulator.md:
+//! `cargo run --release -p aether-data --example cross_seed -- [TASK|all] [TRAIN_SEED]
+//! [TEST_SEED] [TRAIN_PER_CLASS] [TEST_PER_CLASS] [OPTIONS]` (defaults: all, 1, 2, the
+//! task's default recordings, 20); `--help` lists the options (input representation,
+//! extractor, head size, training). Each recording is one window; validation (early
+//! stopping): 6 recordings per class of seed 3; head `Architecture::trainable(D, C)`,
+//! `TrainConfig::for_windows(n)` on 2 threads.
 
 use std::ops::ControlFlow;
 use std::time::Instant;
@@ -24,6 +19,87 @@ use aether_data::dataset::Dataset;
 use aether_data::features::FeatureConfig;
 use aether_data::sim::{simulate, Task};
 use aether_head::train::{train, Architecture, TrainConfig, Window};
+use clap::{Parser, ValueEnum};
+
+/// How features are centred before training (see [`centre`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Centre {
+    /// Raw features (the head's input normalisation only, as in `aether train`).
+    Off,
+    /// Subtract each feature's causal running mean.
+    Mean,
+    /// Append the running-mean-centred features to the raw ones.
+    Append,
+    /// Causal running standardisation `(x_t − m_t) / max(s_t, --std-floor)`.
+    Std,
+}
+
+/// Cross-seed train/test on simulated tasks.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Task (gesture, fall, breathing, anomaly) or `all`.
+    #[arg(default_value = "all")]
+    task: String,
+    /// Simulator seed of the training recordings.
+    #[arg(default_value_t = 1)]
+    train_seed: u64,
+    /// Simulator seed of the test recordings.
+    #[arg(default_value_t = 2)]
+    test_seed: u64,
+    /// Training recordings per class (default: the task's default).
+    train_per_class: Option<usize>,
+    /// Test recordings per class.
+    #[arg(default_value_t = 20)]
+    test_per_class: usize,
+    /// Standardise every feature per recording (a stream cannot do this).
+    #[arg(long)]
+    per_recording: bool,
+    /// Keep features `k..D` only.
+    #[arg(long, default_value_t = 0)]
+    cols_from: usize,
+    /// Centre the features before training.
+    #[arg(long, value_enum, default_value_t = Centre::Off)]
+    centre: Centre,
+    /// Floor of the running std under `--centre std`.
+    #[arg(long, default_value_t = 1e-3)]
+    std_floor: f64,
+    /// Extractor: frequency bands.
+    #[arg(long)]
+    bands: Option<usize>,
+    /// Extractor: motion lags.
+    #[arg(long)]
+    lags: Option<usize>,
+    /// Head: model width `D`.
+    #[arg(long)]
+    d_model: Option<usize>,
+    /// Head: layers.
+    #[arg(long)]
+    layers: Option<usize>,
+    /// Head: MLP hidden width.
+    #[arg(long)]
+    mlp: Option<usize>,
+    /// Head: sparse local window.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Head: sparse block size.
+    #[arg(long)]
+    block: Option<usize>,
+    /// Head: causal running standardisation of the inputs.
+    #[arg(long)]
+    running_norm: bool,
+    /// Training: maximum epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Training: gain augmentation std.
+    #[arg(long, default_value_t = 0.0)]
+    aug_gain: f32,
+    /// Training: offset augmentation std.
+    #[arg(long, default_value_t = 0.0)]
+    aug_offset: f32,
+    /// Training: noise augmentation std.
+    #[arg(long, default_value_t = 0.0)]
+    aug_noise: f32,
+}
 
 /// Per-recording standardised frames (`T × D`, each column zero mean, unit std).
 fn standardise(x: &[f32], d: usize) -> Vec<f32> {
@@ -43,19 +119,15 @@ fn standardise(x: &[f32], d: usize) -> Vec<f32> {
     out
 }
 
-/// `CENTRE=1`: subtract the causal running mean (frames 0..=t) from frame t;
-/// `CENTRE=append`: append those centred features to the raw ones.
-fn centre(x: Vec<f32>, d: usize) -> Vec<f32> {
-    let mode = std::env::var("CENTRE").unwrap_or_default();
-    if mode.is_empty() || mode == "0" {
+/// `--centre mean`: subtract the causal running mean (frames 0..=t) from frame t;
+/// `--centre append`: append those centred features to the raw ones; `--centre std`:
+/// causal running standardisation.
+fn centre(x: Vec<f32>, d: usize, mode: Centre, floor: f64) -> Vec<f32> {
+    if mode == Centre::Off {
         return x;
     }
-    if mode == "std" {
+    if mode == Centre::Std {
         // causal running standardisation: (x_t - m_t) / max(s_t, floor), Welford over 0..=t
-        let floor: f64 = std::env::var("STD_FLOOR")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1e-3);
         let (mut m, mut m2) = (vec![0.0f64; d], vec![0.0f64; d]);
         let mut out = Vec::with_capacity(x.len());
         for (t, f) in x.chunks_exact(d).enumerate() {
@@ -70,7 +142,7 @@ fn centre(x: Vec<f32>, d: usize) -> Vec<f32> {
         }
         return out;
     }
-    let append = mode == "append";
+    let append = mode == Centre::Append;
     let mut sum = vec![0.0f64; d];
     let mut out = Vec::with_capacity(if append { 2 * x.len() } else { x.len() });
     for (t, f) in x.chunks_exact(d).enumerate() {
@@ -85,18 +157,10 @@ fn centre(x: Vec<f32>, d: usize) -> Vec<f32> {
     out
 }
 
-/// Whether `PER_RECORDING=1`: standardise every feature per recording.
-fn per_recording() -> bool {
-    std::env::var("PER_RECORDING").is_ok_and(|v| v == "1")
-}
-
-/// Recordings as (frames, label), standardised per recording under `PER_RECORDING=1`.
-fn prepared(ds: &Dataset) -> Vec<(Vec<f32>, usize)> {
+/// Recordings as (frames, label), standardised per recording under `--per-recording`.
+fn prepared(ds: &Dataset, args: &Args) -> Vec<(Vec<f32>, usize)> {
     let d = ds.dim();
-    let from: usize = std::env::var("COLS_FROM")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let from = args.cols_from.min(d.saturating_sub(1));
     ds.recordings
         .iter()
         .map(|r| {
@@ -105,12 +169,12 @@ fn prepared(ds: &Dataset) -> Vec<(Vec<f32>, usize)> {
                 .chunks_exact(d)
                 .flat_map(|f| f[from..].to_vec())
                 .collect();
-            let x = if per_recording() {
+            let x = if args.per_recording {
                 standardise(&x, d - from)
             } else {
                 x
             };
-            (centre(x, d - from), r.class)
+            (centre(x, d - from, args.centre, args.std_floor), r.class)
         })
         .collect()
 }
@@ -193,64 +257,68 @@ fn windows(data: &[(Vec<f32>, usize)]) -> Vec<Window<'_>> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let tasks: Vec<Task> = match args.first().map(String::as_str) {
-        None | Some("all") => Task::ALL.to_vec(),
-        Some(t) => vec![Task::parse(t).expect("task: gesture|fall|breathing|anomaly|all")],
+    let args = Args::parse();
+    let tasks: Vec<Task> = match args.task.as_str() {
+        "all" => Task::ALL.to_vec(),
+        t => match Task::parse(t) {
+            Ok(t) => vec![t],
+            Err(e) => {
+                eprintln!("cross_seed: {e} (or `all`)");
+                std::process::exit(2);
+            }
+        },
     };
-    let num = |i: usize| -> Option<u64> { args.get(i).map(|a| a.parse().expect("integer")) };
-    let seed_a = num(1).unwrap_or(1);
-    let seed_b = num(2).unwrap_or(2);
+    let (seed_a, seed_b) = (args.train_seed, args.test_seed);
     let mut cfg = FeatureConfig::default();
-    let envu = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    if let Some(v) = envu("BANDS") {
+    if let Some(v) = args.bands {
         cfg.bands = v;
     }
-    if let Some(v) = envu("LAGS") {
+    if let Some(v) = args.lags {
         cfg.motion = v;
     }
     println!("| task | train (seed {seed_a}) | test (seed {seed_b}) | head train acc | head test acc | centroid mean/std | time |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for task in tasks {
         let start = Instant::now();
-        let per_train = num(3).map_or(task.default_recordings(), |v| v as usize);
-        let per_test = num(4).unwrap_or(20) as usize;
+        let per_train = args.train_per_class.unwrap_or(task.default_recordings());
         let tr = simulate(task, per_train, seed_a, cfg).expect("simulate train");
         let va = simulate(task, 6, 3, cfg).expect("simulate validation");
-        let te = simulate(task, per_test, seed_b, cfg).expect("simulate test");
-        let (trp, vap, tep) = (prepared(&tr), prepared(&va), prepared(&te));
+        let te = simulate(task, args.test_per_class, seed_b, cfg).expect("simulate test");
+        let (trp, vap, tep) = (
+            prepared(&tr, &args),
+            prepared(&va, &args),
+            prepared(&te, &args),
+        );
         let mut arch = Architecture::trainable(
             trp[0].0.len() * tr.dim() / tr.recordings[0].frames.len(),
             tr.classes.len(),
         );
-        let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-        if let Some(v) = env("D_MODEL") {
+        if let Some(v) = args.d_model {
             arch.d_model = v;
         }
-        if let Some(v) = env("LAYERS") {
+        if let Some(v) = args.layers {
             arch.layers = v;
         }
-        if let Some(v) = env("MLP") {
+        if let Some(v) = args.mlp {
             arch.mlp_hidden = v;
         }
-        if let Some(v) = env("WINDOW") {
+        if let Some(v) = args.window {
             arch.pattern.window = v;
         }
-        if let Some(v) = env("BLOCK") {
+        if let Some(v) = args.block {
             arch.pattern.block_size = v;
         }
-        arch.running_norm = std::env::var("RUNNING_NORM").is_ok_and(|v| v == "1");
+        arch.running_norm = args.running_norm;
         let mut tcfg = TrainConfig {
             threads: 2,
             ..TrainConfig::for_windows(trp.len())
         };
-        if let Some(v) = env("EPOCHS") {
+        if let Some(v) = args.epochs {
             tcfg.epochs = v;
         }
-        let envf = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f32>().ok());
-        tcfg.augment.gain_std = envf("AUG_GAIN").unwrap_or(0.0);
-        tcfg.augment.offset_std = envf("AUG_OFFSET").unwrap_or(0.0);
-        tcfg.augment.noise_std = envf("AUG_NOISE").unwrap_or(0.0);
+        tcfg.augment.gain_std = args.aug_gain;
+        tcfg.augment.offset_std = args.aug_offset;
+        tcfg.augment.noise_std = args.aug_noise;
         let out = train(arch, &tcfg, &windows(&trp), &windows(&vap), |_| {
             ControlFlow::Continue(())
         })
