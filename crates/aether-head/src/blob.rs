@@ -88,9 +88,7 @@ mod tests {
                 u32::from_le_bytes(b)
             })
             .collect();
-        // SAFETY: `words` is a live, initialised u32 buffer of at least `v2.len()` bytes;
-        // u8 has no alignment or validity requirements.
-        let bytes = unsafe { core::slice::from_raw_parts(words.as_ptr().cast::<u8>(), v2.len()) };
+        let bytes = &bytemuck::cast_slice::<u32, u8>(&words)[..v2.len()];
         let h = TemporalHead::from_blob(bytes).unwrap();
         assert!(h.is_zero_copy());
         assert_eq!(h.owned_weight_bytes(), 0);
