@@ -62,14 +62,15 @@ pub trait KvElem: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     const NAME: &'static str;
     /// Whether `x` is finite and stays finite once stored.
     fn representable(x: f32) -> bool;
-    /// Rounds `src` into `dst` (equal lengths).
-    fn store(src: &[f32], dst: &mut [Self]);
+    /// Rounds `src` into `dst` (equal lengths); `hw` allows the x86 F16C instructions
+    /// (used only when present; the result is the same either way).
+    fn store(src: &[f32], dst: &mut [Self], hw: bool);
     /// `src` as f32: borrowed for f32, converted into `buf` for f16.
     fn load<'a>(src: &'a [Self], buf: &'a mut [f32]) -> &'a [f32];
     /// `src` as f32 without conversion, when the storage is f32.
     fn direct(src: &[Self]) -> Option<&[f32]>;
     /// Converts the rows `src[slots[c]·stride + add..][..dim]` into `dst[c·dim..][..dim]`;
-    /// `hw` allows the x86 F16C instructions (the caller checked that they are present).
+    /// `hw` allows the x86 F16C instructions (used only when present; same result).
     fn gather(src: &[Self], rows: (&[usize], usize, usize), dim: usize, dst: &mut [f32], hw: bool);
 }
 
@@ -80,7 +81,7 @@ impl KvElem for f32 {
         x.is_finite()
     }
     #[inline]
-    fn store(src: &[f32], dst: &mut [f32]) {
+    fn store(src: &[f32], dst: &mut [f32], _: bool) {
         dst.copy_from_slice(src);
     }
     #[inline(always)]
@@ -100,16 +101,6 @@ impl KvElem for f32 {
     }
 }
 
-/// Exact f16 → f32 for finite halves: shift exponent and mantissa into place and rescale by
-/// 2^112 (subnormal halves become exact normal floats). Branch-free, so it vectorises.
-#[inline(always)]
-fn f16_bits_to_f32(h: u16) -> f32 {
-    let h = u32::from(h);
-    let sign = (h & 0x8000) << 16;
-    let mag = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
-    f32::from_bits(mag.to_bits() | sign)
-}
-
 impl KvElem for f16 {
     const NAME: &'static str = "f16";
     #[inline]
@@ -118,22 +109,14 @@ impl KvElem for f16 {
         x.abs() < 65520.0
     }
     #[inline]
-    fn store(src: &[f32], dst: &mut [f16]) {
-        #[cfg(target_arch = "x86_64")]
-        if simd::active_level() != simd::SimdLevel::Scalar && f16c_available() {
-            // SAFETY: F16C and AVX were detected at run time (or compiled in) just above.
-            unsafe { f16c_store(src, dst) };
-            return;
-        }
-        for (d, &s) in dst.iter_mut().zip(src) {
-            *d = f16::from_f32(s);
-        }
+    fn store(src: &[f32], dst: &mut [f16], hw: bool) {
+        simd::f32_to_f16(hw, src, dst);
     }
     #[inline(always)]
     fn load<'a>(src: &'a [f16], buf: &'a mut [f32]) -> &'a [f32] {
         let buf = &mut buf[..src.len()];
         for (b, s) in buf.iter_mut().zip(src) {
-            *b = f16_bits_to_f32(s.to_bits());
+            *b = simd::f16_bits_to_f32(s.to_bits());
         }
         buf
     }
@@ -143,94 +126,7 @@ impl KvElem for f16 {
     }
     #[inline]
     fn gather(src: &[f16], rows: (&[usize], usize, usize), d: usize, dst: &mut [f32], hw: bool) {
-        #[cfg(target_arch = "x86_64")]
-        if hw {
-            // SAFETY: the caller checked `f16c_available()` (F16C and AVX present).
-            unsafe { f16c_gather(src, rows, d, dst) };
-            return;
-        }
-        let _ = hw;
-        let (slots, stride, add) = rows;
-        for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
-            for (x, h) in o.iter_mut().zip(&src[s * stride + add..][..d]) {
-                *x = f16_bits_to_f32(h.to_bits());
-            }
-        }
-    }
-}
-
-/// Whether the F16C conversion instructions (and AVX) are available: detected at run time
-/// under `std`, fixed at compile time without it.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn f16c_available() -> bool {
-    #[cfg(feature = "std")]
-    {
-        std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx")
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        cfg!(all(target_feature = "f16c", target_feature = "avx"))
-    }
-}
-
-/// [`KvElem::gather`] for f16 with `vcvtph2ps`, 8 halves at a time (exact, like
-/// [`f16_bits_to_f32`], which converts each row's tail).
-///
-/// # Safety
-/// The CPU must support F16C and AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx,f16c")]
-unsafe fn f16c_gather(src: &[f16], rows: (&[usize], usize, usize), d: usize, dst: &mut [f32]) {
-    use core::arch::x86_64::{__m128i, _mm256_cvtph_ps, _mm256_storeu_ps, _mm_loadu_si128};
-    let (slots, stride, add) = rows;
-    for (&s, o) in slots.iter().zip(dst.chunks_exact_mut(d)) {
-        let row = &src[s * stride + add..][..d];
-        let (sp, dp) = (row.as_ptr(), o.as_mut_ptr());
-        let mut i = 0;
-        while i + 8 <= d {
-            // SAFETY: `row` and `o` both hold `d >= i + 8` elements, so halves `i..i + 8`
-            // (16 bytes; `f16` is `repr(transparent)` over `u16`) are readable and floats
-            // `i..i + 8` writable; both intrinsics are unaligned; F16C and AVX are
-            // guaranteed by this function's contract.
-            unsafe {
-                let h = _mm_loadu_si128(sp.add(i).cast::<__m128i>());
-                _mm256_storeu_ps(dp.add(i), _mm256_cvtph_ps(h));
-            }
-            i += 8;
-        }
-        for (x, h) in o[i..].iter_mut().zip(&row[i..]) {
-            *x = f16_bits_to_f32(h.to_bits());
-        }
-    }
-}
-
-/// `dst[i] = f16::from_f32(src[i])` with `vcvtps2ph` (round to nearest even, the same
-/// rounding as `half`), 8 values at a time; the tail goes through `half`.
-///
-/// # Safety
-/// The CPU must support F16C and AVX.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx,f16c")]
-unsafe fn f16c_store(src: &[f32], dst: &mut [f16]) {
-    use core::arch::x86_64::{
-        __m128i, _mm256_cvtps_ph, _mm256_loadu_ps, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT,
-    };
-    let n = src.len().min(dst.len());
-    let mut i = 0;
-    while i + 8 <= n {
-        let (s8, d8) = (&src[i..i + 8], &mut dst[i..i + 8]);
-        // SAFETY: `s8` is 8 readable floats, `d8` 8 writable halves = 16 bytes (`f16` is
-        // `repr(transparent)` over `u16`, every bit pattern valid); unaligned intrinsics;
-        // F16C and AVX are guaranteed by this function's contract.
-        unsafe {
-            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(s8.as_ptr()));
-            _mm_storeu_si128(d8.as_mut_ptr().cast::<__m128i>(), h);
-        }
-        i += 8;
-    }
-    for (d, &s) in dst[i..n].iter_mut().zip(&src[i..n]) {
-        *d = f16::from_f32(s);
+        simd::f16_rows_to_f32(hw, src, rows, d, dst);
     }
 }
 
@@ -314,6 +210,8 @@ pub struct KvCacheOf<S: KvElem> {
     acc_v: Vec<f64>,
     acc_n: usize,
     scratch: Scratch,
+    /// SIMD level of `push` and `decode` (the detected one unless set).
+    level: simd::SimdLevel,
 }
 
 /// f32 KV cache: the contract type `KvCache::new(capacity, kv_heads, dim, block_size)`.
@@ -962,7 +860,21 @@ impl<S: KvElem> KvCacheOf<S> {
             acc_v: Vec::new(),
             acc_n: 0,
             scratch: Scratch::default(),
+            level: simd::SimdLevel::detect(),
         }
+    }
+
+    /// This cache with `push` and `decode` at SIMD level `level` (scalar when
+    /// unavailable; tests force each path this way); results do not depend on it
+    /// beyond float rounding.
+    pub fn with_level(mut self, level: simd::SimdLevel) -> Self {
+        self.level = level.effective();
+        self
+    }
+
+    /// The SIMD level `push` and `decode` run at.
+    pub fn level(&self) -> simd::SimdLevel {
+        self.level
     }
 
     fn check_valid(&self) -> Result<()> {
@@ -1129,8 +1041,10 @@ impl<S: KvElem> KvCacheOf<S> {
         }
         let slot = self.index().phys(self.len);
         let r = self.row;
-        S::store(k_row, &mut self.k[slot * r..(slot + 1) * r]);
-        S::store(v_row, &mut self.v[slot * r..(slot + 1) * r]);
+        // f16 rows are converted by F16C unless the scalar level is forced.
+        let hw = self.level != simd::SimdLevel::Scalar;
+        S::store(k_row, &mut self.k[slot * r..(slot + 1) * r], hw);
+        S::store(v_row, &mut self.v[slot * r..(slot + 1) * r], hw);
         if !self.pos.is_empty() {
             self.pos[slot] = self.total;
             self.mass[slot] = 0.0;
@@ -1156,11 +1070,11 @@ impl<S: KvElem> KvCacheOf<S> {
                 for (b, a) in buf.iter_mut().zip(&self.acc_k[h * d..(h + 1) * d]) {
                     *b = (a * inv) as f32;
                 }
-                S::store(&buf[..d], &mut dst_k[h * d..(h + 1) * d]);
+                S::store(&buf[..d], &mut dst_k[h * d..(h + 1) * d], hw);
                 for (b, a) in buf.iter_mut().zip(&self.acc_v[h * d..(h + 1) * d]) {
                     *b = (a * inv) as f32;
                 }
-                S::store(&buf[..d], &mut dst_v[h * d..(h + 1) * d]);
+                S::store(&buf[..d], &mut dst_v[h * d..(h + 1) * d], hw);
             }
             self.acc_k.iter_mut().for_each(|a| *a = 0.0);
             self.acc_v.iter_mut().for_each(|a| *a = 0.0);
@@ -1360,7 +1274,7 @@ impl<S: KvElem> KvCacheOf<S> {
         }
 
         let track_mass = !self.mass.is_empty();
-        let level = simd::select_level();
+        let level = self.level;
         let (r, hk) = (self.row, self.kv_heads);
         let group = q_heads / hk;
         let mut mass = if track_mass {
@@ -1368,10 +1282,7 @@ impl<S: KvElem> KvCacheOf<S> {
         } else {
             None
         };
-        #[cfg(target_arch = "x86_64")]
-        let f16c_ok = S::direct(&[]).is_none() && f16c_available();
-        #[cfg(not(target_arch = "x86_64"))]
-        let f16c_ok = false;
+        let f16c_ok = S::direct(&[]).is_none() && simd::f16c_available();
         // f16 rows are converted by F16C unless the scalar level is forced.
         let hw = level != simd::SimdLevel::Scalar && f16c_ok;
         for kh in 0..hk {
@@ -1425,7 +1336,7 @@ mod tests {
             let h = f16::from_bits(bits);
             if h.is_finite() {
                 assert_eq!(
-                    f16_bits_to_f32(bits).to_bits(),
+                    simd::f16_bits_to_f32(bits).to_bits(),
                     h.to_f32().to_bits(),
                     "{bits:#x}"
                 );
@@ -1448,10 +1359,7 @@ mod tests {
         let mut soft = vec![0.0f32; rows * d];
         let mut hard = vec![0.0f32; rows * d];
         f16::gather(&halves, (&slots, d, 0), d, &mut soft, false);
-        #[cfg(target_arch = "x86_64")]
-        let hw = f16c_available();
-        #[cfg(not(target_arch = "x86_64"))]
-        let hw = false;
+        let hw = simd::f16c_available();
         f16::gather(&halves, (&slots, d, 0), d, &mut hard, hw);
         for (c, &s) in slots.iter().enumerate() {
             for e in 0..d {
@@ -1477,7 +1385,7 @@ mod tests {
             }
         }
         let mut got = vec![f16::ZERO; xs.len()];
-        f16::store(&xs, &mut got);
+        f16::store(&xs, &mut got, true);
         for (x, g) in xs.iter().zip(&got) {
             assert_eq!(g.to_bits(), f16::from_f32(*x).to_bits(), "{x:e}");
         }
