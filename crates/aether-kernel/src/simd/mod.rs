@@ -290,11 +290,15 @@ pub(crate) trait Isa: Copy {
     fn keep_first(a: Self::V, count: usize, fill: f32) -> Self::V;
     /// Fast exp with the bound of the module docs.
     fn exp(x: Self::V) -> Self::V;
+    /// Whether the matrix kernels of [`linalg`] fuse `a·b + c` (`mul_add`) at this level.
+    const FUSED: bool;
 }
 
 mod f16;
+pub mod linalg;
 mod scalar;
 pub(crate) use f16::{f16_bits_to_f32, f16_rows_to_f32, f16c_available, f32_to_f16};
+pub use linalg::{add_rows, col_sum_acc, gemm_acc, gemm_tn_acc, vec_mat, vec_mat_add};
 pub use scalar::fast_exp;
 pub(crate) use scalar::Scalar;
 

@@ -37,6 +37,7 @@ pub fn fast_exp(x: f32) -> f32 {
 
 impl Isa for Scalar {
     type V = [f32; LANES];
+    const FUSED: bool = false;
     #[inline(always)]
     fn zero() -> Self::V {
         [0.0; LANES]

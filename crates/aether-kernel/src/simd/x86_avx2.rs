@@ -50,6 +50,7 @@ impl Avx2 {
 
 impl Isa for Avx2 {
     type V = (__m256, __m256);
+    const FUSED: bool = true;
     #[inline(always)]
     fn zero() -> Self::V {
         // SAFETY: as in `Avx2::mask8`.

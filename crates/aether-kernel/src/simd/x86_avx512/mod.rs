@@ -26,6 +26,7 @@ pub(crate) struct Avx512;
 
 impl Isa for Avx512 {
     type V = __m512;
+    const FUSED: bool = true;
     #[inline(always)]
     fn zero() -> __m512 {
         // SAFETY: only reached inside `run_avx512`, which requires AVX-512F (detected).
