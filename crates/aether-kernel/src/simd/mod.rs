@@ -230,6 +230,28 @@ pub struct Ran {
     pub tiles: bool,
 }
 
+/// Hints the CPU to bring `row` elements of `buf` from `start` into cache (no-op off x86-64).
+#[inline(always)]
+pub(crate) fn prefetch_row<T>(buf: &[T], start: usize, row: usize) {
+    let Some(cells) = buf.get(start..start + row) else {
+        return;
+    };
+    let bytes = core::mem::size_of_val(cells);
+    let base = cells.as_ptr().cast::<i8>();
+    let mut off = 0;
+    while off < bytes {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `base + off` lies inside `cells`; a prefetch is only a hint and never
+        // faults or changes architectural state. SSE is part of the x86-64 baseline.
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(base.add(off));
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = base;
+        off += 64;
+    }
+}
+
 /// Views an f32 scratch region as u32 values (candidate indices of the sparse kernel).
 pub(crate) fn as_u32(s: &mut [f32]) -> &mut [u32] {
     // SAFETY: f32 and u32 have the same size and alignment and every bit pattern is
