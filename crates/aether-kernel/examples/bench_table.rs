@@ -12,12 +12,17 @@
 //! would count time spent preempted), at least 0.3 s of CPU per cell (0.05 s with `--quick`).
 //! Wall time of the same calls is reported beside it for our kernels: it includes
 //! allocation, page faults and preemption, i.e. what a caller of the plain API sees;
-//! "wall gain" is the reference sparse CPU time over our sparse wall time.
+//! "wall gain" is the reference sparse CPU time over our sparse wall time. "sp. into"
+//! is `sparse_attention_into` on caller-owned output and scratch (CPU time), so
+//! "plain/into" is what the allocating plain call costs on top.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use aether_kernel::{dense_attention, simd, sparse_attention, SparsePattern, Tensor3};
+use aether_kernel::{
+    dense_attention, simd, sparse_attention, sparse_attention_into, sparse_scratch_len,
+    SparsePattern, Tensor3,
+};
 use plotters::prelude::*;
 use ruvllm_sparse_attention as refc;
 use ruvllm_sparse_attention::AttentionBackend;
@@ -96,6 +101,7 @@ struct Row {
     our_dense_wall_ms: f64,
     our_sparse_wall_ms: f64,
     ref_sparse_wall_ms: f64,
+    our_sparse_into_ms: f64,
 }
 
 impl Row {
@@ -146,6 +152,12 @@ fn run(n: usize, budget: f64) -> Row {
     let our_sparse_ms = median_ms(budget, || {
         black_box(sparse_attention(&p, &q, &k, &v).expect("sparse"));
     });
+    let mut out = Tensor3::zeros(n, HEADS, DIM).expect("shape");
+    let mut scratch = vec![0.0f32; sparse_scratch_len(&p, n, HEADS, DIM).expect("scratch")];
+    let our_sparse_into_ms = median_ms(budget, || {
+        sparse_attention_into(&p, &q, &k, &v, &mut out, &mut scratch).expect("sparse into");
+        black_box(&out);
+    });
     Row {
         n,
         edges_per_query: p.edges(n) as f64 / n as f64,
@@ -156,6 +168,7 @@ fn run(n: usize, budget: f64) -> Row {
         our_dense_wall_ms: our_dense_ms.wall,
         our_sparse_wall_ms: our_sparse_ms.wall,
         ref_sparse_wall_ms: ref_sparse_ms.wall,
+        our_sparse_into_ms: our_sparse_into_ms.cpu,
     }
 }
 
@@ -256,6 +269,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "our_dense_wall_ms": r.our_dense_wall_ms,
                     "our_sparse_wall_ms": r.our_sparse_wall_ms,
                     "sparse_speedup_vs_ref_wall": r.ref_sparse_ms / r.our_sparse_wall_ms,
+                    "our_sparse_into_ms": r.our_sparse_into_ms,
                     "sparse_speedup_vs_ref": r.ref_sparse_ms / r.our_sparse_ms,
                     "dense_speedup_vs_ref": r.ref_dense_ms.map(|d| d / r.our_dense_ms),
                     "our_sparse_vs_our_dense": r.our_dense_ms / r.our_sparse_ms,
@@ -277,9 +291,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             simd::active_level().name()
         );
         println!(
-            "{:>5} | {:>11} | {:>12} | {:>10} | {:>11} | {:>9} | {:>9} | {:>10} | {:>6} | {:>8} | {:>8} | {:>10} | {:>11} | {:>9}",
+            "{:>5} | {:>11} | {:>12} | {:>10} | {:>11} | {:>9} | {:>9} | {:>10} | {:>6} | {:>8} | {:>8} | {:>10} | {:>11} | {:>9} | {:>11} | {:>10}",
             "N", "ref dense", "ref sparse", "our dense", "our sparse", "sp. gain", "dn. gain",
-            "dense/sp.", "edges", "ref ns/e", "our ns/e", "dense wall", "sparse wall", "wall gain"
+            "dense/sp.", "edges", "ref ns/e", "our ns/e", "dense wall", "sparse wall", "wall gain", "sp. into", "plain/into"
         );
         for r in &rows {
             let rd = r
@@ -289,7 +303,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ref_dense_ms
                 .map_or("—".to_string(), |x| format!("{:.1}×", x / r.our_dense_ms));
             println!(
-                "{:>5} | {:>11} | {:>9.3} ms | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>9} | {:>9.2}× | {:>6.1} | {:>8.1} | {:>8.2} | {:>7.3} ms | {:>8.4} ms | {:>8.1}×",
+                "{:>5} | {:>11} | {:>9.3} ms | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>9} | {:>9.2}× | {:>6.1} | {:>8.1} | {:>8.2} | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>8.4} ms | {:>9.3}×",
                 r.n,
                 rd,
                 r.ref_sparse_ms,
@@ -304,6 +318,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r.our_dense_wall_ms,
                 r.our_sparse_wall_ms,
                 r.ref_sparse_ms / r.our_sparse_wall_ms,
+                r.our_sparse_into_ms,
+                r.our_sparse_ms / r.our_sparse_into_ms,
             );
         }
     }

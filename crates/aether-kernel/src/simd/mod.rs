@@ -1,7 +1,9 @@
-//! Vector primitives used by every kernel: dot, axpy, scale, exp, fast exp.
+//! The SIMD door: vector primitives used by every kernel (dot, axpy, scale, exp, fast
+//! exp), the matrix routines of the head and trainer ([`linalg`]), the f16 conversion of
+//! the f16 cache and the AVX-512 tile kernels of sparse and dense attention.
 //!
-//! One portable generic body per operation, written against the 16-lane vector
-//! trait [`Isa`]; three implementations plug into it:
+//! One portable generic body per operation, written against the crate-private 16-lane
+//! vector trait `Isa`; three implementations plug into it:
 //!
 //! | level | vector | chosen when |
 //! |---|---|---|
@@ -15,9 +17,9 @@
 //! microcontrollers). Under `std`, `AETHER_SIMD=scalar` (or `avx2+fma`) caps the
 //! detected level for the whole process (read once, at the first detection): the way
 //! to pin a binary to the portable path, e.g. to reproduce a microcontroller's bits on
-//! the host; an unknown name is ignored. A call runs at the level of the [`Exec`] passed down to it
-//! (the plain calls: [`Exec::detect`]); tests force each path with an explicit
-//! `Exec` and check the [`Ran`] report, so no process-wide switch exists.
+//! the host; an unknown name is ignored. A call runs at the level of the [`Exec`]
+//! passed down to it (the plain calls: [`Exec::detect`]); tests force each path with an
+//! explicit `Exec` and check the [`Ran`] report, so no process-wide switch exists.
 //!
 //! Every intrinsic and every feature check of the crate lives in this module, one
 //! file per instruction set (`scalar`, `x86_avx2`, `x86_avx512` with the sparse and
