@@ -117,83 +117,9 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
-/// `out = x·W (+ bias)` for one row: `x[in]`, `W[in × out]` row-major, `out[out]`.
-///
-/// Lengths are the caller's invariant (checked when the model is built). On x86-64
-/// with `std`, an AVX2 build of the same body is chosen at run time; Rust never fuses
-/// `a·b + c`, so every path gives the same bits.
-#[inline]
-pub fn vec_mat(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { x86_64_avx2_vec_mat(x, w, bias, out, false) };
-        return;
-    }
-    vec_mat_body(x, w, bias, out, false);
-}
-
-/// `out += x·W (+ bias)` for one row (residual update); see [`vec_mat`].
-#[inline]
-pub fn vec_mat_add(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { x86_64_avx2_vec_mat(x, w, bias, out, true) };
-        return;
-    }
-    vec_mat_body(x, w, bias, out, true);
-}
-
-#[cfg(all(feature = "std", target_arch = "x86_64"))]
-#[target_feature(enable = "avx2")]
-unsafe fn x86_64_avx2_vec_mat(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    accumulate: bool,
-) {
-    vec_mat_body(x, w, bias, out, accumulate);
-}
-
-/// The one portable body of [`vec_mat`] / [`vec_mat_add`].
-#[inline(always)]
-fn vec_mat_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32], accumulate: bool) {
-    let n_out = out.len();
-    if !accumulate {
-        out.iter_mut().for_each(|o| *o = 0.0);
-    }
-    if let Some(b) = bias {
-        for (o, bi) in out.iter_mut().zip(b) {
-            *o += bi;
-        }
-    }
-    if n_out == 0 {
-        return;
-    }
-    let rows = x.len().min(w.len() / n_out);
-    // Blocks of 16 output columns stay in registers across all rows (rows ascending, as
-    // in the plain loop, so the bits do not depend on the blocking).
-    let mut c = 0;
-    while c + 16 <= n_out {
-        let mut acc = [0.0f32; 16];
-        acc.copy_from_slice(&out[c..c + 16]);
-        for (i, xi) in x[..rows].iter().enumerate() {
-            let wr = &w[i * n_out + c..i * n_out + c + 16];
-            for k in 0..16 {
-                acc[k] += *xi * wr[k];
-            }
-        }
-        out[c..c + 16].copy_from_slice(&acc);
-        c += 16;
-    }
-    for (o, col) in out[c..].iter_mut().zip(c..n_out) {
-        for (i, xi) in x[..rows].iter().enumerate() {
-            *o += *xi * w[i * n_out + col];
-        }
-    }
-}
+/// `out = x·W (+ bias)` and `out += x·W (+ bias)` for one row: the kernel's dispatched
+/// matrix routines (every SIMD level gives the same bits).
+pub use aether_kernel::simd::{vec_mat, vec_mat_add};
 
 /// The mean and reciprocal standard deviation `1/sqrt(var + LN_EPS)` (population
 /// variance) of one row: the statistics of every layer norm, in training and inference.
@@ -345,7 +271,8 @@ mod tests {
                 } else {
                     vec_mat(&x, &w, Some(&b), &mut fast);
                 }
-                vec_mat_body(&x, &w, Some(&b), &mut slow, acc);
+                let scalar = aether_kernel::SimdLevel::Scalar;
+                aether_kernel::simd::linalg::vec_mat_at(scalar, &x, &w, Some(&b), &mut slow, acc);
                 assert_eq!(fast, slow);
             }
         }

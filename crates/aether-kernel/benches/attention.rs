@@ -9,9 +9,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use aether_kernel::simd::SimdLevel;
+use aether_kernel::simd::{Exec, SimdLevel};
 use aether_kernel::{
-    dense_attention, set_query_tiles, sparse_attention, sparse_attention_at, SparsePattern, Tensor3,
+    dense_attention, sparse_attention, sparse_attention_at, sparse_attention_with, SparsePattern,
+    Tensor3,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -72,13 +73,10 @@ fn simd_levels(c: &mut Criterion) {
     }
     // The AVX-512 level runs the query-tile path; the same level on the row kernel:
     if SimdLevel::Avx512.is_available() {
-        set_query_tiles(false);
+        let rows = Exec::at(SimdLevel::Avx512).with_query_tiles(false);
         g.bench_function("avx512 rows (tiles off)", |b| {
-            b.iter(|| {
-                black_box(sparse_attention_at(SimdLevel::Avx512, &p, &q, &k, &v).expect("valid"))
-            })
+            b.iter(|| black_box(sparse_attention_with(rows, &p, &q, &k, &v).expect("valid")))
         });
-        set_query_tiles(true);
     }
     g.finish();
 }

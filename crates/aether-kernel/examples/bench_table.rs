@@ -10,11 +10,19 @@
 //! ```
 //! Timing: thread CPU time per call (the development machine is shared; wall time
 //! would count time spent preempted), at least 0.3 s of CPU per cell (0.05 s with `--quick`).
+//! Wall time of the same calls is reported beside it for our kernels: it includes
+//! allocation, page faults and preemption, i.e. what a caller of the plain API sees;
+//! "wall gain" is the reference sparse CPU time over our sparse wall time. "sp. into"
+//! is `sparse_attention_into` on caller-owned output and scratch (CPU time), so
+//! "plain/into" is what the allocating plain call costs on top.
 
 use std::hint::black_box;
 use std::time::Instant;
 
-use aether_kernel::{dense_attention, simd, sparse_attention, SparsePattern, Tensor3};
+use aether_kernel::{
+    dense_attention, simd, sparse_attention, sparse_attention_into, sparse_scratch_len,
+    SparsePattern, Tensor3,
+};
 use plotters::prelude::*;
 use ruvllm_sparse_attention as refc;
 use ruvllm_sparse_attention::AttentionBackend;
@@ -47,10 +55,17 @@ fn cpu_ns() -> Option<u64> {
         .ok()
 }
 
-/// Mean cost in ms of one call of `f`: after a warm-up call, batches of about 5 ms
-/// run until `budget_s` of CPU time (and at least 3 calls) is spent; thread CPU
-/// time when available, else wall time.
-fn median_ms(budget_s: f64, mut f: impl FnMut()) -> f64 {
+/// Mean cost of one call of `f`, in ms: thread CPU time (wall time when CPU time
+/// is unreadable) and wall time of the same calls.
+#[derive(Clone, Copy)]
+struct Cost {
+    cpu: f64,
+    wall: f64,
+}
+
+/// Mean cost of one call of `f`: after a warm-up call, batches of about 5 ms run
+/// until `budget_s` of CPU time (and at least 3 calls) is spent.
+fn median_ms(budget_s: f64, mut f: impl FnMut()) -> Cost {
     let w = Instant::now();
     f();
     let first = w.elapsed().as_secs_f64();
@@ -67,7 +82,11 @@ fn median_ms(budget_s: f64, mut f: impl FnMut()) -> f64 {
             _ => w0.elapsed().as_secs_f64(),
         };
         if calls >= 3 && spent >= budget_s {
-            return spent * 1e3 / calls as f64;
+            let wall = w0.elapsed().as_secs_f64();
+            return Cost {
+                cpu: spent * 1e3 / calls as f64,
+                wall: wall * 1e3 / calls as f64,
+            };
         }
     }
 }
@@ -79,6 +98,10 @@ struct Row {
     ref_sparse_ms: f64,
     our_dense_ms: f64,
     our_sparse_ms: f64,
+    our_dense_wall_ms: f64,
+    our_sparse_wall_ms: f64,
+    ref_sparse_wall_ms: f64,
+    our_sparse_into_ms: f64,
 }
 
 impl Row {
@@ -118,6 +141,7 @@ fn run(n: usize, budget: f64) -> Row {
         median_ms(budget, || {
             black_box(refc::dense_attention(&rq, &rk, &rv, true).expect("ref dense"));
         })
+        .cpu
     });
     let ref_sparse_ms = median_ms(budget, || {
         black_box(rs.forward(&rq, &rk, &rv).expect("ref sparse"));
@@ -128,13 +152,23 @@ fn run(n: usize, budget: f64) -> Row {
     let our_sparse_ms = median_ms(budget, || {
         black_box(sparse_attention(&p, &q, &k, &v).expect("sparse"));
     });
+    let mut out = Tensor3::zeros(n, HEADS, DIM).expect("shape");
+    let mut scratch = vec![0.0f32; sparse_scratch_len(&p, n, HEADS, DIM).expect("scratch")];
+    let our_sparse_into_ms = median_ms(budget, || {
+        sparse_attention_into(&p, &q, &k, &v, &mut out, &mut scratch).expect("sparse into");
+        black_box(&out);
+    });
     Row {
         n,
         edges_per_query: p.edges(n) as f64 / n as f64,
         ref_dense_ms,
-        ref_sparse_ms,
-        our_dense_ms,
-        our_sparse_ms,
+        ref_sparse_ms: ref_sparse_ms.cpu,
+        our_dense_ms: our_dense_ms.cpu,
+        our_sparse_ms: our_sparse_ms.cpu,
+        our_dense_wall_ms: our_dense_ms.wall,
+        our_sparse_wall_ms: our_sparse_ms.wall,
+        ref_sparse_wall_ms: ref_sparse_ms.wall,
+        our_sparse_into_ms: our_sparse_into_ms.cpu,
     }
 }
 
@@ -231,6 +265,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     "ref_sparse_ms": r.ref_sparse_ms,
                     "our_dense_ms": r.our_dense_ms,
                     "our_sparse_ms": r.our_sparse_ms,
+                    "ref_sparse_wall_ms": r.ref_sparse_wall_ms,
+                    "our_dense_wall_ms": r.our_dense_wall_ms,
+                    "our_sparse_wall_ms": r.our_sparse_wall_ms,
+                    "sparse_speedup_vs_ref_wall": r.ref_sparse_ms / r.our_sparse_wall_ms,
+                    "our_sparse_into_ms": r.our_sparse_into_ms,
                     "sparse_speedup_vs_ref": r.ref_sparse_ms / r.our_sparse_ms,
                     "dense_speedup_vs_ref": r.ref_dense_ms.map(|d| d / r.our_dense_ms),
                     "our_sparse_vs_our_dense": r.our_dense_ms / r.our_sparse_ms,
@@ -252,9 +291,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             simd::active_level().name()
         );
         println!(
-            "{:>5} | {:>11} | {:>12} | {:>10} | {:>11} | {:>9} | {:>9} | {:>10} | {:>6} | {:>8} | {:>8}",
+            "{:>5} | {:>11} | {:>12} | {:>10} | {:>11} | {:>9} | {:>9} | {:>10} | {:>6} | {:>8} | {:>8} | {:>10} | {:>11} | {:>9} | {:>11} | {:>10}",
             "N", "ref dense", "ref sparse", "our dense", "our sparse", "sp. gain", "dn. gain",
-            "dense/sp.", "edges", "ref ns/e", "our ns/e"
+            "dense/sp.", "edges", "ref ns/e", "our ns/e", "dense wall", "sparse wall", "wall gain", "sp. into", "plain/into"
         );
         for r in &rows {
             let rd = r
@@ -264,7 +303,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .ref_dense_ms
                 .map_or("—".to_string(), |x| format!("{:.1}×", x / r.our_dense_ms));
             println!(
-                "{:>5} | {:>11} | {:>9.3} ms | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>9} | {:>9.2}× | {:>6.1} | {:>8.1} | {:>8.2}",
+                "{:>5} | {:>11} | {:>9.3} ms | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>9} | {:>9.2}× | {:>6.1} | {:>8.1} | {:>8.2} | {:>7.3} ms | {:>8.4} ms | {:>8.1}× | {:>8.4} ms | {:>9.3}×",
                 r.n,
                 rd,
                 r.ref_sparse_ms,
@@ -276,6 +315,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 r.edges_per_query,
                 r.ns_per_edge(r.ref_sparse_ms),
                 r.ns_per_edge(r.our_sparse_ms),
+                r.our_dense_wall_ms,
+                r.our_sparse_wall_ms,
+                r.ref_sparse_ms / r.our_sparse_wall_ms,
+                r.our_sparse_into_ms,
+                r.our_sparse_ms / r.our_sparse_into_ms,
             );
         }
     }

@@ -48,7 +48,7 @@ use alloc::vec::Vec;
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
 use crate::simd::{
-    axpy_g, dispatch, dot_g, exp_shift_sum_g, scale_g, select_level, Isa, WithIsa, LANES,
+    axpy_g, dispatch, dot_g, exp_shift_sum_g, scale_g, Isa, SimdLevel, WithIsa, LANES,
 };
 use crate::tensor::{check_lens, check_qkv, checked_len, Tensor3};
 
@@ -153,7 +153,7 @@ pub fn dense_attention_backward(
 /// Sparse attention backward, **accumulating** (`+=`) into `grads` and reusing `scratch`.
 ///
 /// `grads` must be shaped like q (dq) and k/v (dk, dv). Nothing is written on error.
-/// Runs at the active SIMD level, chosen once per call.
+/// Runs at the detected SIMD level.
 pub fn sparse_attention_backward_into(
     p: &SparsePattern,
     q: &Tensor3,
@@ -165,7 +165,7 @@ pub fn sparse_attention_backward_into(
 ) -> Result<()> {
     p.validate()?;
     let x = tensor_inputs(q, k, v, d_out, grads)?;
-    sparse_run(p, &x, grads_mut(grads), scratch);
+    sparse_run(SimdLevel::detect(), p, &x, grads_mut(grads), scratch);
     Ok(())
 }
 
@@ -182,8 +182,49 @@ pub fn dense_attention_backward_into(
     scratch: &mut BackwardScratch,
 ) -> Result<()> {
     let x = tensor_inputs(q, k, v, d_out, grads)?;
-    dense_run(&x, causal, grads_mut(grads), scratch);
+    dense_run(SimdLevel::detect(), &x, causal, grads_mut(grads), scratch);
     Ok(())
+}
+
+/// [`sparse_attention_backward`] at an explicit SIMD level (scalar when unavailable);
+/// for tests comparing paths.
+pub fn sparse_attention_backward_at(
+    level: SimdLevel,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    d_out: &Tensor3,
+) -> Result<AttentionGrads> {
+    p.validate()?;
+    check_qkv(q, k, v)?;
+    let mut g = AttentionGrads::zeros_like(q, k)?;
+    let x = tensor_inputs(q, k, v, d_out, &g)?;
+    sparse_run(level, p, &x, grads_mut(&mut g), &mut BackwardScratch::new());
+    Ok(g)
+}
+
+/// [`dense_attention_backward`] at an explicit SIMD level (scalar when unavailable);
+/// for tests comparing paths.
+pub fn dense_attention_backward_at(
+    level: SimdLevel,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    d_out: &Tensor3,
+) -> Result<AttentionGrads> {
+    check_qkv(q, k, v)?;
+    let mut g = AttentionGrads::zeros_like(q, k)?;
+    let x = tensor_inputs(q, k, v, d_out, &g)?;
+    dense_run(
+        level,
+        &x,
+        causal,
+        grads_mut(&mut g),
+        &mut BackwardScratch::new(),
+    );
+    Ok(g)
 }
 
 /// Borrowed operands of the slice-level backward: flat row-major buffers, no [`Tensor3`].
@@ -257,7 +298,7 @@ pub fn sparse_attention_backward_slices(
 ) -> Result<()> {
     p.validate()?;
     x.validate(&grads)?;
-    sparse_run(p, x, grads, scratch);
+    sparse_run(SimdLevel::detect(), p, x, grads, scratch);
     Ok(())
 }
 
@@ -269,7 +310,7 @@ pub fn dense_attention_backward_slices(
     scratch: &mut BackwardScratch,
 ) -> Result<()> {
     x.validate(&grads)?;
-    dense_run(x, causal, grads, scratch);
+    dense_run(SimdLevel::detect(), x, causal, grads, scratch);
     Ok(())
 }
 
@@ -303,7 +344,13 @@ fn grads_mut(g: &mut AttentionGrads) -> GradsMut<'_> {
 }
 
 /// Sizes the scratch and runs the sparse backward on validated operands.
-fn sparse_run(p: &SparsePattern, x: &BackwardInputs<'_>, g: GradsMut<'_>, s: &mut BackwardScratch) {
+fn sparse_run(
+    level: SimdLevel,
+    p: &SparsePattern,
+    x: &BackwardInputs<'_>,
+    g: GradsMut<'_>,
+    s: &mut BackwardScratch,
+) {
     let (n, hq, hk, d) = (x.seq, x.q_heads, x.kv_heads, x.dim);
     let blocks = if p.landmarks {
         n.div_ceil(p.block_size)
@@ -325,11 +372,17 @@ fn sparse_run(p: &SparsePattern, x: &BackwardInputs<'_>, g: GradsMut<'_>, s: &mu
         buf.reserve(cap.saturating_mul(hq / hk));
     }
     let op = SparseOp { p, x, g, s, blocks };
-    dispatch(select_level(), op);
+    dispatch(level, op);
 }
 
 /// Sizes the scratch and runs the dense backward on validated operands.
-fn dense_run(x: &BackwardInputs<'_>, causal: bool, g: GradsMut<'_>, s: &mut BackwardScratch) {
+fn dense_run(
+    level: SimdLevel,
+    x: &BackwardInputs<'_>,
+    causal: bool,
+    g: GradsMut<'_>,
+    s: &mut BackwardScratch,
+) {
     let (n, hq, hk) = (x.seq, x.q_heads, x.kv_heads);
     for buf in [&mut s.toks, &mut s.lms] {
         buf.clear();
@@ -339,7 +392,7 @@ fn dense_run(x: &BackwardInputs<'_>, causal: bool, g: GradsMut<'_>, s: &mut Back
         buf.clear();
         buf.reserve(n.saturating_mul(hq / hk));
     }
-    dispatch(select_level(), DenseOp { x, g, s, causal });
+    dispatch(level, DenseOp { x, g, s, causal });
 }
 
 /// Validates q/k/v, `d_out` and the gradient buffers; returns `(seq, q_heads, kv_heads, dim)`.

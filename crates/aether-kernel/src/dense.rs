@@ -19,11 +19,12 @@
 //! `±f32::MAX`, max subtraction, so finite input never yields NaN.
 //!
 //! On AVX-512 with `d` a multiple of 16 (≤ 128) a register-blocked tile kernel runs
-//! instead (`dense/tile.rs`: 8 query rows × 32 keys, keys packed as `Kᵀ` tiles,
+//! instead (the SIMD module's `dense_tile`: 8 query rows × 32 keys, keys packed as `Kᵀ` tiles,
 //! values read in place, a lazy running maximum so the common tile needs no
 //! horizontal reduction, causal masking only on the diagonal tile, whose masked keys
-//! never touch an output). [`set_dense_tiles`] switches it off (tests compare both);
-//! [`dense_tile_runs`] counts the calls it served.
+//! never touch an output). An [`Exec`] with `dense_tiles: false` switches it off
+//! (tests compare both); [`dense_attention_into_with`] reports whether it ran.
+//! [`dense_attention`] takes its scratch from a per-thread pool (under `std`).
 //!
 //! ```
 //! use aether_kernel::{dense_attention, Tensor3};
@@ -33,11 +34,13 @@
 //! # Ok::<(), aether_kernel::KernelError>(())
 //! ```
 
+#[cfg(feature = "rayon")]
 use alloc::vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::error::{KernelError, Result};
-use crate::simd::{self, dispatch, fast_exp, Isa, SimdLevel, WithIsa, LANES};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{dense_tile as tile, Avx512Token};
+use crate::simd::{dispatch, fast_exp, Exec, Isa, Ran, SimdLevel, WithIsa, LANES};
 use crate::sparse::check_out;
 use crate::tensor::{check_qkv, Tensor3};
 
@@ -52,38 +55,21 @@ pub const DENSE_QB: usize = 32;
 const QROWS: usize = DENSE_QB + DENSE_BQ;
 const KV: usize = DENSE_BK / LANES;
 
+/// The proof of AVX-512 when the tile kernel runs: AVX-512 level (and detected),
+/// dense tiles allowed by `exec`, head dim `d` covered.
 #[cfg(target_arch = "x86_64")]
-mod tile;
-
-/// Whether the AVX-512 tile kernel may run.
-static TILES_ON: AtomicBool = AtomicBool::new(true);
-/// Calls served by the tile kernel.
-static TILE_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Enables or disables the AVX-512 tile kernel of dense attention (tests run their
-/// batteries both ways); returns the previous setting.
-pub fn set_dense_tiles(on: bool) -> bool {
-    TILES_ON.swap(on, Ordering::Relaxed)
+fn use_tiles(exec: Exec, d: usize) -> Option<Avx512Token> {
+    if exec.dense_tiles && exec.level == SimdLevel::Avx512 && tile::supports(d) {
+        return Avx512Token::new();
+    }
+    None
 }
 
-/// How many dense calls (each `*_par` call counts once) ran on the tile kernel.
-pub fn dense_tile_runs() -> usize {
-    TILE_RUNS.load(Ordering::Relaxed)
-}
-
-/// Whether the tile kernel runs at `level` for head dim `d`.
-#[cfg(target_arch = "x86_64")]
-fn use_tiles(level: SimdLevel, d: usize) -> bool {
-    TILES_ON.load(Ordering::Relaxed)
-        && level == SimdLevel::Avx512
-        && SimdLevel::detect() >= SimdLevel::Avx512
-        && tile::supports(d)
-}
-
-/// Runs all rows on the tile kernel (after [`use_tiles`]) with `kt` (at least
-/// `hk · d · N'` floats, `N'` = N rounded up to 64) for the packed keys; counts the call.
+/// Runs all rows on the tile kernel with `kt` (at least `hk · d · N'` floats, `N'` =
+/// N rounded up to 64) for the packed keys.
 #[cfg(target_arch = "x86_64")]
 fn run_tiles(
+    tok: Avx512Token,
     q: &Tensor3,
     k: &Tensor3,
     v: &Tensor3,
@@ -91,11 +77,9 @@ fn run_tiles(
     out: &mut Tensor3,
     kt: &mut [f32],
 ) {
-    TILE_RUNS.fetch_add(1, Ordering::Relaxed);
     let n = q.shape().0;
-    let tc = tile_ctx(q, k, v, causal, kt);
-    // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
-    unsafe { tile::run(&tc, out.as_mut_slice(), 0..n) };
+    let tc = tile_ctx(tok, q, k, v, causal, kt);
+    tile::run(tok, &tc, out.as_mut_slice(), 0..n);
 }
 
 struct Dims {
@@ -151,10 +135,23 @@ pub fn dense_scratch_len(n: usize, kv_heads: usize, dim: usize) -> Result<usize>
 
 /// Dense (full or causal) attention (allocates the output); GQA/MQA when `k.heads` divides `q.heads`.
 pub fn dense_attention(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
+    dense_attention_with(Exec::detect(), q, k, v, causal)
+}
+
+/// [`dense_attention`] run as `exec` says (level, dense tiles); scratch from the
+/// per-thread pool.
+pub fn dense_attention_with(
+    exec: Exec,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+) -> Result<Tensor3> {
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let mut out = Tensor3::zeros(n, hq, d)?;
-    let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
-    dense_attention_into(q, k, v, causal, &mut out, &mut scratch)?;
+    crate::scratch::with_scratch(dense_scratch_len(n, hk, d)?, |s| {
+        dense_attention_into_with(exec, q, k, v, causal, &mut out, s)
+    })?;
     Ok(out)
 }
 
@@ -167,7 +164,7 @@ pub fn dense_attention_into(
     out: &mut Tensor3,
     scratch: &mut [f32],
 ) -> Result<()> {
-    dense_run(simd::select_level(), q, k, v, causal, out, scratch)
+    dense_attention_into_with(Exec::detect(), q, k, v, causal, out, scratch).map(|_| ())
 }
 
 /// [`dense_attention`] at an explicit SIMD level (scalar when unavailable); for tests and benchmarks.
@@ -178,22 +175,20 @@ pub fn dense_attention_at(
     v: &Tensor3,
     causal: bool,
 ) -> Result<Tensor3> {
-    let (n, hq, hk, d) = check_qkv(q, k, v)?;
-    let mut out = Tensor3::zeros(n, hq, d)?;
-    let mut scratch = vec![0.0f32; dense_scratch_len(n, hk, d)?];
-    dense_run(level, q, k, v, causal, &mut out, &mut scratch)?;
-    Ok(out)
+    dense_attention_with(Exec::at(level), q, k, v, causal)
 }
 
-fn dense_run(
-    level: SimdLevel,
+/// [`dense_attention_into`] run as `exec` says; reports what ran.
+pub fn dense_attention_into_with(
+    exec: Exec,
     q: &Tensor3,
     k: &Tensor3,
     v: &Tensor3,
     causal: bool,
     out: &mut Tensor3,
     scratch: &mut [f32],
-) -> Result<()> {
+) -> Result<Ran> {
+    let level = exec.level.effective();
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     check_out(out, n, hq, d)?;
     let need = dense_scratch_len(n, hk, d)?;
@@ -205,14 +200,17 @@ fn dense_run(
         });
     }
     if n == 0 {
-        return Ok(());
+        return Ok(Ran {
+            level,
+            tiles: false,
+        });
     }
     let dm = dims(n, hk, d)?;
     let (kt, rest) = scratch.split_at_mut(dm.kt);
     #[cfg(target_arch = "x86_64")]
-    if use_tiles(level, d) {
-        run_tiles(q, k, v, causal, out, kt);
-        return Ok(());
+    if let Some(tok) = use_tiles(exec, d) {
+        run_tiles(tok, q, k, v, causal, out, kt);
+        return Ok(Ran { level, tiles: true });
     }
     let (vp, rest) = rest.split_at_mut(dm.vp);
     pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, kt, vp);
@@ -225,12 +223,27 @@ fn dense_run(
             rows: 0..n,
         },
     );
-    Ok(())
+    Ok(Ran {
+        level,
+        tiles: false,
+    })
 }
 
 /// [`dense_attention`] with query tiles split over the rayon pool; bit-identical to serial.
 #[cfg(feature = "rayon")]
 pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) -> Result<Tensor3> {
+    dense_attention_par_with(Exec::detect(), q, k, v, causal)
+}
+
+/// [`dense_attention_par`] run as `exec` says (level, dense tiles).
+#[cfg(feature = "rayon")]
+pub fn dense_attention_par_with(
+    exec: Exec,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+) -> Result<Tensor3> {
     use rayon::prelude::*;
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let mut out = Tensor3::zeros(n, hq, d)?;
@@ -238,20 +251,18 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
         return Ok(out);
     }
     let dm = dims(n, hk, d)?;
-    let level = simd::select_level();
+    let level = exec.level.effective();
     let mut kt = vec![0.0f32; dm.kt];
     #[cfg(target_arch = "x86_64")]
-    if use_tiles(level, d) {
-        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
-        let tc = tile_ctx(q, k, v, causal, &mut kt);
+    if let Some(tok) = use_tiles(exec, d) {
+        let tc = tile_ctx(tok, q, k, v, causal, &mut kt);
         const ROWS: usize = DENSE_QB;
         out.as_mut_slice()
             .par_chunks_mut(ROWS * hq * d)
             .enumerate()
             .for_each(|(ci, chunk)| {
                 let r0 = ci * ROWS;
-                // SAFETY: `use_tiles` checked that the CPU supports AVX-512F, AVX2 and FMA.
-                unsafe { tile::run(&tc, chunk, r0..(r0 + ROWS).min(n)) };
+                tile::run(tok, &tc, chunk, r0..(r0 + ROWS).min(n));
             });
         return Ok(out);
     }
@@ -282,6 +293,7 @@ pub fn dense_attention_par(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool) 
 /// floats, `N'` a multiple of 64: room for `⌈N/32⌉` tiles of 32 keys) and returns its context.
 #[cfg(target_arch = "x86_64")]
 fn tile_ctx<'a>(
+    tok: Avx512Token,
     q: &'a Tensor3,
     k: &Tensor3,
     v: &'a Tensor3,
@@ -290,8 +302,7 @@ fn tile_ctx<'a>(
 ) -> tile::Ctx<'a> {
     let (n, hq, d) = q.shape();
     let hk = k.shape().1;
-    // SAFETY: only called after `use_tiles` checked AVX-512F, AVX2 and FMA.
-    unsafe { tile::pack_keys(k.as_slice(), n, hk, d, kt) };
+    tile::pack_keys(tok, k.as_slice(), n, hk, d, kt);
     tile::Ctx {
         q: q.as_slice(),
         v: v.as_slice(),

@@ -25,6 +25,7 @@ pub mod dense;
 pub mod error;
 pub mod pattern;
 pub mod reference;
+mod scratch;
 pub mod simd;
 pub mod sparse;
 pub mod tensor;

@@ -26,7 +26,8 @@
 //! globals and landmarks broadcast, per-lane masks, no horizontal reductions). Same
 //! candidate sets and input policy; results within float rounding of the row
 //! kernel. Tails of fewer than 16 queries and every other shape run on the row
-//! kernel; [`set_query_tiles`] switches the tile path off (tests compare both).
+//! kernel; an [`Exec`] with `query_tiles: false` switches the tile path off (tests
+//! compare both). The tile kernel itself lives behind the SIMD door (`crate::simd`).
 //!
 //! Numerics and input policy: inputs are **not** scanned for NaN/∞ (that would
 //! cost a pass over q, k, v); a non-finite value only reaches the outputs of
@@ -37,8 +38,10 @@
 //! rounding. A query with no candidates (impossible with a valid pattern, which
 //! always contains `i` itself) would output zeros.
 //!
-//! [`sparse_attention`] allocates its output and scratch; [`sparse_attention_into`]
-//! runs allocation-free on caller memory sized by [`sparse_scratch_len`]. With
+//! [`sparse_attention`] allocates its output and takes its scratch from a per-thread
+//! pool (under `std`), so repeated plain calls do not allocate scratch again;
+//! [`sparse_attention_into`] runs allocation-free on caller memory sized by
+//! [`sparse_scratch_len`]; the `*_with` variants take an explicit [`Exec`]. With
 //! the `rayon` feature, [`sparse_attention_par`] splits the queries over threads
 //! with bit-identical results.
 //!
@@ -51,38 +54,18 @@
 //! # Ok::<(), aether_kernel::KernelError>(())
 //! ```
 
-use alloc::vec;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+#[cfg(feature = "rayon")]
+use alloc::{vec, vec::Vec};
 
 use crate::error::{KernelError, Result};
 use crate::pattern::SparsePattern;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::sparse_tile as tile;
 use crate::simd::{
-    self, dispatch, dot4_g, dot_g, exp_shift_sum_g, scale_g, Isa, SimdLevel, WithIsa, LANES,
+    dispatch, dot4_g, dot_g, exp_shift_sum_g, scale_g, Avx512Token, Exec, Isa, Ran, SimdLevel,
+    WithIsa, LANES,
 };
 use crate::tensor::{check_lens, check_qkv, Tensor3};
-
-#[cfg(target_arch = "x86_64")]
-mod tile;
-
-/// Whether the AVX-512 query-tile path may run (on by default).
-static TILES_ON: AtomicBool = AtomicBool::new(true);
-/// Calls that ran rows on the query-tile path.
-static TILE_RUNS: AtomicUsize = AtomicUsize::new(0);
-
-/// Enables or disables the AVX-512 query-tile path of causal sparse attention
-/// (tests run their batteries both ways); returns the previous setting.
-///
-/// Process-wide, like [`simd::force_level`]. With it off (or on another level or
-/// architecture) every row runs on the row kernel.
-pub fn set_query_tiles(on: bool) -> bool {
-    TILES_ON.swap(on, Ordering::Relaxed)
-}
-
-/// How many sparse calls ran (some of) their rows on the query-tile path so far.
-pub fn query_tile_runs() -> usize {
-    TILE_RUNS.load(Ordering::Relaxed)
-}
 
 /// Floats of the transposed key and value planes of one kv head (the query-tile
 /// path runs kv head by kv head), plus 16 to
@@ -155,11 +138,24 @@ pub fn sparse_attention(
     k: &Tensor3,
     v: &Tensor3,
 ) -> Result<Tensor3> {
+    sparse_attention_with(Exec::detect(), p, q, k, v)
+}
+
+/// [`sparse_attention`] run as `exec` says (level, query tiles); scratch from the
+/// per-thread pool.
+pub fn sparse_attention_with(
+    exec: Exec,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+) -> Result<Tensor3> {
     p.validate()?;
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     let mut out = Tensor3::zeros(n, hq, d)?;
-    let mut scratch = vec![0.0f32; sparse_scratch_len(p, n, hk, d)?];
-    sparse_attention_into(p, q, k, v, &mut out, &mut scratch)?;
+    crate::scratch::with_scratch(sparse_scratch_len(p, n, hk, d)?, |s| {
+        sparse_attention_into_with(exec, p, q, k, v, &mut out, s)
+    })?;
     Ok(out)
 }
 
@@ -173,6 +169,19 @@ pub fn sparse_attention_into(
     out: &mut Tensor3,
     scratch: &mut [f32],
 ) -> Result<()> {
+    sparse_attention_into_with(Exec::detect(), p, q, k, v, out, scratch).map(|_| ())
+}
+
+/// [`sparse_attention_into`] run as `exec` says; reports what ran.
+pub fn sparse_attention_into_with(
+    exec: Exec,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    out: &mut Tensor3,
+    scratch: &mut [f32],
+) -> Result<Ran> {
     p.validate()?;
     let (n, hq, hk, d) = check_qkv(q, k, v)?;
     check_out(out, n, hq, d)?;
@@ -184,11 +193,14 @@ pub fn sparse_attention_into(
             got: scratch.len(),
         });
     }
+    let level = exec.level.effective();
     if n == 0 {
-        return Ok(());
+        return Ok(Ran {
+            level,
+            tiles: false,
+        });
     }
     let lm = landmark_len(p, n, hk, d)?;
-    let level = simd::select_level();
     let (lm_k, rest) = scratch.split_at_mut(lm);
     let (lm_v, rest) = rest.split_at_mut(lm);
     if p.landmarks {
@@ -200,34 +212,29 @@ pub fn sparse_attention_into(
     let (scores, rest) = rest.split_at_mut(e * HEAD_GROUP);
     let planes = &mut rest[..tile_len(p, n, hk, d)?];
     let ctx = Ctx::new(p, q, k, v, lm_k, lm_v);
-    let tiled = prepare_tiles(level, &ctx, planes);
+    let tiled = prepare_tiles(exec, &ctx, planes);
+    let tiles = tiled.is_some();
     run_rows(
         level,
         ctx,
         tiled,
-        as_u32(idx),
+        crate::simd::as_u32(idx),
         scores,
         out.as_mut_slice(),
         0..n,
     );
-    Ok(())
+    Ok(Ran { level, tiles })
 }
 
-/// Whether the query-tile path runs on this call: AVX-512 level (and detected),
-/// tiles enabled, shape covered.
-fn tiles_on(level: SimdLevel, ctx: &Ctx<'_>) -> bool {
+/// The proof of AVX-512 when the query-tile path runs on this call: AVX-512 level
+/// (and detected), tiles allowed by `exec`, shape covered.
+fn tiles_on(exec: Exec, ctx: &Ctx<'_>) -> Option<Avx512Token> {
     #[cfg(target_arch = "x86_64")]
-    {
-        level == SimdLevel::Avx512
-            && SimdLevel::detect() >= SimdLevel::Avx512
-            && TILES_ON.load(Ordering::Relaxed)
-            && tile::supports(ctx.p, ctx.n, ctx.d)
+    if exec.level == SimdLevel::Avx512 && exec.query_tiles && tile::supports(ctx.p, ctx.n, ctx.d) {
+        return Avx512Token::new();
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (level, ctx);
-        false
-    }
+    let _ = (exec, ctx);
+    None
 }
 
 /// The region of `buf` (`len + 16` floats) of `len` floats from its first 64-byte
@@ -240,18 +247,19 @@ fn aligned(buf: &mut [f32]) -> &mut [f32] {
 }
 
 /// Key planes for the query-tile path from the call's scratch (`tile_len` floats),
-/// when the path runs on this call (counted in [`query_tile_runs`]).
-fn prepare_tiles<'a>(level: SimdLevel, ctx: &Ctx<'_>, buf: &'a mut [f32]) -> Option<Planes<'a>> {
-    if tiles_on(level, ctx) && !buf.is_empty() {
-        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
-        return Some(Planes::One(aligned(buf)));
-    }
-    None
+/// when the path runs on this call.
+fn prepare_tiles<'a>(
+    exec: Exec,
+    ctx: &Ctx<'_>,
+    buf: &'a mut [f32],
+) -> Option<(Avx512Token, Planes<'a>)> {
+    let tok = tiles_on(exec, ctx)?;
+    (!buf.is_empty()).then(|| (tok, Planes::One(aligned(buf))))
 }
 
 /// Transposed key and value planes (`[kv head][k, v][c][16 + j]`, see the `tile` submodule).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum Planes<'a> {
+pub(crate) enum Planes<'a> {
     /// Every kv head's planes, filled (shared by the rayon path's chunks).
     #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     All(&'a [f32]),
@@ -265,7 +273,7 @@ enum Planes<'a> {
 fn run_rows(
     level: SimdLevel,
     ctx: Ctx<'_>,
-    planes: Option<Planes<'_>>,
+    planes: Option<(Avx512Token, Planes<'_>)>,
     idx: &mut [u32],
     scores: &mut [f32],
     out: &mut [f32],
@@ -273,7 +281,7 @@ fn run_rows(
 ) {
     let row_len = ctx.hq * ctx.d;
     let start = match planes {
-        Some(pl) => run_tiles(ctx, pl, idx, scores, out, rows.clone()),
+        Some((tok, pl)) => run_tiles(tok, ctx, pl, idx, scores, out, rows.clone()),
         None => rows.start,
     };
     if start < rows.end {
@@ -293,26 +301,24 @@ fn run_rows(
 
 /// Transposes every kv head's key and value planes into `a` (`2 · hk · d · plane_row(n)` floats).
 #[cfg(feature = "rayon")]
-fn fill_planes(ctx: &Ctx<'_>, a: &mut [f32]) {
+fn fill_planes(tok: Avx512Token, ctx: &Ctx<'_>, a: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         let len = ctx.d * tile::plane_row(ctx.n);
         for (kh, pair) in a.chunks_exact_mut(2 * len).enumerate().take(ctx.hk) {
             let (pk, pv) = pair.split_at_mut(len);
-            // SAFETY: only called when `tiles_on` found AVX-512F, AVX2 and FMA.
-            unsafe {
-                tile::transpose_head(ctx.k, ctx.n, ctx.hk, kh, ctx.d, pk);
-                tile::transpose_head(ctx.v, ctx.n, ctx.hk, kh, ctx.d, pv);
-            }
+            tile::transpose_head(tok, ctx.k, ctx.n, ctx.hk, kh, ctx.d, pk);
+            tile::transpose_head(tok, ctx.v, ctx.n, ctx.hk, kh, ctx.d, pv);
         }
     }
-    let _ = (ctx, a);
+    let _ = (tok, ctx, a);
 }
 
 /// The query-tile part of [`run_rows`]: whole tiles from a 16-aligned `rows.start`;
 /// returns the first row it left to the row kernel.
 #[cfg(target_arch = "x86_64")]
 fn run_tiles(
+    tok: Avx512Token,
     ctx: Ctx<'_>,
     pl: Planes<'_>,
     idx: &mut [u32],
@@ -327,9 +333,7 @@ fn run_tiles(
     let end = start + (rows.end - start) / tile::TILE * tile::TILE;
     if end > start {
         let o = &mut out[..(end - start) * ctx.hq * ctx.d];
-        // SAFETY: planes are only prepared after AVX-512F, AVX2 and FMA were detected
-        // (`tiles_on`).
-        unsafe { tile::run(ctx, pl, idx, scores, o, start..end) };
+        tile::run(tok, ctx, pl, idx, scores, o, start..end);
     }
     end
 }
@@ -337,6 +341,7 @@ fn run_tiles(
 /// Off x86-64 no planes are ever prepared: every row runs on the row kernel.
 #[cfg(not(target_arch = "x86_64"))]
 fn run_tiles(
+    _: Avx512Token,
     _: Ctx<'_>,
     _: Planes<'_>,
     _: &mut [u32],
@@ -347,7 +352,8 @@ fn run_tiles(
     rows.start
 }
 
-/// Output and landmarks of the allocating entry points, after validation.
+/// Output and landmarks of the parallel entry point, after validation.
+#[cfg(feature = "rayon")]
 struct Setup {
     /// Zeroed output `[N][Hq][d]`.
     out: Tensor3,
@@ -361,6 +367,7 @@ struct Setup {
 
 /// Validates `p` and the q/k/v shapes, allocates the zeroed output and, for
 /// `N > 0`, computes the landmark block means of `k` and `v` (at `level`).
+#[cfg(feature = "rayon")]
 fn setup(
     level: SimdLevel,
     p: &SparsePattern,
@@ -393,10 +400,22 @@ pub fn sparse_attention_par(
     k: &Tensor3,
     v: &Tensor3,
 ) -> Result<Tensor3> {
+    sparse_attention_par_with(Exec::detect(), p, q, k, v)
+}
+
+/// [`sparse_attention_par`] run as `exec` says (level, query tiles).
+#[cfg(feature = "rayon")]
+pub fn sparse_attention_par_with(
+    exec: Exec,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+) -> Result<Tensor3> {
     use rayon::prelude::*;
     p.validate()?;
     check_qkv(q, k, v)?;
-    let level = simd::select_level();
+    let level = exec.level.effective();
     let Setup {
         mut out,
         n,
@@ -411,14 +430,14 @@ pub fn sparse_attention_par(
     let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
     // The chunks share every kv head's key and value planes, transposed once here.
     let mut all: Vec<f32>;
-    let shared: Option<&[f32]> = if tiles_on(level, &ctx) {
-        all = vec![0.0f32; tile_len(p, n, 1, d)? * k.heads()];
-        let a = aligned(&mut all);
-        fill_planes(&ctx, a);
-        TILE_RUNS.fetch_add(1, Ordering::Relaxed);
-        Some(a)
-    } else {
-        None
+    let shared: Option<(Avx512Token, &[f32])> = match tiles_on(exec, &ctx) {
+        Some(tok) => {
+            all = vec![0.0f32; tile_len(p, n, 1, d)? * k.heads()];
+            let a = aligned(&mut all);
+            fill_planes(tok, &ctx, a);
+            Some((tok, a))
+        }
+        None => None,
     };
     // A multiple of the query tile, so every chunk sees the serial run's tiles.
     const ROWS: usize = 64;
@@ -430,7 +449,7 @@ pub fn sparse_attention_par(
             let mut scores = vec![0.0f32; e * HEAD_GROUP];
             let r0 = ci * ROWS;
             let r1 = (r0 + ROWS).min(n);
-            let pl = shared.map(Planes::All);
+            let pl = shared.map(|(tok, a)| (tok, Planes::All(a)));
             run_rows(level, ctx, pl, &mut idx, &mut scores, chunk, r0..r1);
         });
     Ok(out)
@@ -443,13 +462,6 @@ pub(crate) fn check_out(out: &Tensor3, n: usize, hq: usize, d: usize) -> Result<
         ("out.heads", hq, oh),
         ("out.dim", d, od),
     ])
-}
-
-/// Views an f32 scratch region as u32 candidate indices.
-fn as_u32(s: &mut [f32]) -> &mut [u32] {
-    // SAFETY: f32 and u32 have the same size and alignment and every bit pattern is
-    // valid for both; the new slice covers exactly the memory of `s` and borrows it.
-    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u32>(), s.len()) }
 }
 
 /// Mean of every block of `bs` rows of width `w`: `out[b][..] = Σ rows / count`.
@@ -498,7 +510,7 @@ impl WithIsa for BlockMeans<'_> {
                     _ => {
                         dst.iter_mut().for_each(|o| *o = 0.0);
                         for row in rows.chunks_exact(w) {
-                            simd::axpy_g::<I>(1.0, &row[c0..c0 + width], dst, width);
+                            crate::simd::axpy_g::<I>(1.0, &row[c0..c0 + width], dst, width);
                         }
                     }
                 }
@@ -536,18 +548,18 @@ fn sum_rows<I: Isa, const NV: usize>(rows: &[f32], w: usize, c0: usize, dst: &mu
 
 /// Shared read-only inputs of one sparse call.
 #[derive(Clone, Copy)]
-struct Ctx<'a> {
-    p: &'a SparsePattern,
-    n: usize,
-    hq: usize,
-    hk: usize,
-    d: usize,
-    scale: f32,
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    lm_k: &'a [f32],
-    lm_v: &'a [f32],
+pub(crate) struct Ctx<'a> {
+    pub(crate) p: &'a SparsePattern,
+    pub(crate) n: usize,
+    pub(crate) hq: usize,
+    pub(crate) hk: usize,
+    pub(crate) d: usize,
+    pub(crate) scale: f32,
+    pub(crate) q: &'a [f32],
+    pub(crate) k: &'a [f32],
+    pub(crate) v: &'a [f32],
+    pub(crate) lm_k: &'a [f32],
+    pub(crate) lm_v: &'a [f32],
 }
 
 impl<'a> Ctx<'a> {
@@ -577,12 +589,12 @@ impl<'a> Ctx<'a> {
 }
 
 /// Queries `rows` of one call; `out` holds exactly those rows.
-struct SparseRows<'a> {
-    ctx: Ctx<'a>,
-    idx: &'a mut [u32],
-    scores: &'a mut [f32],
-    out: &'a mut [f32],
-    rows: core::ops::Range<usize>,
+pub(crate) struct SparseRows<'a> {
+    pub(crate) ctx: Ctx<'a>,
+    pub(crate) idx: &'a mut [u32],
+    pub(crate) scores: &'a mut [f32],
+    pub(crate) out: &'a mut [f32],
+    pub(crate) rows: core::ops::Range<usize>,
 }
 
 impl WithIsa for SparseRows<'_> {
@@ -949,31 +961,7 @@ pub fn sparse_attention_at(
     k: &Tensor3,
     v: &Tensor3,
 ) -> Result<Tensor3> {
-    let Setup {
-        mut out,
-        n,
-        lm_k,
-        lm_v,
-    } = setup(level, p, q, k, v)?;
-    if n == 0 {
-        return Ok(out);
-    }
-    let e = p.max_edges_per_query(n);
-    let mut idx = vec![0u32; e];
-    let mut scores = vec![0.0f32; e * HEAD_GROUP];
-    let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
-    let mut planes = vec![0.0f32; tile_len(p, n, k.heads(), q.dim())?];
-    let tiled = prepare_tiles(level, &ctx, &mut planes);
-    run_rows(
-        level,
-        ctx,
-        tiled,
-        &mut idx,
-        &mut scores,
-        out.as_mut_slice(),
-        0..n,
-    );
-    Ok(out)
+    sparse_attention_with(Exec::at(level), p, q, k, v)
 }
 
 #[cfg(test)]

@@ -1,48 +1,52 @@
-//! The AVX-512 dense tile kernel (`set_dense_tiles`) against the naive f64 oracle
+//! The AVX-512 dense tile kernel (`Exec::dense_tiles`) against the naive f64 oracle
 //! and against the generic kernel, both ways: random shapes with N 0..300 (tails of
 //! the 8-row blocks and 32-key tiles), `d` multiples of 16 up to 128 and odd dims
 //! (which fall back), GQA/MQA ratios, causal and bidirectional; huge finite inputs,
 //! non-finite values and queries; (feature `rayon`) parallel equals serial bit for
-//! bit. On a CPU without AVX-512 both settings run the generic kernel (the counter
-//! then stays put, which the tests check).
-
-use std::sync::{Mutex, MutexGuard};
+//! bit. On a CPU without AVX-512 both settings run the generic kernel (the per-call
+//! report then says so, which the tests check). Every test passes its `Exec` down, so
+//! they run in parallel.
 
 use aether_kernel::reference::naive_dense_attention;
+use aether_kernel::simd::{Exec, Ran};
 use aether_kernel::{
-    dense_attention, dense_attention_at, dense_tile_runs, set_dense_tiles, SimdLevel, Tensor3,
+    dense_attention_at, dense_attention_into_with, dense_scratch_len, SimdLevel, Tensor3,
 };
 use proptest::prelude::*;
 
 mod common;
 use common::{max_diff, tensor};
 
-/// The switch is global: tests that flip it hold this lock.
-static SWITCH: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    SWITCH.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Whether the tile kernel serves head dim `d` on this machine.
 fn tiles_expected(d: usize) -> bool {
-    SimdLevel::detect() >= SimdLevel::Avx512
-        && aether_kernel::simd::active_level() == SimdLevel::Avx512
-        && d.is_multiple_of(16)
-        && d <= 128
+    SimdLevel::detect() >= SimdLevel::Avx512 && d.is_multiple_of(16) && d <= 128
 }
 
-/// `dense_attention` with the tile kernel on or off; checks the counter moved exactly
-/// when the tile kernel should have run.
+/// Dense attention at `level` with the tile kernel allowed or not, and its report.
+fn run_at(
+    level: SimdLevel,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+    causal: bool,
+    tiles: bool,
+) -> (Tensor3, Ran) {
+    let (n, hq, d) = q.shape();
+    let mut out = Tensor3::zeros(n, hq, d).unwrap();
+    let mut scratch = vec![f32::NAN; dense_scratch_len(n, k.shape().1, d).unwrap()];
+    let exec = Exec::at(level).with_dense_tiles(tiles);
+    let ran = dense_attention_into_with(exec, q, k, v, causal, &mut out, &mut scratch).unwrap();
+    (out, ran)
+}
+
+/// Dense attention at the detected level with the tile kernel on or off; checks the
+/// report says the tile kernel ran exactly when it should have.
 fn run(q: &Tensor3, k: &Tensor3, v: &Tensor3, causal: bool, tiles: bool) -> Tensor3 {
     let d = q.shape().2;
-    let prev = set_dense_tiles(tiles);
-    let before = dense_tile_runs();
-    let out = dense_attention(q, k, v, causal).unwrap();
-    let ran = dense_tile_runs() - before;
-    set_dense_tiles(prev);
+    let (out, ran) = run_at(SimdLevel::detect(), q, k, v, causal, tiles);
     let expect = tiles && q.shape().0 > 0 && tiles_expected(d);
-    assert_eq!(ran, usize::from(expect), "tile runs, tiles={tiles} d={d}");
+    assert_eq!(ran.tiles, expect, "tile run, tiles={tiles} d={d}");
+    assert_eq!(ran.level, SimdLevel::detect());
     out
 }
 
@@ -67,7 +71,6 @@ proptest! {
 
     #[test]
     fn both_paths_match_naive((n, hq, hk, d, causal, seed) in shapes(), amp in prop::sample::select(vec![0.5f32, 1.0, 3.0])) {
-        let _g = lock();
         let q = tensor(n, hq, d, seed, amp);
         let k = tensor(n, hk, d, seed + 1, amp);
         let v = tensor(n, hk, d, seed + 2, 1.0);
@@ -82,7 +85,6 @@ proptest! {
 
 #[test]
 fn every_length_around_block_and_tile_edges() {
-    let _g = lock();
     for n in (0..=70).chain([95, 96, 97, 127, 128, 129, 255, 256, 257]) {
         for (hq, hk, d) in [(4, 4, 32), (4, 1, 16), (6, 2, 48)] {
             let q = tensor(n, hq, d, n as u64, 1.0);
@@ -105,7 +107,6 @@ fn every_length_around_block_and_tile_edges() {
 
 #[test]
 fn huge_finite_inputs_give_no_nan_both_ways() {
-    let _g = lock();
     for (n, d) in [(70, 32), (33, 16), (9, 128)] {
         let q = tensor(n, 2, d, 5, 3e38);
         let k = tensor(n, 1, d, 6, 3e38);
@@ -126,7 +127,6 @@ fn huge_finite_inputs_give_no_nan_both_ways() {
 fn large_score_ranges_rescale_correctly() {
     // Scores growing along the sequence force the running maximum to move (by far
     // more than the lazy threshold) in every tile; scores shrinking never move it.
-    let _g = lock();
     let (n, d) = (200, 32);
     for sign in [1.0f32, -1.0] {
         let q = Tensor3::from_vec(vec![1.0; n * d], n, 1, d).unwrap();
@@ -149,7 +149,6 @@ fn large_score_ranges_rescale_correctly() {
 fn nan_query_row_attends_uniformly_both_ways() {
     // A NaN score clamps to −f32::MAX like every other score of that row: the row
     // averages its values (the existing contract), on both paths.
-    let _g = lock();
     let (n, d) = (50, 32);
     let mut qd = tensor(n, 1, d, 3, 1.0).as_slice().to_vec();
     let row = 37;
@@ -171,7 +170,6 @@ fn nan_query_row_attends_uniformly_both_ways() {
 #[test]
 fn non_finite_value_reaches_only_the_queries_that_attend_it() {
     // Causal: an infinite or NaN value at key j leaves every query i < j untouched.
-    let _g = lock();
     if !tiles_expected(32) {
         return;
     }
@@ -207,16 +205,14 @@ fn non_finite_value_reaches_only_the_queries_that_attend_it() {
 fn non_finite_future_value_stays_out_of_earlier_queries_on_every_path() {
     // The generic kernel too (every SIMD level, tiles off, odd dims): a masked key's
     // probability is 0, and 0 · ∞ must not reach the earlier queries of a diagonal tile.
-    let _g = lock();
     for d in [32usize, 7] {
         let (n, hk) = (150, 2);
         let q = tensor(n, 4, d, 1, 1.0);
         let k = tensor(n, hk, d, 2, 1.0);
         let clean = tensor(n, hk, d, 3, 1.0);
         for tiles in [true, false] {
-            let prev = set_dense_tiles(tiles);
             for level in SimdLevel::ALL {
-                let base = dense_attention_at(level, &q, &k, &clean, true).unwrap();
+                let base = run_at(level, &q, &k, &clean, true, tiles).0;
                 for (j, bad) in [
                     (3usize, f32::INFINITY),
                     (70, f32::NAN),
@@ -225,7 +221,7 @@ fn non_finite_future_value_stays_out_of_earlier_queries_on_every_path() {
                     let mut vd = clean.as_slice().to_vec();
                     vd[(j * hk + 1) * d + d / 2] = bad;
                     let v = Tensor3::from_vec(vd, n, hk, d).unwrap();
-                    let out = dense_attention_at(level, &q, &k, &v, true).unwrap();
+                    let out = run_at(level, &q, &k, &v, true, tiles).0;
                     let row = 4 * d;
                     assert_eq!(
                         out.as_slice()[..j * row],
@@ -234,14 +230,12 @@ fn non_finite_future_value_stays_out_of_earlier_queries_on_every_path() {
                     );
                 }
             }
-            set_dense_tiles(prev);
         }
     }
 }
 
 #[test]
 fn lower_simd_levels_never_take_the_tile_path() {
-    let _g = lock();
     let (q, k, v) = (
         tensor(40, 2, 32, 1, 1.0),
         tensor(40, 1, 32, 2, 1.0),
@@ -249,9 +243,10 @@ fn lower_simd_levels_never_take_the_tile_path() {
     );
     let want = naive_dense_attention(&q, &k, &v, true).unwrap();
     for level in [SimdLevel::Scalar, SimdLevel::Avx2Fma] {
-        let before = dense_tile_runs();
-        let got = aether_kernel::dense_attention_at(level, &q, &k, &v, true).unwrap();
-        assert_eq!(dense_tile_runs(), before, "{level:?}");
+        let (got, ran) = run_at(level, &q, &k, &v, true, true);
+        assert!(!ran.tiles, "{level:?}");
+        assert_eq!(ran.level, level.effective());
+        assert_eq!(got, dense_attention_at(level, &q, &k, &v, true).unwrap());
         assert!(max_diff(&got, &want) <= 1e-5);
     }
 }
@@ -259,8 +254,7 @@ fn lower_simd_levels_never_take_the_tile_path() {
 #[cfg(feature = "rayon")]
 #[test]
 fn parallel_equals_serial_bit_for_bit_both_ways() {
-    use aether_kernel::dense_attention_par;
-    let _g = lock();
+    use aether_kernel::dense_attention_par_with;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()
@@ -279,12 +273,9 @@ fn parallel_equals_serial_bit_for_bit_both_ways() {
         for causal in [true, false] {
             for tiles in [true, false] {
                 let serial = run(&q, &k, &v, causal, tiles);
-                let prev = set_dense_tiles(tiles);
-                let before = dense_tile_runs();
-                let par = pool.install(|| dense_attention_par(&q, &k, &v, causal).unwrap());
-                let ran = dense_tile_runs() - before;
-                set_dense_tiles(prev);
-                assert_eq!(ran, usize::from(tiles && tiles_expected(d)));
+                let exec = Exec::detect().with_dense_tiles(tiles);
+                let par =
+                    pool.install(|| dense_attention_par_with(exec, &q, &k, &v, causal).unwrap());
                 assert_eq!(par, serial, "n={n} d={d} causal={causal} tiles={tiles}");
             }
         }

@@ -1,27 +1,24 @@
 //! Every SIMD path against the scalar one and against f64, with the same property
 //! battery (lengths 0..300, so every odd tail), plus path forcing: each available
-//! level is forced in turn, the attention kernels must actually run on it (its run
-//! counter moves) and agree with the scalar path.
+//! level is forced in turn through an explicit `Exec`, the attention kernels must
+//! actually run on it (their per-call report says so) and agree with the scalar path.
+//! No process-wide switch exists, so these tests run in parallel.
 //!
 //! Set `AETHER_EXPECT_SIMD=avx512` (or `avx2+fma`) in CI to fail when detection
 //! does not find a level the machine is known to have.
 
-use std::sync::Mutex;
-
 use aether_kernel::simd::{
-    self, axpy_at, dot_at, exp_sub_sum_at, fast_exp, force_level, runs, scale_at, SimdLevel,
+    self, axpy_at, dot_at, exp_sub_sum_at, fast_exp, scale_at, Exec, SimdLevel,
     FAST_EXP_MAX_REL_ERR,
 };
 use aether_kernel::{
-    dense_attention, dense_attention_at, sparse_attention, sparse_attention_at, SparsePattern,
+    dense_attention_at, dense_attention_into_with, dense_scratch_len, sparse_attention_at,
+    sparse_attention_into_with, sparse_scratch_len, SparsePattern, Tensor3,
 };
 use proptest::prelude::*;
 
 mod common;
 use common::{max_diff, tensor};
-
-/// Forcing a level is process-wide: tests that force run one at a time.
-static FORCE: Mutex<()> = Mutex::new(());
 
 fn available() -> Vec<SimdLevel> {
     SimdLevel::ALL
@@ -130,7 +127,6 @@ fn fast_exp_bound_holds_on_every_level() {
 
 #[test]
 fn every_available_path_runs_the_kernels_when_forced() {
-    let _g = FORCE.lock().unwrap_or_else(|e| e.into_inner());
     let p = SparsePattern {
         window: 5,
         block_size: 8,
@@ -149,29 +145,31 @@ fn every_available_path_runs_the_kernels_when_forced() {
         let s_ref = sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap();
         let d_ref = dense_attention_at(SimdLevel::Scalar, &q, &k, &v, false).unwrap();
         for l in available() {
-            assert!(force_level(Some(l)));
-            assert_eq!(simd::active_level(), l);
-            let before = runs(l);
-            let s = sparse_attention(&p, &q, &k, &v).unwrap();
-            let dn = dense_attention(&q, &k, &v, false).unwrap();
-            assert!(runs(l) >= before + 2, "{l:?} never ran");
+            let exec = Exec::at(l);
+            let mut s = Tensor3::zeros(n, hq, d).unwrap();
+            let mut dn = Tensor3::zeros(n, hq, d).unwrap();
+            let mut scratch = vec![f32::NAN; sparse_scratch_len(&p, n, hk, d).unwrap()];
+            let ran = sparse_attention_into_with(exec, &p, &q, &k, &v, &mut s, &mut scratch);
+            assert_eq!(ran.unwrap().level, l, "sparse never ran at {l:?}");
+            let mut scratch = vec![f32::NAN; dense_scratch_len(n, hk, d).unwrap()];
+            let ran = dense_attention_into_with(exec, &q, &k, &v, false, &mut dn, &mut scratch);
+            assert_eq!(ran.unwrap().level, l, "dense never ran at {l:?}");
             assert!(max_diff(&s, &s_ref) <= 2e-6, "{l:?} sparse");
             assert!(max_diff(&dn, &d_ref) <= 2e-6, "{l:?} dense");
             checked += 1;
         }
     }
-    assert!(force_level(None));
     assert!(checked >= 3);
 }
 
 #[test]
-fn unavailable_levels_are_refused_and_detection_is_used_by_default() {
-    let _g = FORCE.lock().unwrap_or_else(|e| e.into_inner());
+fn unavailable_levels_fall_back_and_detection_is_used_by_default() {
     for l in SimdLevel::ALL {
-        assert_eq!(force_level(Some(l)), l.is_available());
+        assert_eq!(l.effective() == l, l.is_available());
+        assert!(l.effective().is_available());
     }
-    assert!(force_level(None));
     assert_eq!(simd::active_level(), SimdLevel::detect());
+    assert_eq!(Exec::default(), Exec::at(SimdLevel::detect()));
     #[cfg(target_arch = "x86_64")]
     {
         let avx2 = std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma");

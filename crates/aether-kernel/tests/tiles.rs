@@ -1,25 +1,21 @@
 //! The AVX-512 query-tile path of causal sparse attention, forced on and off
-//! (`set_query_tiles`): the same property battery against the reference crate
+//! (`Exec::query_tiles`): the same property battery against the reference crate
 //! `ruvllm_sparse_attention` 0.1.1 and the naive f64 oracle (≤ 1e-5) both ways, the two
 //! paths against each other, shapes that hit the tile (causal, `W ≤ 32`, `d` a multiple of
 //! 16, `N ≥ 16` with tails) and shapes that do not; non-finite values reaching only the
 //! queries that attend them; allocation-free `sparse_attention_into`; rayon bit-identical.
 //!
-//! Toggling the path is process-wide, so every test here holds one lock.
-
-use std::sync::Mutex;
+//! Each test passes its `Exec` down and reads the per-call report, so they run in parallel.
 
 use aether_kernel::reference::naive_sparse_attention;
-use aether_kernel::simd::{self, SimdLevel};
+use aether_kernel::simd::{Exec, Ran, SimdLevel};
 use aether_kernel::{
-    query_tile_runs, set_query_tiles, sparse_attention, sparse_attention_at, sparse_attention_into,
+    sparse_attention, sparse_attention_at, sparse_attention_into, sparse_attention_into_with,
     sparse_scratch_len, SparsePattern, Tensor3,
 };
 use proptest::prelude::*;
 use ruvllm_sparse_attention as refc;
 use ruvllm_sparse_attention::AttentionBackend;
-
-static TOGGLE: Mutex<()> = Mutex::new(());
 
 mod counting;
 use counting::allocs;
@@ -81,12 +77,26 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-/// Runs `f` with the tile path on (`true`) or off, restoring it on.
-fn with_tiles<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    set_query_tiles(on);
-    let r = f();
-    set_query_tiles(true);
-    r
+/// Sparse attention run as `exec` says (caller-style NaN-filled scratch) and its report.
+fn run_with(
+    exec: Exec,
+    p: &SparsePattern,
+    q: &Tensor3,
+    k: &Tensor3,
+    v: &Tensor3,
+) -> (Tensor3, Ran) {
+    let (n, hq, d) = q.shape();
+    let mut out = Tensor3::zeros(n, hq, d).unwrap();
+    let mut scratch = vec![f32::NAN; sparse_scratch_len(p, n, k.heads(), d).unwrap()];
+    let ran = sparse_attention_into_with(exec, p, q, k, v, &mut out, &mut scratch).unwrap();
+    (out, ran)
+}
+
+/// Sparse attention at the detected level with the tile path on (`true`) or off.
+fn with_tiles(on: bool, p: &SparsePattern, q: &Tensor3, k: &Tensor3, v: &Tensor3) -> Tensor3 {
+    let (out, ran) = run_with(Exec::detect().with_query_tiles(on), p, q, k, v);
+    assert!(on || !ran.tiles, "switched off, yet it ran");
+    out
 }
 
 /// Shapes and patterns the tile covers (causal, W ≤ 32, d ∈ 16·{1..8}) with N ≥ 16
@@ -143,12 +153,11 @@ proptest! {
 
     #[test]
     fn both_paths_match_the_oracles((n, hq, hk, d, p, seed) in tile_case()) {
-        let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
         let (q, k, v) = qkv(n, hq, hk, d, seed);
         let want = reference(&p, &q, &k, &v);
         let naive = naive_sparse_attention(&p, &q, &k, &v).unwrap();
-        let on = with_tiles(true, || sparse_attention(&p, &q, &k, &v).unwrap());
-        let off = with_tiles(false, || sparse_attention(&p, &q, &k, &v).unwrap());
+        let on = with_tiles(true, &p, &q, &k, &v);
+        let off = with_tiles(false, &p, &q, &k, &v);
         for (name, out) in [("tiles on", &on), ("tiles off", &off)] {
             let e = max_diff(out.as_slice(), &want);
             prop_assert!(e <= 1e-5, "{name}: ref err {e} n={n} hq={hq} hk={hk} d={d} {p:?}");
@@ -162,19 +171,15 @@ proptest! {
 
 #[test]
 fn the_tile_path_runs_on_covered_shapes_only() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let p = SparsePattern {
         window: 16,
         block_size: 32,
         ..SparsePattern::default()
     };
     let (q, k, v) = qkv(100, 4, 2, 32, 5);
-    let before = query_tile_runs();
-    let on = sparse_attention(&p, &q, &k, &v).unwrap();
-    assert_eq!(query_tile_runs() > before, tiles_possible());
-    let before = query_tile_runs();
-    let off = with_tiles(false, || sparse_attention(&p, &q, &k, &v).unwrap());
-    assert_eq!(query_tile_runs(), before, "switched off, yet it ran");
+    let (on, ran) = run_with(Exec::detect(), &p, &q, &k, &v);
+    assert_eq!(ran.tiles, tiles_possible());
+    let off = with_tiles(false, &p, &q, &k, &v);
     assert!(max_diff(on.as_slice(), off.as_slice()) <= 2e-6);
     // Uncovered: bidirectional, W 33, d 33, N < 16, below the AVX-512 level.
     let uncovered = [
@@ -199,19 +204,20 @@ fn the_tile_path_runs_on_covered_shapes_only() {
     ];
     for (pp, n, d) in uncovered {
         let (q, k, v) = qkv(n, 2, 1, d, 9);
-        let before = query_tile_runs();
-        sparse_attention(&pp, &q, &k, &v).unwrap();
-        assert_eq!(query_tile_runs(), before, "n={n} d={d} {pp:?}");
+        let (_, ran) = run_with(Exec::detect(), &pp, &q, &k, &v);
+        assert!(!ran.tiles, "n={n} d={d} {pp:?}");
     }
-    let before = query_tile_runs();
-    let scalar = sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap();
-    assert_eq!(query_tile_runs(), before);
+    let (scalar, ran) = run_with(Exec::at(SimdLevel::Scalar), &p, &q, &k, &v);
+    assert!(!ran.tiles && ran.level == SimdLevel::Scalar);
+    assert_eq!(
+        scalar,
+        sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap()
+    );
     assert!(max_diff(on.as_slice(), scalar.as_slice()) <= 2e-6);
 }
 
 #[test]
 fn tiles_whose_step_list_overflows_fall_back_to_rows() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     // 150 distinct globals: more broadcast steps than a tile plan holds, from the
     // tiles that see them all on; earlier tiles still fit.
     let p = SparsePattern {
@@ -222,7 +228,7 @@ fn tiles_whose_step_list_overflows_fall_back_to_rows() {
     };
     let (q, k, v) = qkv(400, 2, 1, 32, 13);
     let on = sparse_attention(&p, &q, &k, &v).unwrap();
-    let off = with_tiles(false, || sparse_attention(&p, &q, &k, &v).unwrap());
+    let off = with_tiles(false, &p, &q, &k, &v);
     let naive = naive_sparse_attention(&p, &q, &k, &v).unwrap();
     assert!(max_diff(on.as_slice(), off.as_slice()) <= 2e-6);
     assert!(max_diff(on.as_slice(), naive.as_slice()) <= 1e-5);
@@ -231,7 +237,6 @@ fn tiles_whose_step_list_overflows_fall_back_to_rows() {
 
 #[test]
 fn forced_levels_agree_with_tiles_on_and_off() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     for (n, hq, hk, d, w) in [
         (64, 4, 4, 32, 16),
         (77, 4, 2, 16, 3),
@@ -249,9 +254,9 @@ fn forced_levels_agree_with_tiles_on_and_off() {
         let scalar = sparse_attention_at(SimdLevel::Scalar, &p, &q, &k, &v).unwrap();
         for level in SimdLevel::ALL.into_iter().filter(|l| l.is_available()) {
             for on in [true, false] {
-                assert!(simd::force_level(Some(level)));
-                let out = with_tiles(on, || sparse_attention(&p, &q, &k, &v).unwrap());
-                assert!(simd::force_level(None));
+                let exec = Exec::at(level).with_query_tiles(on);
+                let (out, ran) = run_with(exec, &p, &q, &k, &v);
+                assert_eq!(ran.level, level);
                 let e = max_diff(out.as_slice(), scalar.as_slice());
                 assert!(e <= 2e-6, "{level:?} tiles {on}: {e}");
             }
@@ -261,7 +266,6 @@ fn forced_levels_agree_with_tiles_on_and_off() {
 
 #[test]
 fn non_finite_values_reach_only_the_queries_that_attend_them() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let (n, d) = (96, 32);
     let p = SparsePattern {
         window: 4,
@@ -279,8 +283,8 @@ fn non_finite_values_reach_only_the_queries_that_attend_them() {
     kd[70 * d + 5] = f32::NAN;
     let v = Tensor3::from_vec(vd, n, 1, d).unwrap();
     let k = Tensor3::from_vec(kd, n, 1, d).unwrap();
-    let on = with_tiles(true, || sparse_attention(&p, &q, &k, &v).unwrap());
-    let off = with_tiles(false, || sparse_attention(&p, &q, &k, &v).unwrap());
+    let on = with_tiles(true, &p, &q, &k, &v);
+    let off = with_tiles(false, &p, &q, &k, &v);
     for i in 0..n {
         let attends_40 = p.token_candidates(i, n).contains(&40);
         for (name, out) in [("on", &on), ("off", &off)] {
@@ -296,7 +300,6 @@ fn non_finite_values_reach_only_the_queries_that_attend_them() {
 
 #[test]
 fn huge_finite_inputs_give_no_nan_on_the_tile() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let (n, d) = (48, 16);
     let q = Tensor3::from_vec(vec![3e38; n * d], n, 1, d).unwrap();
     let k = Tensor3::from_vec(
@@ -313,17 +316,16 @@ fn huge_finite_inputs_give_no_nan_on_the_tile() {
         ..SparsePattern::default()
     };
     // Landmark block sums overflow here (16 rows of ±3e38); means must stay finite.
-    let before = query_tile_runs();
-    let out = sparse_attention(&p, &q, &k, &k).unwrap();
-    assert_eq!(query_tile_runs() > before, tiles_possible());
+    let (out, ran) = run_with(Exec::detect(), &p, &q, &k, &k);
+    assert_eq!(ran.tiles, tiles_possible());
+    assert_eq!(out, sparse_attention(&p, &q, &k, &k).unwrap());
     assert!(out.as_slice().iter().all(|x| x.is_finite()));
-    let off = with_tiles(false, || sparse_attention(&p, &q, &k, &k).unwrap());
+    let off = with_tiles(false, &p, &q, &k, &k);
     assert!(off.as_slice().iter().all(|x| x.is_finite()));
 }
 
 #[test]
 fn into_allocates_nothing_on_the_tile_path() {
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let b = allocs();
     std::hint::black_box(vec![1u8; 16]);
     assert!(allocs() > b);
@@ -338,13 +340,13 @@ fn into_allocates_nothing_on_the_tile_path() {
     // Sized for a longer sequence, as a model workspace would be.
     let mut scratch = vec![f32::NAN; sparse_scratch_len(&p, 512, hk, d).unwrap()];
     let want = sparse_attention(&p, &q, &k, &v).unwrap();
-    let runs = query_tile_runs();
     let before = allocs();
     for _ in 0..3 {
         sparse_attention_into(&p, &q, &k, &v, &mut out, &mut scratch).unwrap();
     }
     assert_eq!(allocs() - before, 0);
-    assert_eq!(query_tile_runs() >= runs + 3, tiles_possible());
+    let ran = sparse_attention_into_with(Exec::detect(), &p, &q, &k, &v, &mut out, &mut scratch);
+    assert_eq!(ran.unwrap().tiles, tiles_possible());
     assert_eq!(out, want);
     // Any alignment of the caller's scratch gives the same bits.
     let need = sparse_scratch_len(&p, n, hk, d).unwrap();
@@ -360,7 +362,6 @@ fn into_allocates_nothing_on_the_tile_path() {
 #[test]
 fn parallel_equals_serial_bit_for_bit_on_the_tile() {
     use aether_kernel::sparse_attention_par;
-    let _g = TOGGLE.lock().unwrap_or_else(|e| e.into_inner());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(3)
         .build()

@@ -7,125 +7,21 @@
 //!   `dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂))` with `dx̂ = dy·g`;
 //! * tanh-GELU and its derivative; the sinusoidal positional table.
 
-/// Defines `$name(args)`: runs `$body::<true>` compiled for AVX2 + FMA when the CPU has
-/// both (std caches the detection), else the portable `$body::<false>`. One dispatch per
-/// call of a whole matrix routine, never per vector.
-macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) => $body:ident) => {
-        $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($a: $t),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    #[target_feature(enable = "avx2,fma")]
-                    #[allow(clippy::too_many_arguments)]
-                    unsafe fn fast($($a: $t),*) {
-                        $body::<true>($($a),*)
-                    }
-                    // SAFETY: AVX2 and FMA were detected on this CPU just above.
-                    return unsafe { fast($($a),*) };
-                }
-            }
-            $body::<false>($($a),*)
-        }
-    };
-}
-
 /// `c = a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (overwritten).
 pub(crate) fn matmul(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     c[..m * n].iter_mut().for_each(|x| *x = 0.0);
     matmul_acc(a, b, c, m, k, n);
 }
 
-/// `acc[l] += x[l]·a` for a fixed-width tile (kept in registers by the caller's loop).
-#[inline(always)]
-fn fma_tile<const FMA: bool, const T: usize>(acc: &mut [f32; T], x: &[f32], a: f32) {
-    let x: &[f32; T] = x[..T].try_into().expect("tile slice has T values");
-    for l in 0..T {
-        acc[l] = if FMA {
-            x[l].mul_add(a, acc[l])
-        } else {
-            acc[l] + x[l] * a
-        };
-    }
+/// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]`: the kernel's dispatched routine (fused
+/// multiply-add on AVX2+FMA and AVX-512 machines, as before).
+pub(crate) fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    aether_kernel::simd::gemm_acc(a, b, c, m, k, n)
 }
 
-/// `out[j..j+T] += Σ_t coef(t)·row(t)[j..j+T]` for every tile of `T` columns from `j`,
-/// returning the first column not covered. The tile accumulates in registers.
-#[inline(always)]
-fn tiles<const FMA: bool, const T: usize>(
-    out: &mut [f32],
-    mut j: usize,
-    terms: usize,
-    coef: impl Fn(usize) -> f32,
-    row: impl Fn(usize) -> usize,
-    src: &[f32],
-) -> usize {
-    while j + T <= out.len() {
-        let mut acc = [0.0f32; T];
-        acc.copy_from_slice(&out[j..j + T]);
-        for t in 0..terms {
-            let o = row(t) + j;
-            fma_tile::<FMA, T>(&mut acc, &src[o..o + T], coef(t));
-        }
-        out[j..j + T].copy_from_slice(&acc);
-        j += T;
-    }
-    j
-}
-
-/// `out[n] += Σ_t coef(t)·src[row(t) ..][..n]` with 32- and 8-wide register tiles.
-#[inline(always)]
-pub(crate) fn combine_rows<const FMA: bool>(
-    out: &mut [f32],
-    terms: usize,
-    coef: impl Fn(usize) -> f32 + Copy,
-    row: impl Fn(usize) -> usize + Copy,
-    src: &[f32],
-) {
-    let j = tiles::<FMA, 32>(out, 0, terms, coef, row, src);
-    let j = tiles::<FMA, 8>(out, j, terms, coef, row, src);
-    let j = tiles::<FMA, 1>(out, j, terms, coef, row, src);
-    debug_assert_eq!(j, out.len());
-}
-
-#[inline(always)]
-fn matmul_acc_k<const FMA: bool>(
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    for (arow, crow) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)).take(m) {
-        combine_rows::<FMA>(crow, k, |t| arow[t], |t| t * n, b);
-    }
-}
-
-multiversion! {
-    /// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (each row of `c` in register tiles).
-    pub(crate) fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) => matmul_acc_k
-}
-
-#[inline(always)]
-fn matmul_tn_acc_k<const FMA: bool>(
-    a: &[f32],
-    g: &[f32],
-    dw: &mut [f32],
-    m: usize,
-    k: usize,
-    n: usize,
-) {
-    for (kk, dwrow) in dw.chunks_exact_mut(n).enumerate().take(k) {
-        combine_rows::<FMA>(dwrow, m, |i| a[i * k + kk], |i| i * n, g);
-    }
-}
-
-multiversion! {
-    /// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]` (each row of `dw` in register tiles).
-    pub(crate) fn matmul_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) => matmul_tn_acc_k
+/// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]` (the kernel's dispatched routine).
+pub(crate) fn matmul_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) {
+    aether_kernel::simd::gemm_tn_acc(a, g, dw, m, k, n)
 }
 
 /// `dx += g·wᵀ` with `g[m,n]`, `w[k,n]`, `dx[m,k]`: transposes `w` once, then [`matmul_acc`].
@@ -139,29 +35,7 @@ pub(crate) fn matmul_nt_acc(g: &[f32], w: &[f32], dx: &mut [f32], m: usize, k: u
     matmul_acc(g, &wt, dx, m, n, k);
 }
 
-#[inline(always)]
-fn add_rows_k<const FMA: bool>(x: &mut [f32], b: &[f32], n: usize) {
-    for row in x.chunks_exact_mut(n) {
-        row.iter_mut().zip(b).for_each(|(r, &bv)| *r += bv);
-    }
-}
-
-multiversion! {
-    /// Adds `b[n]` to every row of `x[m,n]`.
-    pub(crate) fn add_rows(x: &mut [f32], b: &[f32], n: usize) => add_rows_k
-}
-
-#[inline(always)]
-fn col_sum_acc_k<const FMA: bool>(g: &[f32], db: &mut [f32], n: usize) {
-    for row in g.chunks_exact(n) {
-        db.iter_mut().zip(row).for_each(|(d, &r)| *d += r);
-    }
-}
-
-multiversion! {
-    /// `db += Σ_rows g` for `g[m,n]`.
-    pub(crate) fn col_sum_acc(g: &[f32], db: &mut [f32], n: usize) => col_sum_acc_k
-}
+pub(crate) use aether_kernel::simd::{add_rows, col_sum_acc};
 
 /// Layer norm over each row of `x[m,d]`; keeps `x̂` and `rstd` for the backward.
 pub(crate) fn layer_norm(

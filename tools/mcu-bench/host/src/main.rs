@@ -139,7 +139,11 @@ fn hex(words: impl Iterator<Item = u32>) -> String {
 /// The `OUT` lines the firmware prints, computed on the host with the portable
 /// (scalar) kernels the nodes run, so every line must match bit for bit.
 fn host_outputs(work: &Path, fixtures: &Path) -> Res<Vec<String>> {
-    aether_kernel::simd::force_level(Some(aether_kernel::SimdLevel::Scalar));
+    // Pin the whole process to the portable path (read once, at the first detection).
+    std::env::set_var("AETHER_SIMD", "scalar");
+    if aether_kernel::SimdLevel::detect() != aether_kernel::SimdLevel::Scalar {
+        return Err("SIMD level detected before AETHER_SIMD=scalar was set".into());
+    }
     let fr = frames_of(work)?;
     let f32_blob = read(&fixtures.join("default.rvne"))?;
     let int8_blob = read(&fixtures.join("default.int8.rvne"))?;

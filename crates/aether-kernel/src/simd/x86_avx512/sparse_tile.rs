@@ -30,19 +30,20 @@
 
 use core::arch::x86_64::*;
 
-use super::{Ctx, Planes, SparseRows};
+use super::Avx512Token;
 use crate::pattern::SparsePattern;
 use crate::simd::{transpose16, Avx512, Isa, WithIsa};
+use crate::sparse::{Ctx, Planes, SparseRows};
 
 /// Queries per tile (lanes of one AVX-512 vector).
-pub(super) const TILE: usize = 16;
+pub(crate) const TILE: usize = 16;
 /// Widest window the tile covers.
 const MAX_W: usize = 32;
 /// Zero columns in front of every plane row (diagonal loads of the first tiles and
 /// the window's aligned vectors reach back that far).
 const PAD: usize = MAX_W;
 /// Largest head dimension the tile covers.
-pub(super) const MAX_DIM: usize = 128;
+pub(crate) const MAX_DIM: usize = 128;
 /// Capacity of diagonal steps per tile (window `W + 1 ≤ 33` plus log-stride offsets).
 const MAX_DIAG: usize = 64;
 /// Half the capacity of the broadcast list (global tokens, then landmarks) per tile.
@@ -51,33 +52,33 @@ const MAX_BC: usize = 48;
 const MAX_STEPS: usize = MAX_DIAG + 2 * MAX_BC;
 
 /// Whether the tile kernel covers pattern `p` at length `n` and head dim `d`.
-pub(super) fn supports(p: &SparsePattern, n: usize, d: usize) -> bool {
+pub(crate) fn supports(p: &SparsePattern, n: usize, d: usize) -> bool {
     p.causal && p.window <= MAX_W && n >= TILE && d > 0 && d.is_multiple_of(16) && d <= MAX_DIM
 }
 
 /// Row length of a transposed plane: `PAD` zero columns, then `n` rounded up to tiles.
-pub(super) fn plane_row(n: usize) -> usize {
+pub(crate) fn plane_row(n: usize) -> usize {
     PAD + n.div_ceil(TILE) * TILE
 }
 
 /// One step: a diagonal offset or a row index, and the lanes that attend it.
 #[derive(Clone, Copy, Default, Debug)]
-pub(super) struct Step {
+pub(crate) struct Step {
     /// Diagonal offset `o` (key `q0 + i − o`), token row, or landmark block.
-    pub(super) key: u32,
+    pub(crate) key: u32,
     /// Bit `i` set when lane `i` attends this step.
-    pub(super) mask: u16,
+    pub(crate) mask: u16,
 }
 
 /// A fixed-capacity step list.
 #[derive(Clone, Copy)]
-pub(super) struct Steps<const C: usize> {
-    pub(super) s: [Step; C],
-    pub(super) len: usize,
+pub(crate) struct Steps<const C: usize> {
+    pub(crate) s: [Step; C],
+    pub(crate) len: usize,
 }
 
 impl<const C: usize> Steps<C> {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Steps {
             s: [Step::default(); C],
             len: 0,
@@ -119,26 +120,26 @@ impl<const C: usize> Steps<C> {
         }
     }
 
-    pub(super) fn as_slice(&self) -> &[Step] {
+    pub(crate) fn as_slice(&self) -> &[Step] {
         &self.s[..self.len]
     }
 }
 
 /// The steps of the tile of queries `q0 .. q0 + 16` (shared by all heads).
 #[derive(Clone, Copy)]
-pub(super) struct Plan {
+pub(crate) struct Plan {
     /// Window offsets `0..=W` first, then log-stride offsets.
-    pub(super) diag: Steps<MAX_DIAG>,
+    pub(crate) diag: Steps<MAX_DIAG>,
     /// Broadcast steps: global tokens outside the window (rows of `k`, `v`), then
     /// landmark blocks (rows of the block means).
-    pub(super) bc: Steps<{ 2 * MAX_BC }>,
+    pub(crate) bc: Steps<{ 2 * MAX_BC }>,
     /// How many of `bc` are tokens.
-    pub(super) ntok: usize,
+    pub(crate) ntok: usize,
 }
 
 impl Plan {
     /// An empty plan (filled by [`plan`]).
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Plan {
             diag: Steps::new(),
             bc: Steps::new(),
@@ -147,7 +148,7 @@ impl Plan {
     }
 
     /// The token steps and the landmark steps.
-    pub(super) fn tok_lm(&self) -> (&[Step], &[Step]) {
+    pub(crate) fn tok_lm(&self) -> (&[Step], &[Step]) {
         self.bc.as_slice().split_at(self.ntok)
     }
 }
@@ -171,7 +172,7 @@ fn lanes_from(first: usize, q0: usize) -> u16 {
 /// from [`SparsePattern::for_each_landmark`], once per run of lanes with the same
 /// complete-block count `(i + 1) / B` (the causal landmark set depends on nothing
 /// else). A test checks every lane's sets against the pattern's enumeration.
-pub(super) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> bool {
+pub(crate) fn plan(p: &SparsePattern, n: usize, q0: usize, pl: &mut Plan) -> bool {
     pl.diag.len = 0;
     pl.bc.len = 0;
     let w = p.window;
@@ -258,8 +259,10 @@ fn store(s: &mut [f32], o: usize, v: __m512) {
 /// `plane[c·row + PAD + j] = x[j][kh][c]`, zero in the pad and past `n`.
 ///
 /// `d` is a multiple of 16; `plane` holds at least `d · plane_row(n)` floats.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn transpose_head(
+/// [`transpose_head_avx512`] behind the token that proves its CPU features.
+#[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+pub(crate) fn transpose_head(
+    _: Avx512Token,
     x: &[f32],
     n: usize,
     hk: usize,
@@ -267,6 +270,12 @@ pub(super) fn transpose_head(
     d: usize,
     plane: &mut [f32],
 ) {
+    // SAFETY: an `Avx512Token` exists only where AVX-512F, AVX2 and FMA were detected.
+    unsafe { transpose_head_avx512(x, n, hk, kh, d, plane) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn transpose_head_avx512(x: &[f32], n: usize, hk: usize, kh: usize, d: usize, plane: &mut [f32]) {
     let row = plane_row(n);
     let zero = _mm512_setzero_ps();
     for c in 0..d {
@@ -312,8 +321,22 @@ struct Work {
 /// key and value planes are transposed right before its tiles, so one pair is live
 /// at a time). A tile whose plan does not fit runs on the row kernel (at the
 /// AVX-512 level, all heads at once) instead, using `idx` and `scores`.
+/// [`run_avx512`] behind the token that proves its CPU features.
+pub(crate) fn run(
+    _: Avx512Token,
+    ctx: Ctx<'_>,
+    pl: Planes<'_>,
+    idx: &mut [u32],
+    scores: &mut [f32],
+    out: &mut [f32],
+    rows: core::ops::Range<usize>,
+) {
+    // SAFETY: an `Avx512Token` exists only where AVX-512F, AVX2 and FMA were detected.
+    unsafe { run_avx512(ctx, pl, idx, scores, out, rows) }
+}
+
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn run(
+fn run_avx512(
     ctx: Ctx<'_>,
     mut planes: Planes<'_>,
     idx: &mut [u32],
@@ -336,8 +359,8 @@ pub(super) fn run(
             Planes::All(a) => &a[2 * kh * len..2 * (kh + 1) * len],
             Planes::One(buf) => {
                 let (bk, bv) = buf.split_at_mut(len);
-                transpose_head(ctx.k, n, hk, kh, d, bk);
-                transpose_head(ctx.v, n, hk, kh, d, bv);
+                transpose_head_avx512(ctx.k, n, hk, kh, d, bk);
+                transpose_head_avx512(ctx.v, n, hk, kh, d, bv);
                 &buf[..2 * len]
             }
         };
@@ -841,16 +864,15 @@ mod tests {
 
     #[test]
     fn transposes_match_scalar() {
-        if !crate::SimdLevel::Avx512.is_available() {
+        let Some(tok) = Avx512Token::new() else {
             return;
-        }
+        };
         let (n, hk, d) = (37usize, 3usize, 32usize);
         let x: Vec<f32> = (0..n * hk * d).map(|i| i as f32 * 0.5 - 7.0).collect();
         let row = plane_row(n);
         let mut planes = vec![f32::NAN; hk * d * row];
         for kh in 0..hk {
-            // SAFETY: AVX-512F (with AVX2 and FMA, as `SimdLevel::Avx512` requires) is available.
-            unsafe { transpose_head(&x, n, hk, kh, d, &mut planes[kh * d * row..]) };
+            transpose_head(tok, &x, n, hk, kh, d, &mut planes[kh * d * row..]);
         }
         for kh in 0..hk {
             for c in 0..d {

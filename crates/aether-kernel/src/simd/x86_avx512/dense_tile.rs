@@ -24,28 +24,35 @@
 
 use core::arch::x86_64::*;
 
+use super::Avx512Token;
 use crate::simd::{fast_exp, transpose16, Avx512};
 
 /// Query rows per block.
-pub(super) const ROWS: usize = 8;
+pub(crate) const ROWS: usize = 8;
 /// Keys per tile.
-pub(super) const KEYS: usize = 32;
+pub(crate) const KEYS: usize = 32;
 /// Largest head dimension the tile covers.
-pub(super) const MAX_DIM: usize = 128;
+pub(crate) const MAX_DIM: usize = 128;
 /// A score more than this above a row's running maximum moves the maximum (so
 /// every weight `e^{s−m}` stays below `e^TAU`).
 const TAU: f32 = 8.0;
 
 /// Whether the tile kernel covers head dimension `d`.
-pub(super) fn supports(d: usize) -> bool {
+pub(crate) fn supports(d: usize) -> bool {
     d > 0 && d.is_multiple_of(16) && d <= MAX_DIM
 }
 
 /// Packs keys `k [n][hk][d]` as transposed tiles: `kt[((kh·T + t)·d + c)·32 + l] =
 /// k[32t + l][kh][c]` (`T = ⌈n/32⌉`), zero past `n`; `kt` holds at least
 /// `hk · 32T · d` floats. Blocks of 16 keys × 16 dims go through a register transpose.
+/// [`pack_keys_avx512`] behind the token that proves its CPU features.
+pub(crate) fn pack_keys(_: Avx512Token, k: &[f32], n: usize, hk: usize, d: usize, kt: &mut [f32]) {
+    // SAFETY: an `Avx512Token` exists only where AVX-512F, AVX2 and FMA were detected.
+    unsafe { pack_keys_avx512(k, n, hk, d, kt) }
+}
+
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn pack_keys(k: &[f32], n: usize, hk: usize, d: usize, kt: &mut [f32]) {
+fn pack_keys_avx512(k: &[f32], n: usize, hk: usize, d: usize, kt: &mut [f32]) {
     let nt = n.div_ceil(KEYS);
     let stride = hk * d;
     let zero = _mm512_setzero_ps();
@@ -83,20 +90,20 @@ pub(super) fn pack_keys(k: &[f32], n: usize, hk: usize, d: usize, kt: &mut [f32]
 
 /// Inputs of one call.
 #[derive(Clone, Copy)]
-pub(super) struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     /// Queries `[n][hq][d]`.
-    pub(super) q: &'a [f32],
+    pub(crate) q: &'a [f32],
     /// Values `[n][hk][d]`.
-    pub(super) v: &'a [f32],
+    pub(crate) v: &'a [f32],
     /// Keys packed by [`pack_keys`].
-    pub(super) kt: &'a [f32],
-    pub(super) n: usize,
-    pub(super) hq: usize,
-    pub(super) hk: usize,
-    pub(super) d: usize,
-    pub(super) causal: bool,
+    pub(crate) kt: &'a [f32],
+    pub(crate) n: usize,
+    pub(crate) hq: usize,
+    pub(crate) hk: usize,
+    pub(crate) d: usize,
+    pub(crate) causal: bool,
     /// `1/√d`.
-    pub(super) scale: f32,
+    pub(crate) scale: f32,
 }
 
 /// Loads 16 floats at `s[o..o + 16]` (bounds-checked).
@@ -127,8 +134,14 @@ struct Bufs {
 
 /// Runs query rows `rows` (`rows.start` a multiple of [`ROWS`]) of every head into
 /// `out` (exactly those rows, `[rows][hq][d]`); callers check AVX-512F, AVX2 and FMA.
+/// [`run_avx512`] behind the token that proves its CPU features.
+pub(crate) fn run(_: Avx512Token, c: &Ctx<'_>, out: &mut [f32], rows: core::ops::Range<usize>) {
+    // SAFETY: an `Avx512Token` exists only where AVX-512F, AVX2 and FMA were detected.
+    unsafe { run_avx512(c, out, rows) }
+}
+
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(super) fn run(c: &Ctx<'_>, out: &mut [f32], rows: core::ops::Range<usize>) {
+fn run_avx512(c: &Ctx<'_>, out: &mut [f32], rows: core::ops::Range<usize>) {
     let group = c.hq / c.hk;
     let mut b = Bufs {
         qt: [[0.0; ROWS]; MAX_DIM],

@@ -1,0 +1,377 @@
+//! Row-major matrix kernels for the head's inference and the trainer, behind the same
+//! dispatch as the attention kernels (one level choice per call of a whole routine).
+//!
+//! * [`vec_mat`] / [`vec_mat_add`]: `out (+)= x·W (+ bias)` for one row, `W[in × out]`;
+//! * [`gemm_acc`]: `C[m,n] += A[m,k]·B[k,n]` in i-k-j order (one axpy per `A` element);
+//! * [`gemm_tn_acc`]: `dW[k,n] += Aᵀ·G` for `A[m,k]`, `G[m,n]` (weight gradients);
+//! * [`add_rows`], [`col_sum_acc`]: bias add and bias gradient.
+//!
+//! Bits: `vec_mat*`, `add_rows` and `col_sum_acc` never fuse (`a·b + c` as a multiply and
+//! an add), so every level gives the same bits. `gemm_*` fuse (`mul_add`) exactly when
+//! they run at an AVX2+FMA or AVX-512 level and multiply-then-add on the scalar level,
+//! in the same order either way: results are reproducible per level, as before.
+
+use super::{dispatch, Isa, SimdLevel, WithIsa};
+
+/// The one portable body of [`vec_mat`] / [`vec_mat_add`].
+#[inline(always)]
+fn vec_mat_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32], accumulate: bool) {
+    let n_out = out.len();
+    if !accumulate {
+        out.iter_mut().for_each(|o| *o = 0.0);
+    }
+    if let Some(b) = bias {
+        for (o, bi) in out.iter_mut().zip(b) {
+            *o += bi;
+        }
+    }
+    if n_out == 0 {
+        return;
+    }
+    let rows = x.len().min(w.len() / n_out);
+    // Blocks of 16 output columns stay in registers across all rows (rows ascending, as
+    // in the plain loop, so the bits do not depend on the blocking).
+    let mut c = 0;
+    while c + 16 <= n_out {
+        let mut acc = [0.0f32; 16];
+        acc.copy_from_slice(&out[c..c + 16]);
+        for (i, xi) in x[..rows].iter().enumerate() {
+            let wr = &w[i * n_out + c..i * n_out + c + 16];
+            for k in 0..16 {
+                acc[k] += *xi * wr[k];
+            }
+        }
+        out[c..c + 16].copy_from_slice(&acc);
+        c += 16;
+    }
+    for (o, col) in out[c..].iter_mut().zip(c..n_out) {
+        for (i, xi) in x[..rows].iter().enumerate() {
+            *o += *xi * w[i * n_out + col];
+        }
+    }
+}
+
+/// `x·a + acc` rounded once (`mul_add` with `std`, libm's `fmaf` without: both exact).
+#[inline(always)]
+fn fused(x: f32, a: f32, acc: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        x.mul_add(a, acc)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::fmaf(x, a, acc)
+    }
+}
+
+/// `acc[l] += x[l]·a` for a fixed-width tile (kept in registers by the caller's loop);
+/// fused when `fma`.
+#[inline(always)]
+fn fma_tile<const T: usize>(fma: bool, acc: &mut [f32; T], x: &[f32], a: f32) {
+    let x: &[f32; T] = x[..T].try_into().expect("tile slice has T values");
+    for l in 0..T {
+        acc[l] = if fma {
+            fused(x[l], a, acc[l])
+        } else {
+            acc[l] + x[l] * a
+        };
+    }
+}
+
+/// `out[j..j+T] += Σ_t coef(t)·row(t)[j..j+T]` for every tile of `T` columns from `j`,
+/// returning the first column not covered. The tile accumulates in registers.
+#[inline(always)]
+fn tiles<const T: usize>(
+    fma: bool,
+    out: &mut [f32],
+    mut j: usize,
+    terms: usize,
+    coef: impl Fn(usize) -> f32,
+    row: impl Fn(usize) -> usize,
+    src: &[f32],
+) -> usize {
+    while j + T <= out.len() {
+        let mut acc = [0.0f32; T];
+        acc.copy_from_slice(&out[j..j + T]);
+        for t in 0..terms {
+            let o = row(t) + j;
+            fma_tile::<T>(fma, &mut acc, &src[o..o + T], coef(t));
+        }
+        out[j..j + T].copy_from_slice(&acc);
+        j += T;
+    }
+    j
+}
+
+/// `out[n] += Σ_t coef(t)·src[row(t) ..][..n]` with 32- and 8-wide register tiles.
+#[inline(always)]
+fn combine_rows(
+    fma: bool,
+    out: &mut [f32],
+    terms: usize,
+    coef: impl Fn(usize) -> f32 + Copy,
+    row: impl Fn(usize) -> usize + Copy,
+    src: &[f32],
+) {
+    let j = tiles::<32>(fma, out, 0, terms, coef, row, src);
+    let j = tiles::<8>(fma, out, j, terms, coef, row, src);
+    let j = tiles::<1>(fma, out, j, terms, coef, row, src);
+    debug_assert_eq!(j, out.len());
+}
+
+struct VecMat<'a> {
+    x: &'a [f32],
+    w: &'a [f32],
+    bias: Option<&'a [f32]>,
+    out: &'a mut [f32],
+    accumulate: bool,
+}
+
+impl WithIsa for VecMat<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        vec_mat_body(self.x, self.w, self.bias, self.out, self.accumulate)
+    }
+}
+
+/// `a`, `b`, `c` and the shape `(m, k, n)` of one matrix routine.
+struct Gemm<'a> {
+    a: &'a [f32],
+    b: &'a [f32],
+    c: &'a mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    /// `c += aᵀ·b` (`a[m,k]`, `b[m,n]`, `c[k,n]`) instead of `c += a·b`.
+    transpose_a: bool,
+}
+
+impl WithIsa for Gemm<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let Gemm {
+            a,
+            b,
+            c,
+            m,
+            k,
+            n,
+            transpose_a,
+        } = self;
+        if n == 0 {
+            return;
+        }
+        if transpose_a {
+            for (kk, crow) in c.chunks_exact_mut(n).enumerate().take(k) {
+                combine_rows(I::FUSED, crow, m, |i| a[i * k + kk], |i| i * n, b);
+            }
+        } else if k > 0 {
+            for (arow, crow) in a.chunks_exact(k).zip(c.chunks_exact_mut(n)).take(m) {
+                combine_rows(I::FUSED, crow, k, |t| arow[t], |t| t * n, b);
+            }
+        }
+    }
+}
+
+struct AddRows<'a>(&'a mut [f32], &'a [f32], usize);
+
+impl WithIsa for AddRows<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let AddRows(x, b, n) = self;
+        if n == 0 {
+            return;
+        }
+        for row in x.chunks_exact_mut(n) {
+            row.iter_mut().zip(b).for_each(|(r, &bv)| *r += bv);
+        }
+    }
+}
+
+struct ColSum<'a>(&'a [f32], &'a mut [f32], usize);
+
+impl WithIsa for ColSum<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<I: Isa>(self) {
+        let ColSum(g, db, n) = self;
+        if n == 0 {
+            return;
+        }
+        for row in g.chunks_exact(n) {
+            db.iter_mut().zip(row).for_each(|(d, &r)| *d += r);
+        }
+    }
+}
+
+/// `out = x·W (+ bias)` for one row: `x[in]`, `W[in × out]` row-major, `out[out]`.
+///
+/// Uses the first `min(x.len(), W.len() / out.len())` rows of `W`. The same bits at
+/// every level (no fused multiply-add).
+#[inline]
+pub fn vec_mat(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    vec_mat_at(SimdLevel::detect(), x, w, bias, out, false)
+}
+
+/// `out += x·W (+ bias)` for one row (residual update); see [`vec_mat`].
+#[inline]
+pub fn vec_mat_add(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    vec_mat_at(SimdLevel::detect(), x, w, bias, out, true)
+}
+
+/// [`vec_mat`] (or, with `accumulate`, [`vec_mat_add`]) at an explicit level.
+pub fn vec_mat_at(
+    level: SimdLevel,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    accumulate: bool,
+) {
+    dispatch(
+        level,
+        VecMat {
+            x,
+            w,
+            bias,
+            out,
+            accumulate,
+        },
+    )
+}
+
+/// `c += a·b` with `a[m,k]`, `b[k,n]`, `c[m,n]` (each row of `c` in register tiles).
+pub fn gemm_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm_acc_at(SimdLevel::detect(), a, b, c, m, k, n)
+}
+
+/// [`gemm_acc`] at an explicit level (fused multiply-add above scalar).
+pub fn gemm_acc_at(
+    level: SimdLevel,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    let transpose_a = false;
+    dispatch(
+        level,
+        Gemm {
+            a,
+            b,
+            c,
+            m,
+            k,
+            n,
+            transpose_a,
+        },
+    )
+}
+
+/// `dw += aᵀ·g` with `a[m,k]`, `g[m,n]`, `dw[k,n]` (each row of `dw` in register tiles).
+pub fn gemm_tn_acc(a: &[f32], g: &[f32], dw: &mut [f32], m: usize, k: usize, n: usize) {
+    gemm_tn_acc_at(SimdLevel::detect(), a, g, dw, m, k, n)
+}
+
+/// [`gemm_tn_acc`] at an explicit level (fused multiply-add above scalar).
+pub fn gemm_tn_acc_at(
+    level: SimdLevel,
+    a: &[f32],
+    g: &[f32],
+    dw: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    let transpose_a = true;
+    dispatch(
+        level,
+        Gemm {
+            a,
+            b: g,
+            c: dw,
+            m,
+            k,
+            n,
+            transpose_a,
+        },
+    )
+}
+
+/// Adds `b[n]` to every row of `x[m,n]`.
+pub fn add_rows(x: &mut [f32], b: &[f32], n: usize) {
+    dispatch(SimdLevel::detect(), AddRows(x, b, n))
+}
+
+/// `db += Σ_rows g` for `g[m,n]`.
+pub fn col_sum_acc(g: &[f32], db: &mut [f32], n: usize) {
+    dispatch(SimdLevel::detect(), ColSum(g, db, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn seq(len: usize, s: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7 + 3) % 11) as f32 * s - 0.4)
+            .collect()
+    }
+
+    #[test]
+    fn every_level_matches_the_plain_loops() {
+        for (m, k, n) in [(1, 1, 1), (3, 5, 7), (4, 33, 41), (2, 9, 70), (0, 3, 4)] {
+            let (a, b) = (seq(m * k, 0.13), seq(k * n, 0.07));
+            for level in SimdLevel::ALL {
+                let fma = level.effective() > SimdLevel::Scalar;
+                let mut c = seq(m * n, 0.01);
+                let mut want = c.clone();
+                for i in 0..m {
+                    for t in 0..k {
+                        for j in 0..n {
+                            let (x, y) = (b[t * n + j], a[i * k + t]);
+                            let w = &mut want[i * n + j];
+                            *w = if fma { fused(x, y, *w) } else { *w + x * y };
+                        }
+                    }
+                }
+                gemm_acc_at(level, &a, &b, &mut c, m, k, n);
+                assert_eq!(c, want, "gemm {level:?} {m}x{k}x{n}");
+                let g = seq(m * n, 0.05);
+                let mut dw = seq(k * n, 0.02);
+                let mut want = dw.clone();
+                for t in 0..k {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (x, y) = (g[i * n + j], a[i * k + t]);
+                            let w = &mut want[t * n + j];
+                            *w = if fma { fused(x, y, *w) } else { *w + x * y };
+                        }
+                    }
+                }
+                gemm_tn_acc_at(level, &a, &g, &mut dw, m, k, n);
+                assert_eq!(dw, want, "gemm_tn {level:?} {m}x{k}x{n}");
+                let x = seq(k, 0.3);
+                let mut out = vec![0.0; n];
+                vec_mat_at(level, &x, &b, Some(&seq(n, 0.1)), &mut out, false);
+                let mut plain = vec![0.0; n];
+                vec_mat_at(
+                    SimdLevel::Scalar,
+                    &x,
+                    &b,
+                    Some(&seq(n, 0.1)),
+                    &mut plain,
+                    false,
+                );
+                assert_eq!(out, plain, "vec_mat {level:?}");
+            }
+        }
+    }
+}
