@@ -22,8 +22,8 @@ from . import _aether
 from ._train import TRAIN_OPTIONS, train
 
 try:  # scikit-learn is optional
-    from sklearn.base import BaseEstimator as _Base
-    from sklearn.base import ClassifierMixin as _Mixin
+    from sklearn.base import BaseEstimator as _Base  # type: ignore[import-untyped]
+    from sklearn.base import ClassifierMixin as _Mixin  # type: ignore[import-untyped]
 
     _BASES: tuple = (_Mixin, _Base)
 except ImportError:  # pragma: no cover - exercised only without scikit-learn
@@ -123,13 +123,13 @@ class TemporalClassifier(*_BASES):  # type: ignore[misc]
         the groups (domains) of the dataset.
         """
         recs = _recordings(X)
-        y = np.asarray(y)
-        if len(recs) != len(y):
+        labels = np.asarray(y)
+        if len(recs) != len(labels):
             from .errors import ShapeError
 
-            raise ShapeError(f"{len(recs)} recordings but {len(y)} labels")
-        self.classes_ = np.unique(y)
-        idx = np.searchsorted(self.classes_, y)
+            raise ShapeError(f"{len(recs)} recordings but {len(labels)} labels")
+        self.classes_ = np.unique(labels)
+        idx = np.searchsorted(self.classes_, labels)
         ds = _aether.Dataset(
             recs,
             [int(i) for i in idx],
@@ -143,7 +143,7 @@ class TemporalClassifier(*_BASES):  # type: ignore[misc]
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             try:
-                from sklearn.exceptions import NotFittedError
+                from sklearn.exceptions import NotFittedError  # type: ignore[import-untyped]
             except ImportError:  # pragma: no cover
                 NotFittedError = RuntimeError  # type: ignore[assignment,misc]
             raise NotFittedError("this TemporalClassifier is not fitted yet; call fit(X, y) first")
@@ -166,9 +166,9 @@ class TemporalClassifier(*_BASES):  # type: ignore[misc]
 
     def score(self, X: Any, y: Sequence[Any], sample_weight: Any = None) -> float:
         """Accuracy per recording."""
-        y = np.asarray(y)
+        truth = np.asarray(y)
         pred = self.predict(X)
         if sample_weight is None:
-            return float(np.mean(pred == y))
+            return float(np.mean(pred == truth))
         w = np.asarray(sample_weight, dtype=np.float64)
-        return float(np.sum(w * (pred == y)) / np.sum(w))
+        return float(np.sum(w * (pred == truth)) / np.sum(w))
