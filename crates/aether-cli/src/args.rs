@@ -1,8 +1,10 @@
 //! Argument groups shared by several verbs (flattened into their `Args`).
 
+use aether_data::features::FeatureConfig;
 use aether_head::live::{KvPrecision, StreamSettings, DEFAULT_CAPACITY};
 use aether_head::EvictionPolicy;
 use aether_rvne::BlobView;
+use aether_rvne::DType;
 use anyhow::{bail, Result};
 
 use crate::values::{self, MAX_POSITIONS};
@@ -90,5 +92,84 @@ impl StreamArgs {
                 KvArg::F16 => KvPrecision::F16,
             },
         })
+    }
+}
+
+/// Storage dtype.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DTypeArg {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        match d {
+            DTypeArg::F32 => DType::F32,
+            DTypeArg::F16 => DType::F16,
+        }
+    }
+}
+
+/// Feature-extraction flags shared by `aether simulate` and `aether features`.
+#[derive(clap::Args)]
+pub struct FeatureArgs {
+    /// Subcarrier bands per antenna in the feature extractor, 1..=512.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS,
+          value_parser = values::count(1, values::MAX_BANDS))]
+    pub bands: usize,
+    /// Leave out the per-frame log-gain feature.
+    #[arg(long)]
+    pub no_gain: bool,
+    /// Leave out the per-frame motion features (same as `--motion-lags 0`).
+    #[arg(long)]
+    pub no_motion: bool,
+    /// Motion features per antenna, 0..=16: log RMS band change over lags 1, 2, 4, … frames.
+    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS,
+          value_parser = values::count(0, values::MAX_MOTION_LAGS))]
+    pub motion_lags: usize,
+}
+
+impl FeatureArgs {
+    /// The extractor configuration these flags select.
+    pub(crate) fn config(&self) -> FeatureConfig {
+        FeatureConfig {
+            bands: self.bands,
+            gain: !self.no_gain,
+            motion: if self.no_motion { 0 } else { self.motion_lags },
+        }
+    }
+}
+
+/// The `.rvne` version `train` writes: v2 (everything) or v1 (bare architecture only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RvneVersion {
+    /// Version 1: the bare v1 architecture, no names or metadata.
+    V1,
+    /// Version 2: self-describing.
+    V2,
+}
+
+impl RvneVersion {
+    /// The name on the command line and in reports (`v1`, `v2`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RvneVersion::V1 => "v1",
+            RvneVersion::V2 => "v2",
+        }
+    }
+}
+
+/// Written by hand rather than derived: the values carry no help text, so `--help`
+/// lists them on one line (`[possible values: v1, v2]`).
+impl clap::ValueEnum for RvneVersion {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[RvneVersion::V1, RvneVersion::V2]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
     }
 }

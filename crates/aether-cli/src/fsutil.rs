@@ -15,6 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use aether_data::Dataset;
 use anyhow::{bail, Context, Result};
 
 /// Distinguishes temporary files of one process.
@@ -284,6 +285,18 @@ impl Drop for OutDir {
             }
         }
     }
+}
+
+/// Writes a dataset's files under `out` (class directories created as needed); returns
+/// the number of recordings written.
+pub fn write_dataset(out: &Path, ds: &Dataset) -> Result<usize> {
+    let files = ds.to_files()?;
+    for f in &files {
+        let dir = out.join(&f.class);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(&dir.join(&f.file_name), f.contents.as_bytes())?;
+    }
+    Ok(files.len())
 }
 
 /// Model files are read by the pipeline's reader (size-checked before allocating).

@@ -9,6 +9,7 @@
 mod args;
 mod commands;
 mod fsutil;
+mod model_formats;
 mod progress;
 mod values;
 

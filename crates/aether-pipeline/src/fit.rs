@@ -18,6 +18,7 @@ use aether_head::train::{
     train as train_head, Architecture, AttentionKind, Augment, Monitor, TrainConfig, TrainEvent,
     TrainOutcome,
 };
+use aether_head::Backend;
 use anyhow::{bail, Result};
 
 use crate::data::{derive_window, WindowSet};
@@ -26,6 +27,54 @@ use crate::values::{self, Ends};
 
 /// Frames of training work the default epoch count aims at (about a minute on 2 cores).
 pub const FRAME_BUDGET: f64 = 3.0e6;
+
+/// The attention of a head: the sparse AETHER pattern or dense causal attention
+/// (`--attention` of `train`, `--backend` of `eval` and `classify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// The sparse pattern.
+    Sparse,
+    /// Dense causal attention.
+    Dense,
+}
+
+impl Attention {
+    /// The name on the command line and in reports (`sparse`, `dense`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Attention::Sparse => "sparse",
+            Attention::Dense => "dense",
+        }
+    }
+}
+
+impl std::fmt::Display for Attention {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The inference head's backend for this attention.
+impl From<Attention> for Backend {
+    fn from(a: Attention) -> Backend {
+        match a {
+            Attention::Sparse => Backend::Sparse,
+            Attention::Dense => Backend::Dense,
+        }
+    }
+}
+
+/// Written by hand rather than derived: the values carry no help text, so `--help`
+/// lists them on one line (`[possible values: sparse, dense]`).
+impl clap::ValueEnum for Attention {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Attention::Sparse, Attention::Dense]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
 
 /// Training options shared by `train`, `gate` and `demo`; every one has a derived default.
 #[derive(clap::Args, Clone, Debug)]
@@ -69,8 +118,8 @@ pub struct TrainOpts {
     #[arg(long)]
     pub running_norm: bool,
     /// Attention: sparse (the AETHER pattern) or dense.
-    #[arg(long, value_parser = ["sparse", "dense"], default_value = "sparse")]
-    pub attention: String,
+    #[arg(long, value_enum, default_value = "sparse")]
+    pub attention: Attention,
     /// Architecture variant: `full` or one row of the ablation table
     /// (`no input_norm`, `no embed`, …, `bare v1`).
     #[arg(long, default_value = "full")]
@@ -154,7 +203,7 @@ pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<
     if let Some(l) = opts.layers {
         base.layers = l;
     }
-    if opts.attention == "dense" {
+    if opts.attention == Attention::Dense {
         base.attention = AttentionKind::Dense { causal: true };
     }
     let variants = base.ablations();
@@ -170,7 +219,7 @@ pub fn derive_arch(opts: &TrainOpts, features: usize, classes: usize) -> Result<
         );
     };
     let mut arch = arch.clone();
-    if opts.attention == "dense" {
+    if opts.attention == Attention::Dense {
         arch.attention = AttentionKind::Dense { causal: true };
     }
     arch.running_norm |= opts.running_norm;
@@ -393,8 +442,8 @@ mod tests {
         assert_eq!(o.aug_crop, 1.0, "crops off");
         assert_eq!(o.weight_decay, 0.01);
         assert_eq!(
-            (o.val, o.attention.as_str(), o.arch.as_str()),
-            (0.2, "sparse", "full")
+            (o.val, o.attention, o.arch.as_str()),
+            (0.2, Attention::Sparse, "full")
         );
         derive_config(&o, 100, 30_000)
             .validate()
@@ -415,13 +464,11 @@ mod tests {
     fn arch_names_follow_the_ablation_table() {
         let o = TrainOpts {
             arch: "bare v1".into(),
-            attention: "sparse".into(),
             ..TrainOpts::default()
         };
         assert!(derive_arch(&o, 16, 4).unwrap().is_v1_compatible());
         let o = TrainOpts {
             arch: "nope".into(),
-            attention: "sparse".into(),
             ..TrainOpts::default()
         };
         assert!(derive_arch(&o, 16, 4).is_err());

@@ -40,8 +40,8 @@ pub use data::{
 };
 pub use evaluate::{evaluate, model_logits, Evaluation};
 pub use fit::{
-    derive_arch, derive_config, fit, fit_progress, fit_with, fit_with_progress, Fitted, Progress,
-    Silent, StderrLines, TrainOpts, FRAME_BUDGET,
+    derive_arch, derive_config, fit, fit_progress, fit_with, fit_with_progress, Attention, Fitted,
+    Progress, Silent, StderrLines, TrainOpts, FRAME_BUDGET,
 };
 pub use model_io::{
     int8_logits, model_bytes, quantize_bytes, read_model_file, stored_window, LoadedModel,

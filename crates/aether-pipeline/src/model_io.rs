@@ -9,6 +9,7 @@
 use std::fs;
 use std::path::Path;
 
+use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_data::Dataset;
 use aether_head::train::{provenance, Architecture, AttentionKind, ExportInfo};
 use aether_head::{Backend, TemporalHead};
@@ -104,6 +105,30 @@ pub fn stored_window(view: &BlobView<'_>) -> Option<(usize, usize)> {
     }
 }
 
+/// Length of a window that holds any whole recording: a model without a stored window
+/// is scored on each recording whole.
+pub const WHOLE_RECORDING: usize = usize::MAX / 2;
+
+/// The windows a model is scored with: `window` (stride `stride`, else `window`) when
+/// given, else the model's `stored` window (stride `stride`, else the stored one), else
+/// each recording whole ([`WHOLE_RECORDING`]).
+pub fn scoring_window(
+    window: Option<usize>,
+    stride: Option<usize>,
+    stored: Option<(usize, usize)>,
+) -> WindowConfig {
+    let (len, stride) = match (window, stored) {
+        (Some(w), _) => (w, stride.unwrap_or(w)),
+        (None, Some((w, s))) => (w, stride.unwrap_or(s)),
+        (None, None) => (WHOLE_RECORDING, WHOLE_RECORDING),
+    };
+    WindowConfig {
+        len,
+        stride,
+        short: ShortPolicy::Whole,
+    }
+}
+
 /// Largest model file a reader accepts: the u32 length fields of `.rvne` cap a blob below
 /// 4 GiB, and safetensors models of this head are far smaller.
 pub const MAX_MODEL_FILE: u64 = u32::MAX as u64;
@@ -181,9 +206,24 @@ impl LoadedModel {
         })
     }
 
-    /// The inference head over the file's bytes.
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// A view of the file (names, metadata, tensors).
+    pub fn view(&self) -> Result<BlobView<'_>> {
+        Ok(BlobView::parse(&self.bytes)?)
+    }
+
+    /// The inference head over the file's bytes (a float model).
     pub fn head(&self) -> Result<TemporalHead<'_>> {
         Ok(TemporalHead::from_blob(&self.bytes)?)
+    }
+
+    /// The integer head over the file's bytes (an int8 model).
+    pub fn int8_head(&self) -> Result<QuantHead<'_>> {
+        Ok(QuantHead::from_blob(&self.bytes)?)
     }
 
     /// Logits `[n, C]` flat of `windows`, in parallel, through the inference head (the

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_data::Dataset;
 use aether_head::train::{train_model, ExportInfo, Model, TrainConfig, Window};
+use aether_pipeline::{evaluate, load, mean_sd, model_logits, print_skipped, stat_json};
 use aether_rvne::{BlobView, DType, ModelFile};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -28,7 +29,6 @@ use serde_json::{json, Value};
 use super::plural;
 use crate::fsutil::{check_output_file, read_model_file, write_atomic};
 use crate::values::{self, Ends};
-use aether_pipeline::{evaluate, load, mean_sd, model_logits, print_skipped, stat_json};
 
 /// What adaptation changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

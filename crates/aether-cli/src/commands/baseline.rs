@@ -16,14 +16,14 @@
 use std::path::PathBuf;
 
 use aether_baseline::{evaluate, kfold, Evaluation, ForestConfig, StatSet};
+use aether_pipeline::{
+    load, mean_sd, plan_runs, report_json, report_text, select_groups, stat_json, Protocol,
+};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 use super::plural;
 use crate::values;
-use aether_pipeline::{
-    load, mean_sd, plan_runs, report_json, report_text, select_groups, stat_json, Protocol,
-};
 
 /// Summary statistics per column.
 #[derive(Clone, Copy, clap::ValueEnum)]

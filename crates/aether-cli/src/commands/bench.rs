@@ -16,6 +16,8 @@
 //! The reference-crate columns live in the kernel's `bench_table` example (the
 //! reference crate is a dev-dependency only).
 
+mod head;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -337,6 +339,6 @@ pub fn collect(quick: bool, print: bool) -> anyhow::Result<Value> {
         "gqa": gqa,
         "threads": th,
         "decode": dec,
-        "head": super::bench_head::run(quick, print)?,
+        "head": head::run(quick, print)?,
     }))
 }

@@ -24,15 +24,15 @@ use std::path::PathBuf;
 
 use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
 use aether_head::math::softmax;
-use aether_head::{Backend, LiveStream, RollingWindow, TemporalHead};
-use aether_quant::{QLiveStream, QWorkspace, QuantHead};
+use aether_head::{LiveStream, RollingWindow};
+use aether_pipeline::{Attention, LoadedModel};
+use aether_quant::{QLiveStream, QWorkspace};
 use aether_rvne::BlobView;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::plural;
 use crate::args::StreamArgs;
-use crate::fsutil::read_model_file;
 use crate::values;
 
 /// Arguments of `aether classify`.
@@ -54,8 +54,8 @@ pub struct Args {
     #[arg(long, value_name = "S", requires = "window", value_parser = values::count(1, values::MAX_STRIDE))]
     pub stride: Option<usize>,
     /// Override the attention backend stored in the model.
-    #[arg(long, value_parser = ["sparse", "dense"])]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<Attention>,
     /// Machine-readable output: JSON (one object per line with --stream / --window).
     #[arg(long)]
     pub json: bool,
@@ -185,22 +185,17 @@ enum Mode {
 
 /// Runs `aether classify`.
 pub fn run(args: Args) -> Result<()> {
-    let model_name = args.model.display().to_string();
-    let bytes = read_model_file(&args.model)?;
-    let view =
-        BlobView::parse(&bytes).with_context(|| format!("{model_name}: not a valid .rvne file"))?;
-    if view.is_int8() {
-        return run_int8(&args, &view, &model_name);
+    let model = LoadedModel::read(&args.model)?;
+    let view = model.view()?;
+    if model.int8 {
+        return run_int8(&args, &model, &view);
     }
-    let mut head = TemporalHead::from_view(&view)
-        .with_context(|| format!("{model_name}: cannot build the model"))?;
-    match args.backend.as_deref() {
-        Some("dense") => head.set_backend(Backend::Dense),
-        Some("sparse") => head.set_backend(Backend::Sparse),
-        _ => {}
+    let mut head = model.head()?;
+    if let Some(b) = args.backend {
+        head.set_backend(b.into());
     }
     let cfg = head.config().clone();
-    let names = class_names(&view, cfg.classes);
+    let names = &model.classes;
     let (input, input_name) = open_input(&args.input)?;
     let f = cfg.features;
     let mut mode = if args.stream {
@@ -219,7 +214,7 @@ pub fn run(args: Args) -> Result<()> {
         Mode::Whole(Vec::new())
     };
     let mut pr = Printer {
-        names: &names,
+        names,
         json: args.json,
         out: std::io::stdout().lock(),
         header_done: false,
@@ -279,14 +274,13 @@ fn open_input(input: &str) -> Result<(Box<dyn BufRead>, String)> {
 }
 
 /// `classify` with an int8 model: the same modes through the integer head.
-fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
+fn run_int8(args: &Args, model: &LoadedModel, view: &BlobView<'_>) -> Result<()> {
     if args.backend.is_some() {
         bail!("--backend cannot override the attention of an int8 model");
     }
-    let head = QuantHead::from_view(view)
-        .with_context(|| format!("{model_name}: cannot build the int8 model"))?;
+    let head = model.int8_head()?;
     let (f, c) = (head.features(), head.classes());
-    let names = class_names(view, c);
+    let names = &model.classes;
     let (input, input_name) = open_input(&args.input)?;
     let mut mode = if args.stream {
         let settings = args.stream_settings.settings(view)?;
@@ -307,7 +301,7 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
         Mode::Whole(Vec::new())
     };
     let mut pr = Printer {
-        names: &names,
+        names,
         json: args.json,
         out: std::io::stdout().lock(),
         header_done: false,
@@ -364,16 +358,6 @@ fn run_int8(args: &Args, view: &BlobView<'_>, model_name: &str) -> Result<()> {
     }
     pr.out.flush()?;
     Ok(())
-}
-
-/// The model's class names, `class{i}` where the file names none.
-fn class_names(view: &BlobView<'_>, classes: usize) -> Vec<String> {
-    (0..classes)
-        .map(|i| {
-            view.class_name(i)
-                .map_or_else(|| format!("class{i}"), str::to_string)
-        })
-        .collect()
 }
 
 /// `classify`'s input frames, read one line at a time as they arrive (a live pipe is

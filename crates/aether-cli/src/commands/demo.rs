@@ -27,8 +27,7 @@ use aether_pipeline::{data_hash, evaluate, fit_progress, model_bytes, TrainOpts}
 use anyhow::{Context, Result};
 
 use super::plural;
-use super::simulate::write_dataset;
-use crate::fsutil::{check_output_dir, write_atomic, OutDir};
+use crate::fsutil::{check_output_dir, write_atomic, write_dataset, OutDir};
 use crate::progress;
 use crate::values;
 

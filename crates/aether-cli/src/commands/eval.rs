@@ -14,10 +14,11 @@
 
 use std::path::PathBuf;
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_head::Backend;
+use aether_pipeline::model_io::{scoring_window, WHOLE_RECORDING};
 use aether_pipeline::{
-    evaluate, evaluation_json, load, print_skipped, report_text, select_groups, LoadedModel,
+    evaluate, evaluation_json, load, print_skipped, report_text, select_groups, Attention,
+    LoadedModel,
 };
 use anyhow::{bail, Result};
 
@@ -49,8 +50,8 @@ pub struct Args {
     #[arg(long)]
     pub by_group: bool,
     /// Override the attention backend stored in the model.
-    #[arg(long, value_parser = ["sparse", "dense"])]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<Attention>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -93,31 +94,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let indices = select_groups(&ds, &args.groups, args.group_field)?;
-    let window = match (args.window, m.window) {
-        (Some(w), _) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(w),
-            short: ShortPolicy::Whole,
-        },
-        (None, Some((w, s))) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(s),
-            short: ShortPolicy::Whole,
-        },
-        (None, None) => WindowConfig {
-            len: usize::MAX / 2,
-            stride: usize::MAX / 2,
-            short: ShortPolicy::Whole,
-        },
-    };
+    let window = scoring_window(args.window, args.stride, m.window);
     if window.len == 0 || window.stride == 0 {
         bail!("--window and --stride must be positive");
     }
-    let backend = match args.backend.as_deref() {
-        Some("dense") => Some(Backend::Dense),
-        Some("sparse") => Some(Backend::Sparse),
-        _ => None,
-    };
+    let backend = args.backend.map(Backend::from);
     let e = evaluate(&ds, &indices, window, |w| m.logits(backend, w))?;
     let mut by_group = Vec::new();
     if args.by_group {
@@ -136,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
         let o = j.as_object_mut().expect("object");
         o.insert("model".into(), args.model.display().to_string().into());
         o.insert("data".into(), args.data.display().to_string().into());
-        if window.len < usize::MAX / 2 {
+        if window.len < WHOLE_RECORDING {
             o.insert("window".into(), window.len.into());
             o.insert("stride".into(), window.stride.into());
         }

@@ -36,8 +36,8 @@ use aether_data::wire::{parse_capture, CaptureReport, RAW_CSI_MAGIC};
 use anyhow::{bail, Context, Result};
 
 use super::plural;
-use super::simulate::{write_dataset, FeatureArgs};
-use crate::fsutil::{check_output_dir, OutDir};
+use crate::args::FeatureArgs;
+use crate::fsutil::{check_output_dir, write_dataset, OutDir};
 
 /// Arguments of `aether features`.
 #[derive(clap::Args)]

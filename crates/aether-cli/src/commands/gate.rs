@@ -28,16 +28,16 @@ use std::time::Instant;
 
 use aether_head::train::{AttentionKind, Model};
 use aether_head::{Backend, TemporalHead};
+use aether_pipeline::{
+    data_hash, derive_arch, derive_window, evaluate, fit_with_progress, load, mean_sd, model_bytes,
+    model_logits, print_skipped, select_groups, Attention, Evaluation, TrainOpts, WindowSet,
+};
 use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::plural;
 use crate::progress;
 use crate::values::{self, Ends};
-use aether_pipeline::{
-    data_hash, derive_arch, derive_window, evaluate, fit_with_progress, load, model_bytes,
-    model_logits, print_skipped, select_groups, Evaluation, TrainOpts, WindowSet,
-};
 
 /// Arguments of `aether gate`.
 #[derive(clap::Args)]
@@ -154,18 +154,6 @@ struct Run {
     rho: Option<f64>,
 }
 
-/// Mean and sample standard deviation (0 for one value).
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let sd = if v.len() > 1 {
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-    } else {
-        0.0
-    };
-    (m, sd)
-}
-
 /// Runs `aether gate`.
 pub fn run(args: Args) -> Result<()> {
     args.opts.check()?;
@@ -233,9 +221,9 @@ pub fn run(args: Args) -> Result<()> {
     for i in 0..args.seeds {
         let seed = args.opts.seed.wrapping_add(i as u64);
         let mut sides = Vec::new();
-        for attention in ["sparse", "dense"] {
+        for attention in [Attention::Sparse, Attention::Dense] {
             let opts = TrainOpts {
-                attention: attention.into(),
+                attention,
                 seed,
                 ..args.opts.clone()
             };

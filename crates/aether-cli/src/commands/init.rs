@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use aether_rvne::{reference_init, DType, Dims, ModelMeta, REFERENCE_SEED};
 use anyhow::{bail, Context, Result};
 
-use super::convert::DTypeArg;
+use crate::args::DTypeArg;
 use crate::fsutil::{check_output_file, write_atomic};
 use crate::values;
 

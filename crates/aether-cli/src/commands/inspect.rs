@@ -10,8 +10,8 @@ use aether_rvne::{BlobView, DType, ModelFile, QuantModelFile, QuantRecord, MAGIC
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use super::convert::{load_any, meta_to_json, MissingMetadata};
 use crate::fsutil::read_model_file;
+use crate::model_formats::{load_any, meta_to_json, MissingMetadata};
 
 /// Arguments of `aether inspect`.
 #[derive(clap::Args)]

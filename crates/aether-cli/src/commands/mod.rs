@@ -1,9 +1,10 @@
-//! One module per `aether` verb; each has `Args` (clap) and `run`.
+//! One module per `aether` verb; each has `Args` (clap) and `run`, and imports no other
+//! verb: shared code lives in the `aether-pipeline` library or in the crate's non-verb
+//! modules (`args`, `fsutil`, `model_formats`, `progress`, `values`).
 
 pub mod adapt;
 pub mod baseline;
 pub mod bench;
-pub mod bench_head;
 pub mod classify;
 pub mod convert;
 pub mod demo;

@@ -13,8 +13,7 @@
 
 use std::path::PathBuf;
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
-use aether_pipeline::model_io::spread;
+use aether_pipeline::model_io::{scoring_window, spread};
 use aether_pipeline::{load, print_skipped, select_groups, stored_window, WindowSet};
 use aether_quant::quantize::{error_report, quantize, FloatRef, QuantizeOptions};
 use aether_quant::QuantHead;
@@ -96,23 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let indices = select_groups(&ds, &args.groups, args.group_field)?;
-    let cfg = match (args.window, stored_window(&view)) {
-        (Some(w), _) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(w),
-            short: ShortPolicy::Whole,
-        },
-        (None, Some((w, s))) => WindowConfig {
-            len: w,
-            stride: args.stride.unwrap_or(s),
-            short: ShortPolicy::Whole,
-        },
-        (None, None) => WindowConfig {
-            len: usize::MAX / 2,
-            stride: usize::MAX / 2,
-            short: ShortPolicy::Whole,
-        },
-    };
+    let cfg = scoring_window(args.window, args.stride, stored_window(&view));
     let set = WindowSet::new(&ds, &indices, cfg)?;
     if set.is_empty() {
         bail!("{}: no calibration windows", args.calib.display());

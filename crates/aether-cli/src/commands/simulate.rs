@@ -9,16 +9,17 @@
 //! interrupted run leaves a folder without README.txt rather than one that claims the
 //! full count; a failed run removes what it wrote. `OUT` must be missing or empty.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aether_data::dataset::{recording_csv, Dataset};
-use aether_data::features::{extract_frames, feature_names, FeatureConfig};
+use aether_data::dataset::recording_csv;
+use aether_data::features::{extract_frames, feature_names};
 use aether_data::sim::{readme_text, recording_name, simulate_frames, Task};
 use aether_data::wire::{encode_capture, parse_capture};
 use anyhow::{anyhow, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plural;
+use crate::args::FeatureArgs;
 use crate::fsutil::{write_atomic, OutDir};
 use crate::values;
 
@@ -43,48 +44,6 @@ pub struct Args {
     raw: bool,
     #[command(flatten)]
     features: FeatureArgs,
-}
-
-/// Feature-extraction flags shared by `aether simulate` and `aether features`.
-#[derive(clap::Args)]
-pub struct FeatureArgs {
-    /// Subcarrier bands per antenna in the feature extractor, 1..=512.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_BANDS,
-          value_parser = values::count(1, values::MAX_BANDS))]
-    bands: usize,
-    /// Leave out the per-frame log-gain feature.
-    #[arg(long)]
-    no_gain: bool,
-    /// Leave out the per-frame motion features (same as `--motion-lags 0`).
-    #[arg(long)]
-    no_motion: bool,
-    /// Motion features per antenna, 0..=16: log RMS band change over lags 1, 2, 4, … frames.
-    #[arg(long, default_value_t = aether_data::features::DEFAULT_MOTION_LAGS,
-          value_parser = values::count(0, values::MAX_MOTION_LAGS))]
-    motion_lags: usize,
-}
-
-impl FeatureArgs {
-    /// The extractor configuration these flags select.
-    pub(crate) fn config(&self) -> FeatureConfig {
-        FeatureConfig {
-            bands: self.bands,
-            gain: !self.no_gain,
-            motion: if self.no_motion { 0 } else { self.motion_lags },
-        }
-    }
-}
-
-/// Writes a dataset's files under `out` (class directories created as needed); returns
-/// the number of recordings written.
-pub(crate) fn write_dataset(out: &Path, ds: &Dataset) -> Result<usize> {
-    let files = ds.to_files()?;
-    for f in &files {
-        let dir = out.join(&f.class);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        write_atomic(&dir.join(&f.file_name), f.contents.as_bytes())?;
-    }
-    Ok(files.len())
 }
 
 /// A progress bar on stderr counting `total` recordings (drawn only on a terminal).

@@ -30,6 +30,7 @@ use anyhow::{bail, Result};
 use serde_json::json;
 
 use super::plural;
+use crate::args::RvneVersion;
 use crate::fsutil::{check_output_file, distinct_outputs, write_atomic};
 use crate::progress;
 use crate::values;
@@ -48,8 +49,8 @@ pub struct Args {
     #[command(flatten)]
     pub opts: TrainOpts,
     /// Output format: v2 (everything) or v1 (bare architecture only).
-    #[arg(long, value_parser = ["v1", "v2"], default_value = "v2")]
-    pub format: String,
+    #[arg(long, value_enum, default_value = "v2")]
+    pub format: RvneVersion,
     /// Store weights as f16.
     #[arg(long)]
     pub f16: bool,
@@ -156,7 +157,7 @@ pub fn run(args: Args) -> Result<()> {
         let plan = plan(&args, &ds, &pool)?;
         return run_plan(&args, &ds, &hash, &plan);
     }
-    let v1 = args.format == "v1";
+    let v1 = args.format == RvneVersion::V1;
     let mut opts = args.opts.clone();
     if v1 && opts.arch == "full" {
         opts.arch = "bare v1".into();
@@ -211,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<Vec<_>>()),
     );
     obj.insert("model".into(), json!(args.out.display().to_string()));
-    obj.insert("format".into(), json!(args.format));
+    obj.insert("format".into(), json!(args.format.name()));
     obj.insert("model_bytes".into(), json!(bytes.len()));
     if let Some((path, n, e)) = &int8 {
         obj.insert(

@@ -9,7 +9,7 @@ use aether_head::{Backend, EvictionPolicy, HeadConfig, Stream, TemporalHead, Wor
 use anyhow::Result;
 use serde_json::json;
 
-use super::bench::median_ms;
+use super::median_ms;
 
 fn reference_weights(cfg: &HeadConfig) -> Vec<f32> {
     let mut rng = aether_rvne::XorShift64Star::new(aether_rvne::REFERENCE_SEED);
