@@ -67,26 +67,32 @@ pub fn f32_array<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<F32In<'py
         )));
     }
     let shape = arr.shape().to_vec();
-    let typed = if let Ok(a) = arr.cast::<PyArrayDyn<f32>>() {
-        a.clone()
-    } else if let Ok(a) = arr.cast::<PyArrayDyn<f64>>() {
-        // Round to nearest; beyond the f32 range a value becomes infinite (refused later).
-        let ro = a.try_readonly().map_err(|e| {
-            LayoutError::new_err(format!(
-                "{what}: the array is being written elsewhere ({e})"
-            ))
-        })?;
-        let v: Vec<f32> = ro
-            .as_slice()
-            .unwrap_or(&[])
-            .iter()
-            .map(|&x| x as f32)
-            .collect();
-        to_numpy(py, v, &shape)?
-    } else {
+    // A misaligned buffer (e.g. `numpy.frombuffer` at an odd offset) cannot be read as
+    // `&[f32]`: it is copied by `astype`, which always returns an aligned array.
+    let aligned: bool = arr.getattr("flags")?.getattr("aligned")?.extract()?;
+    let as_f32 = || -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
         arr.call_method1("astype", (np.getattr("float32")?,))?
             .cast_into::<PyArrayDyn<f32>>()
-            .map_err(|_| DTypeError::new_err(format!("{what}: conversion to float32 failed")))?
+            .map_err(|_| DTypeError::new_err(format!("{what}: conversion to float32 failed")))
+    };
+    let typed = match (arr.cast::<PyArrayDyn<f32>>(), arr.cast::<PyArrayDyn<f64>>()) {
+        (Ok(a), _) if aligned => a.clone(),
+        (_, Ok(a)) if aligned => {
+            // Round to nearest; beyond the f32 range a value becomes infinite (refused later).
+            let ro = a.try_readonly().map_err(|e| {
+                LayoutError::new_err(format!(
+                    "{what}: the array is being written elsewhere ({e})"
+                ))
+            })?;
+            let v: Vec<f32> = ro
+                .as_slice()
+                .unwrap_or(&[])
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
+            to_numpy(py, v, &shape)?
+        }
+        _ => as_f32()?,
     };
     let array = typed.try_readonly().map_err(|e| {
         LayoutError::new_err(format!(

@@ -11,6 +11,8 @@ use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use aether_pipeline::values;
+
 use crate::arrays::{f32_array, to_numpy};
 use crate::errors::{self, CaptureError, ConfigError, DataError, ShapeError};
 
@@ -62,12 +64,15 @@ pub fn read_dataset(py: Python<'_>, path: PathBuf) -> PyResult<Dataset> {
     Ok(Dataset::wrap(ds, skipped))
 }
 
-fn feature_config(bands: usize, gain: bool, motion: usize) -> FeatureConfig {
-    FeatureConfig {
+/// The extractor configuration, in the command line's ranges (`--bands`, `--motion-lags`).
+fn feature_config(bands: usize, gain: bool, motion: usize) -> PyResult<FeatureConfig> {
+    errors::in_range("bands", bands, 1, values::MAX_BANDS)?;
+    errors::in_range("motion", motion, 0, values::MAX_MOTION_LAGS)?;
+    Ok(FeatureConfig {
         bands,
         gain,
         motion,
-    }
+    })
 }
 
 /// Simulates a labelled dataset with the physical CSI simulator, as `aether simulate
@@ -86,7 +91,8 @@ pub fn simulate(
 ) -> PyResult<Dataset> {
     let task = Task::parse(task).map_err(errors::sim)?;
     let n = recordings.unwrap_or_else(|| task.default_recordings());
-    let cfg = feature_config(bands, gain, motion);
+    errors::in_range("recordings", n, 1, values::MAX_RECORDINGS)?;
+    let cfg = feature_config(bands, gain, motion)?;
     let ds = py
         .detach(|| sim_simulate(task, n, seed, cfg))
         .map_err(errors::sim)?;
@@ -268,7 +274,8 @@ impl Dataset {
     /// Writes the dataset folder `path/<class>/<recording>.csv` (exact values), the
     /// interchange format of every `aether` command; `path` must be missing or empty.
     fn save(&self, path: PathBuf) -> PyResult<()> {
-        if path.exists() && std::fs::read_dir(&path)?.next().is_some() {
+        let io = |e| errors::io(e, &path);
+        if path.exists() && std::fs::read_dir(&path).map_err(io)?.next().is_some() {
             return Err(pyo3::exceptions::PyFileExistsError::new_err(format!(
                 "{}: exists and is not empty",
                 path.display()
@@ -277,8 +284,9 @@ impl Dataset {
         let files = self.inner.to_files().map_err(errors::data)?;
         for f in files {
             let dir = path.join(&f.class);
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(dir.join(&f.file_name), f.contents)?;
+            std::fs::create_dir_all(&dir).map_err(|e| errors::io(e, &dir))?;
+            let file = dir.join(&f.file_name);
+            std::fs::write(&file, f.contents).map_err(|e| errors::io(e, &file))?;
         }
         Ok(())
     }
@@ -349,10 +357,22 @@ pub fn windows<'py>(
         short,
     };
     let d = ds.inner.dim();
+    let (wins, _) = ds.inner.windows(cfg).map_err(errors::data)?;
+    let values = wins
+        .len()
+        .checked_mul(window)
+        .and_then(|v| v.checked_mul(d))
+        .filter(|&v| v <= aether_pipeline::MAX_WINDOW_VALUES)
+        .ok_or_else(|| {
+            ConfigError::new_err(format!(
+                "{} windows of {window} frames × {d} features exceed the {} values allowed in memory: raise stride or lower window",
+                wins.len(),
+                aether_pipeline::MAX_WINDOW_VALUES
+            ))
+        })?;
     let (x, y, rec, m) = py
         .detach(|| -> Result<_, aether_data::DataError> {
-            let (wins, _) = ds.inner.windows(cfg)?;
-            let mut x = Vec::with_capacity(wins.len() * window * d);
+            let mut x = Vec::with_capacity(values);
             let mut buf = Vec::new();
             let mut y = Vec::with_capacity(wins.len());
             let mut rec = Vec::with_capacity(wins.len());
@@ -385,7 +405,7 @@ fn capture_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
     if obj.is_instance_of::<pyo3::types::PyString>() || obj.hasattr("__fspath__")? {
         let p: PathBuf = obj.extract()?;
-        return Ok(std::fs::read(p)?);
+        return std::fs::read(&p).map_err(|e| errors::io(e, &p));
     }
     if obj.is_instance_of::<pyo3::types::PyMemoryView>() {
         let b = obj
@@ -414,8 +434,8 @@ pub fn features<'py>(
     motion: usize,
     return_names: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let cfg = feature_config(bands, gain, motion)?;
     let bytes = capture_bytes(capture)?;
-    let cfg = feature_config(bands, gain, motion);
     let cf = py
         .detach(|| capture_features(&bytes, cfg))
         .map_err(errors::features)?;

@@ -10,7 +10,10 @@ use aether_data::features::FeatureError;
 use aether_data::sim::SimError;
 use aether_head::HeadError;
 use aether_quant::QuantError;
+use std::path::Path;
+
 use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
 use pyo3::{import_exception, PyErr};
 
 import_exception!(aether.errors, AetherError);
@@ -92,4 +95,30 @@ pub fn features(e: FeatureError) -> PyErr {
 /// The exception class of a simulator error.
 pub fn sim(e: SimError) -> PyErr {
     ConfigError::new_err(e.to_string())
+}
+
+/// `ConfigError` unless `lo <= v <= hi` (the command line's ranges).
+pub fn in_range(name: &str, v: usize, lo: usize, hi: usize) -> PyResult<()> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::new_err(format!(
+            "{name} = {v}: must be in {lo}..={hi}"
+        )))
+    }
+}
+
+/// An I/O error as the matching `OSError` subclass (`FileNotFoundError`, …) naming `path`.
+pub fn io(e: std::io::Error, path: &Path) -> PyErr {
+    let errno = e.raw_os_error();
+    let msg = e.to_string();
+    let base = PyErr::from(e);
+    Python::attach(|py| {
+        let ty = base.get_type(py);
+        let made = match errno {
+            Some(n) => ty.call1((n, msg, path.display().to_string())),
+            None => ty.call1((format!("{}: {msg}", path.display()),)),
+        };
+        made.map(PyErr::from_value).unwrap_or(base)
+    })
 }

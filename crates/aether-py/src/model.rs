@@ -300,7 +300,7 @@ impl Model {
     /// Reads a `.rvne` model file (v1 or v2, float or int8).
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let bytes = std::fs::read(&path)?;
+        let bytes = std::fs::read(&path).map_err(|e| errors::io(e, &path))?;
         py.detach(|| Model::from_vec(bytes))
             .map_err(|e| prefix_err(py, e, &path.display().to_string()))
     }
@@ -501,6 +501,12 @@ impl Model {
         kv: &str,
     ) -> PyResult<Stream> {
         let m = slf.get();
+        use aether_pipeline::values::MAX_POSITIONS;
+        if horizon != 0 {
+            errors::in_range("horizon", horizon, 2, MAX_POSITIONS)?;
+        }
+        errors::in_range("capacity", capacity, 1, MAX_POSITIONS)?;
+        errors::in_range("recent", recent, 0, MAX_POSITIONS)?;
         let eviction = match eviction {
             "sliding" => EvictionPolicy::SlidingWindow,
             "error" => EvictionPolicy::Error,
@@ -597,7 +603,7 @@ impl Model {
             export::parse_dtype(dtype)?,
             strip_names,
         )?;
-        std::fs::write(&path, out)?;
+        std::fs::write(&path, out).map_err(|e| errors::io(e, &path))?;
         Ok(())
     }
 

@@ -133,3 +133,37 @@ def test_exceptions_derive_from_builtins():
     assert issubclass(aether.StreamError, RuntimeError)
     for name in aether.errors.__all__:
         assert issubclass(getattr(aether, name), aether.AetherError)
+
+
+def test_unaligned_and_big_endian(model, x):
+    ref = model.forward(x)
+    buf = b"\0" + x.tobytes()
+    unaligned = np.frombuffer(buf, dtype=np.float32, offset=1).reshape(x.shape)
+    assert not unaligned.flags.aligned
+    assert np.array_equal(model.forward(unaligned), ref)
+    assert np.array_equal(model.forward(x.astype(">f4")), ref)
+    buf64 = b"\0" + x.astype(np.float64).tobytes()
+    un64 = np.frombuffer(buf64, dtype=np.float64, offset=1).reshape(x.shape)
+    assert np.array_equal(model.forward(un64), ref)
+
+
+def test_limits(model, tmp_path):
+    with pytest.raises(aether.ConfigError, match="capacity"):
+        model.stream(capacity=1 << 40)
+    with pytest.raises(aether.ConfigError, match="horizon"):
+        model.stream(horizon=1 << 40)
+    with pytest.raises(aether.ConfigError, match="recordings"):
+        aether.simulate("gesture", recordings=0)
+    with pytest.raises(aether.ConfigError, match="bands"):
+        aether.features(b"\0", bands=0)
+    with pytest.raises(aether.ConfigError):
+        aether.simulate("juggling")
+    ds = aether.Dataset([np.zeros((30, 4), np.float32), np.ones((30, 4), np.float32)], [0, 1])
+    with pytest.raises(aether.ConfigError, match="memory"):
+        aether.windows(ds, window=1 << 40, short="pad")
+    missing = tmp_path / "nothing.rvne"
+    with pytest.raises(FileNotFoundError) as e:
+        aether.Model.load(missing)
+    assert e.value.filename == str(missing)
+    with pytest.raises(FileNotFoundError):
+        aether.features(tmp_path / "nothing.bin")
