@@ -38,6 +38,7 @@ fn _aether(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train::_train, m)?)?;
     m.add_function(wrap_pyfunction!(train::_cross_validate, m)?)?;
     m.add_function(wrap_pyfunction!(train::evaluate, m)?)?;
+    m.add_function(wrap_pyfunction!(train::quantize, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

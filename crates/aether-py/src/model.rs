@@ -92,6 +92,8 @@ pub struct Model {
     window: Option<(usize, usize)>,
     default_horizon: usize,
     features: usize,
+    /// Where the model came from (its path when loaded from a file), for provenance.
+    source: String,
 }
 
 impl Model {
@@ -143,12 +145,23 @@ impl Model {
             window,
             default_horizon,
             features: d.input_dim,
+            source: "<bytes>".to_string(),
         })
     }
 
     /// The file's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Whether the model runs on the integer head.
+    pub fn is_int8_model(&self) -> bool {
+        matches!(self.head, Head::I8(_))
+    }
+
+    /// Where the model came from: its path when loaded from a file, else `<bytes>`.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// Whether the file names its classes (v1 files do not).
@@ -301,8 +314,12 @@ impl Model {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let bytes = std::fs::read(&path).map_err(|e| errors::io(e, &path))?;
-        py.detach(|| Model::from_vec(bytes))
-            .map_err(|e| prefix_err(py, e, &path.display().to_string()))
+        let shown = path.display().to_string();
+        let mut m = py
+            .detach(|| Model::from_vec(bytes))
+            .map_err(|e| prefix_err(py, e, &shown))?;
+        m.source = shown;
+        Ok(m)
     }
 
     /// Builds a model from the bytes of a `.rvne` file.

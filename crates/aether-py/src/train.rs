@@ -5,7 +5,6 @@
 //! `aether/__init__.py` from keyword arguments) and are parsed by the CLI's `TrainOpts`
 //! parser, so every default, range check and message is the command line's.
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
 use aether_pipeline::{
     data_hash, derive_arch, evaluate as pl_evaluate, evaluation_json, fit_progress, fitted_json,
     model_bytes, model_logits, plan_runs, run_protocol, select_groups, Progress, Protocol,
@@ -16,7 +15,11 @@ use pyo3::prelude::*;
 use serde_json::json;
 
 use crate::data::Dataset;
-use crate::errors::{ConfigError, DataError, TrainError};
+use aether_pipeline::model_io::{scoring_window, spread};
+use aether_pipeline::WindowSet;
+use aether_rvne::ModelFile;
+
+use crate::errors::{ConfigError, DataError, FormatError, TrainError};
 use crate::model::{json_to_py, Model};
 
 /// The `TrainOpts` of `aether train`, parsed from its arguments.
@@ -243,23 +246,7 @@ pub fn evaluate<'py>(
             model.feature_count()
         )));
     }
-    let cfg = match (window, model.stored_window()) {
-        (Some(w), _) => WindowConfig {
-            len: w,
-            stride: stride.unwrap_or(w),
-            short: ShortPolicy::Whole,
-        },
-        (None, Some((w, s))) => WindowConfig {
-            len: w,
-            stride: stride.unwrap_or(s),
-            short: ShortPolicy::Whole,
-        },
-        (None, None) => WindowConfig {
-            len: usize::MAX / 2,
-            stride: usize::MAX / 2,
-            short: ShortPolicy::Whole,
-        },
-    };
+    let cfg = scoring_window(window, stride, model.stored_window());
     if cfg.len == 0 || cfg.stride == 0 {
         return Err(ConfigError::new_err("window and stride must be positive"));
     }
@@ -273,7 +260,7 @@ pub fn evaluate<'py>(
                     .map_err(|e| anyhow::anyhow!("{e}"))
             })?;
             let mut j = evaluation_json(&e, &d.classes);
-            if cfg.len < usize::MAX / 2 {
+            if cfg.len != aether_pipeline::model_io::WHOLE_RECORDING {
                 if let Some(o) = j.as_object_mut() {
                     o.insert("window".into(), cfg.len.into());
                     o.insert("stride".into(), cfg.stride.into());
@@ -283,4 +270,66 @@ pub fn evaluate<'py>(
         })
         .map_err(pipeline_err)?;
     json_to_py(py, &j)
+}
+
+/// Quantises a float model to int8 as `aether quantize --model M --calib DS --out M8
+/// [--window W] [--stride S] [--calib-windows N] [--groups G]` does (the same calibration
+/// windows, spread evenly; the same bytes when `source` is the path given as `--model`,
+/// which the int8 model records as `int8.float_model`).
+#[pyfunction]
+#[pyo3(signature = (model, calib, calib_windows=512, window=None, stride=None, groups=Vec::new(), group_field=0, source=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn quantize(
+    py: Python<'_>,
+    model: &Model,
+    calib: &Dataset,
+    calib_windows: usize,
+    window: Option<usize>,
+    stride: Option<usize>,
+    groups: Vec<String>,
+    group_field: usize,
+    source: Option<String>,
+) -> PyResult<Model> {
+    crate::errors::in_range("calib_windows", calib_windows, 1, 100_000)?;
+    if model.is_int8_model() {
+        return Err(FormatError::new_err("already an int8 model"));
+    }
+    let d = &calib.inner;
+    let float = ModelFile::from_bytes(model.bytes()).map_err(crate::errors::rvne)?;
+    if d.dim() != float.meta.dims.input_dim {
+        return Err(DataError::new_err(format!(
+            "calibration data: {} features, the model takes {}",
+            d.dim(),
+            float.meta.dims.input_dim
+        )));
+    }
+    if !float.feature_names.is_empty() && d.feature_names != float.feature_names {
+        return Err(DataError::new_err(
+            "calibration data: feature names differ from the model's",
+        ));
+    }
+    let indices = select_groups(d, &groups, group_field).map_err(option_err)?;
+    let cfg = scoring_window(window, stride, model.stored_window());
+    let source = source.unwrap_or_else(|| model.source().to_string());
+    let out = py
+        .detach(|| -> anyhow::Result<Vec<u8>> {
+            let set = WindowSet::new(d, &indices, cfg)?;
+            if set.is_empty() {
+                anyhow::bail!("no calibration windows");
+            }
+            let slices = set.slices();
+            let calib: Vec<&[f32]> = spread(slices.len(), calib_windows)
+                .iter()
+                .map(|&i| slices[i])
+                .collect();
+            let (mut q, _) = aether_quant::quantize::quantize(
+                &float,
+                &calib,
+                &aether_quant::quantize::QuantizeOptions::default(),
+            )?;
+            q.metadata.push(("int8.float_model".into(), source));
+            Ok(q.to_v2_bytes()?)
+        })
+        .map_err(pipeline_err)?;
+    Model::from_vec(out)
 }

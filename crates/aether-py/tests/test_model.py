@@ -125,3 +125,12 @@ def test_pickle_roundtrip(cli_model):
     m = aether.Model.load(cli_model)
     m2 = pickle.loads(pickle.dumps(m))
     assert m2.to_bytes() == m.to_bytes()
+
+
+def test_quantize_equals_cli(cli_model, int8_model, data_dir):
+    m = aether.Model.load(cli_model)
+    q = aether.quantize(m, aether.read_dataset(data_dir))
+    assert q.is_int8 and q.info()["metadata"]["int8.float_model"] == str(cli_model)
+    assert q.to_bytes() == int8_model.read_bytes()
+    with pytest.raises(aether.FormatError, match="int8"):
+        aether.quantize(q, aether.read_dataset(data_dir))

@@ -223,6 +223,15 @@ def evaluate(
     """``aether eval --json``: accuracy per recording, macro-F1, confusion, per class,
     window-level figures."""
 
+def quantize(
+    model: Model, calib: Dataset, calib_windows: int = 512, window: Optional[int] = None,
+    stride: Optional[int] = None, groups: Sequence[str] = ..., group_field: int = 0,
+    source: Optional[str] = None,
+) -> Model:
+    """The int8 model of ``aether quantize --model M --calib DS`` (same calibration
+    windows; ``source``, default the path ``model`` was loaded from, is recorded as
+    ``int8.float_model``: with the same string the bytes are the command's)."""
+
 def _train(ds: Dataset, args: List[str], format: str = "v2", f16: bool = False, quiet: bool = True) -> Tuple[Model, Dict[str, Any]]: ...
 def _cross_validate(
     ds: Dataset, args: List[str], kfold: Optional[int] = None, kfold_groups: bool = False,
