@@ -1,12 +1,32 @@
-//! Range-checked parsers of the options only the command line has (the cluster's
-//! partitions), beside the shared parsers and ranges of [`aether_pipeline::values`]
-//! (re-exported here, so every verb names them `values::…`).
+//! The ranges and parsers of the options only the command line has (folds, seeds,
+//! simulator sizes, stream positions, durations, pattern positions, the cluster's
+//! partitions), beside the training ranges and the parsers of
+//! [`aether_pipeline::values`] (re-exported here, so every verb names them `values::…`).
 //!
 //! A value outside its documented range is refused while the arguments are parsed,
 //! before any work, with a one-line message naming the option and its range (exit code
 //! 1; crates/aether-cli/README.md lists every range).
 
 pub use aether_pipeline::values::*;
+
+/// Largest `--kfold`.
+pub const MAX_FOLDS: usize = 1_000;
+/// Largest `gate --seeds`.
+pub const MAX_SEEDS: usize = 100;
+/// Largest `gate --repeats`.
+pub const MAX_REPEATS: usize = 100_000;
+/// Largest recordings per class (`simulate --recordings`, `demo --recordings`, `--held-out`).
+pub const MAX_RECORDINGS: usize = 20_000;
+/// Largest `--bands` (a node frame has at most 512 subcarriers).
+pub const MAX_BANDS: usize = 512;
+/// Largest `--motion-lags` (lags 1, 2, 4, … 2^11 frames): the extractor's limit.
+pub const MAX_MOTION_LAGS: usize = aether_data::features::MAX_MOTION_LAGS;
+/// Largest stream horizon or KV capacity (`--horizon`, `--capacity`, `--recent`).
+pub const MAX_POSITIONS: usize = 1 << 20;
+/// Longest duration in seconds (`--stale`, `--expire`, `replay --duration`): a year.
+pub const MAX_SECONDS: f64 = 31_536_000.0;
+/// Largest sparse-pattern position (`convert --window`, `--block-size`, `--globals`).
+pub const MAX_PATTERN: usize = 1 << 20;
 
 /// Largest partition count of a cluster (`serve --partitions`); indices are below it.
 pub const MAX_PARTITIONS: usize = aether_serve::cluster::MAX_PARTITIONS as usize;

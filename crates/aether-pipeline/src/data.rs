@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use aether_data::dataset::{ShortPolicy, WindowConfig};
+use aether_data::dataset::{DataError, ShortPolicy, WindowConfig};
 use aether_data::{Dataset, LoadReport};
 use aether_head::train::Window;
 use anyhow::{bail, Result};
@@ -30,19 +30,35 @@ pub fn print_skipped(data: &Path, rep: &LoadReport) {
     }
 }
 
-/// Reads a dataset (folder or `.npy` directory) and validates it; errors name the file.
+/// A dataset reader's error that does not name the dataset, with the dataset's path in
+/// front of it.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct DatasetError {
+    /// The dataset's path, as given.
+    pub path: String,
+    /// The reader's error.
+    #[source]
+    pub source: DataError,
+}
+
+/// Reads a dataset (folder or `.npy` directory) and validates it; errors name the file
+/// and keep the reader's error (and its OS error) as their source.
 pub fn load(path: &Path) -> Result<(Dataset, LoadReport)> {
     let shown = path.display().to_string();
     // Most reader errors name the file already; the others get the dataset's path.
-    let named = |e: String| {
-        if e.contains(&shown) {
-            anyhow::anyhow!(e)
+    let named = |e: DataError| {
+        if e.to_string().contains(&shown) {
+            anyhow::Error::new(e)
         } else {
-            anyhow::anyhow!("{shown}: {e}")
+            anyhow::Error::new(DatasetError {
+                path: shown.clone(),
+                source: e,
+            })
         }
     };
-    let (ds, rep) = aether_data::dataset::load_dataset(path).map_err(|e| named(e.to_string()))?;
-    ds.validate().map_err(|e| named(e.to_string()))?;
+    let (ds, rep) = aether_data::dataset::load_dataset(path).map_err(named)?;
+    ds.validate().map_err(named)?;
     Ok((ds, rep))
 }
 
@@ -213,6 +229,27 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn load_errors_name_the_dataset_and_keep_their_source() {
+        use aether_data::npy::{encode_npy, NpyData};
+        let dir = tempfile::tempdir().unwrap();
+        // One class: the reader accepts it, validation refuses it without naming the path.
+        let x = encode_npy(&[2, 3, 1], &NpyData::Float(vec![0.0; 6]));
+        let y = encode_npy(&[2], &NpyData::Int(vec![0, 0]));
+        std::fs::write(dir.path().join("X.npy"), x).unwrap();
+        std::fs::write(dir.path().join("y.npy"), y).unwrap();
+        let e = load(dir.path()).unwrap_err();
+        let shown = dir.path().display().to_string();
+        assert!(e.to_string().starts_with(&format!("{shown}: ")), "{e}");
+        assert!(e.downcast_ref::<DatasetError>().is_some());
+        let missing = dir.path().join("missing");
+        let e = load(&missing).unwrap_err();
+        let data = e.downcast_ref::<DataError>().expect("the reader's error");
+        assert!(matches!(data, DataError::Io { .. }), "{data}");
+        let io = std::error::Error::source(data).expect("the OS error is kept");
+        assert!(e.to_string().ends_with(&io.to_string()), "{e}");
     }
 
     #[test]

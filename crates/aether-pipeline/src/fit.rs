@@ -3,7 +3,7 @@
 //!
 //! Every option of [`TrainOpts`] has a default derived from the data, the same whether
 //! the options come from the `aether` command line or from [`TrainOpts::default`]:
-//! the window from the recording lengths ([`derive_window`](crate::derive_window)), the
+//! the window from the recording lengths ([`derive_window`]), the
 //! architecture from the feature and class counts ([`derive_arch`]) and the optimiser
 //! settings from the window count ([`derive_config`]). [`fit`] splits off the
 //! validation recordings and trains with early stopping on them; progress goes to a

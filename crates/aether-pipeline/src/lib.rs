@@ -18,8 +18,8 @@
 //! # }
 //! ```
 //!
-//! Modules, one job each: [`data`] (read, hash, select, window), [`fit`] (options and
-//! training), [`evaluate`] (scoring), [`model_io`] (model bytes out, model files in,
+//! Modules, one job each: [`data`] (read, hash, select, window), [`fit`](mod@fit) (options and
+//! training), [`evaluate`](mod@evaluate) (scoring), [`model_io`] (model bytes out, model files in,
 //! int8), [`protocol`] (k-fold and group protocols), [`report`] (JSON, text, SVG) and
 //! [`values`] (the range-checked option parsers). The main items are re-exported here.
 
@@ -35,8 +35,8 @@ pub mod values;
 
 pub use aether_data::{Dataset, LoadReport};
 pub use data::{
-    data_hash, derive_window, load, print_skipped, select_groups, WindowSet, DEPLOYED_WINDOW,
-    MAX_WHOLE_WINDOW, MAX_WINDOW_VALUES,
+    data_hash, derive_window, load, print_skipped, select_groups, DatasetError, WindowSet,
+    DEPLOYED_WINDOW, MAX_WHOLE_WINDOW, MAX_WINDOW_VALUES,
 };
 pub use evaluate::{evaluate, model_logits, Evaluation};
 pub use fit::{

@@ -14,7 +14,7 @@ pub const MAX_EPOCHS: usize = 10_000;
 pub const MAX_PATIENCE: usize = 10_000;
 /// Largest `--batch`.
 pub const MAX_BATCH: usize = 4_096;
-/// Largest window length (`--window` of train, gate, eval, classify).
+/// Largest window length (`--window` of train, gate, eval, classify, quantize).
 pub const MAX_WINDOW: usize = 8_192;
 /// Largest window stride (`--stride`).
 pub const MAX_STRIDE: usize = 1_000_000;
@@ -24,26 +24,8 @@ pub const MAX_THREADS: usize = 256;
 pub const MAX_D_MODEL: usize = 1_024;
 /// Largest `--layers` of a trained head.
 pub const MAX_TRAIN_LAYERS: usize = 32;
-/// Largest `--kfold`.
-pub const MAX_FOLDS: usize = 1_000;
-/// Largest `gate --seeds`.
-pub const MAX_SEEDS: usize = 100;
-/// Largest `gate --repeats`.
-pub const MAX_REPEATS: usize = 100_000;
 /// Largest augmentation std (`--aug-gain`, `--aug-offset`, `--aug-noise`).
 pub const MAX_AUG: f64 = 10.0;
-/// Largest recordings per class (`simulate --recordings`, `demo --recordings`, `--held-out`).
-pub const MAX_RECORDINGS: usize = 20_000;
-/// Largest `--bands` (a node frame has at most 512 subcarriers).
-pub const MAX_BANDS: usize = 512;
-/// Largest `--motion-lags` (lags 1, 2, 4, … 2^11 frames): the extractor's limit.
-pub const MAX_MOTION_LAGS: usize = aether_data::features::MAX_MOTION_LAGS;
-/// Largest stream horizon or KV capacity (`--horizon`, `--capacity`, `--recent`).
-pub const MAX_POSITIONS: usize = 1 << 20;
-/// Longest duration in seconds (`--stale`, `--expire`, `replay --duration`): a year.
-pub const MAX_SECONDS: f64 = 31_536_000.0;
-/// Largest sparse-pattern position (`convert --window`, `--block-size`, `--globals`).
-pub const MAX_PATTERN: usize = 1 << 20;
 
 /// A parser of whole numbers in `min..=max`.
 pub fn count(
