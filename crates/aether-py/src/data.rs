@@ -11,10 +11,9 @@ use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use aether_pipeline::values;
-
 use crate::arrays::{f32_array, to_numpy};
 use crate::errors::{self, CaptureError, ConfigError, DataError, ShapeError};
+use crate::limits as values;
 
 /// A labelled dataset of recordings (the `DATA/<class>/<recording>.csv` folder in
 /// memory): recordings `(T_i, D)` float32, a class index each, class and feature names,

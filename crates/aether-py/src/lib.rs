@@ -17,6 +17,7 @@ mod arrays;
 mod data;
 mod errors;
 mod export;
+mod limits;
 mod model;
 mod train;
 

@@ -518,7 +518,7 @@ impl Model {
         kv: &str,
     ) -> PyResult<Stream> {
         let m = slf.get();
-        use aether_pipeline::values::MAX_POSITIONS;
+        use crate::limits::MAX_POSITIONS;
         if horizon != 0 {
             errors::in_range("horizon", horizon, 2, MAX_POSITIONS)?;
         }

@@ -148,17 +148,9 @@ pub fn _cross_validate<'py>(
         ));
     }
     if let Some(k) = kfold {
-        if !(2..=1000).contains(&k) {
-            return Err(ConfigError::new_err(format!(
-                "k = {k}: must be in 2..=1000"
-            )));
-        }
+        crate::errors::in_range("kfold", k, 2, crate::limits::MAX_FOLDS)?;
     }
-    if !(1..=100).contains(&seeds) {
-        return Err(ConfigError::new_err(format!(
-            "seeds = {seeds}: must be in 1..=100"
-        )));
-    }
+    crate::errors::in_range("seeds", seeds, 1, crate::limits::MAX_SEEDS)?;
     let d = &ds.inner;
     let pool = select_groups(d, &opts.groups, opts.group_field).map_err(option_err)?;
     let report = py
@@ -290,7 +282,12 @@ pub fn quantize(
     group_field: usize,
     source: Option<String>,
 ) -> PyResult<Model> {
-    crate::errors::in_range("calib_windows", calib_windows, 1, 100_000)?;
+    crate::errors::in_range(
+        "calib_windows",
+        calib_windows,
+        1,
+        crate::limits::MAX_CALIB_WINDOWS,
+    )?;
     if model.is_int8_model() {
         return Err(FormatError::new_err("already an int8 model"));
     }
