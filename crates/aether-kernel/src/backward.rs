@@ -1,22 +1,12 @@
-//! Backward pass of sparse and dense attention: gradients with respect to q, k, v.
+//! Backward pass of sparse and dense attention: gradients with respect to q, k, v,
+//! recomputing the softmax instead of storing it (the math, landmark spreading and GQA
+//! reduction: docs/kernel.md). Shapes follow the forward.
 //!
-//! Shapes follow the forward: `q`, `d_out`, `dq` are `[seq][q_heads][dim]`; `k`, `v`,
-//! `dk`, `dv` are `[seq][kv_heads][dim]`; query head `h` reads kv head
-//! `h / (q_heads / kv_heads)`.
+//! The `_into` variants accumulate (`+=`) into caller-owned [`AttentionGrads`] and reuse
+//! a caller-owned [`BackwardScratch`], so repeated calls at a fixed size allocate
+//! nothing; the `_slices` variants do the same over flat caller buffers
+//! ([`BackwardInputs`], [`GradsMut`]). Single-threaded: parallelise over a batch outside.
 //!
-//! # Backward
-//!
-//! For one query row (position `i`, head `h`) with candidates `c` (tokens and
-//! landmarks of the pattern, or all keys `j ≤ i` / all keys for dense), keys `k_c`,
-//! values `v_c`, scale `σ = 1/√dim` and upstream gradient `g = d_out[i][h]`:
-//!
-//! ```text
-//! s_c  = σ · q·k_c          w_c = softmax(s)_c          out = Σ_c w_c v_c
-//! dv_c += w_c · g
-//! dw_c  = g · v_c           D = Σ_c w_c dw_c  (= g · out)
-//! ds_c  = w_c (dw_c − D)
-//! dq   += σ Σ_c ds_c k_c
-//! dk_c += σ ds_c q
 //! ```
 //!
 //! A landmark `c = b` has `k_b = (1/|b|) Σ_{t∈b} k_t` (and likewise `v_b`) over

@@ -1,49 +1,13 @@
-//! Sparse attention over the normative [`SparsePattern`].
-//!
-//! Shapes: `q [N][Hq][d]`, `k, v [N][Hkv][d]` with `Hkv | Hq` (MHA when equal,
-//! GQA/MQA otherwise; query head `h` reads kv head `h / (Hq/Hkv)`), output
-//! `[N][Hq][d]`. For query `i`, head `h`:
-//!
-//! `out = Σ_{c ∈ C(i)} softmax_c(q·k_c / √d) · v_c`
-//!
-//! where `C(i)` are the pattern's token candidates (rows of k/v) and landmark
-//! candidates (the mean key/value of a block of `B` tokens).
-//!
-//! How it runs: block means once per call per kv head; per query the local
-//! window is a contiguous row range (no index list) and only the other
-//! candidates (globals, log-stride, landmarks) are enumerated, once for every
-//! head; heads run in groups of four, phase by phase (SIMD dots four rows at a
-//! time, a vectorised scale/clamp/max pass, the fast exp of [`crate::simd`],
-//! normalisation, then a weighted sum of the value rows held in registers with
-//! two accumulator sets), so the short dependent chains of different heads overlap.
-//! Cost `O(N · Hq · E · d)` with `E ≈ W + |G| + 2·log₂N + 3` edges per query.
-//!
-//! Query tiles (AVX-512 on x86-64): for causal patterns with `W ≤ 32` and `d` a
-//! multiple of 16 up to 128, whole tiles of 16 consecutive queries run in the
-//! lanes of one vector instead (the `tile` submodule: keys and values transposed
-//! once per call into 64-byte-aligned planes, window and log-stride candidates as
-//! "diagonal" vectors — the window's from two aligned loads and a `valignd` each —,
-//! globals and landmarks broadcast, per-lane masks, no horizontal reductions). Same
-//! candidate sets and input policy; results within float rounding of the row
-//! kernel. Tails of fewer than 16 queries and every other shape run on the row
-//! kernel; an [`Exec`] with `query_tiles: false` switches the tile path off (tests
-//! compare both). The tile kernel itself lives behind the SIMD door (`crate::simd`).
-//!
-//! Numerics and input policy: inputs are **not** scanned for NaN/∞ (that would
-//! cost a pass over q, k, v); a non-finite value only reaches the outputs of
-//! the queries that attend it. Finite input never produces NaN: scores are
-//! clamped to `±f32::MAX` (an overflowing dot product saturates instead of
-//! turning into NaN), the maximum is subtracted before exponentiation and the
-//! weights are normalised before the weighted sum, so `|out| ≤ max |v|` up to
-//! rounding. A query with no candidates (impossible with a valid pattern, which
-//! always contains `i` itself) would output zeros.
+//! Sparse attention over the normative [`SparsePattern`]: `out = Σ_c softmax_c(q·k_c/√d)·v_c`
+//! over each query's token and landmark candidates, MHA/GQA/MQA, `O(N·Hq·E·d)` with
+//! `E ≈ W + |G| + 2·log₂N + 3` edges per query. How the row and query-tile kernels run
+//! and the numerics (finite input never gives NaN; inputs are not scanned): docs/kernel.md.
 //!
 //! [`sparse_attention`] allocates its output and takes its scratch from a per-thread
-//! pool (under `std`), so repeated plain calls do not allocate scratch again;
-//! [`sparse_attention_into`] runs allocation-free on caller memory sized by
-//! [`sparse_scratch_len`]; the `*_with` variants take an explicit [`Exec`]. With
-//! the `rayon` feature, [`sparse_attention_par`] splits the queries over threads
-//! with bit-identical results.
+//! pool (under `std`); [`sparse_attention_into`] runs allocation-free on caller memory
+//! sized by [`sparse_scratch_len`]; the `*_with` variants take an explicit [`Exec`]. With
+//! the `rayon` feature, `sparse_attention_par` splits the queries over threads with
+//! bit-identical results.
 //!
 //! ```
 //! use aether_kernel::{sparse_attention, SparsePattern, Tensor3};

@@ -1,31 +1,9 @@
-//! Streaming KV caches: push one position, decode the newest one.
-//!
-//! A cache holds the keys and values of the positions pushed so far, `[slot][kv_heads][dim]`,
-//! plus the landmark means of every complete block of `block_size` positions (maintained
-//! incrementally from running block sums). [`KvCacheOf::decode`] computes, for the newest
-//! position `i = T − 1` of the `T` pushed so far and each query head `h`
-//! (kv head `h / (Hq/Hkv)`):
-//!
-//! `out_h = Σ_c softmax_c(q_h·k_c / √dim) · v_c`
-//!
-//! over the candidates `c` of [`SparsePattern::for_each_token`]`(i, T)` and
-//! [`SparsePattern::for_each_landmark`]`(i, T)`, evaluated on **absolute** positions, restricted
-//! to what the cache still retains. While nothing has been evicted this is exactly row `i` of
-//! `sparse_attention(p, q[..T], k[..T], v[..T])`. Shapes: `k_row`, `v_row` are
-//! `kv_heads·dim`; `q_row`, `out_row` are `q_heads·dim` with `q_heads` a multiple of `kv_heads`
-//! (MHA, GQA, MQA).
-//!
-//! A non-causal pattern is accepted and gives row `T − 1` of the *bidirectional* attention
-//! over the `T` positions pushed so far (for the last row the token candidates coincide with
-//! the causal ones; the landmark rule differs: the current block is skipped).
-//!
-//! Storage: [`KvCache`] stores f32, [`KvCacheF16`] stores IEEE half (keys, values and landmark
-//! means); scores, softmax and output always accumulate in f32.
-//!
-//! Cost per step: O(W + |G| + log T) row operations (plus an O(log T) binary search per
-//! candidate once heavy-hitter eviction has left holes). `push` and `decode` never allocate
-//! once the decode scratch has been sized (first decode with a pattern, or
-//! [`KvCacheOf::reserve_decode`]).
+//! Streaming KV caches: push one position, decode the newest one in
+//! `O(W + |G| + log T)` row operations; while nothing was evicted, exactly row `T − 1` of
+//! `sparse_attention` over the positions pushed so far. [`KvCache`] stores f32,
+//! [`KvCacheF16`] IEEE half; scores and outputs accumulate in f32. Semantics (absolute
+//! positions, non-causal patterns, landmarks): docs/kernel.md; memory and eviction:
+//! docs/kvcache.md. `push` and `decode` never allocate once the decode scratch is sized.
 //!
 //! ```
 //! use aether_kernel::{KvCache, SparsePattern};
