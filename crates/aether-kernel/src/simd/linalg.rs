@@ -223,6 +223,11 @@ pub fn vec_mat_add(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32]) 
 }
 
 /// [`vec_mat`] (or, with `accumulate`, [`vec_mat_add`]) at an explicit level.
+///
+/// Always inlined: each call site of the head then folds `accumulate` and `bias` into
+/// its own copy of the loop, as when the body lived in the head (measured on
+/// riscv32imafc: out of line, a streaming push cost 7.5 % more instructions).
+#[inline(always)]
 pub fn vec_mat_at(
     level: SimdLevel,
     x: &[f32],
