@@ -8,23 +8,6 @@
 //! ([`BackwardInputs`], [`GradsMut`]). Single-threaded: parallelise over a batch outside.
 //!
 //! ```
-//!
-//! A landmark `c = b` has `k_b = (1/|b|) Σ_{t∈b} k_t` (and likewise `v_b`) over
-//! tokens `t ∈ [b·B, min((b+1)·B, n))`, so its key/value gradient is accumulated
-//! per block first and then spread as `dk_t += dk_b / |b|`, `dv_t += dv_b / |b|`
-//! for every token of the block. With GQA each kv-head gradient is the sum over the
-//! query heads of its group.
-//!
-//! Cost is O(edges · dim) for sparse (plus O(n · kv_heads · dim) for the landmark
-//! means and their spreading) and O(n² · dim) for dense; the softmax is recomputed,
-//! nothing of size O(edges) or O(n²) is stored. The `_into` variants accumulate
-//! (`+=`) into caller-owned [`AttentionGrads`] and reuse a caller-owned
-//! [`BackwardScratch`], so repeated calls at a fixed size allocate nothing; the
-//! `_slices` variants do the same over flat caller buffers ([`BackwardInputs`],
-//! [`GradsMut`]) for training code that keeps activations in its own workspace.
-//! Everything here is single-threaded: parallelise over a batch outside.
-//!
-//! ```
 //! use aether_kernel::{sparse_attention_backward, SparsePattern, Tensor3};
 //! let q = Tensor3::from_vec(vec![0.1; 4 * 2 * 3], 4, 2, 3).unwrap();
 //! let kv = Tensor3::from_vec(vec![0.2; 4 * 3], 4, 1, 3).unwrap();
