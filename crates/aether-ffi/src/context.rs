@@ -3,7 +3,8 @@
 //! ```text
 //! init:      blob ─► BlobView::parse (validate: magic, version, lengths, CRC, contents)
 //!                 ─► F == input_dim, C == n_classes
-//!                 ─► probe the allocator for every large buffer (ESP_ERR_NO_MEM, never abort)
+//!                 ─► every buffer allocated once, fallibly (a refusal or an overflowing
+//!                    size is ESP_ERR_NO_MEM, never an abort; sizes: Workspace::compact_bytes)
 //!                 ─► f32 model:  TemporalHead::from_view (borrows the aligned f32 tensors)
 //!                                + Workspace::compact for N frames
 //!                    int8 model: aether_quant::QuantHead::from_view (borrows the i8 / i32
@@ -26,7 +27,6 @@
 //! few rows. Working set after init (weights excluded, they stay in the caller's
 //! buffer): `4·(N·F + C)` plus the workspace; README.md has the numbers.
 
-use alloc::alloc::{alloc, dealloc, Layout};
 use alloc::vec::Vec;
 
 use aether_head::{HeadError, TemporalHead, Workspace};
@@ -79,118 +79,6 @@ fn zeroed(len: usize) -> Result<Vec<f32>, Error> {
     Ok(v)
 }
 
-/// Asks the allocator for every large buffer init is about to create (held together,
-/// then released), so a refusal becomes [`Error::NoMem`] instead of the allocation-error
-/// handler, and no size can reach `Vec`'s capacity-overflow panic.
-fn probe(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
-    let d = &view.meta().dims;
-    let kv_width = d.kv_heads.checked_mul(d.head_dim);
-    let copied: usize = view
-        .tensors()
-        .filter(|t| t.as_f32().is_none())
-        .map(|t| t.len())
-        .fold(0usize, usize::saturating_add);
-    // Workspace::compact's choice (Workspace::compact_absorbs): the layer inputs
-    // h [N·D] when D < 2·Hkv·dh, else k and v [N·Hkv·dh] each.
-    let absorbs = kv_width.is_some_and(|w| d.d_model < w.saturating_mul(2));
-    let per_row = if absorbs { Some(d.d_model) } else { kv_width };
-    let floats = [
-        n.checked_mul(d.input_dim),             // ring
-        n.checked_mul(d.d_model),               // x
-        per_row.and_then(|w| n.checked_mul(w)), // h, or k
-        if absorbs {
-            Some(0)
-        } else {
-            kv_width.and_then(|w| n.checked_mul(w))
-        }, // v
-        Some(copied),                           // weights not usable in place
-        n.checked_add(d.mlp_hidden.saturating_add(64)), // attention scratch, hidden row
-    ];
-    struct Held {
-        blocks: [(*mut u8, Layout); 6],
-        count: usize,
-    }
-    impl Drop for Held {
-        fn drop(&mut self) {
-            for &(p, layout) in &self.blocks[..self.count] {
-                // SAFETY: `p` was returned non-null by `alloc(layout)` below and is freed once.
-                unsafe { dealloc(p, layout) };
-            }
-        }
-    }
-    let mut held = Held {
-        blocks: [(core::ptr::null_mut(), Layout::new::<u8>()); 6],
-        count: 0,
-    };
-    for f in floats {
-        let f = f.ok_or(Error::NoMem { bytes: None })?;
-        if f == 0 {
-            continue;
-        }
-        let layout = Layout::array::<f32>(f).map_err(|_| Error::NoMem {
-            bytes: f.checked_mul(4),
-        })?;
-        // SAFETY: `layout` has a non-zero size (f > 0) and a valid alignment.
-        let p = unsafe { alloc(layout) };
-        if p.is_null() {
-            return Err(Error::NoMem {
-                bytes: Some(layout.size()),
-            });
-        }
-        held.blocks[held.count] = (p, layout);
-        held.count += 1;
-    }
-    Ok(())
-}
-
-/// [`probe`] for an int8 model: ring `[N·F]` f32, residual `x [N·D]` i16, keys and
-/// values `[N·Hkv·dh]` i8 each, the i32 tables that cannot be borrowed (misaligned blob).
-fn probe_int8(view: &BlobView<'_>, n: usize) -> Result<(), Error> {
-    let d = &view.meta().dims;
-    let kv = d.kv_heads.checked_mul(d.head_dim);
-    let copied: usize = view
-        .tensors()
-        .filter(|t| t.dtype() == aether_rvne::DType::I32 && t.as_i32().is_none())
-        .map(|t| t.bytes().len())
-        .fold(0usize, usize::saturating_add);
-    let bytes = [
-        n.checked_mul(d.input_dim).and_then(|x| x.checked_mul(4)),
-        n.checked_mul(d.d_model).and_then(|x| x.checked_mul(2)),
-        kv.and_then(|w| n.checked_mul(w)),
-        kv.and_then(|w| n.checked_mul(w)),
-        Some(copied),
-    ];
-    let mut held: [(*mut u8, Layout); 5] = [(core::ptr::null_mut(), Layout::new::<u8>()); 5];
-    let mut count = 0;
-    let mut result = Ok(());
-    for b in bytes {
-        let Some(b) = b else {
-            result = Err(Error::NoMem { bytes: None });
-            break;
-        };
-        if b == 0 {
-            continue;
-        }
-        let Ok(layout) = Layout::from_size_align(b, 4) else {
-            result = Err(Error::NoMem { bytes: Some(b) });
-            break;
-        };
-        // SAFETY: `layout` has a non-zero size and a valid alignment.
-        let p = unsafe { alloc(layout) };
-        if p.is_null() {
-            result = Err(Error::NoMem { bytes: Some(b) });
-            break;
-        }
-        held[count] = (p, layout);
-        count += 1;
-    }
-    for &(p, layout) in &held[..count] {
-        // SAFETY: `p` was returned non-null by `alloc(layout)` above and is freed once.
-        unsafe { dealloc(p, layout) };
-    }
-    result
-}
-
 impl<'a> Context<'a> {
     /// Validates `blob` (`.rvne` v1 or v2), checks `input_dim` and `n_classes` against
     /// it and allocates everything: the ring of `window_len` frames and all forward
@@ -220,7 +108,6 @@ impl<'a> Context<'a> {
         }
         let window = usize::try_from(window_len).map_err(|_| Error::Window { got: window_len })?;
         let engine = if view.is_int8() {
-            probe_int8(&view, window)?;
             let head = QuantHead::from_view(&view)?;
             let ws = QWorkspace::new(&head, window)?;
             let mut q = Vec::new();
@@ -231,7 +118,6 @@ impl<'a> Context<'a> {
             q.resize(dims.classes, 0);
             Engine::Int8 { head, ws, q }
         } else {
-            probe(&view, window)?;
             let head = TemporalHead::from_view(&view)?;
             let ws = Workspace::compact(&head, window)?;
             Engine::Float { head, ws }

@@ -45,6 +45,7 @@ pub const ESP_ERR_INVALID_VERSION: esp_err_t = 0x10A;
 
 /// Every way a call can fail; [`Error::status`] is the code the C caller sees.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Error {
     /// A pointer argument is NULL.
     Null {

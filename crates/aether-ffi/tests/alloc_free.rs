@@ -17,27 +17,30 @@ struct Counting;
 thread_local! {
     static ALLOCS: Cell<usize> = const { Cell::new(0) };
     static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
     static REFUSE_ABOVE: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Allocations still granted before every further one is refused.
+    static REFUSE_AFTER: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
 // SAFETY: forwards to the system allocator; the thread-local counters are const-initialised
 // `Cell`s without destructors, so touching them never allocates or recurses.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if l.size() > REFUSE_ABOVE.with(|r| r.get()) {
+        if refuse(l.size()) {
             return ptr::null_mut();
         }
         ALLOCS.with(|a| a.set(a.get() + 1));
-        LIVE.with(|v| v.set(v.get() + l.size() as isize));
+        grow(l.size() as isize);
         // SAFETY: same layout contract as ours.
         unsafe { System.alloc(l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if l.size() > REFUSE_ABOVE.with(|r| r.get()) {
+        if refuse(l.size()) {
             return ptr::null_mut();
         }
         ALLOCS.with(|a| a.set(a.get() + 1));
-        LIVE.with(|v| v.set(v.get() + l.size() as isize));
+        grow(l.size() as isize);
         // SAFETY: same layout contract as ours.
         unsafe { System.alloc_zeroed(l) }
     }
@@ -47,14 +50,33 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if new > REFUSE_ABOVE.with(|r| r.get()) {
+        if refuse(new) {
             return ptr::null_mut();
         }
         ALLOCS.with(|a| a.set(a.get() + 1));
-        LIVE.with(|v| v.set(v.get() + new as isize - l.size() as isize));
+        grow(new as isize - l.size() as isize);
         // SAFETY: `p` came from `System` with `l`.
         unsafe { System.realloc(p, l, new) }
     }
+}
+
+/// Whether to refuse an allocation of `size` bytes (counting it against `REFUSE_AFTER`).
+fn refuse(size: usize) -> bool {
+    let spent = REFUSE_AFTER.with(|r| {
+        let left = r.get();
+        r.set(left.saturating_sub(1));
+        left == 0
+    });
+    spent || size > REFUSE_ABOVE.with(|r| r.get())
+}
+
+/// Adds `by` to the live bytes and raises the peak.
+fn grow(by: isize) {
+    let now = LIVE.with(|v| {
+        v.set(v.get() + by);
+        v.get()
+    });
+    PEAK.with(|p| p.set(p.get().max(now)));
 }
 
 #[global_allocator]
@@ -126,6 +148,34 @@ fn push_and_classify_allocate_nothing() {
 }
 
 #[test]
+fn init_allocates_each_buffer_once() {
+    // Window 4096: the ring, x and the layer inputs h are 256 KiB each. The peak during
+    // init is what stays allocated, plus small temporaries: nothing is allocated to be
+    // released again (no probing of the allocator).
+    let blob = common::Aligned::new(&common::seeded_v1());
+    let cases = std::iter::once((blob.bytes().to_vec(), 16u32, 4u32)).chain(
+        common::int8_cases()
+            .into_iter()
+            .map(|(_, q, f, c)| (q, f as u32, c as u32)),
+    );
+    for (bytes, f, c) in cases {
+        let b = common::Aligned::new(&bytes);
+        let base = live();
+        PEAK.with(|p| p.set(base));
+        let (e, ctx) = init(b.bytes(), f, 4096, c);
+        assert_eq!(e, ESP_OK);
+        let (kept, peak) = (live() - base, PEAK.with(|p| p.get()) - base);
+        assert!(kept >= 4096 * f as isize * 4, "{kept} bytes kept");
+        assert!(
+            peak - kept < 4096,
+            "peak {peak} bytes during init, {kept} kept"
+        );
+        // SAFETY: live context, not used afterwards.
+        unsafe { ruv_temporal_destroy(ctx) };
+    }
+}
+
+#[test]
 fn failed_init_leaks_nothing() {
     let blob = common::Aligned::new(&common::seeded_v1());
     let base = live();
@@ -157,11 +207,34 @@ fn allocator_refusal_is_no_mem() {
         assert_eq!((e, ctx), (ESP_ERR_NO_MEM, ptr::null_mut()));
         assert_eq!(live(), base, "nothing leaked");
     }
-    // Refusing every allocation: still a clean NO_MEM.
-    REFUSE_ABOVE.with(|r| r.set(0));
-    let (e, ctx) = init(blob.bytes(), 16, 8, 4);
-    REFUSE_ABOVE.with(|r| r.set(usize::MAX));
-    assert_eq!((e, ctx), (ESP_ERR_NO_MEM, ptr::null_mut()));
-    assert_eq!(live(), base);
+    // Refusing every allocation, or all but the first few (each small table of init
+    // is fallible too): still a clean NO_MEM, float and int8 alike.
+    let int8 = common::int8_cases()
+        .into_iter()
+        .map(|(_, q, f, c)| (q, f as u32, c as u32));
+    for (bytes, f, c) in std::iter::once((blob.bytes().to_vec(), 16u32, 4u32)).chain(int8) {
+        let b = common::Aligned::new(&bytes);
+        let base = live();
+        let mut built = false;
+        for allowed in 0..64 {
+            REFUSE_AFTER.with(|r| r.set(allowed));
+            let (e, ctx) = init(b.bytes(), f, 8, c);
+            REFUSE_AFTER.with(|r| r.set(usize::MAX));
+            if e == ESP_OK {
+                assert!(allowed > 0, "init needs at least one allocation");
+                // SAFETY: live context, not used afterwards.
+                unsafe { ruv_temporal_destroy(ctx) };
+                built = true;
+                break;
+            }
+            assert_eq!(
+                (e, ctx),
+                (ESP_ERR_NO_MEM, ptr::null_mut()),
+                "{allowed} allowed"
+            );
+            assert_eq!(live(), base, "{allowed} allowed: nothing leaked");
+        }
+        assert!(built, "init needs more than 64 allocations");
+    }
     assert_eq!(panics_caught(), 0);
 }

@@ -30,7 +30,7 @@ impl<'a> TemporalHead<'a> {
                 detail: "an int8 (quantised) model runs on the integer head (aether-quant), not the float head".into(),
             });
         }
-        let cfg = HeadConfig::from_meta(view.meta());
+        let cfg = HeadConfig::try_from_meta(view.meta())?;
         let weights = Weights::from_lookup(&cfg, |name| {
             let Some(t) = view.tensor(name) else {
                 return Ok(None);

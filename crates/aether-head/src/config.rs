@@ -65,6 +65,11 @@ impl HeadConfig {
     /// attention with the AETHER default pattern. `dims.d_model` must equal
     /// `dims.input_dim` and `dims.mlp_hidden` be 0 for the result to validate as v1.
     pub fn bare(dims: Dims) -> Self {
+        Self::bare_with(dims, SparsePattern::default())
+    }
+
+    /// [`HeadConfig::bare`] with `pattern` (no allocation beyond the pattern's own).
+    fn bare_with(dims: Dims, pattern: SparsePattern) -> Self {
         Self {
             features: dims.input_dim,
             d_model: dims.d_model,
@@ -82,7 +87,7 @@ impl HeadConfig {
             biases: false,
             final_norm: false,
             pooling: Pooling::Mean,
-            pattern: SparsePattern::default(),
+            pattern,
             attention: AttentionBackend::Sparse,
         }
     }
@@ -118,7 +123,28 @@ impl HeadConfig {
 
     /// The head a `.rvne` model description defines.
     pub fn from_meta(meta: &ModelMeta) -> Self {
+        Self::with_globals(meta, meta.pattern.globals().to_vec())
+    }
+
+    /// [`HeadConfig::from_meta`] with its one allocation (the global tokens) fallible:
+    /// a refusal is [`HeadError::NoMemory`] (a node's init reports it instead of aborting).
+    pub fn try_from_meta(meta: &ModelMeta) -> Result<Self> {
+        let g = meta.pattern.globals();
+        let mut globals = crate::error::try_vec(g.len(), 0, "the pattern's global tokens")?;
+        globals.copy_from_slice(g);
+        Ok(Self::with_globals(meta, globals))
+    }
+
+    fn with_globals(meta: &ModelMeta, global_tokens: Vec<usize>) -> Self {
         let (d, a, p) = (&meta.dims, &meta.arch, &meta.pattern);
+        let pattern = SparsePattern {
+            window: p.window,
+            block_size: p.block_size,
+            global_tokens,
+            causal: p.causal,
+            log_stride: p.log_stride,
+            landmarks: p.landmarks,
+        };
         Self {
             running_norm: a.running_norm,
             input_norm: a.input_norm,
@@ -128,16 +154,8 @@ impl HeadConfig {
             biases: a.biases,
             final_norm: a.final_norm,
             pooling: a.pooling,
-            pattern: SparsePattern {
-                window: p.window,
-                block_size: p.block_size,
-                global_tokens: p.globals().to_vec(),
-                causal: p.causal,
-                log_stride: p.log_stride,
-                landmarks: p.landmarks,
-            },
             attention: a.attention,
-            ..Self::bare(*d)
+            ..Self::bare_with(*d, pattern)
         }
     }
 
@@ -264,10 +282,11 @@ impl HeadConfig {
             return cfg("head_dim", "q_heads · head_dim overflows".into());
         }
         // Every weight count must fit in usize (and a u32 tensor table).
-        for (name, n) in self.tensor_shapes() {
-            if n.is_none() {
-                return cfg("dimensions", format!("size of {name} overflows"));
-            }
+        if let Some(t) = self.tensor_specs().find(|t| t.numel().is_none()) {
+            return cfg(
+                "dimensions",
+                format!("size of {} overflows", t.name().as_str()),
+            );
         }
         Ok(())
     }

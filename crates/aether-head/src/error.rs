@@ -112,13 +112,10 @@ pub(crate) fn try_vec<T: Clone>(
     value: T,
     what: &'static str,
 ) -> Result<alloc::vec::Vec<T>> {
-    let mut v = alloc::vec::Vec::new();
-    v.try_reserve_exact(n).map_err(|_| HeadError::NoMemory {
+    aether_kernel::fallible::try_filled(n, value).ok_or(HeadError::NoMemory {
         what,
         bytes: n.checked_mul(core::mem::size_of::<T>()),
-    })?;
-    v.resize(n, value);
-    Ok(v)
+    })
 }
 
 impl HeadError {

@@ -40,6 +40,15 @@ impl RunningNorm {
         }
     }
 
+    /// [`RunningNorm::new`] with its buffers allocated fallibly.
+    pub fn try_new(features: usize) -> crate::error::Result<Self> {
+        Ok(Self {
+            count: 0,
+            mean: crate::error::try_vec(features, 0.0, "running-norm means")?,
+            m2: crate::error::try_vec(features, 0.0, "running-norm moments")?,
+        })
+    }
+
     /// Features this state tracks.
     pub fn features(&self) -> usize {
         self.mean.len()
@@ -59,7 +68,13 @@ impl RunningNorm {
 
     /// Bytes of its buffers.
     pub fn bytes(&self) -> usize {
-        (self.mean.len() + self.m2.len()) * core::mem::size_of::<f64>()
+        Self::bytes_for(self.features())
+    }
+
+    /// Bytes of the buffers of a state for `features` features (features are bounded by
+    /// a model's tensors, so this cannot overflow).
+    pub fn bytes_for(features: usize) -> usize {
+        features.saturating_mul(2 * core::mem::size_of::<f64>())
     }
 
     /// Adds frame `u` (length [`RunningNorm::features`]) to the statistics and replaces it
@@ -184,10 +199,17 @@ pub fn add_positional(t: usize, x: &mut [f32]) {
 /// The divisors `10000^(2⌊i/2⌋/D)` of [`add_positional`] for width `d` (computed once
 /// per model: the power dominated a stream push when computed per frame).
 pub fn positional_denominators(d: usize) -> Vec<f64> {
-    let df = d as f64;
-    (0..d)
-        .map(|i| libm::pow(10000.0, (i & !1) as f64 / df))
-        .collect()
+    let mut den = vec![0.0; d];
+    positional_denominators_into(&mut den);
+    den
+}
+
+/// [`positional_denominators`] into `den` (its length is `d`).
+pub fn positional_denominators_into(den: &mut [f64]) {
+    let df = den.len() as f64;
+    for (i, x) in den.iter_mut().enumerate() {
+        *x = libm::pow(10000.0, (i & !1) as f64 / df);
+    }
 }
 
 /// [`add_positional`] with precomputed [`positional_denominators`] (same bits).

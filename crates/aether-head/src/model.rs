@@ -13,7 +13,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use aether_kernel::{
-    dense_attention_into, dense_scratch_len, sparse_attention_into, sparse_scratch_len, Tensor3,
+    dense_attention_into, dense_scratch_len, sparse_attention_into, sparse_scratch_len, TensorMut,
+    TensorRef,
 };
 
 use crate::absorbed::{attend_one_absorbed, LayerInputs, Scratch};
@@ -22,7 +23,7 @@ use crate::config::{AttentionBackend, HeadConfig, Pooling, Positional};
 use crate::error::{try_vec, HeadError, Result};
 use crate::math::{
     add_positional_with, gelu, layer_norm, layer_norm_in_place, normalise_input,
-    positional_denominators, vec_mat, vec_mat_add, RunningNorm,
+    positional_denominators_into, vec_mat, vec_mat_add, RunningNorm,
 };
 use crate::weights::{LayerWeights, Weights};
 
@@ -107,10 +108,117 @@ fn dims(cfg: &HeadConfig) -> [usize; 9] {
 }
 
 fn mul(a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or_else(|| HeadError::Config {
+    a.checked_mul(b).ok_or_else(overflow)
+}
+
+/// The lengths of a workspace's buffers, decided once: [`Workspace::build`] allocates
+/// them and [`Workspace::new_bytes`] / [`Workspace::compact_bytes`] report their sum.
+struct Plan<'c> {
+    cfg: &'c HeadConfig,
+    max_len: usize,
+    absorbed: bool,
+    /// Layer inputs `h [N, D]` and their block means (absorbed compact layout).
+    hx: usize,
+    lh: usize,
+    /// One absorbed query row and its accumulator.
+    row: usize,
+    /// Whole-sequence queries and attention outputs (kernel layout).
+    qa: usize,
+    /// The kernel's attention scratch.
+    ks: usize,
+    x: usize,
+    /// Keys and values, each.
+    kv: usize,
+    /// Landmark block means of keys and values, each.
+    lm: usize,
+    /// Row-wise candidate list and scores.
+    sl: usize,
+    /// Features of the running standardisation (0 when off).
+    rn: usize,
+}
+
+impl<'c> Plan<'c> {
+    fn of(c: &'c HeadConfig, max_len: usize, compact: bool) -> Result<Self> {
+        let max_len = max_len.max(1);
+        // Landmark means are only kept when the pattern attends landmarks.
+        let blocks = if c.pattern.landmarks {
+            max_len.div_ceil(c.pattern.block_size)
+        } else {
+            0
+        };
+        let absorbed = compact && Workspace::compact_absorbs(c);
+        let kw = if absorbed { 0 } else { c.kv_width() };
+        let (hx, lh, row) = if absorbed {
+            (mul(max_len, c.d_model)?, mul(blocks, c.d_model)?, c.d_model)
+        } else {
+            (0, 0, 0)
+        };
+        let (sl, lm, qa, ks) =
+            if compact {
+                let sl = scratch_len(&c.pattern, AttentionBackend::Sparse, max_len)
+                    .max(scratch_len(&c.pattern, AttentionBackend::Dense, max_len));
+                (sl, mul(blocks, kw)?, 0, 0)
+            } else {
+                let sk = sparse_scratch_len(&c.pattern, max_len, c.kv_heads, c.head_dim)
+                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+                let dk = dense_scratch_len(max_len, c.kv_heads, c.head_dim)
+                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
+                (0, 0, mul(max_len, c.q_width())?, sk.max(dk))
+            };
+        Ok(Self {
+            cfg: c,
+            max_len,
+            absorbed,
+            hx,
+            lh,
+            row,
+            qa,
+            ks,
+            x: mul(max_len, c.d_model)?,
+            kv: mul(max_len, kw)?,
+            lm,
+            sl,
+            rn: if c.running_norm { c.features } else { 0 },
+        })
+    }
+
+    /// The sum of every buffer's bytes (what [`Workspace::bytes`] reports once built).
+    fn bytes(&self) -> Result<usize> {
+        let c = self.cfg;
+        let floats = [
+            self.hx,
+            self.lh,
+            2 * self.row,
+            2 * self.qa,
+            self.ks,
+            self.x,
+            c.q_width(),
+            2 * self.kv,
+            2 * self.lm,
+            c.features,
+            c.d_model,
+            c.q_width(),
+            c.mlp_hidden,
+            self.sl,
+            c.d_model,
+        ];
+        let f = floats
+            .iter()
+            .try_fold(0usize, |acc, &n| acc.checked_add(n))
+            .ok_or_else(overflow)?;
+        let idx = mul(self.sl, core::mem::size_of::<usize>())?;
+        mul(f, 4)?
+            .checked_add(idx)
+            .and_then(|b| b.checked_add(RunningNorm::bytes_for(self.rn)))
+            .ok_or_else(overflow)
+    }
+}
+
+fn overflow() -> HeadError {
+    HeadError::Config {
         what: "max_len",
         detail: "workspace size overflows".into(),
-    })
+    }
 }
 
 impl Workspace {
@@ -132,60 +240,47 @@ impl Workspace {
         cfg.d_model < 2 * cfg.kv_width()
     }
 
+    /// Bytes [`Workspace::new`] allocates for `head` at `max_len` (equal to its
+    /// [`Workspace::bytes`]), computed without allocating.
+    pub fn new_bytes(head: &TemporalHead<'_>, max_len: usize) -> Result<usize> {
+        Plan::of(&head.cfg, max_len, false)?.bytes()
+    }
+
+    /// Bytes [`Workspace::compact`] allocates for `head` at `max_len` (equal to its
+    /// [`Workspace::bytes`]), computed without allocating: what a node must have free.
+    pub fn compact_bytes(head: &TemporalHead<'_>, max_len: usize) -> Result<usize> {
+        Plan::of(&head.cfg, max_len, true)?.bytes()
+    }
+
     fn build(head: &TemporalHead<'_>, max_len: usize, compact: bool) -> Result<Self> {
         let c = &head.cfg;
-        let max_len = max_len.max(1);
-        // Landmark means are only kept when the pattern attends landmarks.
-        let blocks = if c.pattern.landmarks {
-            max_len.div_ceil(c.pattern.block_size)
-        } else {
-            0
-        };
-        let absorbed = compact && Self::compact_absorbs(c);
-        let kw = if absorbed { 0 } else { c.kv_width() };
-        let (hx, lh, row) = if absorbed {
-            (mul(max_len, c.d_model)?, mul(blocks, c.d_model)?, c.d_model)
-        } else {
-            (0, 0, 0)
-        };
-        let (sl, lm, qa, ks) =
-            if compact {
-                let sl = scratch_len(&c.pattern, AttentionBackend::Sparse, max_len)
-                    .max(scratch_len(&c.pattern, AttentionBackend::Dense, max_len));
-                (sl, mul(blocks, kw)?, 0, 0)
-            } else {
-                let sk = sparse_scratch_len(&c.pattern, max_len, c.kv_heads, c.head_dim)
-                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
-                let dk = dense_scratch_len(max_len, c.kv_heads, c.head_dim)
-                    .map_err(|e| HeadError::kernel("sizing the attention scratch", e))?;
-                (0, 0, mul(max_len, c.q_width())?, sk.max(dk))
-            };
+        let p = Plan::of(c, max_len, compact)?;
         Ok(Self {
             dims: dims(c),
-            max_len,
+            max_len: p.max_len,
             compact,
-            absorbed,
-            hx: try_vec(hx, 0.0, "workspace hx")?,
-            lh: try_vec(lh, 0.0, "workspace lh")?,
-            qd: try_vec(row, 0.0, "workspace qd")?,
-            acc: try_vec(row, 0.0, "workspace acc")?,
-            qa: try_vec(qa, 0.0, "workspace qa")?,
-            oa: try_vec(qa, 0.0, "workspace oa")?,
-            ks: try_vec(ks, 0.0, "workspace ks")?,
-            x: try_vec(mul(max_len, c.d_model)?, 0.0, "workspace x")?,
+            absorbed: p.absorbed,
+            hx: try_vec(p.hx, 0.0, "workspace hx")?,
+            lh: try_vec(p.lh, 0.0, "workspace lh")?,
+            qd: try_vec(p.row, 0.0, "workspace qd")?,
+            acc: try_vec(p.row, 0.0, "workspace acc")?,
+            qa: try_vec(p.qa, 0.0, "workspace qa")?,
+            oa: try_vec(p.qa, 0.0, "workspace oa")?,
+            ks: try_vec(p.ks, 0.0, "workspace ks")?,
+            x: try_vec(p.x, 0.0, "workspace x")?,
             q: try_vec(c.q_width(), 0.0, "workspace q")?,
-            k: try_vec(mul(max_len, kw)?, 0.0, "workspace k")?,
-            v: try_vec(mul(max_len, kw)?, 0.0, "workspace v")?,
-            lk: try_vec(lm, 0.0, "workspace lk")?,
-            lv: try_vec(lm, 0.0, "workspace lv")?,
+            k: try_vec(p.kv, 0.0, "workspace k")?,
+            v: try_vec(p.kv, 0.0, "workspace v")?,
+            lk: try_vec(p.lm, 0.0, "workspace lk")?,
+            lv: try_vec(p.lm, 0.0, "workspace lv")?,
             u: try_vec(c.features, 0.0, "workspace u")?,
             h: try_vec(c.d_model, 0.0, "workspace h")?,
             att: try_vec(c.q_width(), 0.0, "workspace att")?,
             hid: try_vec(c.mlp_hidden, 0.0, "workspace hid")?,
-            idx: try_vec(sl, 0, "workspace idx")?,
-            scores: try_vec(sl, 0.0, "workspace scores")?,
+            idx: try_vec(p.sl, 0, "workspace idx")?,
+            scores: try_vec(p.sl, 0.0, "workspace scores")?,
             pooled: try_vec(c.d_model, 0.0, "workspace pooled")?,
-            rn: RunningNorm::new(if c.running_norm { c.features } else { 0 }),
+            rn: RunningNorm::try_new(p.rn)?,
         })
     }
 
@@ -230,27 +325,34 @@ impl Workspace {
     }
 }
 
-fn pe_den(cfg: &HeadConfig) -> Vec<f64> {
-    if cfg.positional == Positional::Sinusoidal {
-        positional_denominators(cfg.d_model)
-    } else {
-        Vec::new()
+/// The positional denominators of a sinusoidal head (empty otherwise), allocated fallibly.
+fn pe_den(cfg: &HeadConfig) -> Result<Vec<f64>> {
+    if cfg.positional != Positional::Sinusoidal {
+        return Ok(Vec::new());
     }
+    let mut den = try_vec(cfg.d_model, 0.0, "positional denominators")?;
+    positional_denominators_into(&mut den);
+    Ok(den)
 }
 
 impl<'a> TemporalHead<'a> {
     /// A head from a configuration and matching weights (every tensor's length is checked).
     pub fn new(cfg: HeadConfig, weights: Weights<'a>) -> Result<Self> {
         cfg.validate()?;
-        let want = cfg.tensor_shapes();
-        let got = weights.named();
-        for (name, n) in &want {
-            let n = n.unwrap_or(0);
-            match got.iter().find(|(g, _)| g == name) {
-                None => return Err(HeadError::MissingTensor { name: name.clone() }),
-                Some((_, s)) if s.len() != n => {
+        // Every tensor of the catalogue present with its length, and nothing more.
+        let mut want = 0usize;
+        for spec in cfg.tensor_specs() {
+            want += 1;
+            let n = spec.numel().unwrap_or(0);
+            match weights.tensor(spec.kind, spec.layer) {
+                None => {
+                    return Err(HeadError::MissingTensor {
+                        name: spec.name().as_str().into(),
+                    })
+                }
+                Some(s) if s.len() != n => {
                     return Err(HeadError::TensorShape {
-                        name: name.clone(),
+                        name: spec.name().as_str().into(),
                         expected: n,
                         got: s.len(),
                     })
@@ -258,17 +360,14 @@ impl<'a> TemporalHead<'a> {
                 Some(_) => {}
             }
         }
-        if got.len() != want.len() || weights.layers.len() != cfg.layers {
+        let got = weights.count();
+        if got != want || weights.layers.len() != cfg.layers {
             return Err(HeadError::Config {
                 what: "weights",
-                detail: alloc::format!(
-                    "{} tensors given, the config names {}",
-                    got.len(),
-                    want.len()
-                ),
+                detail: alloc::format!("{got} tensors given, the config names {want}"),
             });
         }
-        let pe_den = pe_den(&cfg);
+        let pe_den = pe_den(&cfg)?;
         Ok(Self {
             cfg,
             weights,
@@ -337,9 +436,10 @@ impl<'a> TemporalHead<'a> {
         Ok(Workspace::new(self, max_len)?.bytes())
     }
 
-    /// Working-set bytes of a [`Workspace::compact`] for sequences up to `max_len`.
+    /// Working-set bytes of a [`Workspace::compact`] for sequences up to `max_len`
+    /// (computed, nothing allocated: [`Workspace::compact_bytes`]).
     pub fn compact_workspace_bytes(&self, max_len: usize) -> Result<usize> {
-        Ok(Workspace::compact(self, max_len)?.bytes())
+        Workspace::compact_bytes(self, max_len)
     }
 
     /// Step 0–3 for one frame: `x = embed(norm(running(frame))) + pe(t)`; `u` is `F`
@@ -507,48 +607,23 @@ impl<'a> TemporalHead<'a> {
                 &mut ws.v[t * kw..(t + 1) * kw],
             );
         }
-        // Lend the buffers to Tensor3s of exactly n rows: truncate/resize stay within
-        // capacity, so nothing is allocated.
-        let dh = c.head_dim;
-        let wrap = |buf: &mut Vec<f32>, heads: usize| {
-            let mut v = core::mem::take(buf);
-            v.truncate(n * heads * dh);
-            Tensor3::from_vec(v, n, heads, dh)
-        };
-        let (lq, lkv) = (ws.max_len * qw, ws.max_len * kw);
-        let q = wrap(&mut ws.qa, c.q_heads);
-        let k = wrap(&mut ws.k, c.kv_heads);
-        let v = wrap(&mut ws.v, c.kv_heads);
-        let out = wrap(&mut ws.oa, c.q_heads);
-        let r = match (q, k, v, out) {
-            (Ok(q), Ok(k), Ok(v), Ok(mut out)) => {
-                let r = match c.attention {
-                    AttentionBackend::Sparse => {
-                        sparse_attention_into(&c.pattern, &q, &k, &v, &mut out, &mut ws.ks)
-                    }
-                    AttentionBackend::Dense => {
-                        dense_attention_into(&q, &k, &v, c.pattern.causal, &mut out, &mut ws.ks)
-                    }
-                };
-                ws.qa = q.into_vec();
-                ws.k = k.into_vec();
-                ws.v = v.into_vec();
-                ws.oa = out.into_vec();
-                r
+        // Borrowed views of the first n rows of the workspace buffers (a short buffer,
+        // impossible with a checked workspace, is the kernel's shape error).
+        let (dh, ql, kl) = (c.head_dim, n * qw, n * kw);
+        let r = (|| {
+            let q = TensorRef::new(ws.qa.get(..ql).unwrap_or(&[]), n, c.q_heads, dh)?;
+            let k = TensorRef::new(ws.k.get(..kl).unwrap_or(&[]), n, c.kv_heads, dh)?;
+            let v = TensorRef::new(ws.v.get(..kl).unwrap_or(&[]), n, c.kv_heads, dh)?;
+            let out = TensorMut::new(ws.oa.get_mut(..ql).unwrap_or(&mut []), n, c.q_heads, dh)?;
+            match c.attention {
+                AttentionBackend::Sparse => {
+                    sparse_attention_into(&c.pattern, q, k, v, out, &mut ws.ks)
+                }
+                AttentionBackend::Dense => {
+                    dense_attention_into(q, k, v, c.pattern.causal, out, &mut ws.ks)
+                }
             }
-            // Unreachable with a valid config (lengths and dims are checked); the
-            // buffers are rebuilt below.
-            (q, k, v, o) => Err(q
-                .and(k)
-                .and(v)
-                .and(o)
-                .err()
-                .unwrap_or(aether_kernel::KernelError::ZeroDim { what: "heads" })),
-        };
-        ws.qa.resize(lq, 0.0);
-        ws.oa.resize(lq, 0.0);
-        ws.k.resize(lkv, 0.0);
-        ws.v.resize(lkv, 0.0);
+        })();
         r.map_err(|e| HeadError::kernel("layer attention", e))?;
         for t in 0..n {
             self.finish_row(

@@ -107,6 +107,11 @@ fn check<'p>(name: &str, p: Param<'p>, expected: usize) -> Result<Param<'p>> {
 /// Tensors found while weights are built, by catalogue entry.
 struct Found<'a>(Vec<(TensorKind, usize, Param<'a>)>);
 
+/// The allocator refused a small table of `what` (its size is bounded by the config).
+fn no_memory(what: &'static str) -> HeadError {
+    HeadError::NoMemory { what, bytes: None }
+}
+
 impl<'a> Found<'a> {
     fn take(&mut self, kind: TensorKind, layer: usize) -> Option<Param<'a>> {
         let i = self
@@ -143,6 +148,10 @@ impl<'a> Weights<'a> {
     ) -> Result<Self> {
         cfg.validate()?;
         let mut found = Found(Vec::new());
+        found
+            .0
+            .try_reserve_exact(cfg.tensor_specs().count())
+            .map_err(|_| no_memory("the weight table"))?;
         for t in cfg.tensor_specs() {
             let name = t.name();
             let name = name.as_str();
@@ -164,7 +173,10 @@ impl<'a> Weights<'a> {
         }
         use TensorKind::*;
         let f = &mut found;
-        let mut layers = Vec::with_capacity(cfg.layers);
+        let mut layers = Vec::new();
+        layers
+            .try_reserve_exact(cfg.layers)
+            .map_err(|_| no_memory("the layer table"))?;
         for l in 0..cfg.layers {
             layers.push(LayerWeights {
                 ln1: f.norm(Ln1G, Ln1B, l),
@@ -237,6 +249,21 @@ impl<'a> Weights<'a> {
             ClassifierB => self.classifier_b.as_ref(),
             _ => None,
         }
+    }
+
+    /// How many tensors these weights hold (no allocation).
+    pub fn count(&self) -> usize {
+        let pre = TensorKind::FLOAT_PRE
+            .into_iter()
+            .chain(TensorKind::FLOAT_POST);
+        let layer = |l| {
+            TensorKind::FLOAT_LAYER
+                .into_iter()
+                .filter(move |&k| self.tensor(k, l).is_some())
+                .count()
+        };
+        pre.filter(|&k| self.tensor(k, 0).is_some()).count()
+            + (0..self.layers.len()).map(layer).sum::<usize>()
     }
 
     /// Every tensor these weights hold as `(kind, layer, values)`, in canonical order.

@@ -173,6 +173,12 @@ proptest! {
         prop_assert_eq!(ws.is_absorbed(), c.d_model < 2 * c.kv_width());
         prop_assert_eq!(ws.is_absorbed(), Workspace::compact_absorbs(c));
         prop_assert!(!Workspace::new(&head, case.n).unwrap().is_absorbed());
+        // The size queries agree with what the constructors allocate.
+        prop_assert_eq!(Workspace::compact_bytes(&head, case.n + case.extra).unwrap(), ws.bytes());
+        prop_assert_eq!(
+            Workspace::new_bytes(&head, case.n).unwrap(),
+            Workspace::new(&head, case.n).unwrap().bytes()
+        );
         let mut got = vec![0.0; c.classes];
         head.forward_into(&frames, &mut ws, &mut got).unwrap();
         prop_assert!(close(&got, &want), "{got:?} vs {want:?} (absorbed {})", ws.is_absorbed());

@@ -42,7 +42,7 @@ use crate::error::{KernelError, Result};
 use crate::simd::{dense_tile as tile, Avx512Token};
 use crate::simd::{dispatch, fast_exp, Exec, Isa, Ran, SimdLevel, WithIsa, LANES};
 use crate::sparse::check_out;
-use crate::tensor::{check_qkv, Tensor3};
+use crate::tensor::{check_qkv, check_views, Tensor3, TensorMut, TensorRef};
 
 /// Queries per tile.
 pub const DENSE_BQ: usize = 4;
@@ -70,11 +70,11 @@ fn use_tiles(exec: Exec, d: usize) -> Option<Avx512Token> {
 #[cfg(target_arch = "x86_64")]
 fn run_tiles(
     tok: Avx512Token,
-    q: &Tensor3,
-    k: &Tensor3,
-    v: &Tensor3,
+    q: TensorRef<'_>,
+    k: TensorRef<'_>,
+    v: TensorRef<'_>,
     causal: bool,
-    out: &mut Tensor3,
+    out: &mut TensorMut<'_>,
     kt: &mut [f32],
 ) {
     let n = q.shape().0;
@@ -156,12 +156,15 @@ pub fn dense_attention_with(
 }
 
 /// Allocation-free [`dense_attention`] into `out` using `scratch` (≥ [`dense_scratch_len`]).
-pub fn dense_attention_into(
-    q: &Tensor3,
-    k: &Tensor3,
-    v: &Tensor3,
+///
+/// The tensors are `&Tensor3`s or borrowed views ([`TensorRef`], [`TensorMut`]) of
+/// slices the caller owns.
+pub fn dense_attention_into<'a>(
+    q: impl Into<TensorRef<'a>>,
+    k: impl Into<TensorRef<'a>>,
+    v: impl Into<TensorRef<'a>>,
     causal: bool,
-    out: &mut Tensor3,
+    out: impl Into<TensorMut<'a>>,
     scratch: &mut [f32],
 ) -> Result<()> {
     dense_attention_into_with(Exec::detect(), q, k, v, causal, out, scratch).map(|_| ())
@@ -179,18 +182,19 @@ pub fn dense_attention_at(
 }
 
 /// [`dense_attention_into`] run as `exec` says; reports what ran.
-pub fn dense_attention_into_with(
+pub fn dense_attention_into_with<'a>(
     exec: Exec,
-    q: &Tensor3,
-    k: &Tensor3,
-    v: &Tensor3,
+    q: impl Into<TensorRef<'a>>,
+    k: impl Into<TensorRef<'a>>,
+    v: impl Into<TensorRef<'a>>,
     causal: bool,
-    out: &mut Tensor3,
+    out: impl Into<TensorMut<'a>>,
     scratch: &mut [f32],
 ) -> Result<Ran> {
+    let (q, k, v, mut out) = (q.into(), k.into(), v.into(), out.into());
     let level = exec.level.effective();
-    let (n, hq, hk, d) = check_qkv(q, k, v)?;
-    check_out(out, n, hq, d)?;
+    let (n, hq, hk, d) = check_views(q, k, v)?;
+    check_out(out.shape(), n, hq, d)?;
     let need = dense_scratch_len(n, hk, d)?;
     if scratch.len() < need {
         return Err(KernelError::ShapeMismatch {
@@ -209,7 +213,7 @@ pub fn dense_attention_into_with(
     let (kt, rest) = scratch.split_at_mut(dm.kt);
     #[cfg(target_arch = "x86_64")]
     if let Some(tok) = use_tiles(exec, d) {
-        run_tiles(tok, q, k, v, causal, out, kt);
+        run_tiles(tok, q, k, v, causal, &mut out, kt);
         return Ok(Ran { level, tiles: true });
     }
     let (vp, rest) = rest.split_at_mut(dm.vp);
@@ -255,7 +259,7 @@ pub fn dense_attention_par_with(
     let mut kt = vec![0.0f32; dm.kt];
     #[cfg(target_arch = "x86_64")]
     if let Some(tok) = use_tiles(exec, d) {
-        let tc = tile_ctx(tok, q, k, v, causal, &mut kt);
+        let tc = tile_ctx(tok, q.view(), k.view(), v.view(), causal, &mut kt);
         const ROWS: usize = DENSE_QB;
         out.as_mut_slice()
             .par_chunks_mut(ROWS * hq * d)
@@ -268,7 +272,7 @@ pub fn dense_attention_par_with(
     }
     let mut vp = vec![0.0f32; dm.vp];
     pack(k.as_slice(), v.as_slice(), n, hk, d, &dm, &mut kt, &mut vp);
-    let ctx = DenseCtx::new(q, hk, causal, &dm, &kt, &vp);
+    let ctx = DenseCtx::new(q.view(), hk, causal, &dm, &kt, &vp);
     const ROWS: usize = DENSE_QB;
     out.as_mut_slice()
         .par_chunks_mut(ROWS * hq * d)
@@ -294,9 +298,9 @@ pub fn dense_attention_par_with(
 #[cfg(target_arch = "x86_64")]
 fn tile_ctx<'a>(
     tok: Avx512Token,
-    q: &'a Tensor3,
-    k: &Tensor3,
-    v: &'a Tensor3,
+    q: TensorRef<'a>,
+    k: TensorRef<'_>,
+    v: TensorRef<'a>,
     causal: bool,
     kt: &'a mut [f32],
 ) -> tile::Ctx<'a> {
@@ -361,7 +365,7 @@ struct DenseCtx<'a> {
 
 impl<'a> DenseCtx<'a> {
     fn new(
-        q: &'a Tensor3,
+        q: TensorRef<'a>,
         hk: usize,
         causal: bool,
         dm: &Dims,

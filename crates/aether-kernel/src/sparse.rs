@@ -29,7 +29,7 @@ use crate::simd::{
     dispatch, dot4_g, dot_g, exp_shift_sum_g, scale_g, Avx512Token, Exec, Isa, Ran, SimdLevel,
     WithIsa, LANES,
 };
-use crate::tensor::{check_lens, check_qkv, Tensor3};
+use crate::tensor::{check_lens, check_qkv, check_views, Tensor3, TensorMut, TensorRef};
 
 /// Floats of the transposed key and value planes of one kv head (the query-tile
 /// path runs kv head by kv head), plus 16 to
@@ -125,30 +125,34 @@ pub fn sparse_attention_with(
 
 /// Allocation-free [`sparse_attention`]: writes into `out` (shape `[N][Hq][d]`)
 /// using `scratch` (at least [`sparse_scratch_len`] values; contents ignored).
-pub fn sparse_attention_into(
+///
+/// The tensors are `&Tensor3`s or borrowed views ([`TensorRef`], [`TensorMut`]) of
+/// slices the caller owns.
+pub fn sparse_attention_into<'a>(
     p: &SparsePattern,
-    q: &Tensor3,
-    k: &Tensor3,
-    v: &Tensor3,
-    out: &mut Tensor3,
+    q: impl Into<TensorRef<'a>>,
+    k: impl Into<TensorRef<'a>>,
+    v: impl Into<TensorRef<'a>>,
+    out: impl Into<TensorMut<'a>>,
     scratch: &mut [f32],
 ) -> Result<()> {
     sparse_attention_into_with(Exec::detect(), p, q, k, v, out, scratch).map(|_| ())
 }
 
 /// [`sparse_attention_into`] run as `exec` says; reports what ran.
-pub fn sparse_attention_into_with(
+pub fn sparse_attention_into_with<'a>(
     exec: Exec,
     p: &SparsePattern,
-    q: &Tensor3,
-    k: &Tensor3,
-    v: &Tensor3,
-    out: &mut Tensor3,
+    q: impl Into<TensorRef<'a>>,
+    k: impl Into<TensorRef<'a>>,
+    v: impl Into<TensorRef<'a>>,
+    out: impl Into<TensorMut<'a>>,
     scratch: &mut [f32],
 ) -> Result<Ran> {
+    let (q, k, v, mut out) = (q.into(), k.into(), v.into(), out.into());
     p.validate()?;
-    let (n, hq, hk, d) = check_qkv(q, k, v)?;
-    check_out(out, n, hq, d)?;
+    let (n, hq, hk, d) = check_views(q, k, v)?;
+    check_out(out.shape(), n, hq, d)?;
     let need = sparse_scratch_len(p, n, hk, d)?;
     if scratch.len() < need {
         return Err(KernelError::ShapeMismatch {
@@ -391,7 +395,7 @@ pub fn sparse_attention_par_with(
     }
     let (hq, d) = (out.heads(), out.dim());
     let e = p.max_edges_per_query(n);
-    let ctx = Ctx::new(p, q, k, v, &lm_k, &lm_v);
+    let ctx = Ctx::new(p, q.view(), k.view(), v.view(), &lm_k, &lm_v);
     // The chunks share every kv head's key and value planes, transposed once here.
     let mut all: Vec<f32>;
     let shared: Option<(Avx512Token, &[f32])> = match tiles_on(exec, &ctx) {
@@ -419,8 +423,12 @@ pub fn sparse_attention_par_with(
     Ok(out)
 }
 
-pub(crate) fn check_out(out: &Tensor3, n: usize, hq: usize, d: usize) -> Result<()> {
-    let (on, oh, od) = out.shape();
+pub(crate) fn check_out(
+    (on, oh, od): (usize, usize, usize),
+    n: usize,
+    hq: usize,
+    d: usize,
+) -> Result<()> {
     check_lens(&[
         ("out.seq", n, on),
         ("out.heads", hq, oh),
@@ -529,9 +537,9 @@ pub(crate) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     fn new(
         p: &'a SparsePattern,
-        q: &'a Tensor3,
-        k: &'a Tensor3,
-        v: &'a Tensor3,
+        q: TensorRef<'a>,
+        k: TensorRef<'a>,
+        v: TensorRef<'a>,
         lm_k: &'a [f32],
         lm_v: &'a [f32],
     ) -> Self {

@@ -1,4 +1,6 @@
-//! `Tensor3`: a row-major `[seq][heads][dim]` f32 tensor.
+//! `Tensor3`: a row-major `[seq][heads][dim]` f32 tensor, and the borrowed views
+//! [`TensorRef`] / [`TensorMut`] the allocation-free entry points take, so a caller
+//! lends a slice it already owns instead of moving its buffer into a `Tensor3` and back.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -32,14 +34,7 @@ pub(crate) fn checked_len(seq: usize, heads: usize, dim: usize) -> Result<usize>
 impl Tensor3 {
     /// Wraps `data` as `[seq][heads][dim]`; its length must be `seq * heads * dim`.
     pub fn from_vec(data: Vec<f32>, seq: usize, heads: usize, dim: usize) -> Result<Self> {
-        let len = checked_len(seq, heads, dim)?;
-        if data.len() != len {
-            return Err(KernelError::ShapeMismatch {
-                what: "tensor data",
-                expected: len,
-                got: data.len(),
-            });
-        }
+        check_data_len(data.len(), seq, heads, dim)?;
         Ok(Self {
             data,
             seq,
@@ -121,6 +116,122 @@ impl Tensor3 {
     }
 }
 
+impl Tensor3 {
+    /// A borrowed view of the whole tensor.
+    pub fn view(&self) -> TensorRef<'_> {
+        TensorRef {
+            data: &self.data,
+            seq: self.seq,
+            heads: self.heads,
+            dim: self.dim,
+        }
+    }
+
+    /// A mutable borrowed view of the whole tensor.
+    pub fn view_mut(&mut self) -> TensorMut<'_> {
+        TensorMut {
+            data: &mut self.data,
+            seq: self.seq,
+            heads: self.heads,
+            dim: self.dim,
+        }
+    }
+}
+
+/// A borrowed row-major `[seq][heads][dim]` view of f32 data (checked like [`Tensor3`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorRef<'a> {
+    data: &'a [f32],
+    seq: usize,
+    heads: usize,
+    dim: usize,
+}
+
+impl<'a> TensorRef<'a> {
+    /// Views `data` as `[seq][heads][dim]`; its length must be `seq * heads * dim`.
+    pub fn new(data: &'a [f32], seq: usize, heads: usize, dim: usize) -> Result<Self> {
+        check_data_len(data.len(), seq, heads, dim)?;
+        Ok(Self {
+            data,
+            seq,
+            heads,
+            dim,
+        })
+    }
+
+    /// `(seq, heads, dim)`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.seq, self.heads, self.dim)
+    }
+
+    /// Number of heads.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// The viewed data, row-major.
+    pub fn as_slice(&self) -> &'a [f32] {
+        self.data
+    }
+}
+
+impl<'a> From<&'a Tensor3> for TensorRef<'a> {
+    fn from(t: &'a Tensor3) -> Self {
+        t.view()
+    }
+}
+
+/// A mutable borrowed row-major `[seq][heads][dim]` view of f32 data (an output).
+#[derive(Debug, PartialEq)]
+pub struct TensorMut<'a> {
+    data: &'a mut [f32],
+    seq: usize,
+    heads: usize,
+    dim: usize,
+}
+
+impl<'a> TensorMut<'a> {
+    /// Views `data` as `[seq][heads][dim]`; its length must be `seq * heads * dim`.
+    pub fn new(data: &'a mut [f32], seq: usize, heads: usize, dim: usize) -> Result<Self> {
+        check_data_len(data.len(), seq, heads, dim)?;
+        Ok(Self {
+            data,
+            seq,
+            heads,
+            dim,
+        })
+    }
+
+    /// `(seq, heads, dim)`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.seq, self.heads, self.dim)
+    }
+
+    /// The viewed data, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        self.data
+    }
+}
+
+impl<'a> From<&'a mut Tensor3> for TensorMut<'a> {
+    fn from(t: &'a mut Tensor3) -> Self {
+        t.view_mut()
+    }
+}
+
+/// `Ok` when `len == seq * heads * dim` (positive heads and dim, no overflow).
+fn check_data_len(len: usize, seq: usize, heads: usize, dim: usize) -> Result<()> {
+    let expected = checked_len(seq, heads, dim)?;
+    if len != expected {
+        return Err(KernelError::ShapeMismatch {
+            what: "tensor data",
+            expected,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
 /// `Ok` when every `(what, expected, got)` agrees; else a [`KernelError::ShapeMismatch`]
 /// naming the first that does not.
 pub(crate) fn check_lens(checks: &[(&'static str, usize, usize)]) -> Result<()> {
@@ -138,6 +249,15 @@ pub(crate) fn check_lens(checks: &[(&'static str, usize, usize)]) -> Result<()> 
 ///
 /// k and v must share shape; q must have the same `seq` and `dim`; `k.heads` must divide `q.heads`.
 pub fn check_qkv(q: &Tensor3, k: &Tensor3, v: &Tensor3) -> Result<(usize, usize, usize, usize)> {
+    check_views(q.view(), k.view(), v.view())
+}
+
+/// [`check_qkv`] on borrowed views.
+pub(crate) fn check_views(
+    q: TensorRef<'_>,
+    k: TensorRef<'_>,
+    v: TensorRef<'_>,
+) -> Result<(usize, usize, usize, usize)> {
     let (n, hq, d) = q.shape();
     let (nk, hk, dk) = k.shape();
     let (nv, hv, dv) = v.shape();
@@ -213,6 +333,32 @@ mod tests {
             Tensor3::zeros(usize::MAX, 2, 2),
             Err(KernelError::Overflow { what: "tensor" })
         );
+    }
+
+    #[test]
+    fn views_check_like_from_vec() {
+        let mut buf = [0.0f32; 8];
+        assert!(TensorRef::new(&buf[..6], 1, 2, 3).is_ok());
+        assert!(TensorRef::new(&buf[..0], 0, 2, 3).is_ok());
+        assert_eq!(
+            TensorRef::new(&buf[..5], 1, 2, 3),
+            Err(KernelError::ShapeMismatch {
+                what: "tensor data",
+                expected: 6,
+                got: 5
+            })
+        );
+        assert_eq!(
+            TensorMut::new(&mut buf[..0], 1, 0, 3),
+            Err(KernelError::ZeroDim { what: "heads" })
+        );
+        assert_eq!(
+            TensorRef::new(&buf, usize::MAX, 2, 2),
+            Err(KernelError::Overflow { what: "tensor" })
+        );
+        let t = Tensor3::from_vec((0..6).map(|x| x as f32).collect(), 3, 1, 2).unwrap();
+        assert_eq!(t.view().shape(), (3, 1, 2));
+        assert_eq!(t.view().as_slice(), t.as_slice());
     }
 
     #[test]

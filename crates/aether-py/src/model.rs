@@ -28,6 +28,7 @@ pub enum Head {
 
 /// A failure of either head, mapped to its Python class by `From`.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum RunError {
     /// The float head refused.
     Head(HeadError),

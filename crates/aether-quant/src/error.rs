@@ -150,11 +150,8 @@ pub(crate) fn try_vec<T: Clone>(
     value: T,
     what: &'static str,
 ) -> Result<alloc::vec::Vec<T>> {
-    let mut v = alloc::vec::Vec::new();
-    v.try_reserve_exact(n).map_err(|_| QuantError::NoMemory {
+    aether_kernel::fallible::try_filled(n, value).ok_or(QuantError::NoMemory {
         what,
         bytes: n.checked_mul(core::mem::size_of::<T>()),
-    })?;
-    v.resize(n, value);
-    Ok(v)
+    })
 }

@@ -63,9 +63,24 @@ fn mul(a: usize, b: usize) -> Result<usize> {
     })
 }
 
-impl QWorkspace {
-    /// Buffers for `head` on sequences of up to `max_len` frames.
-    pub fn new(head: &QuantHead<'_>, max_len: usize) -> Result<Self> {
+/// The sequence-dependent buffer lengths of a [`QWorkspace`], decided once for both
+/// [`QWorkspace::new`] and [`QWorkspace::bytes_for`].
+struct QPlan {
+    max_len: usize,
+    /// Residual `x [N, D]`.
+    x: usize,
+    /// Keys and values `[N, Hkv·dh]`, each.
+    kv: usize,
+    /// Landmark block means of keys and values, each.
+    lm: usize,
+    /// Row-wise candidate list and scores.
+    sl: usize,
+    /// Features of the running standardisation (0 when off).
+    rn: usize,
+}
+
+impl QPlan {
+    fn of(head: &QuantHead<'_>, max_len: usize) -> Result<Self> {
         let max_len = max_len.max(1);
         let d = &head.meta().dims;
         let kw = head.kv_width();
@@ -74,15 +89,34 @@ impl QWorkspace {
         } else {
             0
         };
-        let sl = head.scratch_len(max_len);
+        Ok(Self {
+            max_len,
+            x: mul(max_len, d.d_model)?,
+            kv: mul(max_len, kw)?,
+            lm: mul(blocks, kw)?,
+            sl: head.scratch_len(max_len),
+            rn: if head.meta().arch.running_norm {
+                d.input_dim
+            } else {
+                0
+            },
+        })
+    }
+}
+
+impl QWorkspace {
+    /// Buffers for `head` on sequences of up to `max_len` frames.
+    pub fn new(head: &QuantHead<'_>, max_len: usize) -> Result<Self> {
+        let p = QPlan::of(head, max_len)?;
+        let d = &head.meta().dims;
         Ok(Self {
             sig: signature(head),
-            max_len,
-            x: try_vec(mul(max_len, d.d_model)?, 0, "int8 workspace x")?,
-            k: try_vec(mul(max_len, kw)?, 0, "int8 workspace k")?,
-            v: try_vec(mul(max_len, kw)?, 0, "int8 workspace v")?,
-            lk: try_vec(mul(blocks, kw)?, 0, "int8 workspace lk")?,
-            lv: try_vec(mul(blocks, kw)?, 0, "int8 workspace lv")?,
+            max_len: p.max_len,
+            x: try_vec(p.x, 0, "int8 workspace x")?,
+            k: try_vec(p.kv, 0, "int8 workspace k")?,
+            v: try_vec(p.kv, 0, "int8 workspace v")?,
+            lk: try_vec(p.lm, 0, "int8 workspace lk")?,
+            lv: try_vec(p.lm, 0, "int8 workspace lv")?,
             r: try_vec(d.input_dim, 0, "int8 workspace r")?,
             u: try_vec(d.input_dim, 0, "int8 workspace u")?,
             h: try_vec(d.d_model, 0, "int8 workspace h")?,
@@ -93,13 +127,40 @@ impl QWorkspace {
             f: try_vec(d.d_model, 0, "int8 workspace f")?,
             sum: try_vec(d.d_model, 0, "int8 workspace sum")?,
             pooled: try_vec(d.d_model, 0, "int8 workspace pooled")?,
-            idx: try_vec(sl, 0, "int8 workspace idx")?,
-            scores: try_vec(sl, 0, "int8 workspace scores")?,
-            rn: IntRunningNorm::new(if head.meta().arch.running_norm {
-                d.input_dim
-            } else {
-                0
-            }),
+            idx: try_vec(p.sl, 0, "int8 workspace idx")?,
+            scores: try_vec(p.sl, 0, "int8 workspace scores")?,
+            rn: IntRunningNorm::try_new(p.rn)?,
+        })
+    }
+
+    /// Bytes [`QWorkspace::new`] allocates for `head` at `max_len` (equal to its
+    /// [`QWorkspace::bytes`]), computed without allocating.
+    pub fn bytes_for(head: &QuantHead<'_>, max_len: usize) -> Result<usize> {
+        let p = QPlan::of(head, max_len)?;
+        let d = &head.meta().dims;
+        let sum = |xs: &[usize]| xs.iter().try_fold(0usize, |a, &x| a.checked_add(x));
+        let i16s = sum(&[
+            p.x,
+            d.input_dim, // u
+            d.d_model,
+            2 * head.q_width(),
+            d.mlp_hidden,
+            2 * d.d_model, // f, pooled
+        ]);
+        let i8s = sum(&[2 * p.kv, 2 * p.lm]);
+        let i32s = sum(&[d.input_dim, head.acc_width(), 2 * p.sl]);
+        let total = match (i16s, i8s, i32s) {
+            (Some(a), Some(b), Some(c)) => a
+                .checked_mul(2)
+                .and_then(|a| a.checked_add(b))
+                .and_then(|x| c.checked_mul(4).and_then(|c| x.checked_add(c)))
+                .and_then(|x| x.checked_add(8 * d.d_model))
+                .and_then(|x| x.checked_add(IntRunningNorm::bytes_for(p.rn))),
+            _ => None,
+        };
+        total.ok_or(QuantError::Config {
+            what: "max_len",
+            detail: "workspace size overflows",
         })
     }
 

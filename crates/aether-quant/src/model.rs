@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use aether_kernel::SparsePattern;
 use aether_rvne::{AttentionBackend, BlobView, ModelMeta, Pooling, Positional, TensorView};
 
-use crate::error::{QuantError, Result};
+use crate::error::{try_vec, QuantError, Result};
 use crate::fixed::{
     div_round, exp2_neg_q16, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, requant,
     rshift, sat16, sat30, sat8, sin_q15, SAT30,
@@ -161,6 +161,15 @@ impl IntRunningNorm {
         }
     }
 
+    /// [`IntRunningNorm::new`] with its buffers allocated fallibly.
+    pub fn try_new(features: usize) -> Result<Self> {
+        Ok(Self {
+            n: 0,
+            s1: try_vec(features, 0, "int8 running-norm sums")?,
+            s2: try_vec(features, 0, "int8 running-norm squares")?,
+        })
+    }
+
     /// Forgets every frame.
     pub fn reset(&mut self) {
         self.n = 0;
@@ -175,7 +184,13 @@ impl IntRunningNorm {
 
     /// Bytes of its buffers.
     pub fn bytes(&self) -> usize {
-        self.s1.len() * 8 + self.s2.len() * 16
+        Self::bytes_for(self.s1.len())
+    }
+
+    /// Bytes of the buffers of a state for `features` features (bounded by a model's
+    /// tensors, so this cannot overflow).
+    pub fn bytes_for(features: usize) -> usize {
+        features.saturating_mul(8 + 16)
     }
 
     /// Adds the pre-scaled frame `r` and replaces it by `z = (n·r − Σr) / max(√(n·Σr² −
@@ -340,11 +355,16 @@ pub struct QuantHead<'a> {
     scales: Vec<f32>,
 }
 
+/// The allocator refused a small table of `what` (its size is bounded by the blob).
+fn no_memory(what: &'static str) -> QuantError {
+    QuantError::NoMemory { what, bytes: None }
+}
+
 fn i32_table<'a>(t: &TensorView<'a>) -> Result<Cow<'a, [i32]>> {
     if let Some(s) = t.as_i32() {
         return Ok(Cow::Borrowed(s));
     }
-    let mut v = crate::error::try_vec(t.len(), 0i32, "an int8 table copied out of the blob")?;
+    let mut v = try_vec(t.len(), 0i32, "an int8 table copied out of the blob")?;
     t.read_i32_into(&mut v)?;
     Ok(Cow::Owned(v))
 }
@@ -402,7 +422,10 @@ impl<'a> QuantHead<'a> {
             }
         };
         let a = &meta.arch;
-        let mut layers = Vec::with_capacity(d.layers);
+        let mut layers = Vec::new();
+        layers
+            .try_reserve_exact(d.layers)
+            .map_err(|_| no_memory("the int8 layer table"))?;
         for l in 0..d.layers {
             let name = |s: &str| {
                 let mut n = aether_rvne::Name::empty();
@@ -428,11 +451,17 @@ impl<'a> QuantHead<'a> {
             });
         }
         let p = &meta.pattern;
+        let mut global_tokens = try_vec(p.globals().len(), 0, "the pattern's global tokens")?;
+        global_tokens.copy_from_slice(p.globals());
+        let mut scales = try_vec(q.scale_count(), 0.0, "the int8 scales")?;
+        for (i, s) in scales.iter_mut().enumerate() {
+            *s = q.scale(i);
+        }
         Ok(Self {
             pattern: SparsePattern {
                 window: p.window,
                 block_size: p.block_size,
-                global_tokens: p.globals().to_vec(),
+                global_tokens,
                 causal: p.causal,
                 log_stride: p.log_stride,
                 landmarks: p.landmarks,
@@ -447,7 +476,7 @@ impl<'a> QuantHead<'a> {
             ln_eps: q.ln_eps(),
             pe_mult: q.pe_mult(),
             pe_shift: q.pe_shift(),
-            scales: (0..q.scale_count()).map(|i| q.scale(i)).collect(),
+            scales,
             meta,
         })
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use aether_quant::{QLiveStream, QStream, QuantHead};
+use aether_quant::{QLiveStream, QStream, QWorkspace, QuantHead};
 use aether_rvne::{PatternSpec, QuantModelFile};
 use common::*;
 use proptest::prelude::*;
@@ -122,6 +122,12 @@ proptest! {
         let fr = frames(n, f, seed ^ 0x55);
         let whole = head.forward(&fr).unwrap();
         prop_assert_eq!(&whole, &naive::logits(&q, &fr), "{}", name);
+        // The size query is what the workspace allocates.
+        prop_assert_eq!(
+            QWorkspace::bytes_for(&head, n).unwrap(),
+            QWorkspace::new(&head, n).unwrap().bytes(),
+            "{}", name
+        );
         let mut s = QStream::new(&head, n).unwrap();
         let mut last = Vec::new();
         for i in 0..n {

@@ -551,9 +551,7 @@ impl Model {
                 (a.attention, &a.pattern),
                 hd,
                 n,
-                &mut t.q,
-                &mut t.k,
-                &mut t.v,
+                (&t.q, &t.k, &t.v),
                 &mut t.a,
                 &mut ws.attn,
             );

@@ -115,11 +115,7 @@ pub type KvCacheF16 = KvCacheOf<f16>;
 
 /// Allocates `n` default elements, reporting failure instead of aborting.
 fn alloc_vec<T: Clone + Default>(n: usize, what: &'static str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| KernelError::Overflow { what })?;
-    v.resize(n, T::default());
-    Ok(v)
+    crate::fallible::try_filled(n, T::default()).ok_or(KernelError::Overflow { what })
 }
 
 /// Grows `v` to hold at least `n` elements (no-op, and no allocation, when it already does).
