@@ -60,20 +60,6 @@ enum Command {
     Replay(commands::replay::Args),
 }
 
-/// Restores the default SIGPIPE action so `aether … | head` ends quietly instead of
-/// panicking on "failed printing to stdout: Broken pipe" (Rust ignores SIGPIPE by default).
-#[cfg(unix)]
-fn reset_sigpipe() {
-    // SAFETY: called once at start-up before any thread exists; SIG_DFL is a valid
-    // disposition for SIGPIPE and no Rust state depends on the signal being ignored.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
-#[cfg(not(unix))]
-fn reset_sigpipe() {}
-
 /// The command line definition; every option that takes a value also accepts a
 /// negative number as that value, so `--batch -1` reaches the range check (exit 1)
 /// instead of being taken for an unknown flag.
@@ -136,7 +122,9 @@ fn one_line(e: &anyhow::Error) -> String {
 }
 
 fn main() {
-    reset_sigpipe();
+    // The default SIGPIPE action, so `aether … | head` ends quietly instead of panicking
+    // on "failed printing to stdout: Broken pipe" (Rust ignores SIGPIPE by default).
+    sigpipe::reset();
     let matches = command().try_get_matches().unwrap_or_else(|e| {
         if let Some(msg) = refused_value(&e) {
             eprintln!("aether: {msg}");

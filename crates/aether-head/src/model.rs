@@ -445,7 +445,7 @@ impl<'a> TemporalHead<'a> {
     /// Step 0–3 for one frame: `x = embed(norm(running(frame))) + pe(t)`; `u` is `F`
     /// scratch; `rn` carries the running statistics of frames `0..t` (used only with
     /// `running_norm`; reset it at the start of a sequence).
-    pub fn embed_row(
+    pub(crate) fn embed_row(
         &self,
         t: usize,
         frame: &[f32],
@@ -471,7 +471,7 @@ impl<'a> TemporalHead<'a> {
     }
 
     /// One row's `q, k, v` for layer `lw`: `h = LN1(x)`, `q = h·Wq + bq`, …; `h` is `D` scratch.
-    pub fn project_row(
+    pub(crate) fn project_row(
         &self,
         lw: &LayerWeights<'_>,
         x: &[f32],
@@ -487,13 +487,19 @@ impl<'a> TemporalHead<'a> {
     }
 
     /// One row's `q` only (see [`TemporalHead::project_row`]).
-    pub fn project_q_row(&self, lw: &LayerWeights<'_>, x: &[f32], h: &mut [f32], q: &mut [f32]) {
+    pub(crate) fn project_q_row(
+        &self,
+        lw: &LayerWeights<'_>,
+        x: &[f32],
+        h: &mut [f32],
+        q: &mut [f32],
+    ) {
         let hin = Self::ln1(lw, x, h);
         vec_mat(hin, &lw.wq, lw.bq.as_deref(), q);
     }
 
     /// One row's `k, v` only (see [`TemporalHead::project_row`]).
-    pub fn project_kv_row(
+    pub(crate) fn project_kv_row(
         &self,
         lw: &LayerWeights<'_>,
         x: &[f32],
@@ -517,7 +523,7 @@ impl<'a> TemporalHead<'a> {
     }
 
     /// One row after attention: `x += att·Wo + bo`, then the MLP block when present.
-    pub fn finish_row(
+    pub(crate) fn finish_row(
         &self,
         lw: &LayerWeights<'_>,
         att: &[f32],
@@ -538,7 +544,7 @@ impl<'a> TemporalHead<'a> {
     }
 
     /// Step 5 for one row: the final LayerNorm when configured.
-    pub fn final_row(&self, x: &mut [f32]) {
+    pub(crate) fn final_row(&self, x: &mut [f32]) {
         if let Some(n) = &self.weights.final_ln {
             layer_norm_in_place(x, &n.g, &n.b);
         }

@@ -630,7 +630,7 @@ impl<'a> QuantHead<'a> {
 
     /// Step 0–1 for one frame: pre-scale, running norm (`rn`), input norm → `u` (i16);
     /// `r` is `F` scratch.
-    pub fn input_row(
+    pub(crate) fn input_row(
         &self,
         frame: &[f32],
         rn: &mut IntRunningNorm,
@@ -653,7 +653,7 @@ impl<'a> QuantHead<'a> {
 
     /// Steps 0–3 for frame `t`: `x = embed(input(frame)) + pe(t)`.
     #[allow(clippy::too_many_arguments)]
-    pub fn embed_row(
+    pub(crate) fn embed_row(
         &self,
         t: usize,
         frame: &[f32],
@@ -857,7 +857,7 @@ impl<'a> QuantHead<'a> {
 
     /// One row after attention: `x += R(att·Wo)`, then the MLP block when present
     /// (`h`, `hid` scratch of `D` and `H`).
-    pub fn finish_row(
+    pub(crate) fn finish_row(
         &self,
         lw: &QLayer<'_>,
         att: &[i16],
@@ -885,7 +885,7 @@ impl<'a> QuantHead<'a> {
     }
 
     /// Step 5 for one row: `f = LN_final(x)`, or `x` without a final norm.
-    pub fn final_row(&self, x: &[i16], f: &mut [i16]) {
+    pub(crate) fn final_row(&self, x: &[i16], f: &mut [i16]) {
         match &self.final_ln {
             Some(t) => self.layer_norm(t, x, f),
             None => f.copy_from_slice(x),
