@@ -9,7 +9,6 @@
 mod args;
 mod commands;
 mod fsutil;
-mod model_formats;
 mod progress;
 mod values;
 

@@ -28,6 +28,7 @@
 pub mod data;
 pub mod evaluate;
 pub mod fit;
+pub mod model_formats;
 pub mod model_io;
 pub mod protocol;
 pub mod report;

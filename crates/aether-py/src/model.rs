@@ -7,7 +7,7 @@ use aether_head::live::{KvPrecision, StreamSettings, DEFAULT_CAPACITY, DEFAULT_H
 use aether_head::math::softmax;
 use aether_head::{EvictionPolicy, HeadError, LiveStream, TemporalHead};
 use aether_quant::{QLiveStream, QStream, QuantError, QuantHead};
-use aether_rvne::{AttentionBackend, BlobView, Pooling, Positional};
+use aether_rvne::BlobView;
 use numpy::PyArrayDyn;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::arrays::{f32_array, frames_shape, to_numpy};
 use crate::errors::{self, ConfigError, FormatError, ShapeError, StreamError};
-use crate::export::{self, Format};
+use crate::export;
 
 /// The head a model file runs on.
 pub enum Head {
@@ -215,34 +215,17 @@ impl Model {
     fn info_json(&self) -> PyResult<Value> {
         let view = BlobView::parse(&self.bytes).map_err(errors::rvne)?;
         let m = view.meta();
-        let (d, a, p) = (&m.dims, &m.arch, &m.pattern);
         let metadata: serde_json::Map<String, Value> = view
             .metadata()
             .map(|(k, v)| (k.to_string(), Value::from(v)))
             .collect();
-        Ok(json!({
+        let mut doc = export::meta_sections(m);
+        let rest = json!({
             "version": view.version(),
             "dtype": if view.is_int8() { "i8".to_string() } else { view.dtype().map_or_else(|| "f32".to_string(), |t| t.to_string()) },
             "int8": view.is_int8(),
             "bytes": self.bytes.len(),
             "crc32": view.crc(),
-            "dims": {
-                "input_dim": d.input_dim, "d_model": d.d_model, "q_heads": d.q_heads,
-                "kv_heads": d.kv_heads, "head_dim": d.head_dim, "layers": d.layers,
-                "classes": d.classes, "mlp_hidden": d.mlp_hidden,
-            },
-            "architecture": {
-                "input_norm": a.input_norm, "embed": a.embed,
-                "positional": match a.positional { Positional::None => "none", Positional::Sinusoidal => "sinusoidal" },
-                "pre_norm": a.pre_norm, "biases": a.biases, "final_norm": a.final_norm,
-                "pooling": match a.pooling { Pooling::Mean => "mean", Pooling::Last => "last" },
-                "attention": match a.attention { AttentionBackend::Sparse => "sparse", AttentionBackend::Dense => "dense" },
-                "running_norm": a.running_norm,
-            },
-            "pattern": {
-                "window": p.window, "block_size": p.block_size, "global_tokens": p.globals(),
-                "causal": p.causal, "log_stride": p.log_stride, "landmarks": p.landmarks,
-            },
             "defaults_assumed": m.defaults_assumed,
             "class_names": self.classes,
             "named_classes": self.named_classes,
@@ -251,7 +234,11 @@ impl Model {
             "stride": self.window.map(|w| w.1),
             "default_horizon": self.default_horizon,
             "metadata": metadata,
-        }))
+        });
+        if let Value::Object(r) = rest {
+            doc.extend(r);
+        }
+        Ok(Value::Object(doc))
     }
 }
 
@@ -599,7 +586,7 @@ impl Model {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let out = export::encode(
             &self.bytes,
-            Format::parse(format)?,
+            export::parse_format(format)?,
             export::parse_dtype(dtype)?,
             strip_names,
         )?;
@@ -617,7 +604,7 @@ impl Model {
     ) -> PyResult<()> {
         let out = export::encode(
             &self.bytes,
-            Format::parse(format)?,
+            export::parse_format(format)?,
             export::parse_dtype(dtype)?,
             strip_names,
         )?;

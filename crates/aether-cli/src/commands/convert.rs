@@ -30,19 +30,11 @@ use serde_json::Value;
 
 use crate::args::DTypeArg;
 use crate::fsutil::{check_output_file, read_model_file, write_atomic};
-use crate::model_formats::{apply_meta_json, load_any, to_safetensors, MissingMetadata};
 use crate::values;
-
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// `.rvne` version 1 (fixed architecture; refused if the model needs more).
-    V1,
-    /// `.rvne` version 2 (self-describing).
-    V2,
-    /// safetensors (docs/model.md tensor names, model JSON in the metadata map).
-    Safetensors,
-}
+use aether_pipeline::model_formats::{
+    apply_meta_json, check_weights, encode, is_v1_names_refusal, load_any, Format, MissingMetadata,
+    WeightError,
+};
 
 /// Pooling choice on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -144,8 +136,21 @@ pub fn run(args: Args) -> Result<()> {
         }
     });
     let dtype = args.dtype.map(DType::from).unwrap_or(model.dtype);
-    check_weights(&model, dtype).with_context(|| format!("{}", args.input.display()))?;
-    let out = encode(&mut model, format, dtype, args.strip_names)?;
+    check_weights(&model, dtype).map_err(|e| {
+        let hint = match e {
+            WeightError::BeyondF16 { .. } => "; keep --dtype f32",
+            _ => "",
+        };
+        anyhow!("{}: {e}{hint}", args.input.display())
+    })?;
+    let out = encode(&mut model, format, dtype, args.strip_names).map_err(|e| {
+        let hint = if is_v1_names_refusal(&e) {
+            " (pass --strip-names to drop them)"
+        } else {
+            ""
+        };
+        anyhow!("{e:#}{hint}")
+    })?;
     if format != Format::Safetensors {
         aether_head::TemporalHead::from_blob(&out)
             .context("the converted model would not load in `aether classify` / `eval`")?;
@@ -163,57 +168,6 @@ pub fn run(args: Args) -> Result<()> {
         dtype
     );
     Ok(())
-}
-
-/// Refuses weights a model cannot run with: NaN or infinite values, and with `f16`
-/// storage, values beyond its range (±65504).
-pub fn check_weights(model: &ModelFile, dtype: DType) -> Result<()> {
-    for t in &model.tensors {
-        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
-            bail!(
-                "tensor {}: value {} at index {i} is not finite; a model needs finite weights",
-                t.name,
-                t.data[i]
-            );
-        }
-        if dtype == DType::F16 {
-            if let Some(i) = t
-                .data
-                .iter()
-                .position(|v| v.abs() > f32::from(half::f16::MAX))
-            {
-                bail!(
-                    "tensor {}: value {} at index {i} is beyond f16 range (±65504); keep --dtype f32",
-                    t.name,
-                    t.data[i]
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Encodes `model` in `format`.
-pub fn encode(model: &mut ModelFile, format: Format, dtype: DType, strip: bool) -> Result<Vec<u8>> {
-    Ok(match format {
-        Format::V1 => {
-            if strip {
-                model.class_names.clear();
-                model.feature_names.clear();
-                model.metadata.clear();
-            }
-            model.to_v1_bytes(dtype).map_err(|e| {
-                let hint = if matches!(e, aether_rvne::Error::NotV1Expressible { reason } if reason.contains("names")) {
-                    " (pass --strip-names to drop them)"
-                } else {
-                    ""
-                };
-                anyhow!("{e}{hint}")
-            })?
-        }
-        Format::V2 => model.to_v2_bytes(dtype)?,
-        Format::Safetensors => to_safetensors(model, dtype)?,
-    })
 }
 
 fn apply_flags(model: &mut ModelFile, a: &Args) -> Result<()> {

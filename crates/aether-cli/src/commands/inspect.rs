@@ -11,7 +11,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
 use crate::fsutil::read_model_file;
-use crate::model_formats::{load_any, meta_to_json, MissingMetadata};
+use aether_pipeline::model_formats::{load_any, meta_to_json, MissingMetadata};
 
 /// Arguments of `aether inspect`.
 #[derive(clap::Args)]

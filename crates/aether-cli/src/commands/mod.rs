@@ -1,6 +1,6 @@
 //! One module per `aether` verb; each has `Args` (clap) and `run`, and imports no other
 //! verb: shared code lives in the `aether-pipeline` library or in the crate's non-verb
-//! modules (`args`, `fsutil`, `model_formats`, `progress`, `values`).
+//! modules (`args`, `fsutil`, `progress`, `values`).
 
 pub mod adapt;
 pub mod baseline;

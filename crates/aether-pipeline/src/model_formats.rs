@@ -1,8 +1,9 @@
-//! Model files beyond `.rvne`: safetensors in and out, and the model JSON document
-//! (dims, architecture, pattern, names, metadata) that travels with them.
+//! Model files in every format: `.rvne` v1 / v2 and safetensors in and out, the weight
+//! checks a written model must pass, and the model JSON document (dims, architecture,
+//! pattern, names, metadata) that travels with them.
 //!
-//! `convert` writes and reads these; `inspect` describes a safetensors file with the
-//! same reader and prints the same JSON document, so both verbs agree on every field.
+//! `aether convert` / `inspect` and the Python package's `Model.save` / `info` all come
+//! here, so they agree on every byte and every field.
 
 use std::collections::HashMap;
 
@@ -205,38 +206,134 @@ fn reorder(model: &mut ModelFile) -> Result<()> {
     Ok(())
 }
 
-fn yes(b: bool) -> Value {
-    Value::Bool(b)
+/// An output format of [`encode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `.rvne` version 1 (fixed architecture; refused if the model needs more).
+    V1,
+    /// `.rvne` version 2 (self-describing).
+    V2,
+    /// safetensors (docs/model.md tensor names, model JSON in the metadata map).
+    Safetensors,
 }
 
-/// The model JSON document (dims, architecture, pattern, names, metadata).
-pub fn meta_to_json(model: &ModelFile) -> Value {
-    let m = &model.meta;
-    let d = &m.dims;
-    let a = &m.arch;
-    let p = &m.pattern;
-    json!({
+/// Why [`check_weights`] refuses a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WeightError {
+    /// A NaN or infinite weight.
+    #[error("tensor {tensor}: value {value} at index {index} is not finite; a model needs finite weights")]
+    NotFinite {
+        /// Tensor name.
+        tensor: String,
+        /// Element index.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+    /// A weight beyond the f16 range, for f16 storage.
+    #[error("tensor {tensor}: value {value} at index {index} is beyond f16 range (±65504)")]
+    BeyondF16 {
+        /// Tensor name.
+        tensor: String,
+        /// Element index.
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+}
+
+/// Refuses weights a model cannot run with: NaN or infinite values, and with `f16`
+/// storage, values beyond its range (±65504).
+pub fn check_weights(model: &ModelFile, dtype: DType) -> std::result::Result<(), WeightError> {
+    for t in &model.tensors {
+        if let Some(i) = t.data.iter().position(|v| !v.is_finite()) {
+            return Err(WeightError::NotFinite {
+                tensor: t.name.clone(),
+                index: i,
+                value: t.data[i],
+            });
+        }
+        if dtype == DType::F16 {
+            if let Some(i) = t
+                .data
+                .iter()
+                .position(|v| v.abs() > f32::from(half::f16::MAX))
+            {
+                return Err(WeightError::BeyondF16 {
+                    tensor: t.name.clone(),
+                    index: i,
+                    value: t.data[i],
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Encodes `model` in `format` with weights stored as `dtype`; `strip` drops class and
+/// feature names and free metadata for v1 (which cannot hold them). Format errors keep
+/// their `aether_rvne::Error` as the source (callers add hints, e.g. for
+/// `NotV1Expressible`). Check the weights first ([`check_weights`]).
+pub fn encode(model: &mut ModelFile, format: Format, dtype: DType, strip: bool) -> Result<Vec<u8>> {
+    Ok(match format {
+        Format::V1 => {
+            if strip {
+                model.class_names.clear();
+                model.feature_names.clear();
+                model.metadata.clear();
+            }
+            model.to_v1_bytes(dtype)?
+        }
+        Format::V2 => model.to_v2_bytes(dtype)?,
+        Format::Safetensors => to_safetensors(model, dtype)?,
+    })
+}
+
+/// Whether `e` is the v1 writer refusing class or feature names (v1 cannot hold them).
+pub fn is_v1_names_refusal(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<aether_rvne::Error>(),
+        Some(aether_rvne::Error::NotV1Expressible { reason }) if reason.contains("names"))
+}
+
+/// The `dims`, `architecture` and `pattern` sections of the model JSON document.
+pub fn meta_sections(m: &ModelMeta) -> Map<String, Value> {
+    let (d, a, p) = (&m.dims, &m.arch, &m.pattern);
+    let v = json!({
         "dims": {
             "input_dim": d.input_dim, "d_model": d.d_model, "q_heads": d.q_heads,
             "kv_heads": d.kv_heads, "head_dim": d.head_dim, "layers": d.layers,
             "classes": d.classes, "mlp_hidden": d.mlp_hidden,
         },
         "architecture": {
-            "input_norm": yes(a.input_norm), "embed": yes(a.embed),
+            "input_norm": a.input_norm, "embed": a.embed,
             "positional": match a.positional { Positional::None => "none", Positional::Sinusoidal => "sinusoidal" },
-            "pre_norm": yes(a.pre_norm), "biases": yes(a.biases), "final_norm": yes(a.final_norm),
+            "pre_norm": a.pre_norm, "biases": a.biases, "final_norm": a.final_norm,
             "pooling": match a.pooling { Pooling::Mean => "mean", Pooling::Last => "last" },
             "attention": match a.attention { AttentionBackend::Sparse => "sparse", AttentionBackend::Dense => "dense" },
-            "running_norm": yes(a.running_norm),
+            "running_norm": a.running_norm,
         },
         "pattern": {
             "window": p.window, "block_size": p.block_size, "global_tokens": p.globals(),
             "causal": p.causal, "log_stride": p.log_stride, "landmarks": p.landmarks,
         },
-        "class_names": model.class_names,
-        "feature_names": model.feature_names,
-        "metadata": model.metadata.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-    })
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The model JSON document (dims, architecture, pattern, names, metadata).
+pub fn meta_to_json(model: &ModelFile) -> Value {
+    let mut doc = meta_sections(&model.meta);
+    doc.insert("class_names".into(), json!(model.class_names));
+    doc.insert("feature_names".into(), json!(model.feature_names));
+    doc.insert(
+        "metadata".into(),
+        model.metadata.iter().map(|(k, v)| json!([k, v])).collect(),
+    );
+    Value::Object(doc)
 }
 
 fn obj<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
