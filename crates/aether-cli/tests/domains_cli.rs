@@ -389,6 +389,100 @@ fn features_read_intel5300_and_esp_csi_logs() {
     assert_eq!(csv.lines().count(), 31);
 }
 
+/// A little-endian, microsecond, Ethernet pcap of nexmon_csi packets (`None`: a DNS
+/// packet to port 53), each CSI value `(re, im)` given; written from docs/readers.md.
+fn nexmon_pcap(packets: &[Option<Vec<(i16, i16)>>]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+        b.extend(v.to_le_bytes());
+    }
+    for (i, p) in packets.iter().enumerate() {
+        let (port, payload) = match p {
+            Some(csi) => {
+                let mut pl = Vec::new();
+                pl.extend(0x1111u16.to_le_bytes());
+                pl.extend([(-45i8) as u8, 0x08, 2, 0x11, 0x22, 0x33, 0x44, 0x55]);
+                pl.extend((i as u16).to_le_bytes());
+                pl.extend([0, 0, 0x06, 0x10, 0x65, 0x00]);
+                for (re, im) in csi {
+                    pl.extend(re.to_le_bytes());
+                    pl.extend(im.to_le_bytes());
+                }
+                (5500u16, pl)
+            }
+            None => (53, b"query".to_vec()),
+        };
+        let mut f = vec![0xffu8; 6];
+        f.extend([2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0]);
+        f.extend(((28 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend(5500u16.to_be_bytes());
+        f.extend(port.to_be_bytes());
+        f.extend(((8 + payload.len()) as u16).to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(&payload);
+        for v in [1_700_000_000 + i as u32, 0, f.len() as u32, f.len() as u32] {
+            b.extend(v.to_le_bytes());
+        }
+        b.extend(f);
+    }
+    b
+}
+
+#[test]
+fn features_read_nexmon_pcap_captures() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in").join("sit");
+    std::fs::create_dir_all(&input).unwrap();
+    let csi = |k: i16| -> Vec<(i16, i16)> {
+        (0..64)
+            .map(|i| ((i * 5 + k) % 31 - 15, (i + 2 * k) % 17 - 8))
+            .collect()
+    };
+    let mut packets: Vec<Option<Vec<(i16, i16)>>> = (0..30).map(|k| Some(csi(k))).collect();
+    packets.insert(4, None);
+    packets.push(Some(vec![(1, 1); 10])); // not 64/128/256/512 subcarriers: skipped
+    std::fs::write(input.join("sit_1.pcap"), nexmon_pcap(&packets)).unwrap();
+    let amp = dir.path().join("amp");
+    let text = ok(&aether(&[
+        "features",
+        "--input",
+        s(&dir.path().join("in")),
+        "--out",
+        s(&amp),
+        "--amplitudes",
+    ]));
+    assert!(text.contains("64 raw |I+jQ| values per record"), "{text}");
+    assert!(text.contains("2 records skipped"), "{text}");
+    let csv = std::fs::read_to_string(amp.join("sit").join("sit_1.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("rx0_tx0_sc0,rx0_tx0_sc1,"));
+    let rows: Vec<Vec<f32>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 30);
+    for (k, row) in rows.iter().enumerate() {
+        for (sc, &(re, im)) in csi(k as i16).iter().enumerate() {
+            let m = (f32::from(re).powi(2) + f32::from(im).powi(2)).sqrt();
+            assert_eq!(row[sc], m, "packet {k} subcarrier {sc}");
+        }
+    }
+    let feats = dir.path().join("feats");
+    let text = ok(&aether(&[
+        "features",
+        "--input",
+        s(&dir.path().join("in")),
+        "--out",
+        s(&feats),
+    ]));
+    assert!(text.contains("16 features per frame"), "{text}");
+    let csv = std::fs::read_to_string(feats.join("sit").join("sit_1.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 31);
+}
+
 #[test]
 fn baseline_runs_the_same_group_protocols() {
     let dir = tempfile::tempdir().unwrap();

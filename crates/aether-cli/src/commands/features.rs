@@ -6,6 +6,9 @@
 //! - an Intel 5300 CSI Tool log (`.dat`): the records with the file's most common
 //!   receive-chain count, transmit stream 0, each receive chain an antenna;
 //! - an esp-csi serial log (`CSI_DATA,…` lines; `.txt`, `.log` or any file holding them);
+//! - a Nexmon CSI capture (`.pcap`, or any file with a pcap magic): the nexmon_csi
+//!   packets of the file's most common subcarrier count, one antenna (each packet is one
+//!   core and spatial stream);
 //! - a `.csv` of per-subcarrier amplitudes (header + one row per frame).
 //!
 //! Every format goes through the one extractor of `aether_data::features`
@@ -31,7 +34,7 @@ use aether_data::features::{
     capture_features, extract_amplitude_frames, extract_amplitude_rows, feature_names,
     FeatureConfig,
 };
-use aether_data::readers::{amplitude_matrix, esp_csi, intel5300, CsiShape};
+use aether_data::readers::{amplitude_matrix, esp_csi, intel5300, nexmon, CsiShape};
 use aether_data::wire::{parse_capture, CaptureReport, RAW_CSI_MAGIC};
 use anyhow::{bail, Context, Result};
 
@@ -77,6 +80,7 @@ enum Format {
     Capture,
     Intel5300,
     EspCsi,
+    Nexmon,
     AmplitudeCsv,
 }
 
@@ -89,7 +93,14 @@ fn format_of(path: &Path, bytes: &[u8]) -> Format {
     if bytes.len() >= 4 && bytes[..4] == RAW_CSI_MAGIC.to_le_bytes() {
         return Format::Capture;
     }
+    let pcap_magic = bytes.len() >= 4
+        && matches!(
+            u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+            0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1
+        );
     match ext.as_str() {
+        "pcap" => Format::Nexmon,
+        _ if pcap_magic => Format::Nexmon,
         "dat" => Format::Intel5300,
         "csv" if !contains(bytes, b"CSI_DATA,") => Format::AmplitudeCsv,
         _ if contains(bytes, b"CSI_DATA,") => Format::EspCsi,
@@ -261,6 +272,20 @@ fn file_features(
                     },
                     rows,
                 )
+            }
+        }
+        Format::Nexmon => {
+            let log = match nexmon::parse_pcap(&bytes) {
+                Ok(l) => l,
+                Err(e) => return Ok(Err(format!("Nexmon capture: {e}"))),
+            };
+            t.other_records += log.skipped.len() + log.other_packets;
+            match amplitude_matrix(&log.records) {
+                Some(m) => {
+                    t.other_shape += m.other_shape;
+                    (m.shape, m.rows)
+                }
+                None => return Ok(Err("no nexmon_csi packet (UDP port 5500)".into())),
             }
         }
         Format::EspCsi => {

@@ -2,9 +2,8 @@
 //!
 //! * [`intel5300`]: Linux 802.11n CSI Tool `.dat` logs (Intel 5300, beamforming
 //!   records `0xBB`);
-//! * [`esp_csi`]: Espressif `esp-csi` serial console logs (`CSI_DATA,…` lines).
-//!
-//! Nexmon CSI pcap is not read yet (docs/readers.md).
+//! * [`esp_csi`]: Espressif `esp-csi` serial console logs (`CSI_DATA,…` lines);
+//! * [`nexmon`]: Nexmon CSI captures (pcap of the UDP packets to port 5500).
 //!
 //! Every reader turns `&[u8]` into a log of typed records, never panics, keeps
 //! the metadata the file holds (timestamps, RSSI, noise, AGC …) and counts what
@@ -26,6 +25,7 @@
 
 pub mod esp_csi;
 pub mod intel5300;
+pub mod nexmon;
 
 /// The shape of one record's CSI: receive chains × transmit streams × subcarriers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
