@@ -136,6 +136,18 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
 /// matrix routines (every SIMD level gives the same bits).
 pub use aether_kernel::simd::{vec_mat, vec_mat_add};
 
+/// Index of the largest logit (the first on ties; 0 for an empty slice): the class
+/// every front end (training, evaluation, `classify`, the service, Python) reports.
+pub fn argmax(z: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in z.iter().enumerate() {
+        if v > z[best] {
+            best = i;
+        }
+    }
+    best
+}
+
 /// The mean and reciprocal standard deviation `1/sqrt(var + LN_EPS)` (population
 /// variance) of one row: the statistics of every layer norm, in training and inference.
 #[inline]
@@ -250,6 +262,14 @@ pub fn softmax(logits: &[f32], out: &mut [f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_largest() {
+        assert_eq!(argmax(&[]), 0);
+        assert_eq!(argmax(&[0.5, 2.0, -1.0, 2.0]), 1);
+        assert_eq!(argmax(&[-3.0, -2.0]), 1);
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+    }
 
     #[test]
     fn dot_matches_naive_on_odd_lengths() {

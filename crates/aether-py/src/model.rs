@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aether_head::live::{KvPrecision, StreamSettings, DEFAULT_CAPACITY, DEFAULT_HORIZON};
-use aether_head::math::softmax;
+use aether_head::math::{argmax, softmax};
 use aether_head::{EvictionPolicy, HeadError, LiveStream, TemporalHead};
 use aether_quant::{QLiveStream, QStream, QuantError, QuantHead};
 use aether_rvne::BlobView;
@@ -280,20 +280,6 @@ pub fn softmax_rows(logits: &[f32], c: usize) -> Vec<f32> {
         softmax(l, o);
     }
     p
-}
-
-/// Index of the largest value (first on ties), as `aether classify` picks the class.
-pub fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 #[pymethods]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aether_data::features::FeatureStream;
 use aether_data::wire::{Classification, FeatureState, RawCsiRef};
-use aether_head::math::softmax;
+use aether_head::math::{argmax, softmax};
 use crossbeam_channel::{Receiver, Sender};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -1032,16 +1032,6 @@ fn record_row(r: &RecordSink, node: &mut Node, feats: &[f32]) {
             l.dropped += 1;
         }
     }
-}
-
-fn argmax(x: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in x.iter().enumerate() {
-        if *v > x[best] {
-            best = i;
-        }
-    }
-    best
 }
 
 /// `(top probability's log-odds proxy, margin)` from probabilities: the classification

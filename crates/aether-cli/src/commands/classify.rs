@@ -23,7 +23,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use aether_data::dataset::{is_raw_capture, CsvReader, DataError};
-use aether_head::math::softmax;
+use aether_head::math::{argmax, softmax};
 use aether_head::{LiveStream, RollingWindow};
 use aether_pipeline::{Attention, LoadedModel};
 use aether_quant::{QLiveStream, QWorkspace};
@@ -61,19 +61,6 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     pub stream_settings: StreamArgs,
-}
-
-fn argmax(x: &[f32]) -> usize {
-    x.iter()
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
-            if v > bv {
-                (i, v)
-            } else {
-                (bi, bv)
-            }
-        })
-        .0
 }
 
 struct Printer<'n> {

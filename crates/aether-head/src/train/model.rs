@@ -135,16 +135,7 @@ impl Plans {
 /// `log Σ exp(z)` and the softmax of `z` into `p` (the deployed head's softmax).
 pub(crate) use crate::math::softmax;
 
-/// Index of the largest logit (the first on ties; 0 for an empty slice).
-pub fn argmax(z: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in z.iter().enumerate() {
-        if v > z[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use crate::math::argmax;
 
 impl Model {
     /// A freshly initialised model for `arch` (see [`Layout`] for the scheme), input
