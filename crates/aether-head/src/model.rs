@@ -23,7 +23,7 @@ use crate::config::{AttentionBackend, HeadConfig, Pooling, Positional};
 use crate::error::{try_vec, HeadError, Result};
 use crate::math::{
     add_positional_with, gelu, layer_norm, layer_norm_in_place, normalise_input,
-    positional_denominators_into, vec_mat, vec_mat_add, RunningNorm,
+    positional_steps_into, vec_mat, vec_mat_add, RunningNorm,
 };
 use crate::weights::{LayerWeights, Weights};
 
@@ -33,7 +33,7 @@ pub struct TemporalHead<'a> {
     cfg: HeadConfig,
     weights: Weights<'a>,
     /// Divisors of the positional signal (empty without one).
-    pe_den: Vec<f64>,
+    pe_steps: Vec<u64>,
 }
 
 /// Checks `frames` (`n·F` values, row-major) and returns `n`; refuses a partial frame
@@ -325,14 +325,14 @@ impl Workspace {
     }
 }
 
-/// The positional denominators of a sinusoidal head (empty otherwise), allocated fallibly.
-fn pe_den(cfg: &HeadConfig) -> Result<Vec<f64>> {
+/// The positional phase steps of a sinusoidal head (empty otherwise), allocated fallibly.
+fn pe_steps(cfg: &HeadConfig) -> Result<Vec<u64>> {
     if cfg.positional != Positional::Sinusoidal {
         return Ok(Vec::new());
     }
-    let mut den = try_vec(cfg.d_model, 0.0, "positional denominators")?;
-    positional_denominators_into(&mut den);
-    Ok(den)
+    let mut steps = try_vec(cfg.d_model, 0, "positional steps")?;
+    positional_steps_into(&mut steps);
+    Ok(steps)
 }
 
 impl<'a> TemporalHead<'a> {
@@ -367,11 +367,11 @@ impl<'a> TemporalHead<'a> {
                 detail: alloc::format!("{got} tensors given, the config names {want}"),
             });
         }
-        let pe_den = pe_den(&cfg)?;
+        let pe_steps = pe_steps(&cfg)?;
         Ok(Self {
             cfg,
             weights,
-            pe_den,
+            pe_steps,
         })
     }
 
@@ -417,7 +417,7 @@ impl<'a> TemporalHead<'a> {
         TemporalHead {
             cfg: self.cfg,
             weights: self.weights.into_owned(),
-            pe_den: self.pe_den,
+            pe_steps: self.pe_steps,
         }
     }
 
@@ -466,7 +466,7 @@ impl<'a> TemporalHead<'a> {
             None => x.copy_from_slice(u),
         }
         if self.cfg.positional == Positional::Sinusoidal {
-            add_positional_with(t, &self.pe_den, x);
+            add_positional_with(t, &self.pe_steps, x);
         }
     }
 

@@ -443,7 +443,14 @@ pub(crate) fn check_out(
 /// (every level gives the same bits: the same adds in the same order; an exact
 /// `1·x + y` FMA is the plain add). A column whose sum overflows is recomputed
 /// as `Σ (x / count)`, so finite keys and values give finite means.
-fn block_means(level: SimdLevel, x: &[f32], n: usize, w: usize, bs: usize, out: &mut [f32]) {
+pub(crate) fn block_means(
+    level: SimdLevel,
+    x: &[f32],
+    n: usize,
+    w: usize,
+    bs: usize,
+    out: &mut [f32],
+) {
     dispatch(level, BlockMeans { x, n, w, bs, out });
 }
 

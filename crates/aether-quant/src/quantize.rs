@@ -243,7 +243,7 @@ fn vec_mat(x: &[f32], w: &[f32], b: Option<&[f32]>, out: &mut [f32]) {
 }
 
 // The float head's own primitives, so calibration sees the deployed float activations.
-use aether_head::math::{add_positional_with, gelu, layer_norm, positional_denominators};
+use aether_head::math::{add_positional_with, gelu, layer_norm, positional_steps};
 
 impl FloatRef {
     /// The float reference of `model` (f32 or f16 storage; an int8 model is refused).
@@ -300,7 +300,7 @@ impl FloatRef {
         // Steps 0–3.
         let mut x = vec![0.0f32; n * dm];
         let mut running = aether_head::RunningNorm::new(f);
-        let den = positional_denominators(dm);
+        let steps = positional_steps(dm);
         for t in 0..n {
             let mut u = frames[t * f..(t + 1) * f].to_vec();
             for (mx, v) in loc.raw.iter_mut().zip(&u) {
@@ -324,7 +324,7 @@ impl FloatRef {
                 None => row.copy_from_slice(&u),
             }
             if a.positional == Positional::Sinusoidal {
-                add_positional_with(t, &den, row);
+                add_positional_with(t, &steps, row);
             }
             amax(&mut loc.residual, row);
         }

@@ -126,10 +126,10 @@ pub(crate) fn gelu_grad_with_tanh(z: f32, t: f32) -> f32 {
 /// Sinusoidal table `[n, d]`: `pe(t)[2c] = sin(t/10000^(2c/d))`, `pe(t)[2c+1] = cos(…)`,
 /// row `t` built by the deployed head's [`crate::math::add_positional_with`] (same bits).
 pub(crate) fn positional_table(n: usize, d: usize) -> Vec<f32> {
-    let den = crate::math::positional_denominators(d);
+    let steps = crate::math::positional_steps(d);
     let mut pe = vec![0.0f32; n * d];
     for (t, row) in pe.chunks_exact_mut(d).enumerate() {
-        crate::math::add_positional_with(t, &den, row);
+        crate::math::add_positional_with(t, &steps, row);
     }
     pe
 }

@@ -123,6 +123,9 @@ fn scores_g<I: simd::Isa, R: RowOffsets, const H: usize>(
     c0: usize,
 ) {
     let d = dim;
+    if I::SCALAR && H == 4 {
+        return scores4_scalar(q, g, d, scale, s, nc, c0);
+    }
     for c in 0..g.n {
         let o = g.rows.off(c);
         let kr = &g.x[o..o + d];
@@ -136,6 +139,138 @@ fn scores_g<I: simd::Isa, R: RowOffsets, const H: usize>(
                 s[j * nc + c0 + c] = simd::dot_g::<I>(&q[j * d..(j + 1) * d], kr, d) * scale;
             }
         }
+    }
+}
+
+/// [`scores_g`] with four heads at the [`simd::Scalar`] level: for each head the 16 lane
+/// sums of [`dot4_k`] (lane `l` sums `q[e + l]·k[e + l]` over the chunks `e` it covers)
+/// and the pairwise reduction of `Scalar::reduce_add`, one head at a time so the lanes
+/// fit scalar registers (the generic loop keeps 64 lanes live and spills them).
+///
+/// The same products and sums in the same order as the generic loop, except that a lane
+/// starts from its first product rather than from `0 + product`: the two differ only in
+/// the sign of an exactly zero lane, which can change only the sign of an exactly zero
+/// score, and `exp(±0 − m)` is the same, so no output bit changes (and this is what the
+/// scalar level computes on every platform, host and node alike).
+#[inline(always)]
+fn scores4_scalar<R: RowOffsets>(
+    q: &[f32],
+    g: Group<'_, R>,
+    d: usize,
+    scale: f32,
+    s: &mut [f32],
+    nc: usize,
+    c0: usize,
+) {
+    const L: usize = simd::LANES;
+    for c in 0..g.n {
+        let o = g.rows.off(c);
+        let kr = &g.x[o..o + d];
+        for j in 0..4 {
+            let qj = &q[j * d..(j + 1) * d];
+            #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+            if d.is_multiple_of(L) {
+                s[j * nc + c0 + c] = simd::arm_vfp::dot16_lanes(qj, kr) * scale;
+                continue;
+            }
+            // Constant lane indices only, so `w` stays in registers.
+            let mut w = [0.0f32; L];
+            let mut e = 0;
+            if d >= L {
+                let (qc, kc) = (&qj[..L], &kr[..L]);
+                for l in 0..L {
+                    w[l] = qc[l] * kc[l];
+                }
+                e = L;
+            }
+            while e + L <= d {
+                let (qc, kc) = (&qj[e..e + L], &kr[e..e + L]);
+                for l in 0..L {
+                    w[l] += qc[l] * kc[l];
+                }
+                e += L;
+            }
+            if e < d {
+                let (qc, kc) = (&qj[e..], &kr[e..]);
+                for l in 0..L {
+                    if l < qc.len() {
+                        w[l] += qc[l] * kc[l];
+                    }
+                }
+            }
+            let mut len = L;
+            while len > 1 {
+                len /= 2;
+                for i in 0..len {
+                    w[i] += w[i + len];
+                }
+            }
+            s[j * nc + c0 + c] = w[0] * scale;
+        }
+    }
+}
+
+/// [`values_g`] at the [`simd::Scalar`] level: output tiles of `T` columns × `H` heads
+/// accumulate in scalar registers over all candidates (the generic loop's `2·LANES × H`
+/// accumulators do not fit and go through memory). Each output element still adds
+/// `w·v` candidate by candidate from the same start, so the bits are those of the
+/// generic loop.
+#[inline(always)]
+fn values_scalar<R: RowOffsets, const H: usize, const T: usize>(
+    s: &[f32],
+    nc: usize,
+    c0: usize,
+    g: Group<'_, R>,
+    d: usize,
+    o: &mut [f32],
+    first: bool,
+) {
+    // Each head's weights of these candidates, sliced once (no bounds check per use).
+    let mut wr = [&s[..0]; H];
+    for (j, r) in wr.iter_mut().enumerate() {
+        *r = &s[j * nc + c0..j * nc + c0 + g.n];
+    }
+    let mut e = 0;
+    while e + T <= d {
+        let mut acc = [[0.0f32; T]; H];
+        if !first {
+            for (j, a) in acc.iter_mut().enumerate() {
+                a.copy_from_slice(&o[j * d + e..j * d + e + T]);
+            }
+        }
+        for c in 0..g.n {
+            let off = g.rows.off(c) + e;
+            let v: &[f32; T] = g.x[off..off + T].try_into().expect("T values");
+            for (a, w) in acc.iter_mut().zip(&wr) {
+                let w = w[c];
+                for l in 0..T {
+                    a[l] += w * v[l];
+                }
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            o[j * d + e..j * d + e + T].copy_from_slice(a);
+        }
+        e += T;
+    }
+    // The last `d mod T` columns one at a time.
+    while e < d {
+        let mut acc = [0.0f32; H];
+        if !first {
+            for (j, a) in acc.iter_mut().enumerate() {
+                *a = o[j * d + e];
+            }
+        }
+        for c in 0..g.n {
+            let v = g.x[g.rows.off(c) + e];
+            for (a, w) in acc.iter_mut().zip(&wr) {
+                *a += w[c] * v;
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            o[j * d + e] = *a;
+        }
+        e += 1;
     }
 }
 
@@ -221,6 +356,12 @@ fn values_g<I: simd::Isa, R: RowOffsets, const H: usize>(
 ) {
     const L: usize = simd::LANES;
     let d = dim;
+    if I::SCALAR {
+        if H == 4 {
+            return values_scalar::<R, H, 4>(s, nc, c0, g, d, o, first);
+        }
+        return values_scalar::<R, H, 16>(s, nc, c0, g, d, o, first);
+    }
     let mut e = 0;
     while e < d {
         let width = if e + 2 * L <= d {

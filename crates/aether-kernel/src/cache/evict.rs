@@ -121,16 +121,23 @@ impl<S: KvElem> KvCacheOf<S> {
             self.flags[slot] = 0;
         }
         self.len += 1;
+        // The block sums run in f32 over rows pre-scaled by 2^-k (2^k ≥ block size), which
+        // cannot overflow; scaling by a power of two commutes with rounding (outside the
+        // subnormal range), so the mean `(Σ 2^-k·x / B)·2^k` has the bits of the whole
+        // sequence's `Σ x / B` (`block_means`) whenever that sum is finite. No f64: it is
+        // software arithmetic on single-precision FPUs (a Cortex-M4F push spent 12 k
+        // instructions on it).
+        let (down, up) = block_scales(self.block_size);
         for (a, &x) in self.acc_k.iter_mut().zip(k_row) {
-            *a += f64::from(x);
+            *a += x * down;
         }
         for (a, &x) in self.acc_v.iter_mut().zip(v_row) {
-            *a += f64::from(x);
+            *a += x * down;
         }
         self.acc_n += 1;
         if self.acc_n == self.block_size {
             let ls = self.completed % self.lm_slots;
-            let inv = 1.0 / self.acc_n as f64;
+            let cnt = self.acc_n as f32;
             let dst_k = &mut self.lm_k[ls * r..(ls + 1) * r];
             let dst_v = &mut self.lm_v[ls * r..(ls + 1) * r];
             // Convert the means through a tiny f32 buffer, one head at a time.
@@ -138,11 +145,11 @@ impl<S: KvElem> KvCacheOf<S> {
             let buf = &mut self.scratch.row;
             for h in 0..self.kv_heads {
                 for (b, a) in buf.iter_mut().zip(&self.acc_k[h * d..(h + 1) * d]) {
-                    *b = (a * inv) as f32;
+                    *b = a / cnt * up;
                 }
                 S::store(&buf[..d], &mut dst_k[h * d..(h + 1) * d], hw);
                 for (b, a) in buf.iter_mut().zip(&self.acc_v[h * d..(h + 1) * d]) {
-                    *b = (a * inv) as f32;
+                    *b = a / cnt * up;
                 }
                 S::store(&buf[..d], &mut dst_v[h * d..(h + 1) * d], hw);
             }
@@ -202,4 +209,15 @@ impl<S: KvElem> KvCacheOf<S> {
         self.contiguous = false;
         Ok(())
     }
+}
+
+/// `(2^-k, 2^k)` for the smallest `k` with `2^k ≥ block_size` (exact powers of two).
+fn block_scales(block_size: usize) -> (f32, f32) {
+    let k = block_size
+        .checked_next_power_of_two()
+        .map_or(usize::BITS, |p| p.trailing_zeros());
+    (
+        f32::from_bits((127 - k) << 23),
+        f32::from_bits((127 + k) << 23),
+    )
 }

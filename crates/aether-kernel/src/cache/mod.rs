@@ -98,9 +98,9 @@ pub struct KvCacheOf<S: KvElem> {
     lm_v: Vec<S>,
     /// Complete blocks so far.
     completed: usize,
-    /// Running sums of the block in progress.
-    acc_k: Vec<f64>,
-    acc_v: Vec<f64>,
+    /// Running sums of the block in progress (rows scaled by `2^-k ≤ 1 / block_size`).
+    acc_k: Vec<f32>,
+    acc_v: Vec<f32>,
     acc_n: usize,
     scratch: Scratch,
     /// SIMD level of `push` and `decode` (the detected one unless set).
@@ -344,7 +344,7 @@ impl<S: KvElem> KvCacheOf<S> {
             + (self.mass.capacity() + s.scores.capacity() + s.row.capacity() + s.conv.capacity())
                 * size_of::<f32>()
             + self.flags.capacity()
-            + (self.acc_k.capacity() + self.acc_v.capacity()) * size_of::<f64>()
+            + (self.acc_k.capacity() + self.acc_v.capacity()) * size_of::<f32>()
     }
 
     /// Forgets every position (keeps the allocations).
@@ -584,6 +584,53 @@ mod tests {
         assert_eq!(c.landmark_blocks(), 0..0);
         c.push(&[1.0], &[1.0]).unwrap();
         assert_eq!(c.len(), 1);
+    }
+
+    /// The streamed landmark means are the whole sequence's `block_means`, bit for bit,
+    /// for power-of-two and other block sizes, values of every magnitude included.
+    #[test]
+    fn landmark_means_equal_the_whole_sequence_block_means() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let m = ((seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+            m * [1e-3, 1.0, 1e3, 1e30][(seed & 3) as usize]
+        };
+        for bs in [1, 2, 3, 5, 8, 16, 24] {
+            let (heads, dim, n) = (2, 3, 4 * bs + 1);
+            let w = heads * dim;
+            let k: Vec<f32> = (0..n * w).map(|_| next()).collect();
+            let v: Vec<f32> = (0..n * w).map(|_| next()).collect();
+            let mut c = KvCache::new(n, heads, dim, bs);
+            for t in 0..n {
+                c.push(&k[t * w..(t + 1) * w], &v[t * w..(t + 1) * w])
+                    .unwrap();
+            }
+            let blocks = n / bs;
+            for (x, lm) in [(&k, &c.lm_k), (&v, &c.lm_v)] {
+                let mut want = vec![0.0f32; blocks * w];
+                crate::sparse::block_means(
+                    simd::SimdLevel::Scalar,
+                    x,
+                    blocks * bs,
+                    w,
+                    bs,
+                    &mut want,
+                );
+                for b in 0..blocks {
+                    let slot = b % c.lm_slots;
+                    let got = &lm[slot * w..(slot + 1) * w];
+                    let bits = |r: &[f32]| r.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(got),
+                        bits(&want[b * w..(b + 1) * w]),
+                        "bs {bs} block {b}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -316,12 +316,17 @@ pub(crate) trait Isa: Copy {
     fn exp(x: Self::V) -> Self::V;
     /// Whether the matrix kernels of [`linalg`] fuse `a·b + c` (`mul_add`) at this level.
     const FUSED: bool;
+    /// Whether this is the portable [`Scalar`] level, whose decode loops are arranged for
+    /// scalar registers (same operations per element, so the same bits).
+    const SCALAR: bool = false;
 }
 
 mod f16;
 pub mod linalg;
 mod scalar;
 pub(crate) use f16::{f16_bits_to_f32, f16_rows_to_f32, f16c_available, f32_to_f16};
+#[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
+pub(crate) use linalg::arm_vfp;
 pub use linalg::{add_rows, col_sum_acc, gemm_acc, gemm_tn_acc, vec_mat, vec_mat_add};
 pub use scalar::fast_exp;
 pub(crate) use scalar::Scalar;

@@ -9,10 +9,11 @@ pub(crate) struct Scalar;
 
 /// Scalar fast exp, the same algorithm as the vector paths (error bound in the module docs).
 #[inline(always)]
-// max/min on purpose: unlike `clamp`, they never panic and map a NaN input to a bound.
-#[allow(clippy::manual_clamp)]
 pub fn fast_exp(x: f32) -> f32 {
-    let xc = x.max(EXP_LO).min(EXP_HI);
+    // Comparisons, not `clamp` (which panics on NaN) nor `f32::max`/`min` (libcalls
+    // `fmaxf`/`fminf` on ARMv7E-M); the same values, a NaN input maps to EXP_LO.
+    let lo = if x > EXP_LO { x } else { EXP_LO };
+    let xc = if lo < EXP_HI { lo } else { EXP_HI };
     let t = xc * LOG2E + 0.5;
     let mut fi = t as i32;
     if (fi as f32) > t {
@@ -35,9 +36,22 @@ pub fn fast_exp(x: f32) -> f32 {
     }
 }
 
+/// `[f(0), …, f(LANES − 1)]` by a plain loop: `core::array::from_fn` is not always
+/// inlined (on thumbv7em LTO kept its `try_from_fn` out of line, a call and a copy
+/// through memory per vector operation).
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f32) -> [f32; LANES] {
+    let mut v = [0.0; LANES];
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = f(i);
+    }
+    v
+}
+
 impl Isa for Scalar {
     type V = [f32; LANES];
     const FUSED: bool = false;
+    const SCALAR: bool = true;
     #[inline(always)]
     fn zero() -> Self::V {
         [0.0; LANES]
@@ -70,23 +84,23 @@ impl Isa for Scalar {
     }
     #[inline(always)]
     fn add(a: Self::V, b: Self::V) -> Self::V {
-        core::array::from_fn(|i| a[i] + b[i])
+        lanes(|i| a[i] + b[i])
     }
     #[inline(always)]
     fn mul(a: Self::V, b: Self::V) -> Self::V {
-        core::array::from_fn(|i| a[i] * b[i])
+        lanes(|i| a[i] * b[i])
     }
     #[inline(always)]
     fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V {
-        core::array::from_fn(|i| a[i] * b[i] + c[i])
+        lanes(|i| a[i] * b[i] + c[i])
     }
     #[inline(always)]
     fn max(a: Self::V, b: Self::V) -> Self::V {
-        core::array::from_fn(|i| if a[i] > b[i] { a[i] } else { b[i] })
+        lanes(|i| if a[i] > b[i] { a[i] } else { b[i] })
     }
     #[inline(always)]
     fn min(a: Self::V, b: Self::V) -> Self::V {
-        core::array::from_fn(|i| if a[i] < b[i] { a[i] } else { b[i] })
+        lanes(|i| if a[i] < b[i] { a[i] } else { b[i] })
     }
     #[inline(always)]
     fn reduce_add(a: Self::V) -> f32 {
@@ -109,10 +123,10 @@ impl Isa for Scalar {
     }
     #[inline(always)]
     fn keep_first(a: Self::V, count: usize, fill: f32) -> Self::V {
-        core::array::from_fn(|i| if i < count { a[i] } else { fill })
+        lanes(|i| if i < count { a[i] } else { fill })
     }
     #[inline(always)]
     fn exp(x: Self::V) -> Self::V {
-        core::array::from_fn(|i| fast_exp(x[i]))
+        lanes(|i| fast_exp(x[i]))
     }
 }
