@@ -39,7 +39,7 @@ for t in "${targets[@]}"; do
     thumb*) qemu=(qemu-system-arm -machine mps2-an386 -cpu cortex-m4) ;;
     *) qemu=(qemu-system-riscv32 -machine virt -bios none) ;;
   esac
-  timeout 900 "${qemu[@]}" -nographic -icount shift=0 \
+  timeout 300 "${qemu[@]}" -nographic -icount shift=0 \
     -semihosting-config enable=on,target=native \
     -plugin "$work/icount.so" -d plugin -D "$work/$t.plugin" \
     -kernel "$work/$t.elf" >"$work/$t.out" 2>&1 || { echo "mcu-bench: $t run failed:"; cat "$work/$t.out"; exit 1; }

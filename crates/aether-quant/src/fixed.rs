@@ -28,8 +28,46 @@ pub fn rshift(x: i64, n: u32) -> i64 {
 /// overflows.
 #[inline(always)]
 pub fn requant(v: i64, m: i32, s: i32) -> i64 {
-    let v = v.clamp(-(i32::MAX as i64), i32::MAX as i64);
-    rshift(v * m as i64, (31 + s) as u32)
+    let v = v.clamp(-(i32::MAX as i64), i32::MAX as i64) as i32;
+    requant32(v, m, s)
+}
+
+/// [`requant`] of a `v` already within `±(2³¹−1)`, without 64-bit shifts when the total
+/// shift `n = 31 + s` is at least 33 (the usual case: scales below one).
+///
+/// With `p = v·m = hi·2³² + lo` (`0 ≤ lo < 2³²`) and `n = 32 + k`, `k ≥ 1`:
+/// `(p + 2^(n−1)) >> n = (hi + 2^(k−1)) >> k`, because `lo / 2³²` is less than one unit
+/// of `hi` and cannot carry past the floor (`|p| < 2⁶²`, so `|hi| < 2³⁰` and the sum
+/// fits an i32). The same value as the 64-bit formula for every input (tested).
+#[inline(always)]
+pub fn requant32(v: i32, m: i32, s: i32) -> i64 {
+    let p = v as i64 * m as i64;
+    let n = (31 + s) as u32;
+    if n >= 33 {
+        let hi = (p >> 32) as i32;
+        let k = n - 32;
+        ((hi + (1 << (k - 1))) >> k) as i64
+    } else {
+        rshift(p, n)
+    }
+}
+
+/// `(add + R(v, m, s)).clamp(lo, hi)` for a `v` within `±(2³¹−1)` and `|add| ≤ 2³⁰`: the
+/// value of the 64-bit expression, computed in i32 when the shift allows (see
+/// [`requant32`]: the rounded quotient is then below 2³⁰ in magnitude, so adding `add`
+/// cannot overflow).
+#[inline(always)]
+pub fn requant_clamp(v: i32, m: i32, s: i32, add: i32, lo: i32, hi: i32) -> i32 {
+    debug_assert!(add.unsigned_abs() <= 1 << 30 && lo <= hi);
+    let n = (31 + s) as u32;
+    if n >= 33 {
+        let h = ((v as i64 * m as i64) >> 32) as i32;
+        let k = n - 32;
+        ((h + (1 << (k - 1))) >> k) + add
+    } else {
+        (add as i64 + requant32(v, m, s)).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    }
+    .clamp(lo, hi)
 }
 
 /// Saturates to i16.
@@ -204,6 +242,79 @@ pub fn gelu_q12(z: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 32-bit path of `requant32` equals the 64-bit formula: every shift, random and
+    /// extreme values and multipliers.
+    #[test]
+    fn requant32_equals_the_64_bit_formula() {
+        let reference = |v: i32, m: i32, s: i32| rshift(v as i64 * m as i64, (31 + s) as u32);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let edges = [
+            0,
+            1,
+            -1,
+            2,
+            -2,
+            i32::MAX,
+            -i32::MAX,
+            1 << 30,
+            -(1 << 30),
+            12345,
+            -54321,
+        ];
+        for s in -31..=31 {
+            for &v in &edges {
+                for &m in &edges {
+                    assert_eq!(requant32(v, m, s), reference(v, m, s), "{v} {m} {s}");
+                }
+            }
+            for _ in 0..20_000 {
+                let r = next();
+                let v = (r as i32).max(-i32::MAX) >> (r >> 59);
+                let m = ((r >> 32) as i32) >> ((r >> 27) & 31);
+                assert_eq!(requant32(v, m, s), reference(v, m, s), "{v} {m} {s}");
+            }
+        }
+    }
+
+    /// `requant_clamp` is the 64-bit clamp of `add + requant32` for every shift.
+    #[test]
+    fn requant_clamp_equals_the_64_bit_expression() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let bounds = [
+            (i16::MIN as i32, i16::MAX as i32),
+            (-128, 127),
+            (-(1 << 30), 1 << 30),
+        ];
+        for s in -31..=31 {
+            for _ in 0..5_000 {
+                let r = next();
+                let v = (r as i32).max(-i32::MAX) >> (r >> 59);
+                let m = ((r >> 32) as i32) >> ((r >> 27) & 31);
+                let add = [0, (r >> 7) as i16 as i32, 1 << 30, -(1 << 30)][(r >> 3) as usize & 3];
+                for (lo, hi) in bounds {
+                    let want = (add as i64 + requant32(v, m, s)).clamp(lo as i64, hi as i64);
+                    assert_eq!(
+                        requant_clamp(v, m, s, add, lo, hi) as i64,
+                        want,
+                        "{v} {m} {s} {add}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn rshift_and_requant_round_half_up() {

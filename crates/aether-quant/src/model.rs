@@ -20,7 +20,7 @@ use aether_rvne::{AttentionBackend, BlobView, ModelMeta, Pooling, Positional, Te
 use crate::error::{try_vec, QuantError, Result};
 use crate::fixed::{
     div_round, exp2_neg_q16, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, requant,
-    rshift, sat16, sat30, sat8, sin_q15, SAT30,
+    requant32, requant_clamp, rshift, sat16, sat8, sin_q15, SAT30,
 };
 
 /// Largest input width of any matrix (and largest head dimension): with i16 inputs and
@@ -55,7 +55,23 @@ impl QMat<'_> {
     #[inline(always)]
     pub fn out(&self, o: usize, acc: i32) -> i64 {
         let r = &self.rq[3 * o..3 * o + 3];
-        requant(acc as i64 + r[0] as i64, r[1], r[2])
+        // `requant`'s clamp of the i64 sum, in i32: saturate, then trim `i32::MIN`.
+        requant32(acc.saturating_add(r[0]).max(-i32::MAX), r[1], r[2])
+    }
+
+    /// `(add + out(o, acc)).clamp(lo, hi)` in i32 arithmetic (`|add| ≤ 2³⁰`;
+    /// [`requant_clamp`]).
+    #[inline(always)]
+    pub fn out_clamp(&self, o: usize, acc: i32, add: i32, lo: i32, hi: i32) -> i32 {
+        let r = &self.rq[3 * o..3 * o + 3];
+        requant_clamp(
+            acc.saturating_add(r[0]).max(-i32::MAX),
+            r[1],
+            r[2],
+            add,
+            lo,
+            hi,
+        )
     }
 
     fn bytes(&self) -> usize {
@@ -85,37 +101,15 @@ fn owned_len<T: Clone>(c: &Cow<'_, [T]>) -> usize {
     }
 }
 
-/// `acc[o] = Σᵢ x[i]·w[i·n + o]`, `n = acc.len()`: blocks of 8 output columns stay in
-/// registers over all input rows.
+/// `acc[o] = Σᵢ x[i]·w[i·n + o]`, `n = acc.len()` ([`aether_kernel::simd::matvec_i8`]).
 #[inline]
 pub fn matvec(x: &[i16], w: &[i8], acc: &mut [i32]) {
-    let n = acc.len();
-    if n == 0 {
-        return;
-    }
-    let mut c = 0;
-    while c + 8 <= n {
-        let mut a = [0i32; 8];
-        for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
-            let xi = *xi as i32;
-            for (aj, wj) in a.iter_mut().zip(&row[c..c + 8]) {
-                *aj += xi * *wj as i32;
-            }
-        }
-        acc[c..c + 8].copy_from_slice(&a);
-        c += 8;
-    }
-    if c < n {
-        let tail = &mut acc[c..];
-        tail.iter_mut().for_each(|a| *a = 0);
-        for (xi, row) in x.iter().zip(w.chunks_exact(n)) {
-            let xi = *xi as i32;
-            for (aj, wj) in tail.iter_mut().zip(&row[c..]) {
-                *aj += xi * *wj as i32;
-            }
-        }
-    }
+    aether_kernel::simd::matvec_i8(x, w, acc)
 }
+
+/// The i16 range as i32 bounds of [`QMat::out_clamp`].
+const I16_LO: i32 = i16::MIN as i32;
+const I16_HI: i32 = i16::MAX as i32;
 
 /// One layer's tensors and constants.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,83 +242,16 @@ pub struct KvRows<'s> {
     pub width: usize,
 }
 
-/// `out[c] = q · rows[idx[c]][lo..lo + len(q)]` (i8 rows of `w` values), four rows at
-/// a time.
+/// `out[c] = q · rows[offs[c] + lo..][..len(q)]` ([`aether_kernel::simd::scores_i8`]).
 #[inline]
-fn scores_of(q: &[i16], rows: &[i8], idx: &[u32], w: usize, lo: usize, out: &mut [i32]) {
-    let dh = q.len();
-    let row = |j: u32| &rows[j as usize * w + lo..j as usize * w + lo + dh];
-    let mut ic = idx.chunks_exact(4);
-    let mut oc = out.chunks_exact_mut(4);
-    for (ix, o) in (&mut ic).zip(&mut oc) {
-        let (r0, r1, r2, r3) = (row(ix[0]), row(ix[1]), row(ix[2]), row(ix[3]));
-        let mut a = [0i32; 4];
-        // Four dimensions per step: one pointer update per row per four loads.
-        let chunks = q
-            .chunks_exact(4)
-            .zip(r0.chunks_exact(4))
-            .zip(r1.chunks_exact(4))
-            .zip(r2.chunks_exact(4))
-            .zip(r3.chunks_exact(4));
-        for ((((qq, k0), k1), k2), k3) in chunks {
-            for t in 0..4 {
-                let qd = qq[t] as i32;
-                a[0] += qd * k0[t] as i32;
-                a[1] += qd * k1[t] as i32;
-                a[2] += qd * k2[t] as i32;
-                a[3] += qd * k3[t] as i32;
-            }
-        }
-        let tail = dh / 4 * 4;
-        for t in tail..dh {
-            let qd = q[t] as i32;
-            a[0] += qd * r0[t] as i32;
-            a[1] += qd * r1[t] as i32;
-            a[2] += qd * r2[t] as i32;
-            a[3] += qd * r3[t] as i32;
-        }
-        o.copy_from_slice(&a);
-    }
-    for (&j, o) in ic.remainder().iter().zip(oc.into_remainder()) {
-        let mut a = 0i32;
-        for (&qd, &k) in q.iter().zip(row(j)) {
-            a += qd as i32 * k as i32;
-        }
-        *o = a;
-    }
+fn scores_of(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32]) {
+    aether_kernel::simd::scores_i8(q, rows, offs, lo, out)
 }
 
-/// `acc[d] += Σ_c wts[c] · rows[idx[c]][lo + d]`, four rows at a time.
+/// `acc[d] += Σ_c wts[c] · rows[offs[c] + lo + d]` ([`aether_kernel::simd::weighted_i8`]).
 #[inline]
-fn weighted(wts: &[i32], rows: &[i8], idx: &[u32], w: usize, lo: usize, acc: &mut [i32]) {
-    let len = acc.len();
-    let row = |j: u32| &rows[j as usize * w + lo..j as usize * w + lo + len];
-    let mut ic = idx.chunks_exact(4);
-    let mut wc = wts.chunks_exact(4);
-    for (ix, ws) in (&mut ic).zip(&mut wc) {
-        let (r0, r1, r2, r3) = (row(ix[0]), row(ix[1]), row(ix[2]), row(ix[3]));
-        let (w0, w1, w2, w3) = (ws[0], ws[1], ws[2], ws[3]);
-        let chunks = acc
-            .chunks_exact_mut(4)
-            .zip(r0.chunks_exact(4))
-            .zip(r1.chunks_exact(4))
-            .zip(r2.chunks_exact(4))
-            .zip(r3.chunks_exact(4));
-        for ((((a, v0), v1), v2), v3) in chunks {
-            for t in 0..4 {
-                a[t] +=
-                    w0 * v0[t] as i32 + w1 * v1[t] as i32 + w2 * v2[t] as i32 + w3 * v3[t] as i32;
-            }
-        }
-        for t in len / 4 * 4..len {
-            acc[t] += w0 * r0[t] as i32 + w1 * r1[t] as i32 + w2 * r2[t] as i32 + w3 * r3[t] as i32;
-        }
-    }
-    for (&j, &wt) in ic.remainder().iter().zip(wc.remainder()) {
-        for (a, &v) in acc.iter_mut().zip(row(j)) {
-            *a += wt * v as i32;
-        }
-    }
+fn weighted(wts: &[i32], rows: &[i8], offs: &[u32], lo: usize, acc: &mut [i32]) {
+    aether_kernel::simd::weighted_i8(wts, rows, offs, lo, acc)
 }
 
 /// Mean of rows `lo..hi` of `rows` (`width` each) into `out`, rounded half up.
@@ -668,7 +595,7 @@ impl<'a> QuantHead<'a> {
             Some(e) => {
                 e.matvec(u, acc);
                 for (o, xo) in x.iter_mut().enumerate() {
-                    *xo = sat16(e.out(o, acc[o]));
+                    *xo = e.out_clamp(o, acc[o], 0, I16_LO, I16_HI) as i16;
                 }
             }
             None => x.copy_from_slice(u),
@@ -741,11 +668,11 @@ impl<'a> QuantHead<'a> {
     ) {
         lw.wk.matvec(h, acc);
         for (o, ko) in k.iter_mut().enumerate() {
-            *ko = sat8(lw.wk.out(o, acc[o]));
+            *ko = lw.wk.out_clamp(o, acc[o], 0, -128, 127) as i8;
         }
         lw.wv.matvec(h, acc);
         for (o, vo) in v.iter_mut().enumerate() {
-            *vo = sat8(lw.wv.out(o, acc[o]));
+            *vo = lw.wv.out_clamp(o, acc[o], 0, -128, 127) as i8;
         }
     }
 
@@ -753,7 +680,7 @@ impl<'a> QuantHead<'a> {
     pub fn project_q(&self, lw: &QLayer<'_>, h: &[i16], acc: &mut [i32], q: &mut [i16]) {
         lw.wq.matvec(h, acc);
         for (o, qo) in q.iter_mut().enumerate() {
-            *qo = sat16(lw.wq.out(o, acc[o]));
+            *qo = lw.wq.out_clamp(o, acc[o], 0, I16_LO, I16_HI) as i16;
         }
     }
 
@@ -818,13 +745,17 @@ impl<'a> QuantHead<'a> {
         let dh = d.head_dim;
         let group = d.q_heads / d.kv_heads;
         let w = src.width;
+        // Candidate positions → element offsets of their rows (every store is `[n][w]`).
+        for j in idx[..ne].iter_mut() {
+            *j = u32::try_from(*j as usize * w).expect("cache rows fit u32 offsets");
+        }
         let (toks, lms) = idx[..ne].split_at(ntok);
         for h in 0..d.q_heads {
             let lo = (h / group) * dh;
             let qh = &q[h * dh..(h + 1) * dh];
             let (st, sl) = scores[..ne].split_at_mut(ntok);
-            scores_of(qh, src.k, toks, w, lo, st);
-            scores_of(qh, src.lk, lms, w, lo, sl);
+            scores_of(qh, src.k, toks, lo, st);
+            scores_of(qh, src.lk, lms, lo, sl);
             let m = scores[..ne].iter().copied().max().unwrap_or(0);
             let mut z = 0u64;
             for s in scores[..ne].iter_mut() {
@@ -845,8 +776,8 @@ impl<'a> QuantHead<'a> {
                 let acc = &mut o[..len];
                 acc.iter_mut().for_each(|a| *a = 0);
                 let (wt, wl) = scores[..ne].split_at(ntok);
-                weighted(wt, src.v, toks, w, lo + chunk, acc);
-                weighted(wl, src.lv, lms, w, lo + chunk, acc);
+                weighted(wt, src.v, toks, lo + chunk, acc);
+                weighted(wl, src.lv, lms, lo + chunk, acc);
                 for (dst, a) in oh[chunk..chunk + len].iter_mut().zip(acc.iter()) {
                     *dst = sat16(rshift(*a as i64, 7));
                 }
@@ -868,18 +799,18 @@ impl<'a> QuantHead<'a> {
     ) {
         lw.wo.matvec(att, acc);
         for (o, xo) in x.iter_mut().enumerate() {
-            *xo = sat16(*xo as i64 + lw.wo.out(o, acc[o]));
+            *xo = lw.wo.out_clamp(o, acc[o], *xo as i32, I16_LO, I16_HI) as i16;
         }
         if let Some((w1, w2)) = &lw.mlp {
             let hin = self.norm_or_copy(lw.ln2.as_deref(), x, h);
             w1.matvec(hin, acc);
             for (o, ho) in hid.iter_mut().enumerate() {
-                let z = sat30(w1.out(o, acc[o]));
+                let z = w1.out_clamp(o, acc[o], 0, -(1 << 30), 1 << 30);
                 *ho = sat16(rshift(gelu_q12(z) as i64, lw.gelu_shift));
             }
             w2.matvec(hid, acc);
             for (o, xo) in x.iter_mut().enumerate() {
-                *xo = sat16(*xo as i64 + w2.out(o, acc[o]));
+                *xo = w2.out_clamp(o, acc[o], *xo as i32, I16_LO, I16_HI) as i16;
             }
         }
     }
@@ -909,7 +840,7 @@ impl<'a> QuantHead<'a> {
         let c = &self.classifier;
         c.matvec(pooled, acc);
         for (o, l) in logits.iter_mut().enumerate() {
-            *l = sat30(c.out(o, acc[o]));
+            *l = c.out_clamp(o, acc[o], 0, -(1 << 30), 1 << 30);
         }
     }
 }

@@ -35,8 +35,11 @@ fn vec_mat_body(x: &[f32], w: &[f32], bias: Option<&[f32]>, out: &mut [f32], acc
     while c + 16 <= n_out {
         let mut acc = [0.0f32; 16];
         acc.copy_from_slice(&out[c..c + 16]);
+        // (Without rows there is nothing to add, and `w` may be shorter than `c`.)
         #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
-        arm_vfp::block16(&x[..rows], &w[c..], n_out, &mut acc);
+        if rows > 0 {
+            arm_vfp::block16(&x[..rows], &w[c..], n_out, &mut acc);
+        }
         #[cfg(not(all(target_arch = "arm", target_abi = "eabihf")))]
         for (i, xi) in x[..rows].iter().enumerate() {
             let wr = &w[i * n_out + c..i * n_out + c + 16];

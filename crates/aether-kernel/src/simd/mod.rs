@@ -322,9 +322,11 @@ pub(crate) trait Isa: Copy {
 }
 
 mod f16;
+pub mod int;
 pub mod linalg;
 mod scalar;
 pub(crate) use f16::{f16_bits_to_f32, f16_rows_to_f32, f16c_available, f32_to_f16};
+pub use int::{matvec_i8, scores_i8, weighted_i8};
 #[cfg(all(target_arch = "arm", target_abi = "eabihf"))]
 pub(crate) use linalg::arm_vfp;
 pub use linalg::{add_rows, col_sum_acc, gemm_acc, gemm_tn_acc, vec_mat, vec_mat_add};

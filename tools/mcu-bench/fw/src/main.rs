@@ -14,6 +14,8 @@
 
 extern crate alloc;
 
+mod kernels;
+
 use core::ptr::{addr_of_mut, read_volatile, write_volatile};
 
 use aether_ffi::{
@@ -362,6 +364,10 @@ fn run() -> ! {
         .classes();
     if frames().len() < WINDOW * F {
         fail("frames");
+    }
+    match kernels::check(|k| out(&["CHECK ", k, "\n"])) {
+        Ok(n) => print_num("KERNELS", "checked", n),
+        Err(k) => fail(k),
     }
     abi(
         "f32.context",

@@ -215,6 +215,12 @@ fn parse_run(work: &Path, target: &str) -> Res<Run> {
     if !out.lines().any(|l| l == "DONE") {
         return Err(format!("{target}: the firmware did not finish:\n{out}"));
     }
+    // The on-target kernel checks (fw/src/kernels.rs) ran and passed.
+    if !out.lines().any(|l| l.starts_with("KERNELS checked ")) {
+        return Err(format!(
+            "{target}: no kernel check line in the firmware output"
+        ));
+    }
     let labels: Vec<&str> = out
         .lines()
         .filter_map(|l| l.strip_prefix("REGION "))
