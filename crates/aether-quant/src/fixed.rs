@@ -70,6 +70,19 @@ pub fn requant_clamp(v: i32, m: i32, s: i32, add: i32, lo: i32, hi: i32) -> i32 
     .clamp(lo, hi)
 }
 
+/// `sat16(rshift(v, n))` for `|v| ≤ 2³⁰`, in i32 when `n ≤ 30` (then `v + 2^(n−1)` fits).
+#[inline(always)]
+pub fn rshift_sat16(v: i32, n: u32) -> i16 {
+    debug_assert!(v.unsigned_abs() <= 1 << 30);
+    if n == 0 {
+        sat16(v as i64)
+    } else if n <= 30 {
+        ((v + (1 << (n - 1))) >> n).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+    } else {
+        sat16(rshift(v as i64, n))
+    }
+}
+
 /// Saturates to i16.
 #[inline(always)]
 pub fn sat16(v: i64) -> i16 {
@@ -91,7 +104,35 @@ pub fn sat30(v: i64) -> i32 {
 /// `round(a / b)` (half up) for `b > 0`.
 #[inline]
 pub fn div_round(a: i64, b: i64) -> i64 {
+    // In 32 bits when the operands allow (a hardware divide on 32-bit cores; the same
+    // value: `2a + b` and `2b` fit an i32).
+    if a.unsigned_abs() < 1 << 29 && b < 1 << 29 {
+        return (2 * a as i32 + b as i32).div_euclid(2 * b as i32) as i64;
+    }
     (2 * a + b).div_euclid(2 * b)
+}
+
+/// `⌊2^k / d⌋` for `k ≤ 63`, `d ≥ 1`: the same value as the 64-bit division. For
+/// `d < 2²⁴`, long division in base 256 with 32-bit divides (one hardware `udiv` per
+/// digit on 32-bit cores, instead of the 64-bit divide routine); otherwise `/`.
+#[inline]
+pub fn pow2_div(k: u32, d: u64) -> u64 {
+    debug_assert!(k <= 63 && d >= 1);
+    if d >= 1 << 24 {
+        return (1u64 << k) / d;
+    }
+    let d = d as u32;
+    // 2^k = 2^(k mod 8) · 256^(k / 8): the leading digit, then k / 8 zero digits.
+    let mut r: u32 = 1 << (k % 8);
+    let mut q = (r / d) as u64;
+    r %= d;
+    for _ in 0..k / 8 {
+        // r < d < 2^24, so r·256 fits.
+        let num = r << 8;
+        q = (q << 8) | (num / d) as u64;
+        r = num % d;
+    }
+    q
 }
 
 /// `⌊√n⌋`.
@@ -192,10 +233,16 @@ pub fn fixed_to_f32(q: i32, shift: u32) -> f32 {
 /// the fraction, shifted by the integer part (0 from 2^−17 on).
 #[inline]
 pub fn exp2_neg_q16(y: i64) -> u32 {
+    exp2_neg_q16_u32(y.clamp(0, 17 << 16) as u32)
+}
+
+/// [`exp2_neg_q16`] of a non-negative exponent (32-bit arithmetic only; `0` from
+/// `17·2¹⁶` on, as there).
+#[inline]
+pub fn exp2_neg_q16_u32(y: u32) -> u32 {
     if y >= 17 << 16 {
         return 0;
     }
-    let y = y.max(0) as u32;
     let i = y >> 16;
     let f = y & 0xFFFF;
     let idx = (f >> 8) as usize;
@@ -313,6 +360,77 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn rshift_sat16_equals_the_64_bit_expression() {
+        let vs = [
+            0,
+            1,
+            -1,
+            2,
+            -3,
+            4095,
+            -4096,
+            32767,
+            -32768,
+            1 << 20,
+            -(1 << 20),
+            1 << 30,
+            -(1 << 30),
+        ];
+        for n in 0..=40 {
+            for &v in &vs {
+                for dv in [-1, 0, 1] {
+                    let v: i32 = (v + dv).clamp(-(1 << 30), 1 << 30);
+                    assert_eq!(rshift_sat16(v, n), sat16(rshift(v as i64, n)), "{v} {n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pow2_div_and_div_round_equal_the_64_bit_divisions() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for k in 0..=63 {
+            let ds = [
+                1,
+                2,
+                3,
+                5,
+                7,
+                1 << 15,
+                (1 << 16) + 1,
+                (1 << 31) - 1,
+                1 << 31,
+                1 << 40,
+                u64::MAX,
+            ];
+            for &d in &ds {
+                assert_eq!(pow2_div(k, d), (1u64 << k) / d, "2^{k} / {d}");
+            }
+            for _ in 0..2000 {
+                let d = (next() >> (next() % 64)).max(1);
+                assert_eq!(pow2_div(k, d), (1u64 << k) / d, "2^{k} / {d}");
+            }
+        }
+        for _ in 0..200_000 {
+            let r = next();
+            let a = (r as i64) >> (r >> 58);
+            let b = ((r >> 20) as i64 & 0x3FFF_FFFF) >> ((r >> 8) % 31);
+            let b = b.max(1);
+            assert_eq!(
+                div_round(a, b),
+                (2 * a as i128 + b as i128).div_euclid(2 * b as i128) as i64,
+                "{a} {b}"
+            );
         }
     }
 

@@ -19,8 +19,8 @@ use aether_rvne::{AttentionBackend, BlobView, ModelMeta, Pooling, Positional, Te
 
 use crate::error::{try_vec, QuantError, Result};
 use crate::fixed::{
-    div_round, exp2_neg_q16, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, requant,
-    requant32, requant_clamp, rshift, sat16, sat8, sin_q15, SAT30,
+    div_round, exp2_neg_q16_u32, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, pow2_div,
+    requant, requant32, requant_clamp, rshift, rshift_sat16, sat16, sat8, sin_q15, SAT30,
 };
 
 /// Largest input width of any matrix (and largest head dimension): with i16 inputs and
@@ -625,13 +625,20 @@ impl<'a> QuantHead<'a> {
                 (c * c) as u64
             })
             .sum();
-        let var = (ss / d as u64).saturating_add(self.ln_eps);
+        // (A power-of-two width divides by a shift: the same quotient, no 64-bit division.)
+        let du = d as u64;
+        let mean_sq = if du.is_power_of_two() {
+            ss >> du.trailing_zeros()
+        } else {
+            ss / du
+        };
+        let var = mean_sq.saturating_add(self.ln_eps);
         let sd6 = if var < 1 << 50 {
             isqrt(var << 12)
         } else {
             isqrt(var) << 6
         };
-        let inv = ((1u64 << 52) / sd6.max(1)) as i64;
+        let inv = pow2_div(52, sd6.max(1)) as i64;
         for (i, (&v, o)) in x.iter().zip(out.iter_mut()).enumerate() {
             let c = d * v as i64 - s;
             let y = rshift(c * inv, 30);
@@ -750,6 +757,8 @@ impl<'a> QuantHead<'a> {
             *j = u32::try_from(*j as usize * w).expect("cache rows fit u32 offsets");
         }
         let (toks, lms) = idx[..ne].split_at(ntok);
+        // Value sums of one head, 64 dimensions at a time (zeroed per chunk below).
+        let mut o = [0i32; 64];
         for h in 0..d.q_heads {
             let lo = (h / group) * dh;
             let qh = &q[h * dh..(h + 1) * dh];
@@ -759,17 +768,20 @@ impl<'a> QuantHead<'a> {
             let m = scores[..ne].iter().copied().max().unwrap_or(0);
             let mut z = 0u64;
             for s in scores[..ne].iter_mut() {
-                let diff = (m as i64 - *s as i64).min(i32::MAX as i64);
-                let p = exp2_neg_q16(requant(diff, lw.att_mult, lw.att_shift));
+                // `m ≥ s`, so the difference saturates only upwards (at `i32::MAX`, as the
+                // 64-bit `min` did); `requant`'s clamp is then the identity, and clamping the
+                // exponent to `0..=17·2¹⁶` does not change `2^−y` (see `exp2_neg_q16`).
+                let diff = m.saturating_sub(*s);
+                let y = requant_clamp(diff, lw.att_mult, lw.att_shift, 0, 0, 17 << 16);
+                let p = exp2_neg_q16_u32(y as u32);
                 *s = p as i32;
                 z += p as u64;
             }
-            let r = (1u64 << 47) / z.max(1);
+            let r = pow2_div(47, z.max(1));
             for s in scores[..ne].iter_mut() {
                 *s = ((*s as u64 * r + (1 << 31)) >> 32) as i32;
             }
             let oh = &mut att[h * dh..(h + 1) * dh];
-            let mut o = [0i32; 64];
             let mut chunk = 0;
             while chunk < dh {
                 let len = (dh - chunk).min(64);
@@ -779,7 +791,8 @@ impl<'a> QuantHead<'a> {
                 weighted(wt, src.v, toks, lo + chunk, acc);
                 weighted(wl, src.lv, lms, lo + chunk, acc);
                 for (dst, a) in oh[chunk..chunk + len].iter_mut().zip(acc.iter()) {
-                    *dst = sat16(rshift(*a as i64, 7));
+                    // |a| ≤ (Σ weights ≈ 2¹⁵ + one per candidate)·128 < 2³⁰: the 32-bit shift.
+                    *dst = rshift_sat16(*a, 7);
                 }
                 chunk += len;
             }
@@ -806,7 +819,7 @@ impl<'a> QuantHead<'a> {
             w1.matvec(hin, acc);
             for (o, ho) in hid.iter_mut().enumerate() {
                 let z = w1.out_clamp(o, acc[o], 0, -(1 << 30), 1 << 30);
-                *ho = sat16(rshift(gelu_q12(z) as i64, lw.gelu_shift));
+                *ho = rshift_sat16(gelu_q12(z), lw.gelu_shift);
             }
             w2.matvec(hid, acc);
             for (o, xo) in x.iter_mut().enumerate() {

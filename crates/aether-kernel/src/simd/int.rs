@@ -75,14 +75,28 @@ pub fn scores_i8(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32
     if (4..=4 * dsp::MAX_QUADS).contains(&dh) {
         // `[q₀, q₂], [q₁, q₃]` per four dimensions, as i16 halves of a word.
         let quads = dh / 4;
-        let mut packed = [0u32; 2 * dsp::MAX_QUADS];
-        for (m, p) in packed.chunks_exact_mut(2).take(quads).enumerate() {
+        let pack = |m: usize| {
             let h = |t: usize| q[4 * m + t] as u16 as u32;
-            p[0] = h(0) | (h(2) << 16);
-            p[1] = h(1) | (h(3) << 16);
+            (h(0) | (h(2) << 16), h(1) | (h(3) << 16))
+        };
+        let base = rows[lo..].as_ptr();
+        if quads == 8 && !offs.is_empty() {
+            // The default head dimension (32): one unrolled pass per row.
+            let mut packed = [0u32; 16];
+            for m in 0..8 {
+                (packed[2 * m], packed[2 * m + 1]) = pack(m);
+            }
+            let n = offs.len().min(out.len());
+            // SAFETY: every row ends within `rows` (`rows_reach` above), so 32 bytes are
+            // readable at `base + offs[c]`; `out` holds `n` scores.
+            unsafe { dsp::scores32(&packed, &offs[..n], base, &mut out[..n]) };
+            return;
+        }
+        let mut packed = [0u32; 2 * dsp::MAX_QUADS];
+        for m in 0..quads {
+            (packed[2 * m], packed[2 * m + 1]) = pack(m);
         }
         let packed = &packed[..2 * quads];
-        let base = rows[lo..].as_ptr();
         for (o, out) in offs.chunks(2).zip(out.chunks_mut(2)) {
             let (o0, o1) = (o[0] as usize, *o.get(1).unwrap_or(&o[0]) as usize);
             // SAFETY: both rows end within `rows` (`rows_reach` above), so each has
@@ -155,31 +169,33 @@ pub fn weighted_i8(wts: &[i32], rows: &[i8], offs: &[u32], lo: usize, acc: &mut 
     #[cfg(aether_arm_dsp)]
     if len >= 4 && wts.iter().all(|&x| (0..1 << 15).contains(&x)) {
         let n = offs.len().min(wts.len());
-        let pairs = n / 2;
         let quads = len / 4;
-        if pairs > 0 {
-            for qd in 0..quads {
-                let a: &mut [i32; 4] = (&mut acc[4 * qd..4 * qd + 4]).try_into().expect("4");
-                // SAFETY: `2·pairs ≤ n` offsets and weights, all weights below 2¹⁵;
-                // every row ends within `rows` (`rows_reach` above), so the four bytes at
-                // `lo + 4·qd` past each offset are in bounds.
-                unsafe {
-                    dsp::weighted4(
-                        &offs[..2 * pairs],
-                        &wts[..2 * pairs],
-                        rows[lo + 4 * qd..].as_ptr(),
-                        a,
-                    )
-                };
-            }
+        let base = rows[lo..].as_ptr();
+        for (o, wt) in offs[..n].chunks(2).zip(wts[..n].chunks(2)) {
+            // An odd last candidate pairs with itself at weight 0.
+            let (o1, w1) = match (o.get(1), wt.get(1)) {
+                (Some(&o1), Some(&w1)) => (o1, w1),
+                _ => (o[0], 0),
+            };
+            let packed = wt[0] as u32 | ((w1 as u32) << 16);
+            let (v0, v1) = (
+                base.wrapping_add(o[0] as usize),
+                base.wrapping_add(o1 as usize),
+            );
+            // SAFETY: both rows end within `rows` (`rows_reach` above): `4·quads ≤ len`
+            // bytes from `base + offset`; `acc` holds `4·quads` sums.
+            unsafe {
+                if quads == 8 {
+                    dsp::weighted_pair32(v0, v1, packed, (&mut acc[..32]).try_into().expect("32"))
+                } else {
+                    dsp::weighted_pair(v0, v1, packed, &mut acc[..4 * quads])
+                }
+            };
         }
-        // The dimensions past the last group of four for the pairs, and the odd
-        // candidate's whole row.
-        let done = if pairs > 0 { 4 * quads } else { 0 };
-        for (c, (&o, &wt)) in offs[..n].iter().zip(wts).enumerate() {
+        // The last `len mod 4` dimensions.
+        for (&o, &wt) in offs[..n].iter().zip(wts) {
             let r = row(o);
-            let from = if c < 2 * pairs { done } else { 0 };
-            for (a, &v) in acc[from..].iter_mut().zip(&r[from..]) {
+            for (a, &v) in acc[4 * quads..].iter_mut().zip(&r[4 * quads..]) {
                 *a += wt * v as i32;
             }
         }
@@ -216,58 +232,304 @@ pub fn weighted_i8(wts: &[i32], rows: &[i8], offs: &[u32], lo: usize, acc: &mut 
 /// ARMv7E-M DSP kernels (`cfg(aether_arm_dsp)`, set by the build script).
 #[cfg(aether_arm_dsp)]
 mod dsp {
-    /// `acc[t] += Σ_c wts[c]·base[offs[c] + t]` for `t < 4`, two candidates per step:
-    /// their weights packed into the halves of one word (`pkhbt`), their value bytes
-    /// paired by `pkhbt`/`pkhtb` and widened by `sxtb16`, one `smlad` per dimension.
+    /// `acc[d] += lo(w)·v0[d] + hi(w)·v1[d]` for `d < acc.len()` (a multiple of four): the
+    /// i16 weights of two candidates in the halves of `w`, their value bytes paired by
+    /// `pkhbt`/`pkhtb` and widened by `sxtb16`, one `smlad` per dimension; the sums
+    /// stream through memory four at a time (`ldrd`/`strd`).
     ///
     /// # Safety
-    /// `offs.len() == wts.len()`, even and non-zero; every weight in `0..2¹⁵`; the four
-    /// bytes at `base + offs[c]` readable for every `c`.
+    /// `acc.len()` is a positive multiple of four, and `acc.len()` bytes are readable
+    /// at `v0` and at `v1`.
     #[inline(always)]
-    pub(super) unsafe fn weighted4(offs: &[u32], wts: &[i32], base: *const i8, acc: &mut [i32; 4]) {
-        let n = offs.len();
-        debug_assert!(n > 0 && n.is_multiple_of(2) && wts.len() == n);
-        let [mut a0, mut a1, mut a2, mut a3] = *acc;
-        // SAFETY: reads the `n` offsets and weights (the loop runs `n / 2 ≥ 1` times, the
-        // end pointer is `wts + n`) and four bytes at `base + offs[c]` (the contract);
-        // writes no memory and no stack.
+    pub(super) unsafe fn weighted_pair(v0: *const i8, v1: *const i8, w: u32, acc: &mut [i32]) {
+        let n = acc.len();
+        debug_assert!(n > 0 && n.is_multiple_of(4));
+        // SAFETY: reads `n` bytes at `v0` and `v1` (the contract; Cortex-M loads unaligned
+        // words) and reads and writes the `n` sums of `acc` (i32, so `ldrd`/`strd` are
+        // aligned); no stack; the loop runs `n / 4 ≥ 1` times.
         unsafe {
-            let wp = wts.as_ptr();
+            let ap = acc.as_mut_ptr();
             core::arch::asm!(
                 "2:",
-                "ldrd {o0}, {o1}, [{offs}], #8",
-                "ldr {o0}, [{base}, {o0}]",
-                "ldr {o1}, [{base}, {o1}]",
-                "ldrd {w}, {t}, [{wts}], #8",
-                "pkhbt {w}, {w}, {t}, lsl #16",
-                "pkhbt {t}, {o0}, {o1}, lsl #16",
-                "pkhtb {o1}, {o1}, {o0}, asr #16",
-                "sxtb16 {o0}, {t}",
-                "smlad {a0}, {w}, {o0}, {a0}",
-                "sxtb16 {o0}, {t}, ror #8",
-                "smlad {a1}, {w}, {o0}, {a1}",
-                "sxtb16 {o0}, {o1}",
-                "smlad {a2}, {w}, {o0}, {a2}",
-                "sxtb16 {o0}, {o1}, ror #8",
-                "smlad {a3}, {w}, {o0}, {a3}",
-                "cmp {wts}, {end}",
+                "ldr {x0}, [{p0}], #4",
+                "ldr {x1}, [{p1}], #4",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}]",
+                "ldrd {a2}, {a3}, [{acc}, #8]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}], #8",
+                "strd {a2}, {a3}, [{acc}], #8",
+                "cmp {acc}, {end}",
                 "bne 2b",
-                offs = inout(reg) offs.as_ptr() => _,
-                wts = inout(reg) wp => _,
-                end = in(reg) wp.add(n),
-                base = in(reg) base,
-                o0 = out(reg) _,
-                o1 = out(reg) _,
-                w = out(reg) _,
+                p0 = inout(reg) v0 => _,
+                p1 = inout(reg) v1 => _,
+                acc = inout(reg) ap => _,
+                end = in(reg) ap.add(n),
+                w = in(reg) w,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
                 t = out(reg) _,
-                a0 = inout(reg) a0,
-                a1 = inout(reg) a1,
-                a2 = inout(reg) a2,
-                a3 = inout(reg) a3,
-                options(nostack, readonly),
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
             );
         }
-        *acc = [a0, a1, a2, a3];
+    }
+
+    /// [`weighted_pair`] for 32 dimensions (the default head), unrolled: no loop.
+    ///
+    /// # Safety
+    /// 32 bytes readable at `v0` and at `v1`.
+    #[inline(always)]
+    pub(super) unsafe fn weighted_pair32(
+        v0: *const i8,
+        v1: *const i8,
+        w: u32,
+        acc: &mut [i32; 32],
+    ) {
+        // SAFETY: reads 32 bytes at `v0` and `v1` (the contract; unaligned words are
+        // fine on Cortex-M), reads and writes the 32 sums of `acc` (`ldrd`/`strd` on i32:
+        // aligned); no stack.
+        unsafe {
+            core::arch::asm!(
+                "ldr {x0}, [{p0}, #0]",
+                "ldr {x1}, [{p1}, #0]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #0]",
+                "ldrd {a2}, {a3}, [{acc}, #8]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #0]",
+                "strd {a2}, {a3}, [{acc}, #8]",
+                "ldr {x0}, [{p0}, #4]",
+                "ldr {x1}, [{p1}, #4]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #16]",
+                "ldrd {a2}, {a3}, [{acc}, #24]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #16]",
+                "strd {a2}, {a3}, [{acc}, #24]",
+                "ldr {x0}, [{p0}, #8]",
+                "ldr {x1}, [{p1}, #8]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #32]",
+                "ldrd {a2}, {a3}, [{acc}, #40]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #32]",
+                "strd {a2}, {a3}, [{acc}, #40]",
+                "ldr {x0}, [{p0}, #12]",
+                "ldr {x1}, [{p1}, #12]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #48]",
+                "ldrd {a2}, {a3}, [{acc}, #56]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #48]",
+                "strd {a2}, {a3}, [{acc}, #56]",
+                "ldr {x0}, [{p0}, #16]",
+                "ldr {x1}, [{p1}, #16]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #64]",
+                "ldrd {a2}, {a3}, [{acc}, #72]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #64]",
+                "strd {a2}, {a3}, [{acc}, #72]",
+                "ldr {x0}, [{p0}, #20]",
+                "ldr {x1}, [{p1}, #20]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #80]",
+                "ldrd {a2}, {a3}, [{acc}, #88]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #80]",
+                "strd {a2}, {a3}, [{acc}, #88]",
+                "ldr {x0}, [{p0}, #24]",
+                "ldr {x1}, [{p1}, #24]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #96]",
+                "ldrd {a2}, {a3}, [{acc}, #104]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #96]",
+                "strd {a2}, {a3}, [{acc}, #104]",
+                "ldr {x0}, [{p0}, #28]",
+                "ldr {x1}, [{p1}, #28]",
+                "pkhbt {t}, {x0}, {x1}, lsl #16",
+                "pkhtb {x1}, {x1}, {x0}, asr #16",
+                "ldrd {a0}, {a1}, [{acc}, #112]",
+                "ldrd {a2}, {a3}, [{acc}, #120]",
+                "sxtb16 {x0}, {t}",
+                "smlad {a0}, {w}, {x0}, {a0}",
+                "sxtb16 {x0}, {t}, ror #8",
+                "smlad {a1}, {w}, {x0}, {a1}",
+                "sxtb16 {x0}, {x1}",
+                "smlad {a2}, {w}, {x0}, {a2}",
+                "sxtb16 {x0}, {x1}, ror #8",
+                "smlad {a3}, {w}, {x0}, {a3}",
+                "strd {a0}, {a1}, [{acc}, #112]",
+                "strd {a2}, {a3}, [{acc}, #120]",
+                p0 = in(reg) v0,
+                p1 = in(reg) v1,
+                acc = in(reg) acc.as_mut_ptr(),
+                w = in(reg) w,
+                x0 = out(reg) _,
+                x1 = out(reg) _,
+                t = out(reg) _,
+                a0 = out(reg) _,
+                a1 = out(reg) _,
+                a2 = out(reg) _,
+                a3 = out(reg) _,
+                options(nostack),
+            );
+        }
+    }
+
+    /// `out[c] = q · base[offs[c]..][..32]` for every candidate, the packed query (16
+    /// words, `[q₀, q₂], [q₁, q₃]` per four dimensions) against each key row in one
+    /// unrolled pass: eight `ldrd`/`ldr` pairs, sixteen `sxtb16`, sixteen `smuad`/`smlad`.
+    ///
+    /// # Safety
+    /// `packed.len() == 16`, `offs.len() == out.len() > 0`, and 32 bytes readable at
+    /// `base + offs[c]` for every `c`.
+    #[inline(always)]
+    pub(super) unsafe fn scores32(packed: &[u32], offs: &[u32], base: *const i8, out: &mut [i32]) {
+        debug_assert!(packed.len() == 16 && !offs.is_empty() && offs.len() == out.len());
+        // SAFETY: reads the 16 words of `packed` (u32: `ldrd` aligned), the offsets and 32
+        // bytes at `base + offs[c]` (the contract), writes `out[c]` (one per offset, the
+        // loop runs `offs.len() ≥ 1` times); no stack.
+        unsafe {
+            let op = offs.as_ptr();
+            core::arch::asm!(
+                "2:",
+                "ldr {kp}, [{offs}], #4",
+                "add {kp}, {base}, {kp}",
+                "ldrd {qe}, {qo}, [{q}, #0]",
+                "ldr {kw}, [{kp}, #0]",
+                "sxtb16 {t}, {kw}",
+                "smuad {a}, {qe}, {t}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #8]",
+                "ldr {kw}, [{kp}, #4]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #16]",
+                "ldr {kw}, [{kp}, #8]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #24]",
+                "ldr {kw}, [{kp}, #12]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #32]",
+                "ldr {kw}, [{kp}, #16]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #40]",
+                "ldr {kw}, [{kp}, #20]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #48]",
+                "ldr {kw}, [{kp}, #24]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "ldrd {qe}, {qo}, [{q}, #56]",
+                "ldr {kw}, [{kp}, #28]",
+                "sxtb16 {t}, {kw}",
+                "smlad {a}, {qe}, {t}, {a}",
+                "sxtb16 {t}, {kw}, ror #8",
+                "smlad {a}, {qo}, {t}, {a}",
+                "str {a}, [{out}], #4",
+                "cmp {offs}, {end}",
+                "bne 2b",
+                offs = inout(reg) op => _,
+                end = in(reg) op.add(offs.len()),
+                out = inout(reg) out.as_mut_ptr() => _,
+                base = in(reg) base,
+                q = in(reg) packed.as_ptr(),
+                kp = out(reg) _,
+                kw = out(reg) _,
+                t = out(reg) _,
+                qe = out(reg) _,
+                qo = out(reg) _,
+                a = out(reg) _,
+                options(nostack),
+            );
+        }
     }
 
     /// Most groups of four query dimensions [`dot2`] takes (head dimension ≤ 128).
@@ -330,30 +592,48 @@ mod dsp {
             // The asm reads w[i·n..][..4] for i < 2·pairs: check the last row.
             assert!(n >= 4 && (2 * pairs - 1) * n + 4 <= w.len());
             let [mut c0, mut c1, mut c2, mut c3] = *acc;
+            /// One pair of rows: `x[i], x[i+1]` against four columns of rows `i`, `i + 1`.
+            macro_rules! pair {
+                () => {
+                    concat!(
+                        "ldr {xx}, [{x}], #4\n",
+                        "ldr {a}, [{w}]\n",
+                        "ldr {b}, [{w}, {n}]\n",
+                        "add {w}, {w}, {n}, lsl #1\n",
+                        "pkhbt {t}, {a}, {b}, lsl #16\n",
+                        "pkhtb {b}, {b}, {a}, asr #16\n",
+                        "sxtb16 {a}, {t}\n",
+                        "smlad {c0}, {xx}, {a}, {c0}\n",
+                        "sxtb16 {a}, {t}, ror #8\n",
+                        "smlad {c1}, {xx}, {a}, {c1}\n",
+                        "sxtb16 {a}, {b}\n",
+                        "smlad {c2}, {xx}, {a}, {c2}\n",
+                        "sxtb16 {a}, {b}, ror #8\n",
+                        "smlad {c3}, {xx}, {a}, {c3}\n",
+                    )
+                };
+            }
             // SAFETY: reads the `2·pairs` i16 of `x` (a word per pair; Cortex-M loads
             // unaligned words) and four bytes of each of the first `2·pairs` rows of `w`
-            // (in bounds by the assert); writes no memory and no stack; the loop runs
-            // `pairs ≥ 1` times (the end pointer is `x + 4·pairs` bytes).
+            // (in bounds by the assert); writes no memory and no stack. An odd pair goes
+            // first on its own, then the loop takes two pairs per turn and runs
+            // `pairs / 2` times (its end pointer is `x + 4·pairs` bytes), when non-zero.
             unsafe {
                 let xp = x.as_ptr();
                 core::arch::asm!(
+                    "tst {np}, #1",
+                    "beq 3f",
+                    pair!(),
+                    "3:",
+                    "cmp {x}, {end}",
+                    "beq 4f",
                     "2:",
-                    "ldr {xx}, [{x}], #4",
-                    "ldr {a}, [{w}]",
-                    "ldr {b}, [{w}, {n}]",
-                    "add {w}, {w}, {n}, lsl #1",
-                    "pkhbt {t}, {a}, {b}, lsl #16",
-                    "pkhtb {b}, {b}, {a}, asr #16",
-                    "sxtb16 {a}, {t}",
-                    "smlad {c0}, {xx}, {a}, {c0}",
-                    "sxtb16 {a}, {t}, ror #8",
-                    "smlad {c1}, {xx}, {a}, {c1}",
-                    "sxtb16 {a}, {b}",
-                    "smlad {c2}, {xx}, {a}, {c2}",
-                    "sxtb16 {a}, {b}, ror #8",
-                    "smlad {c3}, {xx}, {a}, {c3}",
+                    pair!(),
+                    pair!(),
                     "cmp {x}, {end}",
                     "bne 2b",
+                    "4:",
+                    np = in(reg) pairs,
                     x = inout(reg) xp => _,
                     end = in(reg) xp.add(2 * pairs),
                     w = inout(reg) w.as_ptr() => _,
