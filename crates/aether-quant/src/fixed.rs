@@ -290,18 +290,22 @@ pub fn gelu_q12(z: i32) -> i32 {
 mod tests {
     use super::*;
 
+    /// A xorshift64 stream from `seed`.
+    fn xorshift64(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
     /// The 32-bit path of `requant32` equals the 64-bit formula: every shift, random and
     /// extreme values and multipliers.
     #[test]
     fn requant32_equals_the_64_bit_formula() {
         let reference = |v: i32, m: i32, s: i32| rshift(v as i64 * m as i64, (31 + s) as u32);
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift64(0x9E37_79B9_7F4A_7C15u64);
         let edges = [
             0,
             1,
@@ -333,13 +337,7 @@ mod tests {
     /// `requant_clamp` is the 64-bit clamp of `add + requant32` for every shift.
     #[test]
     fn requant_clamp_equals_the_64_bit_expression() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift64(0x2545_F491_4F6C_DD1Du64);
         let bounds = [
             (i16::MIN as i32, i16::MAX as i32),
             (-128, 127),
@@ -392,13 +390,7 @@ mod tests {
 
     #[test]
     fn pow2_div_and_div_round_equal_the_64_bit_divisions() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift64(0x9E37_79B9_7F4A_7C15u64);
         for k in 0..=63 {
             let ds = [
                 1,

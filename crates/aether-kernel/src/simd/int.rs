@@ -297,139 +297,54 @@ mod dsp {
         w: u32,
         acc: &mut [i32; 32],
     ) {
+        // Four dimensions: value bytes at offset `v`, sums at byte offsets `a` and `b`.
+        macro_rules! quad {
+            ($v:literal, $a:literal, $b:literal) => {
+                concat!(
+                    "ldr {x0}, [{p0}, #",
+                    $v,
+                    "]\n",
+                    "ldr {x1}, [{p1}, #",
+                    $v,
+                    "]\n",
+                    "pkhbt {t}, {x0}, {x1}, lsl #16\n",
+                    "pkhtb {x1}, {x1}, {x0}, asr #16\n",
+                    "ldrd {a0}, {a1}, [{acc}, #",
+                    $a,
+                    "]\n",
+                    "ldrd {a2}, {a3}, [{acc}, #",
+                    $b,
+                    "]\n",
+                    "sxtb16 {x0}, {t}\n",
+                    "smlad {a0}, {w}, {x0}, {a0}\n",
+                    "sxtb16 {x0}, {t}, ror #8\n",
+                    "smlad {a1}, {w}, {x0}, {a1}\n",
+                    "sxtb16 {x0}, {x1}\n",
+                    "smlad {a2}, {w}, {x0}, {a2}\n",
+                    "sxtb16 {x0}, {x1}, ror #8\n",
+                    "smlad {a3}, {w}, {x0}, {a3}\n",
+                    "strd {a0}, {a1}, [{acc}, #",
+                    $a,
+                    "]\n",
+                    "strd {a2}, {a3}, [{acc}, #",
+                    $b,
+                    "]\n",
+                )
+            };
+        }
         // SAFETY: reads 32 bytes at `v0` and `v1` (the contract; unaligned words are
         // fine on Cortex-M), reads and writes the 32 sums of `acc` (`ldrd`/`strd` on i32:
         // aligned); no stack.
         unsafe {
             core::arch::asm!(
-                "ldr {x0}, [{p0}, #0]",
-                "ldr {x1}, [{p1}, #0]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #0]",
-                "ldrd {a2}, {a3}, [{acc}, #8]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #0]",
-                "strd {a2}, {a3}, [{acc}, #8]",
-                "ldr {x0}, [{p0}, #4]",
-                "ldr {x1}, [{p1}, #4]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #16]",
-                "ldrd {a2}, {a3}, [{acc}, #24]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #16]",
-                "strd {a2}, {a3}, [{acc}, #24]",
-                "ldr {x0}, [{p0}, #8]",
-                "ldr {x1}, [{p1}, #8]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #32]",
-                "ldrd {a2}, {a3}, [{acc}, #40]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #32]",
-                "strd {a2}, {a3}, [{acc}, #40]",
-                "ldr {x0}, [{p0}, #12]",
-                "ldr {x1}, [{p1}, #12]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #48]",
-                "ldrd {a2}, {a3}, [{acc}, #56]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #48]",
-                "strd {a2}, {a3}, [{acc}, #56]",
-                "ldr {x0}, [{p0}, #16]",
-                "ldr {x1}, [{p1}, #16]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #64]",
-                "ldrd {a2}, {a3}, [{acc}, #72]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #64]",
-                "strd {a2}, {a3}, [{acc}, #72]",
-                "ldr {x0}, [{p0}, #20]",
-                "ldr {x1}, [{p1}, #20]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #80]",
-                "ldrd {a2}, {a3}, [{acc}, #88]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #80]",
-                "strd {a2}, {a3}, [{acc}, #88]",
-                "ldr {x0}, [{p0}, #24]",
-                "ldr {x1}, [{p1}, #24]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #96]",
-                "ldrd {a2}, {a3}, [{acc}, #104]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #96]",
-                "strd {a2}, {a3}, [{acc}, #104]",
-                "ldr {x0}, [{p0}, #28]",
-                "ldr {x1}, [{p1}, #28]",
-                "pkhbt {t}, {x0}, {x1}, lsl #16",
-                "pkhtb {x1}, {x1}, {x0}, asr #16",
-                "ldrd {a0}, {a1}, [{acc}, #112]",
-                "ldrd {a2}, {a3}, [{acc}, #120]",
-                "sxtb16 {x0}, {t}",
-                "smlad {a0}, {w}, {x0}, {a0}",
-                "sxtb16 {x0}, {t}, ror #8",
-                "smlad {a1}, {w}, {x0}, {a1}",
-                "sxtb16 {x0}, {x1}",
-                "smlad {a2}, {w}, {x0}, {a2}",
-                "sxtb16 {x0}, {x1}, ror #8",
-                "smlad {a3}, {w}, {x0}, {a3}",
-                "strd {a0}, {a1}, [{acc}, #112]",
-                "strd {a2}, {a3}, [{acc}, #120]",
+                quad!("0", "0", "8"),
+                quad!("4", "16", "24"),
+                quad!("8", "32", "40"),
+                quad!("12", "48", "56"),
+                quad!("16", "64", "72"),
+                quad!("20", "80", "88"),
+                quad!("24", "96", "104"),
+                quad!("28", "112", "120"),
                 p0 = in(reg) v0,
                 p1 = in(reg) v1,
                 acc = in(reg) acc.as_mut_ptr(),
@@ -459,60 +374,39 @@ mod dsp {
         // SAFETY: reads the 16 words of `packed` (u32: `ldrd` aligned), the offsets and 32
         // bytes at `base + offs[c]` (the contract), writes `out[c]` (one per offset, the
         // loop runs `offs.len() ≥ 1` times); no stack.
+        // Four dimensions at byte offset `k` of the row, packed query words at `q`: the
+        // first multiply-add starts the sum (`smuad`), the others accumulate.
+        macro_rules! quad {
+            ($first:literal, $q:literal, $k:literal) => {
+                concat!(
+                    "ldrd {qe}, {qo}, [{q}, #",
+                    $q,
+                    "]\n",
+                    "ldr {kw}, [{kp}, #",
+                    $k,
+                    "]\n",
+                    "sxtb16 {t}, {kw}\n",
+                    $first,
+                    "\n",
+                    "sxtb16 {t}, {kw}, ror #8\n",
+                    "smlad {a}, {qo}, {t}, {a}\n",
+                )
+            };
+        }
         unsafe {
             let op = offs.as_ptr();
             core::arch::asm!(
                 "2:",
                 "ldr {kp}, [{offs}], #4",
                 "add {kp}, {base}, {kp}",
-                "ldrd {qe}, {qo}, [{q}, #0]",
-                "ldr {kw}, [{kp}, #0]",
-                "sxtb16 {t}, {kw}",
-                "smuad {a}, {qe}, {t}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #8]",
-                "ldr {kw}, [{kp}, #4]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #16]",
-                "ldr {kw}, [{kp}, #8]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #24]",
-                "ldr {kw}, [{kp}, #12]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #32]",
-                "ldr {kw}, [{kp}, #16]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #40]",
-                "ldr {kw}, [{kp}, #20]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #48]",
-                "ldr {kw}, [{kp}, #24]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
-                "ldrd {qe}, {qo}, [{q}, #56]",
-                "ldr {kw}, [{kp}, #28]",
-                "sxtb16 {t}, {kw}",
-                "smlad {a}, {qe}, {t}, {a}",
-                "sxtb16 {t}, {kw}, ror #8",
-                "smlad {a}, {qo}, {t}, {a}",
+                quad!("smuad {a}, {qe}, {t}", "0", "0"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "8", "4"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "16", "8"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "24", "12"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "32", "16"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "40", "20"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "48", "24"),
+                quad!("smlad {a}, {qe}, {t}, {a}", "56", "28"),
                 "str {a}, [{out}], #4",
                 "cmp {offs}, {end}",
                 "bne 2b",
@@ -667,16 +561,20 @@ mod tests {
     use alloc::vec;
     use alloc::vec::Vec;
 
-    /// Against the plain dot products, head dimensions 1..=13 and 32, 0..=5 candidates.
-    #[test]
-    fn scores_i8_equal_the_plain_dot_products() {
-        let mut s = 0x2545_F491u32;
-        let mut next = move || {
+    /// A xorshift32 stream from `seed`.
+    fn xorshift32(mut s: u32) -> impl FnMut() -> u32 {
+        move || {
             s ^= s << 13;
             s ^= s >> 17;
             s ^= s << 5;
             s
-        };
+        }
+    }
+
+    /// Against the plain dot products, head dimensions 1..=13 and 32, 0..=5 candidates.
+    #[test]
+    fn scores_i8_equal_the_plain_dot_products() {
+        let mut next = xorshift32(0x2545_F491u32);
         for dh in (1..14).chain([32]) {
             for nc in 0..6 {
                 let (w, lo) = (dh + 3, 2);
@@ -701,13 +599,7 @@ mod tests {
     /// portable one).
     #[test]
     fn weighted_i8_equals_the_plain_sum() {
-        let mut s = 0x1234_5679u32;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut next = xorshift32(0x1234_5679u32);
         for len in (1..14).chain([32]) {
             for nc in (0..8).chain([65, 70]) {
                 let (w, lo, n_rows) = (len + 5, 3, 9);
@@ -735,13 +627,7 @@ mod tests {
     /// Against the textbook triple loop, every shape up to 9 rows × 13 columns.
     #[test]
     fn matvec_i8_equals_the_plain_sum() {
-        let mut s = 0x9E37_79B9u32;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut next = xorshift32(0x9E37_79B9u32);
         for rows in 0..10 {
             for n in 1..14 {
                 let x: Vec<i16> = (0..rows).map(|_| next() as i16).collect();
