@@ -1,7 +1,8 @@
 //! The integer head's kernels: `acc = x·W` with i16 activations, i8 weights and i32
-//! sums ([`matvec_i8`]), and attention scores of an i16 query against i8 key rows
-//! ([`scores_i8`]). Integer sums do not depend on the order (the head bounds `|x·w|` so no sum
-//! overflows), so every path gives the same values.
+//! sums ([`matvec_i8`]), attention scores of an i16 query against i8 key rows
+//! ([`scores_i8`]) and weighted sums of i8 value rows ([`weighted_i8`]). Integer sums do
+//! not depend on the order (the head bounds `|x·w|`, so no sum overflows): every path,
+//! portable or Arm DSP, gives the same values.
 
 /// `acc[o] = Σᵢ x[i]·w[i·n + o]`, `n = acc.len()`, over the first `x.len()` rows.
 ///
@@ -47,20 +48,17 @@ pub fn matvec_i8(x: &[i16], w: &[i8], acc: &mut [i32]) {
     }
 }
 
-/// The end of the furthest row, `max(offs) + lo + len` (0 without rows), checked to lie
-/// within `rows` (a row outside panics here, as slicing it would).
+/// Checks that every row `[offs[c] + lo, offs[c] + lo + len)` lies within `rows` (a row
+/// outside panics here, as slicing it would); the DSP paths rely on it.
 #[inline]
-fn rows_reach(offs: &[u32], rows: usize, lo: usize, len: usize) -> usize {
-    let Some(top) = offs.iter().copied().max() else {
-        return 0;
-    };
-    let top = top as usize;
-    let reach = top + lo + len;
-    assert!(
-        reach <= rows,
-        "row at offset {top} + {lo} + {len} past {rows}"
-    );
-    reach
+fn check_rows(offs: &[u32], rows: usize, lo: usize, len: usize) {
+    if let Some(top) = offs.iter().copied().max() {
+        let top = top as usize;
+        assert!(
+            top + lo + len <= rows,
+            "row at offset {top} + {lo} + {len} past {rows}"
+        );
+    }
 }
 
 /// `out[c] = q · rows[offs[c] + lo ..][..q.len()]` for each candidate row `c` (i16
@@ -69,7 +67,7 @@ fn rows_reach(offs: &[u32], rows: usize, lo: usize, len: usize) -> usize {
 #[inline]
 pub fn scores_i8(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32]) {
     let dh = q.len();
-    rows_reach(offs, rows.len(), lo, dh);
+    check_rows(offs, rows.len(), lo, dh);
     let row = |o: u32| &rows[o as usize + lo..o as usize + lo + dh];
     #[cfg(aether_arm_dsp)]
     if (4..=4 * dsp::MAX_QUADS).contains(&dh) {
@@ -87,7 +85,7 @@ pub fn scores_i8(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32
                 (packed[2 * m], packed[2 * m + 1]) = pack(m);
             }
             let n = offs.len().min(out.len());
-            // SAFETY: every row ends within `rows` (`rows_reach` above), so 32 bytes are
+            // SAFETY: every row ends within `rows` (`check_rows` above), so 32 bytes are
             // readable at `base + offs[c]`; `out` holds `n` scores.
             unsafe { dsp::scores32(&packed, &offs[..n], base, &mut out[..n]) };
             return;
@@ -99,7 +97,7 @@ pub fn scores_i8(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32
         let packed = &packed[..2 * quads];
         for (o, out) in offs.chunks(2).zip(out.chunks_mut(2)) {
             let (o0, o1) = (o[0] as usize, *o.get(1).unwrap_or(&o[0]) as usize);
-            // SAFETY: both rows end within `rows` (`rows_reach` above), so each has
+            // SAFETY: both rows end within `rows` (`check_rows` above), so each has
             // `4·quads ≤ dh` bytes from `base + offset`.
             let (a0, a1) = unsafe { dsp::dot2(packed, base.add(o0), base.add(o1)) };
             out[0] = a0;
@@ -164,7 +162,7 @@ pub fn scores_i8(q: &[i16], rows: &[i8], offs: &[u32], lo: usize, out: &mut [i32
 #[inline]
 pub fn weighted_i8(wts: &[i32], rows: &[i8], offs: &[u32], lo: usize, acc: &mut [i32]) {
     let len = acc.len();
-    rows_reach(offs, rows.len(), lo, len);
+    check_rows(offs, rows.len(), lo, len);
     let row = |o: u32| &rows[o as usize + lo..o as usize + lo + len];
     #[cfg(aether_arm_dsp)]
     if len >= 4 && wts.iter().all(|&x| (0..1 << 15).contains(&x)) {
@@ -182,7 +180,7 @@ pub fn weighted_i8(wts: &[i32], rows: &[i8], offs: &[u32], lo: usize, acc: &mut 
                 base.wrapping_add(o[0] as usize),
                 base.wrapping_add(o1 as usize),
             );
-            // SAFETY: both rows end within `rows` (`rows_reach` above): `4·quads ≤ len`
+            // SAFETY: both rows end within `rows` (`check_rows` above): `4·quads ≤ len`
             // bytes from `base + offset`; `acc` holds `4·quads` sums.
             unsafe {
                 if quads == 8 {
