@@ -20,7 +20,7 @@ use aether_rvne::{AttentionBackend, BlobView, ModelMeta, Pooling, Positional, Te
 use crate::error::{try_vec, QuantError, Result};
 use crate::fixed::{
     div_round, exp2_neg_q16_u32, f32_to_fixed, fixed_to_f32, gelu_q12, isqrt, isqrt128, pow2_div,
-    requant, requant32, requant_clamp, rshift, rshift_sat16, sat16, sat8, sin_q15, SAT30,
+    requant, requant_clamp, rshift, rshift_sat16, sat16, sat8, sin_q15, SAT30,
 };
 
 /// Largest input width of any matrix (and largest head dimension): with i16 inputs and
@@ -51,19 +51,12 @@ impl QMat<'_> {
         matvec(x, &self.w, &mut acc[..self.cols]);
     }
 
-    /// `R(acc + bias[o], mult[o], shift[o])`.
-    #[inline(always)]
-    pub fn out(&self, o: usize, acc: i32) -> i64 {
-        let r = &self.rq[3 * o..3 * o + 3];
-        // `requant`'s clamp of the i64 sum, in i32: saturate, then trim `i32::MIN`.
-        requant32(acc.saturating_add(r[0]).max(-i32::MAX), r[1], r[2])
-    }
-
-    /// `(add + out(o, acc)).clamp(lo, hi)` in i32 arithmetic (`|add| ≤ 2³⁰`;
-    /// [`requant_clamp`]).
+    /// `(add + R(acc + bias[o], mult[o], shift[o])).clamp(lo, hi)` in i32 arithmetic
+    /// (`|add| ≤ 2³⁰`; [`requant_clamp`]).
     #[inline(always)]
     pub fn out_clamp(&self, o: usize, acc: i32, add: i32, lo: i32, hi: i32) -> i32 {
         let r = &self.rq[3 * o..3 * o + 3];
+        // `requant`'s clamp of the i64 sum, in i32: saturate, then trim `i32::MIN`.
         requant_clamp(
             acc.saturating_add(r[0]).max(-i32::MAX),
             r[1],
