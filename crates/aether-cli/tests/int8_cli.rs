@@ -235,3 +235,87 @@ fn int8_models_through_every_verb() {
         &["horizon"],
     );
 }
+
+/// `train --int8 --qat-epochs N`: the fine-tuning runs after training (its epochs in the
+/// report and the provenance), the float model's matrices are on their int8 grid, and
+/// the int8 sibling holds exactly those integers (the matrices whose activation scales
+/// fold per output column; `wo` folds the value scales per row, docs/int8.md).
+#[test]
+fn quantisation_aware_fine_tuning_puts_the_float_weights_on_the_int8_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "data", Task::Gesture, 6, 3);
+    let model = dir.path().join("m.rvne");
+    ok(&aether(&[
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&model),
+        "--epochs",
+        "3",
+        "--qat-epochs",
+        "2",
+        "--d-model",
+        "16",
+        "--threads",
+        "1",
+        "--quiet",
+        "--no-plots",
+        "--int8",
+    ]));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
+    assert_eq!(report["config"]["qat_epochs"], 2, "{report}");
+    assert_eq!(
+        report["epochs_run"].as_u64().unwrap(),
+        report["history"].as_array().unwrap().len() as u64
+    );
+    assert!(report["epochs_run"].as_u64().unwrap() >= 3, "{report}");
+    let fb = std::fs::read(&model).unwrap();
+    let qb = std::fs::read(dir.path().join("m.int8.rvne")).unwrap();
+    let (fv, qv) = (
+        aether_rvne::BlobView::parse(&fb).unwrap(),
+        aether_rvne::BlobView::parse(&qb).unwrap(),
+    );
+    assert_eq!(fv.metadata_value("train.qat_epochs"), Some("2"));
+    let mut checked = 0;
+    for t in fv.tensors() {
+        let name = t.name().to_string();
+        let leaf = name.rsplit('.').next().unwrap();
+        let matrix = ["w", "wq", "wk", "wv", "wo", "w1", "w2"].contains(&leaf);
+        if !matrix {
+            continue;
+        }
+        let w = t.as_f32().unwrap();
+        let cols = t.shape().as_slice()[1];
+        let rows = w.len() / cols;
+        let q = qv.tensor(&name).unwrap().as_i8().unwrap().to_vec();
+        for o in 0..cols {
+            let m = (0..rows)
+                .map(|i| f64::from(w[i * cols + o]).abs())
+                .fold(0.0, f64::max);
+            for i in 0..rows {
+                let k = f64::from(w[i * cols + o]) / (m / 127.0);
+                assert!((k - k.round()).abs() < 1e-3, "{name}[{i}, {o}] = {k} steps");
+                if leaf != "wo" && m > 0.0 {
+                    assert_eq!(k.round() as i8, q[i * cols + o], "{name}[{i}, {o}]");
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 6, "{checked} matrices");
+    // --qat-epochs is range-checked like --epochs.
+    fails(
+        &aether(&[
+            "train",
+            "--data",
+            s(&data),
+            "--out",
+            s(&model),
+            "--qat-epochs",
+            "-1",
+        ]),
+        &["--qat-epochs"],
+    );
+}

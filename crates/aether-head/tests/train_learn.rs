@@ -382,3 +382,67 @@ fn crop_lengths_are_bounded_multiples() {
         assert!(cfg.validate().is_err());
     }
 }
+
+/// Whether every weight matrix of `m` is on its int8 grid (projection changes nothing).
+fn on_int8_grid(m: &Model) -> bool {
+    let mut p = m.params().to_vec();
+    aether_head::train::fake_quant_weights(m.layout(), &mut p);
+    p == m.params()
+}
+
+#[test]
+fn quantisation_aware_training_learns_and_ends_on_the_int8_grid() {
+    let data = synthetic(128, 48, 3, 1);
+    let w = windows(&data);
+    let val = synthetic(32, 48, 3, 9);
+    let v = windows(&val);
+    let cfg = TrainConfig {
+        epochs: 6,
+        batch_size: 8,
+        learning_rate: 5e-3,
+        seed: 3,
+        ..TrainConfig::default()
+    };
+    let plain = train(small_arch(3), &cfg, &w, &v, |_| ControlFlow::Continue(())).unwrap();
+    assert!(
+        !on_int8_grid(&plain.model),
+        "float training is off the grid"
+    );
+    // Fine-tuning from the trained model, as `aether train --qat-epochs` does.
+    let qcfg = TrainConfig {
+        epochs: 3,
+        learning_rate: 5e-4,
+        fake_quant: true,
+        ..cfg.clone()
+    };
+    let mut seen = Vec::new();
+    let q = aether_head::train::train_model(plain.model.clone(), &qcfg, &w, &v, |e| {
+        if let TrainEvent::Epoch(s) = e {
+            seen.push(s.val_loss.unwrap());
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert!(on_int8_grid(&q.model), "the result is on the grid");
+    // Validation judged the projected weights: the kept epoch's loss is the projected
+    // model's loss on the validation windows.
+    let frames: Vec<&[f32]> = v.iter().map(|x| x.frames).collect();
+    let labels: Vec<usize> = v.iter().map(|x| x.label).collect();
+    let logits = q.model.logits_batch(&frames).unwrap();
+    let loss = aether_head::train::mean_cross_entropy(&logits, &labels, 2).unwrap();
+    assert!(
+        (loss - seen[q.best_epoch]).abs() < 1e-9,
+        "{loss} vs {}",
+        seen[q.best_epoch]
+    );
+    assert!(report_from_logits(&logits, &labels, 2).unwrap().accuracy > 0.9);
+    // The straight-through steps moved the float weights, not only projected them.
+    let mut projected = plain.model.params().to_vec();
+    aether_head::train::fake_quant_weights(plain.model.layout(), &mut projected);
+    assert_ne!(projected, q.model.params());
+    // Same seed, same result.
+    let again =
+        aether_head::train::train_model(plain.model, &qcfg, &w, &v, |_| ControlFlow::Continue(()))
+            .unwrap();
+    assert_eq!(again.model.params(), q.model.params());
+}

@@ -15,7 +15,8 @@ use std::time::Instant;
 use aether_data::dataset::WindowConfig;
 use aether_data::Dataset;
 use aether_head::train::{
-    train as train_head, Architecture, Augment, Monitor, TrainConfig, TrainEvent, TrainOutcome,
+    train as train_head, train_model, Architecture, Augment, EpochStats, Monitor, TrainConfig,
+    TrainEvent, TrainOutcome,
 };
 use aether_head::AttentionBackend;
 use anyhow::{bail, Result};
@@ -162,6 +163,12 @@ pub struct TrainOpts {
     /// Mixup α (windows mixed with a partner of the batch, λ ~ Beta(α, α)), 0..=2 (0: off).
     #[arg(long, default_value_t = 0.0, value_parser = values::real32(0.0, 2.0, Ends::Closed))]
     pub mixup: f32,
+    /// Quantisation-aware fine-tuning after training, 0..=10000 epochs (0: off): the
+    /// weights on their int8 grid in every forward (straight-through gradients), a tenth
+    /// of the learning rate, best epoch by validation; the float model's weights end on
+    /// the grid, so `--int8` quantises them exactly (docs/int8.md).
+    #[arg(long, default_value_t = 0, value_parser = values::count(0, values::MAX_EPOCHS))]
+    pub qat_epochs: usize,
 }
 
 /// The command-line defaults, so code that builds options (demo, serve --demo, tests)
@@ -257,6 +264,20 @@ pub fn derive_config(opts: &TrainOpts, n: usize, frames: usize) -> TrainConfig {
     }
 }
 
+/// The settings of the quantisation-aware fine-tuning after a training with `config`:
+/// `epochs` epochs, a tenth of the peak learning rate without warmup, the weights on
+/// their int8 grid (`fake_quant`), the rest as trained.
+pub fn qat_config(config: &TrainConfig, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        learning_rate: config.learning_rate * 0.1,
+        warmup_fraction: 0.0,
+        patience: None,
+        fake_quant: true,
+        ..config.clone()
+    }
+}
+
 /// Everything one training run used and produced.
 pub struct Fitted {
     /// The window used for training and stored in the model.
@@ -265,6 +286,8 @@ pub struct Fitted {
     pub arch: Architecture,
     /// Optimiser settings used.
     pub config: TrainConfig,
+    /// Epochs of quantisation-aware fine-tuning that followed (0: none).
+    pub qat_epochs: usize,
     /// Training recordings.
     pub train_recordings: Vec<usize>,
     /// Validation recordings.
@@ -385,7 +408,7 @@ pub fn fit_with_progress(
     let config = derive_config(opts, tr.len(), tr.total_frames(ds.dim()));
     let batches = tr.len().div_ceil(config.batch_size);
     progress.line(&format!(
-        "training on {} windows ({} recordings; window {}, stride {}), validating on {} windows ({} recordings); {} epochs max, batch {}, lr {}",
+        "training on {} windows ({} recordings; window {}, stride {}), validating on {} windows ({} recordings); {} epochs max, batch {}, lr {}{}",
         tr.len(),
         train_rec.len(),
         window.len,
@@ -394,12 +417,23 @@ pub fn fit_with_progress(
         val_rec.len(),
         config.epochs,
         config.batch_size,
-        config.learning_rate
+        config.learning_rate,
+        if opts.qat_epochs > 0 {
+            format!(
+                "; then {} quantisation-aware epochs at lr {}",
+                opts.qat_epochs,
+                qat_config(&config, opts.qat_epochs).learning_rate
+            )
+        } else {
+            String::new()
+        }
     ));
-    progress.start((config.epochs * batches) as u64);
+    progress.start(((config.epochs + opts.qat_epochs) * batches) as u64);
     let (mut seen, mut loss_sum, mut last_acc) = (0usize, 0.0f64, f64::NAN);
     let t0 = Instant::now();
-    let outcome = train_head(arch.clone(), &config, &tr.windows(), &va.windows(), |e| {
+    // Epoch numbers of the fine-tuning continue those of the training.
+    let first_epoch = std::cell::Cell::new(0usize);
+    let mut on_event = |e: TrainEvent<'_>| {
         match e {
             TrainEvent::Batch {
                 epoch, batch, loss, ..
@@ -409,20 +443,60 @@ pub fn fit_with_progress(
                 }
                 seen += 1;
                 loss_sum += loss;
-                progress.step(epoch + 1, loss_sum / seen as f64, last_acc);
+                progress.step(
+                    first_epoch.get() + epoch + 1,
+                    loss_sum / seen as f64,
+                    last_acc,
+                );
             }
             TrainEvent::Epoch(s) => {
                 last_acc = s.val_accuracy.unwrap_or(s.train_accuracy);
-                progress.line(&epoch_line(s));
+                let s = EpochStats {
+                    epoch: first_epoch.get() + s.epoch,
+                    ..s.clone()
+                };
+                progress.line(&epoch_line(&s));
             }
         }
         ControlFlow::Continue(())
-    })?;
+    };
+    let mut outcome = train_head(
+        arch.clone(),
+        &config,
+        &tr.windows(),
+        &va.windows(),
+        &mut on_event,
+    )?;
+    if opts.qat_epochs > 0 && !outcome.cancelled {
+        first_epoch.set(outcome.history.len());
+        let first_epoch = first_epoch.get();
+        let q = train_model(
+            outcome.model,
+            &qat_config(&config, opts.qat_epochs),
+            &tr.windows(),
+            &va.windows(),
+            &mut on_event,
+        )?;
+        outcome.history.extend(q.history.into_iter().map(|mut s| {
+            s.epoch += first_epoch;
+            s
+        }));
+        outcome = TrainOutcome {
+            model: q.model,
+            best_epoch: first_epoch + q.best_epoch,
+            stopped_early: outcome.stopped_early,
+            cancelled: outcome.cancelled || q.cancelled,
+            steps: outcome.steps + q.steps,
+            history: outcome.history,
+            class_weights: outcome.class_weights,
+        };
+    }
     progress.finish();
     Ok(Fitted {
         window,
         arch,
         config,
+        qat_epochs: opts.qat_epochs,
         train_recordings: train_rec.to_vec(),
         val_recordings: val_rec.to_vec(),
         train_windows: tr.len(),

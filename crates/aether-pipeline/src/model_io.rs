@@ -76,6 +76,9 @@ pub fn model_bytes(f: &Fitted, ds: &Dataset, hash: &str, v1: bool, f16: bool) ->
         return Ok(f.outcome.model.to_v1_bytes(dtype)?);
     }
     let mut metadata = provenance(&f.config, &f.outcome);
+    if f.qat_epochs > 0 {
+        metadata.push(("train.qat_epochs".into(), f.qat_epochs.to_string()));
+    }
     metadata.extend(data_metadata(hash, f, ds));
     let info = ExportInfo {
         class_names: ds.classes.clone(),

@@ -53,6 +53,18 @@ def test_train_v1_f16_and_seed(cli, work, data_dir):
     assert rn.to_bytes() == out2.read_bytes() and rn.info()["architecture"]["running_norm"]
 
 
+def test_train_qat_equals_cli_bytes(cli, work, data_dir):
+    out = work / "qat.rvne"
+    cli("train", "--data", data_dir, "--out", out, "--quiet", "--no-plots", "--epochs", "2", "--seed", "5",
+        "--window", "48", "--d-model", "16", "--qat-epochs", "2")
+    ds = aether.read_dataset(data_dir)
+    model, report = aether.train(ds, epochs=2, seed=5, window=48, d_model=16, qat_epochs=2)
+    assert model.to_bytes() == out.read_bytes()
+    assert report["config"]["qat_epochs"] == 2 and model.info()["metadata"]["train.qat_epochs"] == "2"
+    plain, _ = aether.train(ds, epochs=2, seed=5, window=48, d_model=16)
+    assert plain.to_bytes() != out.read_bytes()
+
+
 def test_evaluate_equals_cli_eval(cli, cli_model, data_dir):
     ref = json.loads(cli("eval", "--model", cli_model, "--data", data_dir, "--json"))
     ref.pop("model")

@@ -136,6 +136,10 @@ pub struct TrainConfig {
     /// Which parameters train (one flag per parameter of the model's [`super::Layout`]);
     /// `None`: all. Frozen parameters keep their values (few-shot adaptation).
     pub trainable: Option<Vec<bool>>,
+    /// Quantisation-aware training: every step's forward and backward, and validation,
+    /// use the weight matrices projected onto their int8 grid ([`super::qat`]), the
+    /// gradient passed straight through to the float weights; the result is projected.
+    pub fake_quant: bool,
 }
 
 /// Seeded training-time augmentation of each window, in units of the model's per-feature
@@ -238,6 +242,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             mixup: 0.0,
             trainable: None,
+            fake_quant: false,
         }
     }
 }

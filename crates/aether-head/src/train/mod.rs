@@ -11,6 +11,7 @@ pub mod model;
 mod ops;
 pub mod optim;
 pub mod params;
+pub mod qat;
 pub mod rng;
 pub mod trainer;
 
@@ -25,6 +26,7 @@ pub use metrics::{
 pub use model::{argmax, Model, Window};
 pub use optim::{clip_global_norm, AdamW, Schedule};
 pub use params::{Layout, ParamKind, TensorSpec};
+pub use qat::fake_quant_weights;
 pub use trainer::{
     inverse_frequency_weights, train, train_model, EpochStats, TrainEvent, TrainOutcome, GRAD_CHUNK,
 };

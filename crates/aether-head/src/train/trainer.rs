@@ -15,6 +15,7 @@ use super::error::TrainError;
 use super::metrics::{mean_cross_entropy, report_from_logits};
 use super::model::{Model, Plans, Window, Workspace};
 use super::optim::{clip_global_norm, AdamW, Schedule};
+use super::qat::fake_quant_weights;
 use super::rng::Rng;
 
 /// Windows per gradient chunk: the unit of parallel work and of the fixed-order reduction.
@@ -240,11 +241,18 @@ fn better(m: Monitor, new: (f64, f64, f64), old: (f64, f64, f64)) -> bool {
     }
 }
 
+/// Copies `latent`'s weights into `shadow`, projected onto the int8 grid.
+fn project_into(latent: &Model, shadow: &mut Model) {
+    shadow.params_mut().copy_from_slice(latent.params());
+    fake_quant_weights(latent.layout(), shadow.params_mut());
+}
+
 /// Trains `model` in place of its current weights (input statistics are kept as given).
 ///
 /// `val` may be empty (no early stopping; the last weights are kept). `on_event` sees
 /// every step and epoch; returning `Break` stops after the current step with the best
-/// weights so far.
+/// weights so far. With [`TrainConfig::fake_quant`] the forward, the backward and
+/// validation use the weights projected onto their int8 grid, and so does the result.
 pub fn train_model(
     mut model: Model,
     cfg: &TrainConfig,
@@ -331,13 +339,19 @@ pub fn train_model(
     };
     let (mut since_best, mut stopped_early, mut cancelled, mut step) =
         (0usize, false, false, 0usize);
+    // Quantisation-aware training: the weights every forward sees, projected onto the
+    // int8 grid from the float ("latent") weights the optimiser updates.
+    let mut shadow: Option<Model> = cfg.fake_quant.then(|| model.clone());
     'epochs: for epoch in 0..cfg.epochs {
         let t0 = Instant::now();
         rng.shuffle(&mut order);
         let (mut loss_sum, mut correct, mut norm_sum, mut lr) = (0.0f64, 0usize, 0.0f64, 0.0f32);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
             let total_w: f32 = idx.iter().map(|&i| weights[train[i].label]).sum();
-            let m = &model;
+            if let Some(q) = shadow.as_mut() {
+                project_into(&model, q);
+            }
+            let m = shadow.as_ref().unwrap_or(&model);
             let soft = cfg.label_smoothing > 0.0 || cfg.mixup > 0.0;
             let work = || {
                 idx.par_chunks(GRAD_CHUNK)
@@ -491,9 +505,16 @@ pub fn train_model(
             model.swap_params(&mut ema);
         }
         if !val.is_empty() {
+            let judged = match shadow.as_mut() {
+                Some(q) => {
+                    project_into(&model, q);
+                    &*q
+                }
+                None => &model,
+            };
             let logits = match &pool {
-                Some(p) => p.install(|| model.logits_batch(&val_frames)),
-                None => model.logits_batch(&val_frames),
+                Some(p) => p.install(|| judged.logits_batch(&val_frames)),
+                None => judged.logits_batch(&val_frames),
             };
             let logits = match logits {
                 Ok(l) => l,
@@ -558,6 +579,10 @@ pub fn train_model(
             last
         }
     };
+    if cfg.fake_quant {
+        let layout = model.layout().clone();
+        fake_quant_weights(&layout, model.params_mut());
+    }
     Ok(TrainOutcome {
         model,
         history,

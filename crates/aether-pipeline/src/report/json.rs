@@ -82,7 +82,7 @@ pub fn fitted_json(f: &Fitted, ds: &Dataset, val: Option<&Evaluation>) -> Value 
         "config": {
             "epochs": c.epochs, "batch_size": c.batch_size, "learning_rate": c.learning_rate,
             "weight_decay": c.weight_decay, "clip_norm": c.clip_norm, "patience": c.patience,
-            "class_weighting": c.class_weighting, "seed": c.seed,
+            "class_weighting": c.class_weighting, "seed": c.seed, "qat_epochs": f.qat_epochs,
         },
         "train_recordings": f.train_recordings.len(),
         "val_recordings": f.val_recordings.len(),

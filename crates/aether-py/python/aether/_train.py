@@ -41,6 +41,7 @@ TRAIN_OPTIONS = (
     "ema",
     "label_smoothing",
     "mixup",
+    "qat_epochs",
 )
 _FLOATS = {
     "lr",
@@ -125,6 +126,7 @@ def train(
     ema: float = 0.0,
     label_smoothing: float = 0.0,
     mixup: float = 0.0,
+    qat_epochs: int = 0,
 ) -> Tuple["_aether.Model", Dict[str, Any]]:
     """Train a model on ``ds`` exactly as ``aether train --data DS --out M.rvne`` does.
 

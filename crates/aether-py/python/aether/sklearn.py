@@ -76,6 +76,7 @@ class TemporalClassifier(*_BASES):  # type: ignore[misc]
         ema: float = 0.0,
         label_smoothing: float = 0.0,
         mixup: float = 0.0,
+        qat_epochs: int = 0,
     ) -> None:
         self.window = window
         self.stride = stride
@@ -101,6 +102,7 @@ class TemporalClassifier(*_BASES):  # type: ignore[misc]
         self.ema = ema
         self.label_smoothing = label_smoothing
         self.mixup = mixup
+        self.qat_epochs = qat_epochs
 
     _PARAMS = tuple(n for n in TRAIN_OPTIONS if n not in ("groups", "group_field"))
 
