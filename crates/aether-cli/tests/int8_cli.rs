@@ -33,19 +33,11 @@ fn to_f32(h: &QuantHead<'_>, q: &[i32]) -> Vec<f32> {
     out
 }
 
-#[test]
-fn int8_models_through_every_verb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dataset(dir.path(), "data", Task::Gesture, 6, 3);
-    let model = dir.path().join("m.rvne");
-    ok(&aether(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&model),
-        "--epochs",
-        "2",
+/// `aether train --int8` of a small head (D 16, one thread) on `data` to `model`, plus `extra`.
+fn train_int8(data: &std::path::Path, model: &std::path::Path, extra: &[&str]) {
+    let mut args = vec!["train", "--data", s(data), "--out", s(model)];
+    args.extend_from_slice(extra);
+    args.extend([
         "--d-model",
         "16",
         "--threads",
@@ -53,7 +45,16 @@ fn int8_models_through_every_verb() {
         "--quiet",
         "--no-plots",
         "--int8",
-    ]));
+    ]);
+    ok(&aether(&args));
+}
+
+#[test]
+fn int8_models_through_every_verb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), "data", Task::Gesture, 6, 3);
+    let model = dir.path().join("m.rvne");
+    train_int8(&data, &model, &["--epochs", "2"]);
     let sibling = dir.path().join("m.int8.rvne");
     assert!(sibling.exists(), "train --int8 writes the int8 sibling");
     let report: Value =
@@ -245,24 +246,7 @@ fn quantisation_aware_fine_tuning_puts_the_float_weights_on_the_int8_grid() {
     let dir = tempfile::tempdir().unwrap();
     let data = dataset(dir.path(), "data", Task::Gesture, 6, 3);
     let model = dir.path().join("m.rvne");
-    ok(&aether(&[
-        "train",
-        "--data",
-        s(&data),
-        "--out",
-        s(&model),
-        "--epochs",
-        "3",
-        "--qat-epochs",
-        "2",
-        "--d-model",
-        "16",
-        "--threads",
-        "1",
-        "--quiet",
-        "--no-plots",
-        "--int8",
-    ]));
+    train_int8(&data, &model, &["--epochs", "3", "--qat-epochs", "2"]);
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap();
     assert_eq!(report["config"]["qat_epochs"], 2, "{report}");
