@@ -286,7 +286,7 @@ pub struct Fitted {
     pub arch: Architecture,
     /// Optimiser settings used.
     pub config: TrainConfig,
-    /// Epochs of quantisation-aware fine-tuning that followed (0: none).
+    /// Epochs of quantisation-aware fine-tuning that followed (0: none, or training was cancelled).
     pub qat_epochs: usize,
     /// Training recordings.
     pub train_recordings: Vec<usize>,
@@ -467,12 +467,18 @@ pub fn fit_with_progress(
         &va.windows(),
         &mut on_event,
     )?;
-    if opts.qat_epochs > 0 && !outcome.cancelled {
+    // Not after a cancelled training: the model then is what the caller stopped.
+    let qat_epochs = if outcome.cancelled {
+        0
+    } else {
+        opts.qat_epochs
+    };
+    if qat_epochs > 0 {
         first_epoch.set(outcome.history.len());
         let first_epoch = first_epoch.get();
         let q = train_model(
             outcome.model,
-            &qat_config(&config, opts.qat_epochs),
+            &qat_config(&config, qat_epochs),
             &tr.windows(),
             &va.windows(),
             &mut on_event,
@@ -496,7 +502,7 @@ pub fn fit_with_progress(
         window,
         arch,
         config,
-        qat_epochs: opts.qat_epochs,
+        qat_epochs,
         train_recordings: train_rec.to_vec(),
         val_recordings: val_rec.to_vec(),
         train_windows: tr.len(),
