@@ -460,13 +460,8 @@ pub fn fit_with_progress(
         }
         ControlFlow::Continue(())
     };
-    let mut outcome = train_head(
-        arch.clone(),
-        &config,
-        &tr.windows(),
-        &va.windows(),
-        &mut on_event,
-    )?;
+    let (train_w, val_w) = (tr.windows(), va.windows());
+    let mut outcome = train_head(arch.clone(), &config, &train_w, &val_w, &mut on_event)?;
     // Not after a cancelled training: the model then is what the caller stopped.
     let qat_epochs = if outcome.cancelled {
         0
@@ -479,8 +474,8 @@ pub fn fit_with_progress(
         let q = train_model(
             outcome.model,
             &qat_config(&config, qat_epochs),
-            &tr.windows(),
-            &va.windows(),
+            &train_w,
+            &val_w,
             &mut on_event,
         )?;
         outcome.history.extend(q.history.into_iter().map(|mut s| {
