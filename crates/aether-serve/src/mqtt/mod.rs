@@ -10,10 +10,12 @@
 //! `--mqtt-hz` times a second, and only when the class or the rounded probability
 //! changed; a full queue drops the event (`aether_mqtt_dropped_total{reason="queue_full"}`).
 //! The task publishes a node's JSON state only when it differs from the last one it
-//! published, plus every `--heartbeat`. While the broker is unreachable the client
-//! buffers up to [`MqttConfig::buffer`] messages (then drops and counts them), reconnects
-//! with exponential backoff up to [`MqttConfig::reconnect_max`], and on every connect
-//! publishes `online`, every discovery config and every node's state again.
+//! published, plus every `--heartbeat`. While the broker is unreachable, node states and
+//! the announcement of a newly seen node wait for the connect, which publishes `online`,
+//! every discovery config and every node's availability and state as they are then; the
+//! client buffers up to [`MqttConfig::buffer`] other messages (events, availability
+//! changes, removals; then drops and counts them) and reconnects with exponential
+//! backoff up to [`MqttConfig::reconnect_max`].
 //!
 //! Topics (docs/home-assistant.md): `aether/<instance>/status` (retained `online`, last
 //! will `offline`), `aether/<instance>/<node>/state` (retained JSON), `…/<node>/availability`
@@ -406,7 +408,10 @@ impl Task {
                 let changed = n.state.as_deref() != Some(s.as_str());
                 n.state = Some(s.clone());
                 let slug = n.slug.clone();
-                if new {
+                if !self.connected {
+                    // `announce_all` on the (re)connect publishes the node as it is
+                    // then; a publish now would be queued and reach the broker twice.
+                } else if new {
                     self.announce_node(key);
                 } else {
                     if !was_live {
